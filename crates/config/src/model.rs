@@ -1,0 +1,747 @@
+//! The typed shape of `fracta.yaml`: plain serde types, one per section of the Runtime
+//! Configuration Guide. Behaviour (loading, validation, expansion) lives elsewhere.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A whole `fracta.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub logging: Logging,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub agents: Agents,
+    /// Legacy top-level runtime map; superseded by `agents.agent_runtimes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtimes: Option<IndexMap<String, RuntimeEntry>>,
+    #[serde(default)]
+    pub auth: Auth,
+    #[serde(default)]
+    pub project: Project,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Logging {
+    /// Log file; relative to the config file's folder. Default `.fracta/fracta.log`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<LogLevel>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// `runtime:` — where agents run and where state is kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSection>,
+    #[serde(default)]
+    pub state: StateSection,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Local,
+    Kubernetes,
+}
+
+/// `runtime.kubernetes:` — cluster-wide settings for the Kubernetes backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSection {
+    /// Default agent image; must contain the CLIs of every runtime it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Namespace for agent objects; default: the kubeconfig context's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// kubeconfig context; default: the current context (or in-cluster config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    #[serde(default)]
+    pub driver: StateDriver,
+    #[serde(default)]
+    pub sqlite: SqliteSection,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateDriver {
+    #[default]
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSection {
+    /// Database file; relative to the config file's folder. Default `.fracta/state.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `agents:` — the runtimes and their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agents {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_runtime: Option<String>,
+    #[serde(default)]
+    pub default_mode: Mode,
+    #[serde(default)]
+    pub agent_runtimes: IndexMap<String, RuntimeEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Batch,
+    Stream,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Batch => "batch",
+            Mode::Stream => "stream",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which agent CLI a runtime drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterKind {
+    Claude,
+    Codex,
+    Opencode,
+}
+
+impl AdapterKind {
+    pub const ALL: [AdapterKind; 3] = [
+        AdapterKind::Claude,
+        AdapterKind::Codex,
+        AdapterKind::Opencode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::Claude => "claude",
+            AdapterKind::Codex => "codex",
+            AdapterKind::Opencode => "opencode",
+        }
+    }
+}
+
+impl fmt::Display for AdapterKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The three model tiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Heavy,
+    Medium,
+    Light,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 3] = [Tier::Heavy, Tier::Medium, Tier::Light];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Heavy => "heavy",
+            Tier::Medium => "medium",
+            Tier::Light => "light",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTiers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub light: Option<String>,
+}
+
+impl ModelTiers {
+    pub fn get(&self, tier: Tier) -> Option<&str> {
+        match tier {
+            Tier::Heavy => self.heavy.as_deref(),
+            Tier::Medium => self.medium.as_deref(),
+            Tier::Light => self.light.as_deref(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heavy.is_none() && self.medium.is_none() && self.light.is_none()
+    }
+}
+
+/// One entry under `agents.agent_runtimes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeEntry {
+    pub adapter: AdapterKind,
+    /// Default model (overridden by tier or per spawn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "ModelTiers::is_empty")]
+    pub model_tiers: ModelTiers,
+    /// Environment injected into local agent processes; values may use `${VAR}`.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_profile: Option<String>,
+    /// Overrides the profile's `default_binding` for this runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_binding: Option<Binding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<RuntimeKubernetes>,
+    /// The CLI to run; default: the adapter's binary (PATH, then the project's node_modules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Extra CLI arguments, appended to the adapter's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Merged into the runtime's own config file that Fracta writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_config: Option<serde_json::Value>,
+    /// OpenCode step limit per send (the seed's hard-coded 20, made configurable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u32>,
+}
+
+/// `kubernetes:` on a runtime entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeKubernetes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "KubeEnv::is_empty")]
+    pub env: KubeEnv,
+}
+
+/// Kubernetes env for a runtime. The seed shows both a `NAME: value` map and a list of
+/// `{name, value}` / `{name, valueFrom}` items; both load, and keep their form.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum KubeEnv {
+    Map(IndexMap<String, String>),
+    List(Vec<KubeEnvVar>),
+}
+
+impl Default for KubeEnv {
+    fn default() -> Self {
+        KubeEnv::Map(IndexMap::new())
+    }
+}
+
+impl KubeEnv {
+    pub fn is_empty(&self) -> bool {
+        match self {
+            KubeEnv::Map(m) => m.is_empty(),
+            KubeEnv::List(l) => l.is_empty(),
+        }
+    }
+
+    /// Both forms as a list of variables, in order.
+    pub fn to_list(&self) -> Vec<KubeEnvVar> {
+        match self {
+            KubeEnv::Map(m) => m
+                .iter()
+                .map(|(k, v)| KubeEnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    value_from: None,
+                })
+                .collect(),
+            KubeEnv::List(l) => l.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KubeEnv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = KubeEnv;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of NAME: value, or a list of {name, value} / {name, valueFrom}")
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<KubeEnv, E> {
+                Ok(KubeEnv::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<KubeEnv, A::Error> {
+                IndexMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(KubeEnv::Map)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<KubeEnv, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(KubeEnv::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeEnvVar {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, rename = "valueFrom", skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<KubeEnvSource>,
+}
+
+/// A Kubernetes `valueFrom`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeEnvSource {
+    #[serde(
+        default,
+        rename = "secretKeyRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub secret_key_ref: Option<KeyRef>,
+    #[serde(
+        default,
+        rename = "configMapKeyRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub config_map_key_ref: Option<KeyRef>,
+    #[serde(default, rename = "fieldRef", skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    pub name: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optional: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldRef {
+    #[serde(rename = "fieldPath")]
+    pub field_path: String,
+}
+
+/// `auth:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    #[serde(default)]
+    pub credentials: Credentials,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    #[serde(default)]
+    pub profiles: IndexMap<String, Profile>,
+}
+
+/// `auth.credentials.profiles.<name>`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Secrets Fracta materializes before spawn.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub auth_origins: IndexMap<String, AuthOrigin>,
+    /// Commands the agent itself runs to get a token.
+    #[serde(default)]
+    pub runtime_auth_resolvers: IndexMap<String, Resolver>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "Assertions::is_empty")]
+    pub assertions: Assertions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_binding: Option<Binding>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assertions {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forbid_env: Vec<String>,
+}
+
+impl Assertions {
+    pub fn is_empty(&self) -> bool {
+        self.require_env.is_empty() && self.forbid_env.is_empty()
+    }
+}
+
+/// Where a materialized secret may be used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Materializes at spawn time in every topology.
+    #[default]
+    Any,
+    /// Only reachable through a runtime helper projection; never populates env by itself.
+    AgentRuntime,
+}
+
+/// `auth_origins.<name>`: a secret Fracta materializes before spawn.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthOrigin {
+    /// Run a command (argv, never a shell string); its trimmed stdout is the secret.
+    CommandOutput {
+        scope: Scope,
+        command: Vec<String>,
+        /// How long the command may run; default 30 s.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Locally: Fracta's own env var `env_name`; on Kubernetes: a `secretKeyRef`.
+    SecretEnv {
+        scope: Scope,
+        env_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_ref: Option<SecretRef>,
+    },
+    /// A token taken from an HTTP header of the request that asked the control plane to spawn.
+    HttpHeaderToken {
+        scope: Scope,
+        /// Header name; default `Authorization` (a `Bearer ` prefix is stripped).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        header: Option<String>,
+    },
+}
+
+impl AuthOrigin {
+    pub fn scope(&self) -> Scope {
+        match self {
+            AuthOrigin::CommandOutput { scope, .. }
+            | AuthOrigin::SecretEnv { scope, .. }
+            | AuthOrigin::HttpHeaderToken { scope, .. } => *scope,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AuthOrigin::CommandOutput { .. } => "command_output",
+            AuthOrigin::SecretEnv { .. } => "secret_env",
+            AuthOrigin::HttpHeaderToken { .. } => "http_header_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OriginType {
+    CommandOutput,
+    SecretEnv,
+    HttpHeaderToken,
+}
+
+/// The flat form an origin is read in, so that every key keeps its own location.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigin {
+    #[serde(rename = "type")]
+    kind: OriginType,
+    #[serde(default)]
+    scope: Scope,
+    #[serde(default, deserialize_with = "opt_argv")]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    env_name: Option<String>,
+    #[serde(default)]
+    secret_ref: Option<SecretRef>,
+    #[serde(default)]
+    header: Option<String>,
+}
+
+/// A conversion error about one key below the current one: `key_error("env_name", "...")`.
+/// The loader moves the diagnostic onto that key (see `diagnostic::split_sub_key`).
+pub(crate) fn key_error(key: &str, msg: impl fmt::Display) -> String {
+    format!("`{key}`: {msg}")
+}
+
+fn not_for(key: &str, present: bool, kind: &str) -> Result<(), String> {
+    if present {
+        return Err(key_error(key, format!("is not a field of `type: {kind}`")));
+    }
+    Ok(())
+}
+
+impl TryFrom<RawOrigin> for AuthOrigin {
+    type Error = String;
+    fn try_from(r: RawOrigin) -> Result<Self, String> {
+        match r.kind {
+            OriginType::CommandOutput => {
+                not_for("env_name", r.env_name.is_some(), "command_output")?;
+                not_for("secret_ref", r.secret_ref.is_some(), "command_output")?;
+                not_for("header", r.header.is_some(), "command_output")?;
+                let command = r.command.ok_or_else(|| {
+                    "missing field `command` (required for `type: command_output`)".to_string()
+                })?;
+                Ok(AuthOrigin::CommandOutput {
+                    scope: r.scope,
+                    command,
+                    timeout_ms: r.timeout_ms,
+                })
+            }
+            OriginType::SecretEnv => {
+                not_for("command", r.command.is_some(), "secret_env")?;
+                not_for("timeout_ms", r.timeout_ms.is_some(), "secret_env")?;
+                not_for("header", r.header.is_some(), "secret_env")?;
+                let env_name = r.env_name.ok_or_else(|| {
+                    "missing field `env_name` (required for `type: secret_env`)".to_string()
+                })?;
+                Ok(AuthOrigin::SecretEnv {
+                    scope: r.scope,
+                    env_name,
+                    secret_ref: r.secret_ref,
+                })
+            }
+            OriginType::HttpHeaderToken => {
+                not_for("command", r.command.is_some(), "http_header_token")?;
+                not_for("timeout_ms", r.timeout_ms.is_some(), "http_header_token")?;
+                not_for("env_name", r.env_name.is_some(), "http_header_token")?;
+                not_for("secret_ref", r.secret_ref.is_some(), "http_header_token")?;
+                Ok(AuthOrigin::HttpHeaderToken {
+                    scope: r.scope,
+                    header: r.header,
+                })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthOrigin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawOrigin::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Kubernetes Secret name.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// `runtime_auth_resolvers.<name>`: a command that runs inside the agent to get a token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resolver {
+    #[serde(rename = "type")]
+    pub kind: ResolverType,
+    /// A shell command line, run by the agent CLI (e.g. Claude's apiKeyHelper).
+    pub command: String,
+    /// How long a token stays fresh before the helper runs again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolverType {
+    Command,
+}
+
+/// How a secret reaches the agent CLI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Binding {
+    /// Project a runtime resolver into Claude's `settings.json` as `apiKeyHelper`.
+    ClaudeApiKeyHelper { runtime_auth_resolver: String },
+    /// Put an origin's value into env var `env_name` of the agent process.
+    BearerEnv {
+        auth_origin: String,
+        env_name: String,
+    },
+}
+
+impl Binding {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Binding::ClaudeApiKeyHelper { .. } => "claude_api_key_helper",
+            Binding::BearerEnv { .. } => "bearer_env",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BindingType {
+    ClaudeApiKeyHelper,
+    BearerEnv,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    #[serde(rename = "type")]
+    kind: BindingType,
+    #[serde(default)]
+    runtime_auth_resolver: Option<String>,
+    #[serde(default)]
+    auth_origin: Option<String>,
+    #[serde(default)]
+    env_name: Option<String>,
+}
+
+impl TryFrom<RawBinding> for Binding {
+    type Error = String;
+    fn try_from(r: RawBinding) -> Result<Self, String> {
+        match r.kind {
+            BindingType::ClaudeApiKeyHelper => {
+                not_for(
+                    "auth_origin",
+                    r.auth_origin.is_some(),
+                    "claude_api_key_helper",
+                )?;
+                not_for("env_name", r.env_name.is_some(), "claude_api_key_helper")?;
+                let runtime_auth_resolver = r.runtime_auth_resolver.ok_or_else(|| {
+                    "missing field `runtime_auth_resolver` (required for `type: claude_api_key_helper`)".to_string()
+                })?;
+                Ok(Binding::ClaudeApiKeyHelper {
+                    runtime_auth_resolver,
+                })
+            }
+            BindingType::BearerEnv => {
+                not_for(
+                    "runtime_auth_resolver",
+                    r.runtime_auth_resolver.is_some(),
+                    "bearer_env",
+                )?;
+                let auth_origin = r.auth_origin.ok_or_else(|| {
+                    "missing field `auth_origin` (required for `type: bearer_env`)".to_string()
+                })?;
+                let env_name = r.env_name.ok_or_else(|| {
+                    "missing field `env_name` (required for `type: bearer_env`)".to_string()
+                })?;
+                Ok(Binding::BearerEnv {
+                    auth_origin,
+                    env_name,
+                })
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Binding {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RawBinding::deserialize(d)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// `project:`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Branch agent worktrees start from; default `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_base_branch: Option<String>,
+    /// Tools agents may use without asking (Claude permission rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tools: Vec<String>,
+}
+
+/// The message the seed gives for `command_output.command` written as a string.
+pub const ARGV_NOT_STRING: &str = "`command` MUST be a YAML array, not a string (e.g. command: [\"bedrock-auth-helper\", \"--flag\"])";
+
+/// Deserialize an argv that must be a YAML sequence of strings.
+fn argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a YAML array of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, _v: &str) -> Result<Self::Value, E> {
+            Err(E::custom(ARGV_NOT_STRING))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            let v = Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+            if v.is_empty() {
+                return Err(serde::de::Error::custom(
+                    "`command` must name at least the program to run",
+                ));
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn opt_argv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    argv(d).map(Some)
+}
