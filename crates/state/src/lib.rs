@@ -1,1 +1,138 @@
-//! placeholder
+//! Fracta's state store: every agent, task, event and usage record.
+//!
+//! Callers use the object-safe [`Store`] trait (obtained from [`open_store`]),
+//! so further drivers (e.g. Postgres) can be added without touching them.
+//! All methods are synchronous; async callers wrap them in
+//! `tokio::task::spawn_blocking`.
+//!
+//! The SQLite driver ([`SqliteStore`]) is safe to share between several
+//! `fracta` processes: WAL mode, a busy timeout, and every write in a
+//! `BEGIN IMMEDIATE` transaction.
+
+mod error;
+mod migrations;
+pub mod model;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{Result, StoreError};
+pub use migrations::SCHEMA_VERSION;
+pub use model::{
+    AgentFilter, AgentPatch, AgentRecord, AgentStatus, EventRecord, Mode, NewEvent, TaskRecord,
+    Usage, UsageRecord, new_id,
+};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+
+/// The storage driver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    /// An embedded SQLite file.
+    #[default]
+    Sqlite,
+}
+
+/// Where and how to open the state store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateConfig {
+    #[serde(default)]
+    pub driver: Driver,
+    /// Database file (for `sqlite`); parent directories are created.
+    pub path: PathBuf,
+}
+
+impl StateConfig {
+    /// A SQLite store at `path`.
+    pub fn sqlite(path: impl Into<PathBuf>) -> Self {
+        StateConfig {
+            driver: Driver::Sqlite,
+            path: path.into(),
+        }
+    }
+}
+
+/// Open (creating and migrating if needed) the configured state store.
+pub fn open_store(config: &StateConfig) -> Result<Arc<dyn Store>> {
+    match config.driver {
+        Driver::Sqlite => Ok(Arc::new(SqliteStore::open(&config.path)?)),
+    }
+}
+
+/// The state store. Object-safe; every method is synchronous and atomic.
+///
+/// Agent ids passed to methods other than [`Store::get_agent`] must be full ids.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// A human-readable location (e.g. the database path), for messages.
+    fn location(&self) -> String;
+
+    // ---- tasks ----
+
+    /// Insert or replace a task by name.
+    fn upsert_task(&self, task: &TaskRecord) -> Result<()>;
+    /// A task by name, if recorded.
+    fn get_task(&self, name: &str) -> Result<Option<TaskRecord>>;
+    /// All tasks, ordered by name.
+    fn list_tasks(&self) -> Result<Vec<TaskRecord>>;
+
+    // ---- agents ----
+
+    /// Insert a new agent. An empty `id` is replaced by a fresh ULID and an
+    /// empty `root_id` by the id. If `parent_id` is set the parent must exist.
+    /// Returns the record as stored.
+    fn insert_agent(&self, agent: &AgentRecord) -> Result<AgentRecord>;
+    /// An agent by full id or unique id prefix (case-insensitive).
+    /// Unknown → [`StoreError::NotFound`]; ambiguous prefix → [`StoreError::Ambiguous`].
+    fn get_agent(&self, id_or_prefix: &str) -> Result<AgentRecord>;
+    /// Agents matching `filter`: running first, then starting, queued, then
+    /// the rest; newest first within each group.
+    fn list_agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>>;
+    /// Direct children of an agent, oldest first.
+    fn children(&self, id: &str) -> Result<Vec<AgentRecord>>;
+    /// Apply a patch in one IMMEDIATE transaction; returns the updated record.
+    fn update_agent(&self, id: &str, patch: &AgentPatch) -> Result<AgentRecord>;
+    /// Read-modify-write in one IMMEDIATE transaction. The closure may change
+    /// any field except `id` and `created_at`; `updated_at` is set to now.
+    fn modify_agent(&self, id: &str, f: &mut dyn FnMut(&mut AgentRecord)) -> Result<AgentRecord>;
+    /// Compare-and-set status transition: if the agent's status is one of
+    /// `from`, set it to `to` and apply `patch`, returning `true`; otherwise
+    /// change nothing and return `false`. Entering `running` sets `started_at`
+    /// and entering a terminal status sets `ended_at` (if not already set and
+    /// not given in the patch).
+    fn transition(
+        &self,
+        id: &str,
+        from: &[AgentStatus],
+        to: AgentStatus,
+        patch: &AgentPatch,
+    ) -> Result<bool>;
+    /// Delete an agent with its events and usage records. Children are kept
+    /// (their `parent_id` still names the deleted agent).
+    fn delete_agent(&self, id: &str) -> Result<()>;
+
+    // ---- events ----
+
+    /// Append events, assigning consecutive per-agent sequence numbers
+    /// (starting at 1, no gaps) in one transaction; returns them.
+    fn append_events(&self, agent_id: &str, events: &[NewEvent]) -> Result<Vec<u64>>;
+    /// Events with `seq > after_seq`, in order, at most `limit`.
+    fn events(
+        &self,
+        agent_id: &str,
+        after_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<EventRecord>>;
+    /// Number of events of an agent (equal to its last seq).
+    fn event_count(&self, agent_id: &str) -> Result<u64>;
+
+    // ---- usage ----
+
+    /// Record one turn's usage and add it to the agent's totals and cost in
+    /// the same transaction.
+    fn record_usage(&self, usage: &UsageRecord) -> Result<()>;
+    /// Usage records of an agent, in recording order.
+    fn usage(&self, agent_id: &str) -> Result<Vec<UsageRecord>>;
+}

@@ -1,0 +1,844 @@
+//! The SQLite driver.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rusqlite::types::Type;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde_json::Value;
+
+use crate::Store;
+use crate::error::{Result, StoreError};
+use crate::migrations;
+use crate::model::{
+    AgentFilter, AgentPatch, AgentRecord, AgentStatus, EventRecord, Mode, NewEvent, TaskRecord,
+    Usage, UsageRecord, new_id,
+};
+
+/// How long a connection waits for another writer before failing.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Maximum number of matches reported for an ambiguous id prefix.
+const MAX_AMBIGUOUS: usize = 10;
+
+/// A SQLite-backed [`Store`]: one connection behind a mutex.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+/// Internal error: either a raw SQLite error (gets the db path attached at
+/// the API boundary) or an already-formed store error.
+enum E {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for E {
+    fn from(e: rusqlite::Error) -> Self {
+        E::Sql(e)
+    }
+}
+
+impl From<StoreError> for E {
+    fn from(e: StoreError) -> Self {
+        E::Store(e)
+    }
+}
+
+impl From<serde_json::Error> for E {
+    fn from(e: serde_json::Error) -> Self {
+        E::Store(StoreError::Serde(e))
+    }
+}
+
+type R<T> = std::result::Result<T, E>;
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+impl SqliteStore {
+    /// Open (create, configure, migrate) the database at `path`, creating
+    /// parent directories.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Like [`SqliteStore::open`] with a custom busy timeout.
+    pub fn open_with_timeout(path: impl AsRef<Path>, busy_timeout: Duration) -> Result<Self> {
+        let path = path.as_ref();
+        let display = path.display().to_string();
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let sql = |source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sql)?;
+        Self::configure(conn, display.clone(), busy_timeout, true)
+    }
+
+    /// A private in-memory database (for tests of other crates).
+    pub fn open_in_memory() -> Result<Self> {
+        let display = ":memory:".to_owned();
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        })?;
+        Self::configure(conn, display, DEFAULT_BUSY_TIMEOUT, false)
+    }
+
+    fn configure(
+        mut conn: Connection,
+        path: String,
+        busy_timeout: Duration,
+        wal: bool,
+    ) -> Result<Self> {
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        conn.busy_timeout(busy_timeout).map_err(sql)?;
+        if wal {
+            set_wal(&conn, busy_timeout).map_err(sql)?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sql)?;
+        migrations::migrate(&mut conn, &path)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a transaction open
+        // (rusqlite rolls back on drop), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish<T>(&self, r: R<T>) -> Result<T> {
+        r.map_err(|e| match e {
+            E::Sql(source) => StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            },
+            E::Store(e) => e,
+        })
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction (takes the write lock up
+    /// front, waiting up to the busy timeout), committing on success.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let r = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        self.finish(r)
+    }
+
+    /// Run `f` in a read (deferred) transaction, for a consistent snapshot.
+    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let r = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        self.finish(r)
+    }
+}
+
+/// Switch to WAL, retrying while another process holds a lock (the
+/// journal-mode change needs an exclusive lock, and a concurrent first open
+/// may race us).
+fn set_wal(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| {
+                        r.get::<_, String>(0)
+                    })
+                }
+            });
+        match r {
+            Ok(mode) => {
+                if !mode.eq_ignore_ascii_case("wal") {
+                    tracing::warn!(mode, "state database did not switch to WAL journal mode");
+                }
+                return Ok(());
+            }
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// value conversions
+
+/// Fixed-width RFC 3339 (nine fractional digits), so text order is time order.
+fn ts(t: &Timestamp) -> String {
+    format!("{t:.9}")
+}
+
+fn ts_opt(t: &Option<Timestamp>) -> Option<String> {
+    t.as_ref().map(ts)
+}
+
+fn conv_err(idx: usize, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
+}
+
+fn get_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+    let s: String = row.get(idx)?;
+    s.parse::<Timestamp>().map_err(|e| conv_err(idx, e))
+}
+
+fn get_ts_opt(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+    let s: Option<String> = row.get(idx)?;
+    s.map(|s| s.parse::<Timestamp>().map_err(|e| conv_err(idx, e)))
+        .transpose()
+}
+
+fn get_json(row: &Row<'_>, idx: usize) -> rusqlite::Result<Value> {
+    let s: String = row.get(idx)?;
+    serde_json::from_str(&s).map_err(|e| conv_err(idx, e))
+}
+
+fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    Ok(u64::try_from(v).unwrap_or(0))
+}
+
+fn get_u32(row: &Row<'_>, idx: usize) -> rusqlite::Result<u32> {
+    let v: i64 = row.get(idx)?;
+    Ok(u32::try_from(v).unwrap_or(0))
+}
+
+fn get_enum<T: std::str::FromStr<Err = StoreError>>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
+    let s: String = row.get(idx)?;
+    s.parse::<T>().map_err(|e| conv_err(idx, e))
+}
+
+/// u64 → SQLite INTEGER (saturating at i64::MAX).
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn json(v: &Value) -> R<String> {
+    Ok(serde_json::to_string(v)?)
+}
+
+// ---------------------------------------------------------------------------
+// agents
+
+const AGENT_COLS: &str = "id, parent_id, root_id, depth, task, runtime, adapter, mode, model, \
+     status, prompt, resume_token, workspace, branch, runtime_home, pid, process_start, host, \
+     exit_code, signal, error, result, input_tokens, output_tokens, cached_tokens, cost_usd, \
+     created_at, started_at, ended_at, updated_at, meta";
+
+fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
+    Ok(AgentRecord {
+        id: row.get(0)?,
+        parent_id: row.get(1)?,
+        root_id: row.get(2)?,
+        depth: get_u32(row, 3)?,
+        task: row.get(4)?,
+        runtime: row.get(5)?,
+        adapter: row.get(6)?,
+        mode: get_enum::<Mode>(row, 7)?,
+        model: row.get(8)?,
+        status: get_enum::<AgentStatus>(row, 9)?,
+        prompt: row.get(10)?,
+        resume_token: row.get(11)?,
+        workspace: row.get(12)?,
+        branch: row.get(13)?,
+        runtime_home: row.get(14)?,
+        pid: row.get(15)?,
+        process_start: row.get(16)?,
+        host: row.get(17)?,
+        exit_code: row.get(18)?,
+        signal: row.get(19)?,
+        error: row.get(20)?,
+        result: row.get(21)?,
+        usage: Usage {
+            input_tokens: get_u64(row, 22)?,
+            output_tokens: get_u64(row, 23)?,
+            cached_tokens: get_u64(row, 24)?,
+        },
+        cost_usd: row.get(25)?,
+        created_at: get_ts(row, 26)?,
+        started_at: get_ts_opt(row, 27)?,
+        ended_at: get_ts_opt(row, 28)?,
+        updated_at: get_ts(row, 29)?,
+        meta: get_json(row, 30)?,
+    })
+}
+
+/// Insert (`insert = true`) or overwrite the row of `a`.
+fn write_agent(tx: &Transaction<'_>, a: &AgentRecord, insert: bool) -> R<()> {
+    let meta = json(&a.meta)?;
+    let sql = if insert {
+        format!(
+            "INSERT INTO agents ({AGENT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, \
+             ?27, ?28, ?29, ?30, ?31)"
+        )
+    } else {
+        "UPDATE agents SET parent_id = ?2, root_id = ?3, depth = ?4, task = ?5, runtime = ?6, \
+         adapter = ?7, mode = ?8, model = ?9, status = ?10, prompt = ?11, resume_token = ?12, \
+         workspace = ?13, branch = ?14, runtime_home = ?15, pid = ?16, process_start = ?17, \
+         host = ?18, exit_code = ?19, signal = ?20, error = ?21, result = ?22, \
+         input_tokens = ?23, output_tokens = ?24, cached_tokens = ?25, cost_usd = ?26, \
+         created_at = ?27, started_at = ?28, ended_at = ?29, updated_at = ?30, meta = ?31 \
+         WHERE id = ?1"
+            .to_owned()
+    };
+    let n = tx.execute(
+        &sql,
+        rusqlite::params![
+            a.id,
+            a.parent_id,
+            a.root_id,
+            i64::from(a.depth),
+            a.task,
+            a.runtime,
+            a.adapter,
+            a.mode.as_str(),
+            a.model,
+            a.status.as_str(),
+            a.prompt,
+            a.resume_token,
+            a.workspace,
+            a.branch,
+            a.runtime_home,
+            a.pid,
+            a.process_start,
+            a.host,
+            a.exit_code,
+            a.signal,
+            a.error,
+            a.result,
+            i(a.usage.input_tokens),
+            i(a.usage.output_tokens),
+            i(a.usage.cached_tokens),
+            a.cost_usd,
+            ts(&a.created_at),
+            ts_opt(&a.started_at),
+            ts_opt(&a.ended_at),
+            ts(&a.updated_at),
+            meta,
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound { id: a.id.clone() }.into());
+    }
+    Ok(())
+}
+
+fn load_agent(tx: &Transaction<'_>, id: &str) -> R<AgentRecord> {
+    tx.query_row(
+        &format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1"),
+        [id],
+        agent_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound { id: id.to_owned() }.into())
+}
+
+fn agent_exists(tx: &Transaction<'_>, id: &str) -> R<bool> {
+    Ok(tx
+        .query_row("SELECT 1 FROM agents WHERE id = ?1", [id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn require_agent(tx: &Transaction<'_>, id: &str) -> R<()> {
+    if agent_exists(tx, id)? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound { id: id.to_owned() }.into())
+    }
+}
+
+/// Escape `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_prefix(prefix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('%');
+    s
+}
+
+fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
+    if prefix.is_empty() {
+        return Err(StoreError::NotFound { id: String::new() }.into());
+    }
+    if agent_exists(tx, prefix)? {
+        return Ok(prefix.to_owned());
+    }
+    let mut stmt =
+        tx.prepare("SELECT id FROM agents WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2")?;
+    let matches = stmt
+        .query_map(
+            rusqlite::params![like_prefix(prefix), (MAX_AMBIGUOUS + 1) as i64],
+            |r| r.get::<_, String>(0),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    match matches.len() {
+        0 => Err(StoreError::NotFound {
+            id: prefix.to_owned(),
+        }
+        .into()),
+        1 => Ok(matches.into_iter().next().unwrap_or_default()),
+        _ => {
+            let mut matches = matches;
+            if matches.len() > MAX_AMBIGUOUS {
+                matches.truncate(MAX_AMBIGUOUS);
+                matches.push("...".to_owned());
+            }
+            Err(StoreError::Ambiguous {
+                prefix: prefix.to_owned(),
+                matches,
+            }
+            .into())
+        }
+    }
+}
+
+/// Load, modify, stamp and write back an agent. The closure cannot change
+/// `id` or `created_at`.
+fn rmw(tx: &Transaction<'_>, id: &str, f: impl FnOnce(&mut AgentRecord)) -> R<AgentRecord> {
+    let mut a = load_agent(tx, id)?;
+    let (orig_id, created_at) = (a.id.clone(), a.created_at);
+    f(&mut a);
+    a.id = orig_id;
+    a.created_at = created_at;
+    a.updated_at = Timestamp::now();
+    write_agent(tx, &a, false)?;
+    Ok(a)
+}
+
+// ---------------------------------------------------------------------------
+// tasks, events, usage rows
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        name: row.get(0)?,
+        description: row.get(1)?,
+        source: row.get(2)?,
+        defaults: get_json(row, 3)?,
+        instructions: row.get(4)?,
+        updated_at: get_ts(row, 5)?,
+    })
+}
+
+const TASK_COLS: &str = "name, description, source, defaults, instructions, updated_at";
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    Ok(EventRecord {
+        agent_id: row.get(0)?,
+        seq: get_u64(row, 1)?,
+        at: get_ts(row, 2)?,
+        kind: row.get(3)?,
+        payload: get_json(row, 4)?,
+        raw: row.get(5)?,
+        parsed: row.get(6)?,
+    })
+}
+
+fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
+    Ok(UsageRecord {
+        agent_id: row.get(0)?,
+        turn: get_u32(row, 1)?,
+        model: row.get(2)?,
+        input_tokens: get_u64(row, 3)?,
+        output_tokens: get_u64(row, 4)?,
+        cached_tokens: get_u64(row, 5)?,
+        cost_usd: row.get(6)?,
+        at: get_ts(row, 7)?,
+    })
+}
+
+// ---------------------------------------------------------------------------
+
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.path.clone()
+    }
+
+    fn upsert_task(&self, task: &TaskRecord) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
+                     source = excluded.source, defaults = excluded.defaults, \
+                     instructions = excluded.instructions, updated_at = excluded.updated_at"
+                ),
+                rusqlite::params![
+                    task.name,
+                    task.description,
+                    task.source,
+                    json(&task.defaults)?,
+                    task.instructions,
+                    ts(&task.updated_at),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn get_task(&self, name: &str) -> Result<Option<TaskRecord>> {
+        self.read(|tx| {
+            Ok(tx
+                .query_row(
+                    &format!("SELECT {TASK_COLS} FROM tasks WHERE name = ?1"),
+                    [name],
+                    task_from_row,
+                )
+                .optional()?)
+        })
+    }
+
+    fn list_tasks(&self) -> Result<Vec<TaskRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&format!("SELECT {TASK_COLS} FROM tasks ORDER BY name"))?;
+            let rows = stmt
+                .query_map([], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn insert_agent(&self, agent: &AgentRecord) -> Result<AgentRecord> {
+        let mut a = agent.clone();
+        if a.id.is_empty() {
+            a.id = new_id();
+        }
+        if a.root_id.is_empty() {
+            a.root_id = a.id.clone();
+        }
+        self.write(|tx| {
+            if agent_exists(tx, &a.id)? {
+                return Err(StoreError::AlreadyExists { id: a.id.clone() }.into());
+            }
+            if let Some(parent) = &a.parent_id {
+                require_agent(tx, parent)?;
+            }
+            write_agent(tx, &a, true)?;
+            Ok(())
+        })?;
+        Ok(a)
+    }
+
+    fn get_agent(&self, id_or_prefix: &str) -> Result<AgentRecord> {
+        self.read(|tx| {
+            let id = resolve_id(tx, id_or_prefix)?;
+            load_agent(tx, &id)
+        })
+    }
+
+    fn list_agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>> {
+        let mut conds: Vec<String> = Vec::new();
+        let mut args: Vec<String> = Vec::new();
+        if !filter.statuses.is_empty() {
+            let marks = filter
+                .statuses
+                .iter()
+                .map(|s| {
+                    args.push(s.as_str().to_owned());
+                    format!("?{}", args.len())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            conds.push(format!("status IN ({marks})"));
+        }
+        if let Some(p) = &filter.parent_id {
+            args.push(p.clone());
+            conds.push(format!("parent_id = ?{}", args.len()));
+        }
+        if let Some(r) = &filter.root_id {
+            args.push(r.clone());
+            conds.push(format!("root_id = ?{}", args.len()));
+        }
+        if let Some(t) = &filter.task {
+            args.push(t.clone());
+            conds.push(format!("task = ?{}", args.len()));
+        }
+        if filter.roots_only {
+            conds.push("parent_id IS NULL".to_owned());
+        }
+        let where_ = if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        };
+        let limit = filter
+            .limit
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+            .unwrap_or(-1);
+        let sql = format!(
+            "SELECT {AGENT_COLS} FROM agents{where_} ORDER BY \
+             CASE status WHEN 'running' THEN 0 WHEN 'starting' THEN 1 WHEN 'queued' THEN 2 \
+             ELSE 3 END, created_at DESC, id DESC LIMIT {limit}"
+        );
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), agent_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn children(&self, id: &str) -> Result<Vec<AgentRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {AGENT_COLS} FROM agents WHERE parent_id = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt
+                .query_map([id], agent_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn update_agent(&self, id: &str, patch: &AgentPatch) -> Result<AgentRecord> {
+        self.write(|tx| rmw(tx, id, |a| patch.apply(a)))
+    }
+
+    fn modify_agent(&self, id: &str, f: &mut dyn FnMut(&mut AgentRecord)) -> Result<AgentRecord> {
+        self.write(|tx| rmw(tx, id, f))
+    }
+
+    fn transition(
+        &self,
+        id: &str,
+        from: &[AgentStatus],
+        to: AgentStatus,
+        patch: &AgentPatch,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let status: Option<String> = tx
+                .query_row("SELECT status FROM agents WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(status) = status else {
+                return Err(StoreError::NotFound { id: id.to_owned() }.into());
+            };
+            let current: AgentStatus = status.parse()?;
+            if !from.contains(&current) {
+                return Ok(false);
+            }
+            let now = Timestamp::now();
+            rmw(tx, id, |a| {
+                patch.apply(a);
+                a.status = to;
+                if to == AgentStatus::Running
+                    && patch.started_at.is_none()
+                    && a.started_at.is_none()
+                {
+                    a.started_at = Some(now);
+                }
+                if patch.ended_at.is_none() {
+                    if to.is_terminal() {
+                        if a.ended_at.is_none() {
+                            a.ended_at = Some(now);
+                        }
+                    } else if current.is_terminal() {
+                        // Resumed: the previous end no longer applies.
+                        a.ended_at = None;
+                    }
+                }
+            })?;
+            Ok(true)
+        })
+    }
+
+    fn delete_agent(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound { id: id.to_owned() }.into());
+            }
+            Ok(())
+        })
+    }
+
+    fn append_events(&self, agent_id: &str, events: &[NewEvent]) -> Result<Vec<u64>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| {
+            require_agent(tx, agent_id)?;
+            let last: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1",
+                [agent_id],
+                |r| r.get(0),
+            )?;
+            let mut seq = u64::try_from(last).unwrap_or(0);
+            let now = Timestamp::now();
+            let mut stmt = tx.prepare(
+                "INSERT INTO events (agent_id, seq, at, kind, payload, raw, parsed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut seqs = Vec::with_capacity(events.len());
+            for ev in events {
+                seq += 1;
+                stmt.execute(rusqlite::params![
+                    agent_id,
+                    i(seq),
+                    ts(&ev.at.unwrap_or(now)),
+                    ev.kind,
+                    json(&ev.payload)?,
+                    ev.raw,
+                    ev.parsed,
+                ])?;
+                seqs.push(seq);
+            }
+            Ok(seqs)
+        })
+    }
+
+    fn events(
+        &self,
+        agent_id: &str,
+        after_seq: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<EventRecord>> {
+        let limit = limit
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
+            .unwrap_or(-1);
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT agent_id, seq, at, kind, payload, raw, parsed FROM events \
+                 WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(
+                    rusqlite::params![agent_id, i(after_seq), limit],
+                    event_from_row,
+                )?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
+    fn event_count(&self, agent_id: &str) -> Result<u64> {
+        self.read(|tx| {
+            let n: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM events WHERE agent_id = ?1",
+                [agent_id],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
+        self.write(|tx| {
+            require_agent(tx, &usage.agent_id)?;
+            tx.execute(
+                "INSERT INTO usage (agent_id, turn, model, input_tokens, output_tokens, \
+                 cached_tokens, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    usage.agent_id,
+                    i64::from(usage.turn),
+                    usage.model,
+                    i(usage.input_tokens),
+                    i(usage.output_tokens),
+                    i(usage.cached_tokens),
+                    usage.cost_usd,
+                    ts(&usage.at),
+                ],
+            )?;
+            rmw(tx, &usage.agent_id, |a| {
+                a.usage = a.usage.saturating_add(Usage {
+                    input_tokens: usage.input_tokens,
+                    output_tokens: usage.output_tokens,
+                    cached_tokens: usage.cached_tokens,
+                });
+                if let Some(c) = usage.cost_usd {
+                    a.cost_usd = Some(a.cost_usd.unwrap_or(0.0) + c);
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    fn usage(&self, agent_id: &str) -> Result<Vec<UsageRecord>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT agent_id, turn, model, input_tokens, output_tokens, cached_tokens, \
+                 cost_usd, at FROM usage WHERE agent_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt
+                .query_map([agent_id], usage_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fixed_width_and_sortable() {
+        let a = Timestamp::new(1_700_000_000, 0).unwrap();
+        let b = Timestamp::new(1_700_000_000, 500_000_000).unwrap();
+        let c = Timestamp::new(1_700_000_001, 1).unwrap();
+        let (sa, sb, sc) = (ts(&a), ts(&b), ts(&c));
+        assert_eq!(sa, "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(sa.len(), sb.len());
+        assert!(sa < sb && sb < sc);
+        assert_eq!(sb.parse::<Timestamp>().unwrap(), b);
+    }
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix("a%b_c\\"), "a\\%b\\_c\\\\%");
+    }
+}

@@ -1,0 +1,3 @@
+//! All integration tests of the state store, in one binary.
+
+mod suite;

@@ -1,0 +1,3 @@
+mod concurrency;
+mod roundtrip;
+mod store;

@@ -1,0 +1,582 @@
+//! Functional tests of the SQLite store through the `Store` trait.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
+use std::sync::Arc;
+
+use fracta_state::{
+    AgentFilter, AgentPatch, AgentRecord, AgentStatus, Mode, NewEvent, SCHEMA_VERSION, SqliteStore,
+    StateConfig, Store, StoreError, TaskRecord, Usage, UsageRecord, open_store,
+};
+use jiff::Timestamp;
+use serde_json::json;
+
+fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_store(&StateConfig::sqlite(dir.path().join("nested/dir/state.db"))).unwrap();
+    (dir, s)
+}
+
+fn agent(task: &str) -> AgentRecord {
+    AgentRecord::new(task, "claude-main", "claude", Mode::Batch, "do the thing")
+}
+
+fn full_agent() -> AgentRecord {
+    let mut a = agent("review");
+    a.model = Some("sonnet".into());
+    a.status = AgentStatus::Running;
+    a.resume_token = Some("sess-123".into());
+    a.workspace = Some("/tmp/ws".into());
+    a.branch = Some("fracta/review-1".into());
+    a.runtime_home = Some("/tmp/home".into());
+    a.pid = Some(4242);
+    a.process_start = Some("boot:123456".into());
+    a.host = Some("laptop".into());
+    a.exit_code = Some(-1);
+    a.signal = Some(9);
+    a.error = Some("oops".into());
+    a.result = Some("done ✓".into());
+    a.usage = Usage {
+        input_tokens: 10,
+        output_tokens: 20,
+        cached_tokens: 30,
+    };
+    a.cost_usd = Some(0.125);
+    a.started_at = Some(Timestamp::now());
+    a.ended_at = Some(Timestamp::now());
+    a.meta = json!({"k": [1, 2, {"z": null}], "a": "b"});
+    a
+}
+
+#[test]
+fn agent_round_trip() {
+    let (_d, s) = store();
+    let a = full_agent();
+    let stored = s.insert_agent(&a).unwrap();
+    assert_eq!(stored, a);
+    assert_eq!(s.get_agent(&a.id).unwrap(), a);
+
+    let minimal = agent("t");
+    s.insert_agent(&minimal).unwrap();
+    assert_eq!(s.get_agent(&minimal.id).unwrap(), minimal);
+
+    // serde boundary type: stable snake_case names
+    let v = serde_json::to_value(&a).unwrap();
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["mode"], "batch");
+    assert_eq!(v["usage"]["cached_tokens"], 30);
+    let back: AgentRecord = serde_json::from_value(v).unwrap();
+    assert_eq!(back, a);
+}
+
+#[test]
+fn insert_generates_ids_and_checks_parent_and_duplicates() {
+    let (_d, s) = store();
+    let mut a = agent("t");
+    a.id = String::new();
+    a.root_id = String::new();
+    let stored = s.insert_agent(&a).unwrap();
+    assert_eq!(stored.id.len(), 26);
+    assert_eq!(stored.root_id, stored.id);
+
+    let err = s.insert_agent(&stored).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+
+    let mut orphan = agent("t");
+    orphan.parent_id = Some("NOPE".into());
+    let err = s.insert_agent(&orphan).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { ref id } if id == "NOPE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn task_round_trip() {
+    let (_d, s) = store();
+    assert!(s.get_task("build").unwrap().is_none());
+    let mut t = TaskRecord {
+        name: "build".into(),
+        description: Some("Build it".into()),
+        source: ".fracta/tasks/build.md".into(),
+        defaults: json!({"runtime": "codex", "tier": "heavy", "mode": "batch"}),
+        instructions: "Build\nthe thing.".into(),
+        updated_at: Timestamp::now(),
+    };
+    s.upsert_task(&t).unwrap();
+    assert_eq!(s.get_task("build").unwrap().unwrap(), t);
+    t.description = None;
+    t.instructions = "changed".into();
+    s.upsert_task(&t).unwrap();
+    assert_eq!(s.get_task("build").unwrap().unwrap(), t);
+    let inline = TaskRecord {
+        name: "adhoc".into(),
+        description: None,
+        source: "inline".into(),
+        defaults: json!({}),
+        instructions: "hi".into(),
+        updated_at: Timestamp::now(),
+    };
+    s.upsert_task(&inline).unwrap();
+    let names: Vec<_> = s
+        .list_tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["adhoc", "build"]);
+}
+
+#[test]
+fn prefix_lookup() {
+    let (_d, s) = store();
+    let mut a = agent("t");
+    a.id = "01ABCDEF".into();
+    a.root_id = a.id.clone();
+    let mut b = agent("t");
+    b.id = "01ABCXYZ".into();
+    b.root_id = b.id.clone();
+    let mut c = agent("t");
+    c.id = "01ABC".into();
+    c.root_id = c.id.clone();
+    for x in [&a, &b, &c] {
+        s.insert_agent(x).unwrap();
+    }
+    assert_eq!(s.get_agent("01ABCD").unwrap().id, a.id);
+    assert_eq!(s.get_agent("01abcx").unwrap().id, b.id, "case-insensitive");
+    // an exact id wins even though it is also a prefix of others
+    assert_eq!(s.get_agent("01ABC").unwrap().id, c.id);
+    match s.get_agent("01AB").unwrap_err() {
+        StoreError::Ambiguous { prefix, matches } => {
+            assert_eq!(prefix, "01AB");
+            assert_eq!(matches, ["01ABC", "01ABCDEF", "01ABCXYZ"]);
+        }
+        e => panic!("unexpected {e}"),
+    }
+    let err = s.get_agent("ZZZ").unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { ref id } if id == "ZZZ"));
+    assert!(err.to_string().contains("ZZZ"));
+    // LIKE wildcards are literal
+    assert!(s.get_agent("01_B").unwrap_err().is_not_found());
+    assert!(s.get_agent("%").unwrap_err().is_not_found());
+    assert!(s.get_agent("").unwrap_err().is_not_found());
+}
+
+#[test]
+fn status_cas() {
+    let (_d, s) = store();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    let ok = s
+        .transition(
+            &a.id,
+            &[AgentStatus::Queued],
+            AgentStatus::Starting,
+            &AgentPatch::default(),
+        )
+        .unwrap();
+    assert!(ok);
+    let patch = AgentPatch {
+        pid: Some(Some(77)),
+        ..Default::default()
+    };
+    assert!(
+        s.transition(
+            &a.id,
+            &[AgentStatus::Starting],
+            AgentStatus::Running,
+            &patch
+        )
+        .unwrap()
+    );
+    let r = s.get_agent(&a.id).unwrap();
+    assert_eq!(r.status, AgentStatus::Running);
+    assert_eq!(r.pid, Some(77));
+    assert!(r.started_at.is_some());
+    assert!(r.ended_at.is_none());
+
+    // wrong `from`: no change
+    assert!(
+        !s.transition(
+            &a.id,
+            &[AgentStatus::Queued],
+            AgentStatus::Failed,
+            &AgentPatch::default()
+        )
+        .unwrap()
+    );
+    assert_eq!(s.get_agent(&a.id).unwrap().status, AgentStatus::Running);
+
+    let fin = AgentPatch {
+        exit_code: Some(Some(0)),
+        result: Some(Some("ok".into())),
+        pid: Some(None),
+        ..Default::default()
+    };
+    assert!(
+        s.transition(&a.id, &AgentStatus::ACTIVE, AgentStatus::Succeeded, &fin)
+            .unwrap()
+    );
+    // the second finisher loses
+    assert!(
+        !s.transition(&a.id, &AgentStatus::ACTIVE, AgentStatus::Failed, &fin)
+            .unwrap()
+    );
+    let r = s.get_agent(&a.id).unwrap();
+    assert_eq!(r.status, AgentStatus::Succeeded);
+    assert!(r.status.is_terminal());
+    assert_eq!(r.pid, None);
+    assert_eq!(r.exit_code, Some(0));
+    assert!(r.ended_at.is_some());
+
+    // resume clears ended_at, keeps started_at
+    assert!(
+        s.transition(
+            &a.id,
+            &[AgentStatus::Succeeded],
+            AgentStatus::Starting,
+            &AgentPatch::default()
+        )
+        .unwrap()
+    );
+    let r2 = s.get_agent(&a.id).unwrap();
+    assert!(r2.ended_at.is_none());
+    assert_eq!(r2.started_at, r.started_at);
+
+    assert!(
+        s.transition("missing", &[], AgentStatus::Lost, &AgentPatch::default())
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+#[test]
+fn update_and_modify() {
+    let (_d, s) = store();
+    let a = s.insert_agent(&full_agent()).unwrap();
+    let u = s
+        .update_agent(
+            &a.id,
+            &AgentPatch {
+                model: Some(None),
+                resume_token: Some(Some("new".into())),
+                meta: Some(json!({"x": 1})),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(u.model, None);
+    assert_eq!(u.resume_token.as_deref(), Some("new"));
+    assert_eq!(u.workspace, a.workspace, "untouched");
+    assert!(u.updated_at >= a.updated_at);
+    assert_eq!(s.get_agent(&a.id).unwrap(), u);
+
+    let m = s
+        .modify_agent(&a.id, &mut |r| {
+            r.id = "HIJACK".into();
+            r.host = Some("other".into());
+        })
+        .unwrap();
+    assert_eq!(m.id, a.id, "id cannot change");
+    assert_eq!(s.get_agent(&a.id).unwrap().host.as_deref(), Some("other"));
+    assert!(
+        s.update_agent("nope", &AgentPatch::default())
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+#[test]
+fn events_seq_and_paging() {
+    let (_d, s) = store();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    assert_eq!(s.append_events(&a.id, &[]).unwrap(), Vec::<u64>::new());
+    let batch: Vec<_> = (0..5)
+        .map(|n| NewEvent::new("message", json!({"n": n})).with_raw(format!("{{\"n\":{n}}}")))
+        .collect();
+    assert_eq!(s.append_events(&a.id, &batch).unwrap(), [1, 2, 3, 4, 5]);
+    let at = Timestamp::from_second(1_700_000_000).unwrap();
+    let unparsed = NewEvent {
+        kind: "raw".into(),
+        payload: json!(null),
+        raw: Some("garbage line".into()),
+        parsed: false,
+        at: Some(at),
+    };
+    assert_eq!(
+        s.append_events(&a.id, std::slice::from_ref(&unparsed))
+            .unwrap(),
+        [6]
+    );
+    assert_eq!(s.event_count(&a.id).unwrap(), 6);
+
+    let all = s.events(&a.id, 0, None).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(all[2].payload, json!({"n": 2}));
+    assert_eq!(all[2].raw.as_deref(), Some("{\"n\":2}"));
+    assert!(all[2].parsed);
+    let last = &all[5];
+    assert_eq!(last.at, at);
+    assert_eq!(last.kind, "raw");
+    assert!(!last.parsed);
+    assert_eq!(last.agent_id, a.id);
+
+    let page = s.events(&a.id, 2, Some(2)).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    assert!(s.events(&a.id, 6, None).unwrap().is_empty());
+
+    // seqs are per agent
+    let b = s.insert_agent(&agent("t")).unwrap();
+    assert_eq!(s.append_events(&b.id, &batch[..2]).unwrap(), [1, 2]);
+    assert!(
+        s.append_events("missing", &batch)
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+#[test]
+fn usage_accumulates() {
+    let (_d, s) = store();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    let u1 = UsageRecord {
+        agent_id: a.id.clone(),
+        turn: 1,
+        model: Some("gpt-5".into()),
+        input_tokens: 100,
+        output_tokens: 50,
+        cached_tokens: 10,
+        cost_usd: Some(0.25),
+        at: Timestamp::now(),
+    };
+    let u2 = UsageRecord {
+        turn: 2,
+        model: None,
+        input_tokens: 1,
+        output_tokens: 2,
+        cached_tokens: 3,
+        cost_usd: None,
+        ..u1.clone()
+    };
+    let u3 = UsageRecord {
+        turn: 3,
+        cost_usd: Some(0.5),
+        ..u2.clone()
+    };
+    for u in [&u1, &u2, &u3] {
+        s.record_usage(u).unwrap();
+    }
+    let r = s.get_agent(&a.id).unwrap();
+    assert_eq!(
+        r.usage,
+        Usage {
+            input_tokens: 102,
+            output_tokens: 54,
+            cached_tokens: 16
+        }
+    );
+    assert_eq!(r.cost_usd, Some(0.75));
+    assert_eq!(s.usage(&a.id).unwrap(), vec![u1.clone(), u2, u3]);
+    let mut bad = u1;
+    bad.agent_id = "missing".into();
+    assert!(s.record_usage(&bad).unwrap_err().is_not_found());
+}
+
+#[test]
+fn list_children_delete() {
+    let (_d, s) = store();
+    let mut root = agent("root");
+    root.created_at = Timestamp::from_second(500).unwrap();
+    let root = s.insert_agent(&root).unwrap();
+    let mut c1 = agent("child").with_parent(&root);
+    c1.created_at = Timestamp::from_second(1_000).unwrap();
+    let c1 = s.insert_agent(&c1).unwrap();
+    let mut c2 = agent("child").with_parent(&root);
+    c2.created_at = Timestamp::from_second(2_000).unwrap();
+    c2.status = AgentStatus::Running;
+    let c2 = s.insert_agent(&c2).unwrap();
+    let mut g = agent("grand").with_parent(&c1);
+    g.created_at = Timestamp::from_second(3_000).unwrap();
+    let g = s.insert_agent(&g).unwrap();
+    assert_eq!(g.root_id, root.id);
+    assert_eq!(g.depth, 2);
+    let mut done = agent("other");
+    done.status = AgentStatus::Failed;
+    let done = s.insert_agent(&done).unwrap();
+
+    let kids: Vec<_> = s
+        .children(&root.id)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(kids, [c1.id.clone(), c2.id.clone()]);
+
+    let ids = |f: AgentFilter| -> Vec<String> {
+        s.list_agents(&f)
+            .unwrap()
+            .into_iter()
+            .map(|a| a.id)
+            .collect()
+    };
+    // running first, then queued (newest first), then the rest
+    assert_eq!(
+        ids(AgentFilter::default()),
+        [
+            c2.id.clone(),
+            g.id.clone(),
+            c1.id.clone(),
+            root.id.clone(),
+            done.id.clone()
+        ]
+    );
+    assert_eq!(
+        ids(AgentFilter {
+            root_id: Some(root.id.clone()),
+            ..Default::default()
+        }),
+        [c2.id.clone(), g.id.clone(), c1.id.clone(), root.id.clone()]
+    );
+    assert_eq!(
+        ids(AgentFilter {
+            parent_id: Some(root.id.clone()),
+            ..Default::default()
+        }),
+        [c2.id.clone(), c1.id.clone()]
+    );
+    assert_eq!(
+        ids(AgentFilter {
+            statuses: vec![AgentStatus::Failed, AgentStatus::Running],
+            ..Default::default()
+        }),
+        [c2.id.clone(), done.id.clone()]
+    );
+    assert_eq!(
+        ids(AgentFilter {
+            roots_only: true,
+            limit: Some(1),
+            ..Default::default()
+        }),
+        [root.id.as_str()]
+    );
+    assert_eq!(
+        ids(AgentFilter {
+            task: Some("grand".into()),
+            ..Default::default()
+        }),
+        [g.id.as_str()]
+    );
+
+    // delete cascades events and usage
+    s.append_events(&c1.id, &[NewEvent::new("x", json!(1))])
+        .unwrap();
+    s.record_usage(&UsageRecord {
+        agent_id: c1.id.clone(),
+        turn: 1,
+        model: None,
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_tokens: 0,
+        cost_usd: None,
+        at: Timestamp::now(),
+    })
+    .unwrap();
+    s.delete_agent(&c1.id).unwrap();
+    assert!(s.get_agent(&c1.id).unwrap_err().is_not_found());
+    assert_eq!(s.event_count(&c1.id).unwrap(), 0);
+    assert!(s.usage(&c1.id).unwrap().is_empty());
+    assert!(s.delete_agent(&c1.id).unwrap_err().is_not_found());
+    // grandchild survives, still naming its parent
+    assert_eq!(s.get_agent(&g.id).unwrap().parent_id, Some(c1.id.clone()));
+}
+
+#[test]
+fn migrates_empty_file_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").unwrap();
+    let s = SqliteStore::open(&path).unwrap();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    drop(s);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get_agent(&a.id).unwrap(), a);
+}
+
+#[test]
+fn refuses_newer_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 5)
+        .unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::SchemaTooNew { found, supported }
+        if found == SCHEMA_VERSION + 5 && supported == SCHEMA_VERSION));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "state database schema version {} is newer than this fracta supports ({}); upgrade fracta",
+            SCHEMA_VERSION + 5,
+            SCHEMA_VERSION
+        )
+    );
+    // not silently downgraded
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION + 5);
+}
+
+#[test]
+fn sqlite_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-db");
+    std::fs::write(
+        &path,
+        b"this is definitely not a sqlite database file at all....",
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Sqlite { .. }), "{err}");
+    assert!(err.to_string().contains("not-a-db"), "{err}");
+}
+
+#[test]
+fn in_memory_store_works() {
+    let s = SqliteStore::open_in_memory().unwrap();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    assert_eq!(
+        s.append_events(&a.id, &[NewEvent::new("k", json!({}))])
+            .unwrap(),
+        [1]
+    );
+}
+
+#[test]
+fn status_and_mode_names() {
+    for st in AgentStatus::ALL {
+        assert_eq!(st.as_str().parse::<AgentStatus>().unwrap(), st);
+        assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+    }
+    assert!("bogus".parse::<AgentStatus>().is_err());
+    assert_eq!("stream".parse::<Mode>().unwrap(), Mode::Stream);
+    assert!(!AgentStatus::Running.is_terminal());
+    assert!(AgentStatus::Lost.is_terminal());
+}
