@@ -1,0 +1,3 @@
+//! All integration tests of the model server, in one binary.
+
+mod suite;
