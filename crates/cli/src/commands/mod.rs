@@ -1,0 +1,56 @@
+//! One module per command.
+
+mod completions;
+mod config;
+mod init;
+
+use std::process::ExitCode;
+
+use fracta_config::{ConfigError, LoadedConfig};
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::exit::{self, Failure};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Config(ConfigCommand::Validate(a)) => {
+            config::validate(cli.config.as_deref(), a.json)
+        }
+        Command::Config(ConfigCommand::Show(a)) => {
+            config::show(&load(cli.config.as_deref())?, a.json)
+        }
+        Command::Completions(a) => completions::run(a),
+    }
+}
+
+/// Load the config for a command, printing diagnostics and warnings, and start logging.
+pub fn load(flag: Option<&std::path::Path>) -> anyhow::Result<LoadedConfig> {
+    match fracta_config::load(flag) {
+        Ok(cfg) => {
+            crate::output::diagnostics(&cfg.warnings);
+            crate::logging::init(&cfg);
+            tracing::debug!(config = %cfg.path.display(), "config loaded");
+            Ok(cfg)
+        }
+        Err(e) => Err(config_failure(&e)),
+    }
+}
+
+/// Print a config error in full and return the matching exit code.
+pub fn config_failure(e: &ConfigError) -> anyhow::Error {
+    match e {
+        ConfigError::Invalid(d) => {
+            crate::output::diagnostics(d);
+            Failure::reported(exit::USAGE)
+        }
+        ConfigError::NotFound { .. } => {
+            let msg = match e.help() {
+                Some(h) => format!("{e}\n  = help: {h}"),
+                None => e.to_string(),
+            };
+            Failure::msg(exit::NOT_FOUND, msg)
+        }
+        ConfigError::Io { .. } => Failure::msg(exit::FAILURE, e.to_string()),
+    }
+}

@@ -1,0 +1,37 @@
+//! Exit codes (documented in `--help` and the README) and the error that carries one.
+
+pub const FAILURE: u8 = 1;
+pub const USAGE: u8 = 2;
+#[allow(dead_code)]
+pub const STOPPED: u8 = 3;
+pub const NOT_FOUND: u8 = 4;
+
+/// An error that decides the exit code. When `message` is None, the details were already
+/// printed (diagnostics, a failed agent's report) and only the code remains.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", message.as_deref().unwrap_or("failed"))]
+pub struct Failure {
+    pub code: u8,
+    pub message: Option<String>,
+    pub already_reported: bool,
+}
+
+impl Failure {
+    pub fn reported(code: u8) -> anyhow::Error {
+        Failure {
+            code,
+            message: None,
+            already_reported: true,
+        }
+        .into()
+    }
+
+    pub fn msg(code: u8, message: impl Into<String>) -> anyhow::Error {
+        Failure {
+            code,
+            message: Some(message.into()),
+            already_reported: false,
+        }
+        .into()
+    }
+}
