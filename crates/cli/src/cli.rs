@@ -39,8 +39,133 @@ pub enum Command {
     /// Check or print the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Start an agent on a task and follow it to the end
+    Spawn(SpawnArgs),
+    /// Run a new turn of an ended agent's conversation, in the same workspace
+    Resume(ResumeArgs),
+    /// Stop a running agent and everything it started
+    Stop(IdArgs),
+    /// List agents (running first; children under their parent)
+    Ps(PsArgs),
+    /// Show one agent whole
+    Show(IdArgs),
+    /// Replay an agent's events
+    Logs(LogsArgs),
+    /// Work with tasks (.fracta/tasks/NAME.md)
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Run the scripted model server (Anthropic Messages + OpenAI Responses) to try Fracta offline
+    ModelServer(ModelServerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TierArg {
+    Heavy,
+    Medium,
+    Light,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Batch,
+    Stream,
+}
+
+#[derive(Debug, Args)]
+pub struct SpawnArgs {
+    /// The task: .fracta/tasks/NAME.md, or any name with --prompt
+    #[arg(long, value_name = "NAME")]
+    pub task: String,
+    /// Instructions (appended to the task file's body, or the whole task when there is no file)
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// The runtime to use [default: the task's, else agents.default_runtime]
+    #[arg(long, value_name = "RUNTIME")]
+    pub runtime: Option<String>,
+    /// Deprecated alias of --runtime
+    #[arg(
+        long = "host-type",
+        value_name = "RUNTIME",
+        hide = true,
+        conflicts_with = "runtime"
+    )]
+    pub host_type: Option<String>,
+    /// Model tier, mapped through the runtime's model_tiers
+    #[arg(long, value_enum)]
+    pub tier: Option<TierArg>,
+    /// Model id (overrides tier and the runtime's model)
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<String>,
+    /// batch (run to completion) or stream
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Print one JSON object with the outcome instead of the live view
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// Agent id (or a unique prefix)
+    pub id: String,
+    /// What to say next
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Agent id (or a unique prefix)
+    pub id: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Include ended agents (default: active ones and the last day's)
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Agent id (or a unique prefix)
+    pub id: String,
+    /// Keep printing new events until the agent ends
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print the runtime's raw lines instead of the normalized events
+    #[arg(long)]
+    pub raw: bool,
+    /// One JSON object per event (JSON Lines)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List the tasks in .fracta/tasks
+    List(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelServerArgs {
+    /// Address to listen on (loopback by default)
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The script (YAML or JSON) of replies; without one, every request gets a short text reply
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// Append every request received, as JSON Lines
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

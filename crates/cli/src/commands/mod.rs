@@ -1,14 +1,17 @@
 //! One module per command.
 
+mod agent;
 mod completions;
 mod config;
 mod init;
+mod model_server;
+mod task;
 
 use std::process::ExitCode;
 
 use fracta_config::{ConfigError, LoadedConfig};
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, TaskCommand};
 use crate::exit::{self, Failure};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -21,6 +24,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config::show(&load(cli.config.as_deref())?, a.json)
         }
         Command::Completions(a) => completions::run(a),
+        Command::Spawn(a) => agent::spawn(load(cli.config.as_deref())?, a),
+        Command::Resume(a) => agent::resume(load(cli.config.as_deref())?, a),
+        Command::Stop(a) => agent::stop(load(cli.config.as_deref())?, a),
+        Command::Ps(a) => agent::ps(load(cli.config.as_deref())?, a),
+        Command::Show(a) => agent::show(load(cli.config.as_deref())?, a),
+        Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
+        Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
+        Command::ModelServer(a) => model_server::run(a),
     }
 }
 

@@ -1,0 +1,498 @@
+//! `spawn`, `resume`, `stop`, `ps`, `show` and `logs`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fracta_config::{LoadedConfig, Mode, Tier};
+use fracta_core::event::Event;
+use fracta_core::runner::{Observer, RunError, Runner, SpawnRequest};
+use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
+use serde::Serialize;
+
+use crate::cli::{IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SpawnArgs, TierArg};
+use crate::exit::{self, Failure};
+use crate::output::{self, DIM, GREEN, RED, YELLOW};
+
+pub fn open_store(cfg: &LoadedConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let sc = fracta_state::StateConfig::sqlite(cfg.state_path());
+    fracta_state::open_store(&sc).map_err(|e| anyhow::anyhow!("cannot open the state store: {e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The `--json` shape of an agent (spawn, resume, stop, show, ps).
+#[derive(Serialize)]
+pub struct AgentJson<'a> {
+    pub id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<&'a str>,
+    pub task: &'a str,
+    pub runtime: &'a str,
+    pub adapter: &'a str,
+    pub mode: &'a str,
+    pub model: Option<&'a str>,
+    pub status: &'a str,
+    pub resume_token: Option<&'a str>,
+    pub workspace: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    pub result: Option<&'a str>,
+    pub usage: &'a fracta_state::Usage,
+    pub cost_usd: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub error: Option<&'a str>,
+    pub created_at: String,
+    pub ended_at: Option<String>,
+}
+
+impl<'a> AgentJson<'a> {
+    pub fn from(a: &'a AgentRecord) -> Self {
+        AgentJson {
+            id: &a.id,
+            parent_id: a.parent_id.as_deref(),
+            task: &a.task,
+            runtime: &a.runtime,
+            adapter: &a.adapter,
+            mode: a.mode.as_str(),
+            model: a.model.as_deref(),
+            status: a.status.as_str(),
+            resume_token: a.resume_token.as_deref(),
+            workspace: a.workspace.as_deref(),
+            branch: a.branch.as_deref(),
+            result: a.result.as_deref(),
+            usage: &a.usage,
+            cost_usd: a.cost_usd,
+            exit_code: a.exit_code,
+            error: a.error.as_deref(),
+            created_at: a.created_at.to_string(),
+            ended_at: a.ended_at.map(|t| t.to_string()),
+        }
+    }
+}
+
+fn status_code(a: &AgentRecord) -> u8 {
+    match a.status {
+        AgentStatus::Succeeded => 0,
+        AgentStatus::Stopped => exit::STOPPED,
+        _ => exit::FAILURE,
+    }
+}
+
+fn run_error(e: RunError) -> anyhow::Error {
+    match e {
+        RunError::Usage(m) => Failure::msg(exit::USAGE, m),
+        RunError::Task(t @ fracta_core::task::TaskError::NotFound { .. }) => {
+            Failure::msg(exit::NOT_FOUND, t.to_string())
+        }
+        RunError::Task(t) => Failure::msg(exit::USAGE, t.to_string()),
+        RunError::Store(s) if s.is_not_found() => Failure::msg(exit::NOT_FOUND, s.to_string()),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// The live view: a spinner with the current step on a terminal, plain lines otherwise.
+struct LiveView {
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl LiveView {
+    fn new() -> Self {
+        let spinner = std::io::stdout().is_terminal().then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(Duration::from_millis(100));
+            pb
+        });
+        LiveView { spinner }
+    }
+
+    fn finish(&self) {
+        if let Some(s) = &self.spinner {
+            s.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for LiveView {
+    fn on_event(&mut self, agent: &AgentRecord, _seq: u64, event: &Event) {
+        if matches!(event, Event::Runtime(_) | Event::Unknown(_)) {
+            return;
+        }
+        let line = event.summary();
+        match &self.spinner {
+            Some(s) => {
+                // Keep messages and tool calls on screen; show the rest as the current step.
+                if matches!(
+                    event,
+                    Event::Message(_) | Event::ToolCall(_) | Event::Error(_)
+                ) {
+                    s.println(format!("  {line}"));
+                }
+                s.set_message(line);
+            }
+            None => {
+                let short = &agent.id[agent.id.len().saturating_sub(6)..];
+                let _ = writeln!(
+                    std::io::stdout().lock(),
+                    "[{} {short}] {line}",
+                    agent.runtime
+                );
+            }
+        }
+    }
+}
+
+fn print_outcome(a: &AgentRecord) {
+    let mut out = anstream::stdout().lock();
+    let (style, word) = match a.status {
+        AgentStatus::Succeeded => (GREEN, "succeeded"),
+        AgentStatus::Stopped => (YELLOW, "stopped"),
+        _ => (RED, a.status.as_str()),
+    };
+    let _ = writeln!(
+        out,
+        "{style}{word}{style:#}  agent {} ({} on {})",
+        a.id, a.task, a.runtime
+    );
+    if let Some(r) = &a.result {
+        let _ = writeln!(out, "\n{r}\n");
+    }
+    if let Some(e) = &a.error {
+        let _ = writeln!(out, "{RED}error{RED:#}: {e}");
+    }
+    let _ = writeln!(
+        out,
+        "{DIM}workspace {}{}  ·  tokens {} in / {} out / {} cached{}{DIM:#}",
+        a.workspace.as_deref().unwrap_or("-"),
+        a.branch
+            .as_deref()
+            .map(|b| format!(" (branch {b})"))
+            .unwrap_or_default(),
+        a.usage.input_tokens,
+        a.usage.output_tokens,
+        a.usage.cached_tokens,
+        a.cost_usd
+            .map(|c| format!("  ·  ${c:.4}"))
+            .unwrap_or_default(),
+    );
+    if a.status != AgentStatus::Running && a.resume_token.is_some() {
+        let _ = writeln!(
+            out,
+            "{DIM}continue with: fracta resume {} --prompt \"...\"{DIM:#}",
+            a.id
+        );
+    }
+}
+
+fn report(a: &AgentRecord, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        output::json(&AgentJson::from(a))?;
+    } else {
+        print_outcome(a);
+    }
+    match status_code(a) {
+        0 => Ok(ExitCode::SUCCESS),
+        code => Err(Failure::reported(code)),
+    }
+}
+
+pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    let runtime_name = match (a.runtime, a.host_type) {
+        (Some(r), _) => Some(r),
+        (None, Some(h)) => {
+            output::warning("--host-type is deprecated; use --runtime");
+            Some(h)
+        }
+        (None, None) => None,
+    };
+    let req = SpawnRequest {
+        task: a.task,
+        prompt: a.prompt,
+        runtime: runtime_name,
+        tier: a.tier.map(|t| match t {
+            TierArg::Heavy => Tier::Heavy,
+            TierArg::Medium => Tier::Medium,
+            TierArg::Light => Tier::Light,
+        }),
+        model: a.model,
+        mode: a.mode.map(|m| match m {
+            ModeArg::Batch => Mode::Batch,
+            ModeArg::Stream => Mode::Stream,
+        }),
+        parent_id: None,
+    };
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store);
+    let _ = runner.reconcile();
+    let prepared = runner.prepare(&req).map_err(run_error)?;
+    let rt = runtime()?;
+    let agent = if a.json {
+        rt.block_on(runner.spawn(prepared, &mut fracta_core::runner::Quiet))
+    } else {
+        let mut view = LiveView::new();
+        let r = rt.block_on(runner.spawn(prepared, &mut view));
+        view.finish();
+        r
+    }
+    .map_err(run_error)?;
+    report(&agent, a.json)
+}
+
+pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store);
+    let rt = runtime()?;
+    let agent = if a.json {
+        rt.block_on(runner.resume(&a.id, &a.prompt, &mut fracta_core::runner::Quiet))
+    } else {
+        let mut view = LiveView::new();
+        let r = rt.block_on(runner.resume(&a.id, &a.prompt, &mut view));
+        view.finish();
+        r
+    }
+    .map_err(run_error)?;
+    report(&agent, a.json)
+}
+
+pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store);
+    let before = runner
+        .store
+        .get_agent(&a.id)
+        .map_err(|e| run_error(e.into()))?;
+    let agent = runtime()?
+        .block_on(runner.stop(&before.id))
+        .map_err(run_error)?;
+    if a.json {
+        output::json(&AgentJson::from(&agent))?;
+    } else if before.status.is_terminal() {
+        println!(
+            "agent {} had already ended ({})",
+            agent.id,
+            agent.status.as_str()
+        );
+    } else {
+        println!(
+            "stopped agent {} ({} on {})",
+            agent.id, agent.task, agent.runtime
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store.clone());
+    let _ = runner.reconcile();
+    let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
+    if a.json {
+        #[derive(Serialize)]
+        struct Full<'a> {
+            #[serde(flatten)]
+            agent: AgentJson<'a>,
+            prompt: &'a str,
+            depth: u32,
+            runtime_home: Option<&'a str>,
+            started_at: Option<String>,
+            events: u64,
+            children: Vec<String>,
+            meta: &'a serde_json::Value,
+        }
+        let children = store
+            .children(&agent.id)?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        output::json(&Full {
+            agent: AgentJson::from(&agent),
+            prompt: &agent.prompt,
+            depth: agent.depth,
+            runtime_home: agent.runtime_home.as_deref(),
+            started_at: agent.started_at.map(|t| t.to_string()),
+            events: store.event_count(&agent.id)?,
+            children,
+            meta: &agent.meta,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    let field = |out: &mut std::io::StdoutLock<'_>, k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            let _ = writeln!(out, "{k:<13} {v}");
+        }
+    };
+    field(&mut out, "id", Some(agent.id.clone()));
+    field(&mut out, "status", Some(agent.status.as_str().to_string()));
+    field(&mut out, "task", Some(agent.task.clone()));
+    field(
+        &mut out,
+        "runtime",
+        Some(format!("{} ({})", agent.runtime, agent.adapter)),
+    );
+    field(&mut out, "mode", Some(agent.mode.as_str().to_string()));
+    field(&mut out, "model", agent.model.clone());
+    field(&mut out, "parent", agent.parent_id.clone());
+    field(&mut out, "resume token", agent.resume_token.clone());
+    field(&mut out, "workspace", agent.workspace.clone());
+    field(&mut out, "branch", agent.branch.clone());
+    field(&mut out, "created", Some(agent.created_at.to_string()));
+    field(&mut out, "ended", agent.ended_at.map(|t| t.to_string()));
+    field(
+        &mut out,
+        "exit code",
+        agent.exit_code.map(|c| c.to_string()),
+    );
+    field(
+        &mut out,
+        "usage",
+        Some(format!(
+            "{} in, {} out, {} cached{}",
+            agent.usage.input_tokens,
+            agent.usage.output_tokens,
+            agent.usage.cached_tokens,
+            agent
+                .cost_usd
+                .map(|c| format!(", ${c:.6}"))
+                .unwrap_or_default()
+        )),
+    );
+    field(
+        &mut out,
+        "events",
+        Some(store.event_count(&agent.id)?.to_string()),
+    );
+    field(&mut out, "error", agent.error.clone());
+    field(&mut out, "result", agent.result.clone());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store.clone());
+    let _ = runner.reconcile();
+    let mut agents = store.list_agents(&AgentFilter::default())?;
+    if !a.all {
+        let day_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+        agents.retain(|x| !x.status.is_terminal() || x.updated_at > day_ago);
+    }
+    if a.json {
+        let v: Vec<AgentJson<'_>> = agents.iter().map(AgentJson::from).collect();
+        output::json(&v)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if agents.is_empty() {
+        println!(
+            "no agents{}",
+            if a.all {
+                ""
+            } else {
+                " in the last day (--all for older ones)"
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = anstream::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<10} {:<10} {:<20} {:<8} SUMMARY",
+        "ID", "STATUS", "RUNTIME", "TASK", "AGE"
+    );
+    // Roots in list order, each followed by its descendants.
+    let ids: std::collections::HashSet<&str> = agents.iter().map(|x| x.id.as_str()).collect();
+    let roots: Vec<&AgentRecord> = agents
+        .iter()
+        .filter(|x| x.parent_id.as_deref().is_none_or(|p| !ids.contains(p)))
+        .collect();
+    fn walk<'a>(out: &mut dyn Write, all: &'a [AgentRecord], a: &'a AgentRecord, depth: usize) {
+        let (style, _) = match a.status {
+            AgentStatus::Succeeded => (GREEN, ()),
+            AgentStatus::Failed | AgentStatus::Lost => (RED, ()),
+            AgentStatus::Stopped => (YELLOW, ()),
+            _ => (anstyle::Style::new(), ()),
+        };
+        let age = jiff::Timestamp::now()
+            .duration_since(a.created_at)
+            .as_secs();
+        let age = if age < 120 {
+            format!("{age}s")
+        } else if age < 7200 {
+            format!("{}m", age / 60)
+        } else {
+            format!("{}h", age / 3600)
+        };
+        let summary = a
+            .error
+            .as_deref()
+            .or(a.result.as_deref())
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let summary: String = summary.chars().take(60).collect();
+        let id = format!("{}{}", "  ".repeat(depth), a.id);
+        let status = format!("{style}{:<10}{style:#}", a.status.as_str());
+        let _ = writeln!(
+            out,
+            "{id:<28} {status} {:<10} {:<20} {age:<8} {summary}",
+            a.runtime, a.task
+        );
+        for c in all
+            .iter()
+            .filter(|c| c.parent_id.as_deref() == Some(a.id.as_str()))
+        {
+            walk(out, all, c, depth + 1);
+        }
+    }
+    for r in roots {
+        walk(&mut out, &agents, r, 0);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store.clone());
+    let _ = runner.reconcile();
+    let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
+    let mut after = 0u64;
+    loop {
+        let batch = store.events(&agent.id, after, Some(500))?;
+        let mut out = std::io::stdout().lock();
+        for e in &batch {
+            after = e.seq;
+            if a.raw {
+                // The runtime's own lines (kept on the first event each line yielded).
+                if let Some(r) = &e.raw {
+                    writeln!(out, "{r}")?;
+                }
+            } else if a.json {
+                serde_json::to_writer(&mut out, e)?;
+                writeln!(out)?;
+            } else {
+                let text = serde_json::from_value::<Event>(e.payload.clone())
+                    .map(|ev| ev.summary())
+                    .unwrap_or_else(|_| e.payload.to_string());
+                writeln!(out, "{:>5} {} {text}", e.seq, e.at.strftime("%H:%M:%S"))?;
+            }
+        }
+        drop(out);
+        if batch.len() == 500 {
+            continue;
+        }
+        if !a.follow {
+            break;
+        }
+        let now = store.get_agent(&agent.id)?;
+        if now.status.is_terminal() && store.events(&agent.id, after, Some(1))?.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = runner.reconcile();
+    }
+    Ok(ExitCode::SUCCESS)
+}

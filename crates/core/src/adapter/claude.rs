@@ -1,0 +1,263 @@
+//! Claude Code: `claude -p PROMPT --output-format stream-json --verbose`, configured through
+//! `.claude/settings.json` in the workspace (permissions, API key helper, MCP).
+
+use std::collections::BTreeMap;
+
+use fracta_config::AdapterKind;
+use serde_json::{Value, json};
+
+use super::{
+    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, merge_json, str_at, u64_at,
+    ws,
+};
+use crate::event::{
+    ErrorEvent, Event, MessageEvent, Role, SessionEvent, TextEvent, ToolCallEvent, ToolResultEvent,
+    UsageEvent,
+};
+use crate::launch::{FileSpec, LaunchSpec, Stdin};
+
+pub struct Claude;
+
+/// Variables that keep Claude Code off the network for anything but the model.
+const QUIET_ENV: &[(&str, &str)] = &[
+    ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
+    ("DISABLE_TELEMETRY", "1"),
+    ("DISABLE_AUTOUPDATER", "1"),
+    ("DISABLE_ERROR_REPORTING", "1"),
+];
+
+impl Claude {
+    /// `.claude/settings.json`: permissions from `project.allowed_tools`, the API key helper
+    /// projection, merged with the runtime's `native_config`.
+    pub fn settings(ctx: &LaunchContext<'_>) -> Value {
+        let mut settings = json!({
+            "permissions": { "allow": ctx.project.allowed_tools },
+        });
+        if let Some(h) = ctx.api_key_helper {
+            settings["apiKeyHelper"] = Value::String(h.command.clone());
+        }
+        if let Some(native) = &ctx.runtime.native_config {
+            merge_json(&mut settings, native);
+        }
+        settings
+    }
+}
+
+impl Adapter for Claude {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Claude
+    }
+
+    fn binary(&self) -> &'static str {
+        "claude"
+    }
+
+    fn npm_package(&self) -> &'static str {
+        "@anthropic-ai/claude-code"
+    }
+
+    fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let settings_path = ws(ctx, ".claude/settings.json");
+        // Project settings only grant permissions in a workspace the user has trusted; passing
+        // the same file with --settings applies it without touching the user's Claude config.
+        let mut args = vec![
+            "-p".to_string(),
+            ctx.prompt.to_string(),
+            "--output-format".into(),
+            "stream-json".into(),
+            "--verbose".into(),
+            "--settings".into(),
+            settings_path.display().to_string(),
+        ];
+        if let Some(m) = ctx.model {
+            args.extend(["--model".into(), m.to_string()]);
+        }
+        if let Some(t) = ctx.resume_token {
+            args.extend(["--resume".into(), t.to_string()]);
+        }
+        args.extend(ctx.runtime.args.iter().cloned());
+
+        let mut env: BTreeMap<String, String> = QUIET_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(ttl) = ctx.api_key_helper.and_then(|h| h.ttl_ms) {
+            env.insert("CLAUDE_CODE_API_KEY_HELPER_TTL_MS".into(), ttl.to_string());
+        }
+        let settings = serde_json::to_string_pretty(&Self::settings(ctx))
+            .map_err(|e| AdapterError::Other(format!("cannot render settings.json: {e}")))?;
+        Ok(LaunchSpec {
+            program: self.binary().into(),
+            args,
+            env,
+            // The seed forbids it: it stops settings.json from loading.
+            env_remove: vec!["CLAUDE_CODE_SIMPLE".into()],
+            cwd: ctx.workspace.to_path_buf(),
+            files: vec![FileSpec {
+                path: settings_path,
+                contents: settings + "\n",
+                in_workspace: true,
+            }],
+            stdin: Stdin::Null,
+        })
+    }
+
+    fn parser(&self) -> Box<dyn EventParser> {
+        Box::new(ClaudeParser::default())
+    }
+}
+
+#[derive(Default)]
+pub struct ClaudeParser {
+    outcome: Outcome,
+}
+
+fn tool_result_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| str_at(i, "text").map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl EventParser for ClaudeParser {
+    fn parse_line(&mut self, line: &str) -> Parsed {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return Parsed::unknown("not JSON");
+        };
+        let kind = str_at(&v, "type").unwrap_or("");
+        match kind {
+            "system" => match str_at(&v, "subtype") {
+                Some("init") => {
+                    let token = str_at(&v, "session_id").unwrap_or("").to_string();
+                    let model = str_at(&v, "model").map(str::to_string);
+                    self.outcome.resume_token = Some(token.clone());
+                    self.outcome.model = model.clone();
+                    Parsed::known(vec![Event::Session(SessionEvent {
+                        resume_token: token,
+                        model,
+                    })])
+                }
+                Some(other) => Parsed::known(vec![Event::Runtime(crate::event::RuntimeEvent {
+                    name: format!("system/{other}"),
+                })]),
+                None => Parsed::unknown("system line without subtype"),
+            },
+            "assistant" => {
+                let mut events = Vec::new();
+                for block in v
+                    .pointer("/message/content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    match str_at(block, "type") {
+                        Some("text") => {
+                            let text = str_at(block, "text").unwrap_or("").to_string();
+                            events.push(Event::Message(MessageEvent {
+                                role: Role::Assistant,
+                                text,
+                            }));
+                        }
+                        Some("thinking") => {
+                            let text = str_at(block, "thinking").unwrap_or("").to_string();
+                            events.push(Event::Reasoning(TextEvent { text }));
+                        }
+                        Some("tool_use") => events.push(Event::ToolCall(ToolCallEvent {
+                            id: str_at(block, "id").map(str::to_string),
+                            name: str_at(block, "name").unwrap_or("").to_string(),
+                            input: block.get("input").cloned().unwrap_or(Value::Null),
+                        })),
+                        _ => {}
+                    }
+                }
+                Parsed::known(events)
+            }
+            "user" => {
+                let mut events = Vec::new();
+                if let Some(content) = v.pointer("/message/content") {
+                    match content {
+                        Value::Array(blocks) => {
+                            for b in blocks {
+                                if str_at(b, "type") == Some("tool_result") {
+                                    events.push(Event::ToolResult(ToolResultEvent {
+                                        id: str_at(b, "tool_use_id").map(str::to_string),
+                                        name: None,
+                                        output: tool_result_text(
+                                            b.get("content").unwrap_or(&Value::Null),
+                                        ),
+                                        is_error: b
+                                            .get("is_error")
+                                            .and_then(Value::as_bool)
+                                            .unwrap_or(false),
+                                    }));
+                                } else if let Some(t) = str_at(b, "text") {
+                                    events.push(Event::Message(MessageEvent {
+                                        role: Role::User,
+                                        text: t.to_string(),
+                                    }));
+                                }
+                            }
+                        }
+                        Value::String(s) => events.push(Event::Message(MessageEvent {
+                            role: Role::User,
+                            text: s.clone(),
+                        })),
+                        _ => {}
+                    }
+                }
+                Parsed::known(events)
+            }
+            "result" => {
+                let usage = UsageEvent {
+                    input_tokens: u64_at(&v, &["usage", "input_tokens"]),
+                    output_tokens: u64_at(&v, &["usage", "output_tokens"]),
+                    cached_tokens: u64_at(&v, &["usage", "cache_read_input_tokens"]),
+                    cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
+                };
+                let is_error = v.get("is_error").and_then(Value::as_bool).unwrap_or(false)
+                    || str_at(&v, "subtype").is_some_and(|s| s != "success");
+                let result = str_at(&v, "result").map(str::to_string);
+                if let Some(t) = str_at(&v, "session_id") {
+                    self.outcome.resume_token = Some(t.to_string());
+                }
+                self.outcome.usage = usage.clone();
+                self.outcome.cost_usd = usage.cost_usd;
+                self.outcome.success = Some(!is_error);
+                let mut events = vec![Event::Usage(usage)];
+                if is_error {
+                    let msg = result
+                        .clone()
+                        .filter(|r| !r.is_empty())
+                        .or_else(|| v.get("errors").map(Value::to_string))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "claude reported {}",
+                                str_at(&v, "subtype").unwrap_or("an error")
+                            )
+                        });
+                    self.outcome.error = Some(msg.clone());
+                    events.push(Event::Error(ErrorEvent { message: msg }));
+                } else {
+                    self.outcome.result = result;
+                }
+                Parsed::known(events)
+            }
+            "rate_limit_event" | "stream_event" | "control_request" | "control_response"
+            | "keep_alive" => Parsed::known(vec![Event::Runtime(crate::event::RuntimeEvent {
+                name: kind.to_string(),
+            })]),
+            "" => Parsed::unknown("JSON without a type"),
+            other => Parsed::unknown(format!("unknown type `{other}`")),
+        }
+    }
+
+    fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+}

@@ -1,0 +1,37 @@
+//! Codex: placeholder until the CLI findings land.
+use fracta_config::AdapterKind;
+
+use super::{Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed};
+use crate::launch::LaunchSpec;
+
+pub struct Codex;
+
+impl Adapter for Codex {
+    fn kind(&self) -> AdapterKind {
+        AdapterKind::Codex
+    }
+    fn binary(&self) -> &'static str {
+        "codex"
+    }
+    fn npm_package(&self) -> &'static str {
+        "@openai/codex"
+    }
+    fn batch_launch(&self, _ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        Err(AdapterError::Other(
+            "codex adapter not implemented yet".into(),
+        ))
+    }
+    fn parser(&self) -> Box<dyn EventParser> {
+        Box::new(P(Outcome::default()))
+    }
+}
+
+struct P(Outcome);
+impl EventParser for P {
+    fn parse_line(&mut self, _line: &str) -> Parsed {
+        Parsed::unknown("codex parser not implemented")
+    }
+    fn outcome(&self) -> &Outcome {
+        &self.0
+    }
+}

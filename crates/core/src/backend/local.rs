@@ -1,0 +1,256 @@
+//! The local backend: a launch runs as a child process in its own process group, so that a
+//! stop reaches everything it started. stdout is read line by line; stderr is drained on its
+//! own task (the child never blocks on a full pipe) and its tail kept for error reports.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use crate::launch::{LaunchSpec, Stdin};
+
+/// How much of stderr is kept for reports.
+pub const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running child.
+pub struct LocalProcess {
+    child: Child,
+    pub pid: u32,
+    /// Identifies this process beyond its pid (start time), so a reused pid is never taken
+    /// for it.
+    pub identity: Option<String>,
+    stdout: BufReader<ChildStdout>,
+    stderr: Option<JoinHandle<String>>,
+    pub stdin: Option<tokio::process::ChildStdin>,
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Default)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stderr_tail: String,
+}
+
+impl ExitInfo {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
+            (None, None) => "ended without a status".to_string(),
+        }
+    }
+}
+
+pub fn signal_name(s: i32) -> &'static str {
+    match s {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// Write the launch's files (creating folders).
+pub fn write_files(spec: &LaunchSpec) -> Result<(), LocalError> {
+    for f in &spec.files {
+        if let Some(dir) = f.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LocalError::WriteFile {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&f.path, &f.contents).map_err(|source| LocalError::WriteFile {
+            path: f.path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Start `spec` with the program at `program`. `env` is the complete environment.
+pub fn spawn(
+    spec: &LaunchSpec,
+    program: &Path,
+    env: &[(String, String)],
+) -> Result<LocalProcess, LocalError> {
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(match spec.stdin {
+            Stdin::Null => Stdio::null(),
+            Stdin::Piped => Stdio::piped(),
+        })
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = cmd.spawn().map_err(|source| LocalError::Spawn {
+        program: program.display().to_string(),
+        source,
+    })?;
+    let pid = child.id().unwrap_or(0);
+    let identity = process_identity(pid);
+    let stdout = child
+        .stdout
+        .take()
+        .map(BufReader::new)
+        .ok_or_else(|| LocalError::Spawn {
+            program: program.display().to_string(),
+            source: std::io::Error::other("no stdout pipe"),
+        })?;
+    let stderr = child.stderr.take().map(|mut err| {
+        tokio::spawn(async move {
+            let mut tail: VecDeque<u8> = VecDeque::with_capacity(STDERR_TAIL_BYTES);
+            let mut buf = [0u8; 4096];
+            loop {
+                match err.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        tail.extend(&buf[..n]);
+                        while tail.len() > STDERR_TAIL_BYTES {
+                            tail.pop_front();
+                        }
+                    }
+                }
+            }
+            String::from_utf8_lossy(&tail.into_iter().collect::<Vec<u8>>()).into_owned()
+        })
+    });
+    let stdin = child.stdin.take();
+    Ok(LocalProcess {
+        child,
+        pid,
+        identity,
+        stdout,
+        stderr,
+        stdin,
+    })
+}
+
+impl LocalProcess {
+    /// The next stdout line (without the newline), or None at end of output.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        match self.stdout.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                Some(String::from_utf8_lossy(&buf).into_owned())
+            }
+        }
+    }
+
+    /// Wait for the child to end and collect its status and stderr tail.
+    pub async fn wait(mut self) -> ExitInfo {
+        use std::os::unix::process::ExitStatusExt;
+        let status = self.child.wait().await;
+        let stderr_tail = match self.stderr.take() {
+            // The stderr pipe may be held open by a grandchild; do not wait forever.
+            Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+                stderr_tail,
+            },
+            Err(e) => ExitInfo {
+                code: None,
+                signal: None,
+                stderr_tail: format!("{stderr_tail}\n(wait failed: {e})"),
+            },
+        }
+    }
+}
+
+/// The process's start time (field 22 of /proc/PID/stat), which with the pid identifies it.
+pub fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); starttime is field 22 → index 19.
+    let start = fields.get(19)?;
+    let state = fields.first()?;
+    if *state == "Z" || *state == "X" {
+        return None;
+    }
+    Some(start.to_string())
+}
+
+/// Is the process `pid` still the one we started (same identity) and not a zombie?
+pub fn is_alive(pid: u32, identity: Option<&str>) -> bool {
+    match (process_identity(pid), identity) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Signal a whole process group.
+pub fn signal_group(pgid: u32, signal: nix::sys::signal::Signal) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    if raw <= 1 {
+        return false;
+    }
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(raw), signal).is_ok()
+}
+
+/// Stop a process group: SIGTERM, then SIGKILL after `grace`. Returns once the leader is gone
+/// (or after the kill).
+pub async fn stop_group(pid: u32, identity: Option<&str>, grace: Duration) {
+    use nix::sys::signal::Signal;
+    if !is_alive(pid, identity) {
+        // The leader is gone, but its group may not be: make sure.
+        signal_group(pid, Signal::SIGKILL);
+        return;
+    }
+    signal_group(pid, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        if !is_alive(pid, identity) {
+            signal_group(pid, Signal::SIGKILL);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal_group(pid, Signal::SIGKILL);
+}

@@ -1,0 +1,3 @@
+//! Backends run what adapters describe. `local`: child processes on this machine.
+
+pub mod local;

@@ -1,0 +1,279 @@
+//! Credential profiles: materialize auth origins before spawn, project runtime resolvers,
+//! and apply bindings. Every secret value is registered with the redactor the moment it exists.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fracta_config::{AuthOrigin, Binding, LoadedConfig, Profile, RuntimeEntry, Scope};
+
+use crate::adapter::ApiKeyHelper;
+use crate::redact::Redactor;
+
+pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("auth origin `{origin}` of profile `{profile}`: {message}")]
+    Origin {
+        profile: String,
+        origin: String,
+        message: String,
+    },
+    #[error("runtime `{runtime}`: {message}")]
+    Binding { runtime: String, message: String },
+}
+
+/// What a runtime's credential profile contributes to one launch.
+#[derive(Debug, Default)]
+pub struct ResolvedAuth {
+    pub profile: Option<String>,
+    /// The profile's `env` (expanded).
+    pub profile_env: BTreeMap<String, String>,
+    /// Env set by a `bearer_env` binding.
+    pub binding_env: BTreeMap<String, String>,
+    pub api_key_helper: Option<ApiKeyHelper>,
+    pub require_env: Vec<String>,
+    pub forbid_env: Vec<String>,
+}
+
+/// Where request-scoped secrets come from (the control plane passes the spawn request's
+/// headers; a CLI spawn has none).
+#[derive(Debug, Default, Clone)]
+pub struct RequestContext {
+    pub headers: BTreeMap<String, String>,
+}
+
+pub async fn resolve(
+    cfg: &LoadedConfig,
+    runtime_name: &str,
+    rt: &RuntimeEntry,
+    request: &RequestContext,
+    redactor: &Redactor,
+) -> Result<ResolvedAuth, CredentialError> {
+    let mut out = ResolvedAuth::default();
+    let Some(pname) = &rt.auth_profile else {
+        if rt.auth_binding.is_some() {
+            return Err(CredentialError::Binding {
+                runtime: runtime_name.into(),
+                message: "auth_binding needs an auth_profile".into(),
+            });
+        }
+        return Ok(out);
+    };
+    let Some(profile) = cfg.config.auth.credentials.profiles.get(pname) else {
+        return Err(CredentialError::Binding {
+            runtime: runtime_name.into(),
+            message: format!("auth_profile `{pname}` does not exist"),
+        });
+    };
+    out.profile = Some(pname.clone());
+    for (k, v) in &profile.env {
+        let val = fracta_config::expand::expand_env(v).map_err(|e| CredentialError::Binding {
+            runtime: runtime_name.into(),
+            message: format!("auth.credentials.profiles.{pname}.env.{k}: {e}"),
+        })?;
+        out.profile_env.insert(k.clone(), val);
+    }
+    out.require_env = profile.assertions.require_env.clone();
+    out.forbid_env = profile.assertions.forbid_env.clone();
+
+    match rt
+        .auth_binding
+        .as_ref()
+        .or(profile.default_binding.as_ref())
+    {
+        None => {}
+        Some(Binding::ClaudeApiKeyHelper {
+            runtime_auth_resolver,
+        }) => {
+            let r = profile
+                .runtime_auth_resolvers
+                .get(runtime_auth_resolver)
+                .ok_or_else(|| CredentialError::Binding {
+                    runtime: runtime_name.into(),
+                    message: format!(
+                        "resolver `{runtime_auth_resolver}` is not in profile `{pname}`"
+                    ),
+                })?;
+            out.api_key_helper = Some(ApiKeyHelper {
+                command: r.command.clone(),
+                ttl_ms: r.ttl_ms,
+            });
+        }
+        Some(Binding::BearerEnv {
+            auth_origin,
+            env_name,
+        }) => {
+            let origin =
+                profile
+                    .auth_origins
+                    .get(auth_origin)
+                    .ok_or_else(|| CredentialError::Binding {
+                        runtime: runtime_name.into(),
+                        message: format!("origin `{auth_origin}` is not in profile `{pname}`"),
+                    })?;
+            if origin.scope() == Scope::AgentRuntime {
+                return Err(CredentialError::Origin {
+                    profile: pname.clone(),
+                    origin: auth_origin.clone(),
+                    message: format!(
+                        "`scope: agent_runtime` does not populate env vars by itself, so it cannot fill {env_name}; use `scope: any`"
+                    ),
+                });
+            }
+            let value = materialize(pname, auth_origin, origin, request, redactor).await?;
+            out.binding_env.insert(env_name.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
+/// Produce an origin's secret value now.
+pub async fn materialize(
+    profile: &str,
+    name: &str,
+    origin: &AuthOrigin,
+    request: &RequestContext,
+    redactor: &Redactor,
+) -> Result<String, CredentialError> {
+    let err = |message: String| CredentialError::Origin {
+        profile: profile.into(),
+        origin: name.into(),
+        message,
+    };
+    let value = match origin {
+        AuthOrigin::SecretEnv { env_name, .. } => match std::env::var(env_name) {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                return Err(err(format!(
+                    "reads ${env_name} from Fracta's environment, and it is not set; export it before spawning"
+                )));
+            }
+        },
+        AuthOrigin::CommandOutput {
+            command,
+            timeout_ms,
+            ..
+        } => {
+            let timeout = timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(DEFAULT_ORIGIN_TIMEOUT);
+            run_origin_command(command, timeout, redactor)
+                .await
+                .map_err(err)?
+        }
+        AuthOrigin::HttpHeaderToken { header, .. } => {
+            let h = header
+                .as_deref()
+                .unwrap_or("authorization")
+                .to_ascii_lowercase();
+            match request.headers.get(&h) {
+                Some(v) => v
+                    .strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+                    .unwrap_or(v)
+                    .trim()
+                    .to_string(),
+                None => {
+                    return Err(err(format!(
+                        "takes its token from the `{h}` header of a control-plane spawn request, and this spawn has none"
+                    )));
+                }
+            }
+        }
+    };
+    redactor.add(&value);
+    Ok(value)
+}
+
+async fn run_origin_command(
+    command: &[String],
+    timeout: Duration,
+    redactor: &Redactor,
+) -> Result<String, String> {
+    let Some((prog, args)) = command.split_first() else {
+        return Err("`command` is empty".into());
+    };
+    let child = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `{prog}`: {e}"))?;
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Err(format!("`{prog}` failed: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "`{prog}` did not finish within {} ms",
+                timeout.as_millis()
+            ));
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // Register before anything else can print it.
+    redactor.add(&stdout);
+    let stderr = redactor.redact(String::from_utf8_lossy(&out.stderr).trim());
+    if !out.status.success() {
+        return Err(format!(
+            "`{prog}` exited with {}{}",
+            out.status
+                .code()
+                .map(|c| format!("exit code {c}"))
+                .unwrap_or_else(|| "a signal".into()),
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(": {stderr}")
+            }
+        ));
+    }
+    if stdout.is_empty() {
+        return Err(format!(
+            "`{prog}` printed nothing on stdout{}",
+            if stderr.is_empty() {
+                String::new()
+            } else {
+                format!(" (stderr: {stderr})")
+            }
+        ));
+    }
+    Ok(stdout)
+}
+
+/// Check a profile's assertions against the final env.
+pub fn check_assertions(
+    auth: &ResolvedAuth,
+    runtime: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(), CredentialError> {
+    let profile = auth.profile.as_deref().unwrap_or("-");
+    for k in &auth.require_env {
+        if env.get(k).is_none_or(|v| v.is_empty()) {
+            return Err(CredentialError::Binding {
+                runtime: runtime.into(),
+                message: format!(
+                    "profile `{profile}` requires `{k}` in the agent's environment (assertions.require_env), and it is not set"
+                ),
+            });
+        }
+    }
+    for k in &auth.forbid_env {
+        if env.contains_key(k) {
+            return Err(CredentialError::Binding {
+                runtime: runtime.into(),
+                message: format!(
+                    "profile `{profile}` forbids `{k}` in the agent's environment (assertions.forbid_env), and it is set; unset it"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Unused profiles are fine; this only exists so callers can name one.
+pub fn profile<'a>(cfg: &'a LoadedConfig, name: &str) -> Option<&'a Profile> {
+    cfg.config.auth.credentials.profiles.get(name)
+}

@@ -1,0 +1,863 @@
+//! Runs agents: resolves a spawn request against the config, creates the workspace, has the
+//! adapter describe the launch, runs it on the local backend, persists every event before it
+//! is shown, and records how the agent ended. Also resume, stop and ghost reconciliation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fracta_config::{AdapterKind, LoadedConfig, Mode, RuntimeEntry, Tier};
+use fracta_state::{
+    AgentFilter, AgentPatch, AgentRecord, AgentStatus, NewEvent, Store, StoreError, UsageRecord,
+};
+use serde_json::json;
+
+use crate::adapter::{Adapter, LaunchContext, adapter_for};
+use crate::backend::local::{self, ExitInfo};
+use crate::credentials::{self, RequestContext, ResolvedAuth};
+use crate::event::{ErrorEvent, Event, MessageEvent, Role};
+use crate::redact::Redactor;
+use crate::task::{self, Task};
+use crate::workspace;
+
+/// How long a stop waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad request: nothing was started (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Task(#[from] task::TaskError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A request to start an agent.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnRequest {
+    pub task: String,
+    pub prompt: Option<String>,
+    pub runtime: Option<String>,
+    pub tier: Option<Tier>,
+    pub model: Option<String>,
+    pub mode: Option<Mode>,
+    pub parent_id: Option<String>,
+}
+
+/// Receives each event after it is persisted.
+pub trait Observer: Send {
+    fn on_event(&mut self, agent: &AgentRecord, seq: u64, event: &Event);
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn on_event(&mut self, _: &AgentRecord, _: u64, _: &Event) {}
+}
+
+pub struct Runner {
+    pub cfg: Arc<LoadedConfig>,
+    pub store: Arc<dyn Store>,
+    pub redactor: Redactor,
+}
+
+/// This machine's name, recorded on agents so that only this host judges their processes.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn state_mode(m: Mode) -> fracta_state::Mode {
+    match m {
+        Mode::Batch => fracta_state::Mode::Batch,
+        Mode::Stream => fracta_state::Mode::Stream,
+    }
+}
+
+/// Where an agent CLI is found: the runtime's `command`, else PATH, else the project's
+/// `node_modules/.bin` (beside the config, or above the fracta executable).
+pub fn locate_binary(
+    cfg: &LoadedConfig,
+    rt: &RuntimeEntry,
+    adapter: &dyn Adapter,
+) -> Result<PathBuf, String> {
+    let install = format!(
+        "install it with `npm ci` in the Fracta repository (pinned in package.json), or `npm install -g {}`, or set `command:` on the runtime",
+        adapter.npm_package()
+    );
+    let name = rt
+        .command
+        .clone()
+        .unwrap_or_else(|| adapter.binary().to_string());
+    let name = fracta_config::expand::expand_env(&name).unwrap_or(name);
+    if name.contains('/') {
+        let p = if Path::new(&name).is_absolute() {
+            PathBuf::from(&name)
+        } else {
+            cfg.dir.join(&name)
+        };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "the {} CLI `{}` does not exist; {install}",
+                adapter.binary(),
+                p.display()
+            ))
+        };
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if rt.command.is_none() {
+        let mut roots: Vec<PathBuf> = cfg.dir.canonicalize().ok().into_iter().collect();
+        if let Ok(exe) = std::env::current_exe() {
+            roots.push(exe);
+        }
+        for root in roots {
+            for anc in root.ancestors() {
+                dirs.push(anc.join("node_modules").join(".bin"));
+            }
+        }
+    }
+    for d in dirs {
+        let p = d.join(&name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "the {} CLI (`{name}`) is not installed: it is not on PATH nor in node_modules/.bin; {install}",
+        adapter.binary()
+    ))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A resolved spawn: the runtime, adapter, task and the queued agent record.
+pub struct Prepared {
+    pub agent: AgentRecord,
+    pub runtime_name: String,
+    pub task: Task,
+}
+
+impl Runner {
+    pub fn new(cfg: Arc<LoadedConfig>, store: Arc<dyn Store>) -> Self {
+        Runner {
+            cfg,
+            store,
+            redactor: Redactor::new(),
+        }
+    }
+
+    fn runtime(&self, name: &str) -> Result<&RuntimeEntry, RunError> {
+        self.cfg
+            .config
+            .agents
+            .agent_runtimes
+            .get(name)
+            .ok_or_else(|| {
+                let valid: Vec<&str> = self
+                    .cfg
+                    .config
+                    .agents
+                    .agent_runtimes
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                RunError::Usage(format!(
+                    "unknown runtime `{name}`; {}",
+                    fracta_config::diagnostic::valid_help("runtimes", name, &valid)
+                ))
+            })
+    }
+
+    /// Resolve a request into a queued agent record (nothing runs yet).
+    pub fn prepare(&self, req: &SpawnRequest) -> Result<Prepared, RunError> {
+        let task = task::resolve(&self.cfg.tasks_dir(), &req.task, req.prompt.as_deref())?;
+        if task.instructions.trim().is_empty() {
+            return Err(RunError::Usage(format!(
+                "task `{}` has no instructions; give some with --prompt",
+                task.name
+            )));
+        }
+        let runtime_name = match req.runtime.clone().or_else(|| task.defaults.runtime.clone()) {
+            Some(r) => r,
+            None => self.cfg.default_runtime().map(str::to_string).ok_or_else(|| {
+                let valid: Vec<&str> = self.cfg.config.agents.agent_runtimes.keys().map(String::as_str).collect();
+                RunError::Usage(if valid.is_empty() {
+                    "no runtimes are configured; add one under agents.agent_runtimes".into()
+                } else {
+                    format!(
+                        "which runtime? pass --runtime, or set agents.default_runtime; valid runtimes: {}",
+                        fracta_config::diagnostic::one_of(&valid)
+                    )
+                })
+            })?,
+        };
+        let rt = self.runtime(&runtime_name)?;
+        let mode = req
+            .mode
+            .or(task.defaults.mode)
+            .unwrap_or(self.cfg.config.agents.default_mode);
+        if mode == Mode::Stream {
+            return Err(RunError::Usage(
+                "stream mode is not available yet; use --mode batch".into(),
+            ));
+        }
+        let tier = req.tier.or(task.defaults.tier);
+        let model = req
+            .model
+            .clone()
+            .or_else(|| task.defaults.model.clone())
+            .or_else(|| tier.and_then(|t| rt.model_tiers.get(t)).map(str::to_string))
+            .or_else(|| rt.model.clone());
+        let model = match model {
+            Some(m) => Some(
+                fracta_config::expand::expand_env(&m)
+                    .map_err(|e| RunError::Usage(format!("model: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut agent = AgentRecord::new(
+            &task.name,
+            &runtime_name,
+            rt.adapter.as_str(),
+            state_mode(mode),
+            &task.instructions,
+        );
+        if let Some(pid) = &req.parent_id {
+            let parent = self.store.get_agent(pid)?;
+            agent = agent.with_parent(&parent);
+        }
+        agent.model = model;
+        agent.host = Some(hostname());
+        agent.meta = json!({ "tier": tier.map(|t| t.as_str()), "turns": 0 });
+        Ok(Prepared {
+            agent,
+            runtime_name,
+            task,
+        })
+    }
+
+    /// Record the agent and run it to completion in the foreground.
+    pub async fn spawn(
+        &self,
+        prepared: Prepared,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let Prepared {
+            agent,
+            runtime_name,
+            task,
+        } = prepared;
+        self.store.upsert_task(&fracta_state::TaskRecord {
+            name: task.name.clone(),
+            description: task.defaults.description.clone(),
+            source: task
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "inline".into()),
+            defaults: serde_json::to_value(&task.defaults).unwrap_or_default(),
+            instructions: task.instructions.clone(),
+            updated_at: jiff::Timestamp::now(),
+        })?;
+        let mut agent = self.store.insert_agent(&agent)?;
+        tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, "spawning agent");
+
+        let base = self
+            .cfg
+            .config
+            .project
+            .default_base_branch
+            .clone()
+            .unwrap_or_else(|| "main".into());
+        let project_dir =
+            std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        let fracta_dir = project_dir.join(".fracta");
+        match workspace::create(&project_dir, &fracta_dir, &agent.id, &agent.task, &base) {
+            Ok(ws) => {
+                let home = fracta_dir.join("agents").join(&agent.id);
+                agent = self.store.update_agent(
+                    &agent.id,
+                    &AgentPatch {
+                        workspace: Some(Some(ws.path.display().to_string())),
+                        branch: Some(ws.branch.clone()),
+                        runtime_home: Some(Some(home.display().to_string())),
+                        ..AgentPatch::default()
+                    },
+                )?;
+            }
+            Err(e) => {
+                return self.fail_before_start(
+                    &agent,
+                    &format!("cannot create the workspace: {e}"),
+                    observer,
+                );
+            }
+        }
+        let prompt = agent.prompt.clone();
+        self.run_turn(agent, &prompt, None, &RequestContext::default(), observer)
+            .await
+    }
+
+    /// Run a new turn of a finished agent's conversation, in the same workspace.
+    pub async fn resume(
+        &self,
+        id: &str,
+        prompt: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        self.reconcile()?;
+        let agent = self.store.get_agent(id)?;
+        if !agent.status.is_terminal() {
+            return Err(RunError::Usage(format!(
+                "agent {} is {}; wait for it to end (or stop it) before resuming",
+                agent.id,
+                agent.status.as_str()
+            )));
+        }
+        let Some(token) = agent.resume_token.clone() else {
+            return Err(RunError::Usage(format!(
+                "agent {} has no resume token (its runtime never reported a session), so it cannot be resumed",
+                agent.id
+            )));
+        };
+        if agent
+            .workspace
+            .as_deref()
+            .is_none_or(|w| !Path::new(w).is_dir())
+        {
+            return Err(RunError::Usage(format!(
+                "agent {}'s workspace {} no longer exists",
+                agent.id,
+                agent.workspace.as_deref().unwrap_or("?")
+            )));
+        }
+        self.run_turn(
+            agent,
+            prompt,
+            Some(&token),
+            &RequestContext::default(),
+            observer,
+        )
+        .await
+    }
+
+    fn fail_before_start(
+        &self,
+        agent: &AgentRecord,
+        why: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let why = self.redactor.redact(why);
+        tracing::warn!(agent = %agent.id, "agent failed before start: {why}");
+        let ev = Event::Error(ErrorEvent {
+            message: why.clone(),
+        });
+        self.persist(agent, &[ev], None, true, observer)?;
+        self.store.transition(
+            &agent.id,
+            &AgentStatus::ACTIVE,
+            AgentStatus::Failed,
+            &AgentPatch {
+                error: Some(Some(why.clone())),
+                ..AgentPatch::default()
+            },
+        )?;
+        let status = Event::status("failed", Some(why));
+        let rec = self.store.get_agent(&agent.id)?;
+        self.persist(&rec, &[status], None, true, observer)?;
+        Ok(rec)
+    }
+
+    /// Persist events (redacted), then show them.
+    fn persist(
+        &self,
+        agent: &AgentRecord,
+        events: &[Event],
+        raw: Option<&str>,
+        understood: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let raw = raw.map(|r| self.redactor.redact(r));
+        let mut redacted: Vec<Event> = Vec::with_capacity(events.len());
+        // The raw line is kept beside the first event it yielded.
+        let new: Vec<NewEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut payload = serde_json::to_value(e).unwrap_or_default();
+                self.redactor.redact_json(&mut payload);
+                redacted
+                    .push(serde_json::from_value(payload.clone()).unwrap_or_else(|_| e.clone()));
+                let raw = if i == 0 { raw.clone() } else { None };
+                NewEvent {
+                    kind: e.kind().to_string(),
+                    payload,
+                    raw,
+                    parsed: understood,
+                    at: None,
+                }
+            })
+            .collect();
+        let seqs = self.store.append_events(&agent.id, &new)?;
+        for (seq, e) in seqs.iter().zip(&redacted) {
+            observer.on_event(agent, *seq, e);
+        }
+        Ok(())
+    }
+
+    /// The agent's environment. Precedence, lowest first: Fracta's own (inherited) env, the
+    /// adapter's defaults, the profile's `env`, the runtime's `env`, then bindings.
+    fn build_env(
+        &self,
+        runtime_name: &str,
+        rt: &RuntimeEntry,
+        adapter_env: &BTreeMap<String, String>,
+        auth: &ResolvedAuth,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let mut env: BTreeMap<String, String> = std::env::vars().collect();
+        // Fracta's own control variables are not the agent's business.
+        env.retain(|k, _| !k.starts_with("FRACTA_"));
+        env.extend(adapter_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(auth.profile_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for (k, v) in &rt.env {
+            let val = fracta_config::expand::expand_env(v).map_err(|e| {
+                format!("runtime `{runtime_name}` needs agents.agent_runtimes.{runtime_name}.env.{k}: {e}")
+            })?;
+            env.insert(k.clone(), val);
+        }
+        env.extend(auth.binding_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(env)
+    }
+
+    async fn run_turn(
+        &self,
+        agent: AgentRecord,
+        prompt: &str,
+        resume_token: Option<&str>,
+        request: &RequestContext,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let rt = self.runtime(&agent.runtime)?.clone();
+        let adapter = adapter_for(rt.adapter);
+        let turn = agent
+            .meta
+            .get("turns")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as u32
+            + 1;
+        let workspace = PathBuf::from(agent.workspace.clone().unwrap_or_default());
+        let home = PathBuf::from(agent.runtime_home.clone().unwrap_or_default());
+
+        if turn > 1 {
+            // A resumed turn: back to starting, and show the new prompt.
+            self.store.transition(
+                &agent.id,
+                &[
+                    AgentStatus::Succeeded,
+                    AgentStatus::Failed,
+                    AgentStatus::Stopped,
+                    AgentStatus::Lost,
+                ],
+                AgentStatus::Starting,
+                &AgentPatch {
+                    error: Some(None),
+                    exit_code: Some(None),
+                    signal: Some(None),
+                    ..AgentPatch::default()
+                },
+            )?;
+        }
+        let agent = self.store.get_agent(&agent.id)?;
+        self.persist(
+            &agent,
+            &[Event::Message(MessageEvent {
+                role: Role::User,
+                text: prompt.to_string(),
+            })],
+            None,
+            true,
+            observer,
+        )?;
+
+        let auth =
+            match credentials::resolve(&self.cfg, &agent.runtime, &rt, request, &self.redactor)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => return self.fail_before_start(&agent, &e.to_string(), observer),
+            };
+        let ctx = LaunchContext {
+            agent_id: &agent.id,
+            prompt,
+            model: agent.model.as_deref(),
+            resume_token,
+            workspace: &workspace,
+            runtime_home: &home,
+            runtime: &rt,
+            project: &self.cfg.config.project,
+            env: &auth.binding_env,
+            api_key_helper: auth.api_key_helper.as_ref(),
+        };
+        let spec = match adapter.batch_launch(&ctx) {
+            Ok(s) => s,
+            Err(e) => return self.fail_before_start(&agent, &e.to_string(), observer),
+        };
+        let mut env = match self.build_env(&agent.runtime, &rt, &spec.env, &auth) {
+            Ok(e) => e,
+            Err(e) => return self.fail_before_start(&agent, &e, observer),
+        };
+        for k in &spec.env_remove {
+            env.remove(k);
+        }
+        if rt.adapter == AdapterKind::Claude
+            && env.contains_key(fracta_config::load::CLAUDE_FORBIDDEN_ENV)
+        {
+            return self.fail_before_start(
+                &agent,
+                "CLAUDE_CODE_SIMPLE is set in the agent's environment; it stops Claude Code from loading .claude/settings.json (the seed forbids it): unset it",
+                observer,
+            );
+        }
+        if let Err(e) = credentials::check_assertions(&auth, &agent.runtime, &env) {
+            return self.fail_before_start(&agent, &e.to_string(), observer);
+        }
+        let program = match locate_binary(&self.cfg, &rt, adapter) {
+            Ok(p) => p,
+            Err(e) => return self.fail_before_start(&agent, &e, observer),
+        };
+        if let Err(e) = local::write_files(&spec) {
+            return self.fail_before_start(&agent, &e.to_string(), observer);
+        }
+        let env_list: Vec<(String, String)> = env.into_iter().collect();
+        tracing::debug!(agent = %agent.id, command = %self.redactor.redact(&spec.display_command()), "launching");
+        let mut proc = match local::spawn(&spec, &program, &env_list) {
+            Ok(p) => p,
+            Err(e) => return self.fail_before_start(&agent, &e.to_string(), observer),
+        };
+        let started = self.store.transition(
+            &agent.id,
+            &[AgentStatus::Queued, AgentStatus::Starting],
+            AgentStatus::Running,
+            &AgentPatch {
+                pid: Some(Some(i64::from(proc.pid))),
+                process_start: Some(proc.identity.clone()),
+                host: Some(Some(hostname())),
+                meta: Some({
+                    let mut m = agent.meta.clone();
+                    m["turns"] = json!(turn);
+                    m["supervisor"] = json!({
+                        "pid": std::process::id(),
+                        "identity": local::process_identity(std::process::id()),
+                    });
+                    m["command"] = json!(self.redactor.redact(&spec.display_command()));
+                    m
+                }),
+                ..AgentPatch::default()
+            },
+        )?;
+        let agent = self.store.get_agent(&agent.id)?;
+        if !started {
+            // Stopped between record and launch.
+            local::stop_group(proc.pid, proc.identity.as_deref(), STOP_GRACE).await;
+            let _ = proc.wait().await;
+            return Ok(agent);
+        }
+        self.persist(
+            &agent,
+            &[Event::status("running", Some(format!("pid {}", proc.pid)))],
+            None,
+            true,
+            observer,
+        )?;
+
+        let mut parser = adapter.parser();
+        let mut interrupted = None;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            tokio::select! {
+                line = proc.next_line() => {
+                    let Some(line) = line else { break };
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let parsed = parser.parse_line(&line);
+                    self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
+                }
+                _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
+                    interrupted = Some("interrupted (Ctrl-C)");
+                    self.mark_stopped(&agent.id, "interrupted (Ctrl-C)")?;
+                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                    self.spawn_killer(proc.pid, proc.identity.clone());
+                }
+                _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } }, if interrupted.is_none() => {
+                    interrupted = Some("fracta received SIGTERM");
+                    self.mark_stopped(&agent.id, "fracta received SIGTERM")?;
+                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                    self.spawn_killer(proc.pid, proc.identity.clone());
+                }
+            }
+        }
+        let exit = proc.wait().await;
+        self.finish(&agent.id, turn, parser.outcome(), &exit, &spec, observer)
+            .await
+    }
+
+    fn spawn_killer(&self, pid: u32, identity: Option<String>) {
+        tokio::spawn(async move {
+            local::stop_group(pid, identity.as_deref(), STOP_GRACE).await;
+        });
+    }
+
+    fn mark_stopped(&self, id: &str, why: &str) -> Result<bool, RunError> {
+        Ok(self.store.transition(
+            id,
+            &AgentStatus::ACTIVE,
+            AgentStatus::Stopped,
+            &AgentPatch {
+                error: Some(Some(why.to_string())),
+                ..AgentPatch::default()
+            },
+        )?)
+    }
+
+    async fn finish(
+        &self,
+        id: &str,
+        turn: u32,
+        outcome: &crate::adapter::Outcome,
+        exit: &ExitInfo,
+        spec: &crate::launch::LaunchSpec,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.store.get_agent(id)?;
+        let stderr_tail = self.redactor.redact(exit.stderr_tail.trim());
+        let succeeded = exit.success() && outcome.success != Some(false);
+        let error = if succeeded {
+            None
+        } else {
+            let mut parts = vec![format!("{} {}", agent.adapter, exit.describe())];
+            if let Some(e) = &outcome.error {
+                parts.push(format!("runtime error: {}", self.redactor.redact(e)));
+            }
+            let tail: Vec<&str> = stderr_tail
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            if !tail.is_empty() {
+                parts.push(format!("stderr: {}", tail.join("\n")));
+            }
+            Some(parts.join("; "))
+        };
+        // Commit what the agent left on its branch, without Fracta's own files.
+        let mut commit = None;
+        if succeeded
+            && agent.branch.is_some()
+            && let Some(ws) = agent.workspace.as_deref()
+        {
+            let exclude: Vec<PathBuf> = spec
+                .files
+                .iter()
+                .filter(|f| f.in_workspace)
+                .map(|f| f.path.clone())
+                .collect();
+            match workspace::commit_leftovers(
+                Path::new(ws),
+                &format!("fracta: {} ({})", agent.task, agent.id),
+                &exclude,
+            ) {
+                Ok(c) => commit = c,
+                Err(e) => {
+                    tracing::warn!(agent = %agent.id, "could not commit the agent's work: {e}")
+                }
+            }
+        }
+        let usage = &outcome.usage;
+        self.store.record_usage(&UsageRecord {
+            agent_id: agent.id.clone(),
+            turn,
+            model: outcome.model.clone().or(agent.model.clone()),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_usd: outcome.cost_usd,
+            at: jiff::Timestamp::now(),
+        })?;
+        let mut meta = agent.meta.clone();
+        if !stderr_tail.is_empty() {
+            meta["stderr_tail"] = json!(stderr_tail);
+        }
+        if let Some(c) = &commit {
+            meta["commit"] = json!(c);
+        }
+        let patch = AgentPatch {
+            resume_token: outcome.resume_token.clone().map(Some),
+            result: outcome
+                .result
+                .clone()
+                .map(|r| Some(self.redactor.redact(&r))),
+            exit_code: Some(exit.code),
+            signal: Some(exit.signal),
+            error: error.clone().map(Some),
+            pid: Some(None),
+            meta: Some(meta),
+            ..AgentPatch::default()
+        };
+        let to = if succeeded {
+            AgentStatus::Succeeded
+        } else {
+            AgentStatus::Failed
+        };
+        let moved = self
+            .store
+            .transition(id, &AgentStatus::ACTIVE, to, &patch)?;
+        if !moved {
+            // Already stopped (or lost): keep that status, record how the process ended.
+            let mut p = patch;
+            p.error = None;
+            self.store.update_agent(id, &p)?;
+        }
+        let rec = self.store.get_agent(id)?;
+        if !moved {
+            self.persist(
+                &rec,
+                &[Event::status(rec.status.as_str(), rec.error.clone())],
+                None,
+                true,
+                observer,
+            )?;
+        } else if let Some(e) = &error {
+            let mut evs = Vec::new();
+            if outcome.error.is_none() {
+                evs.push(Event::Error(ErrorEvent { message: e.clone() }));
+            }
+            evs.push(Event::status("failed", Some(exit.describe())));
+            self.persist(&rec, &evs, None, true, observer)?;
+        } else {
+            self.persist(
+                &rec,
+                &[Event::status(
+                    "succeeded",
+                    commit.map(|c| format!("committed {c}")),
+                )],
+                None,
+                true,
+                observer,
+            )?;
+        }
+        tracing::info!(agent = %rec.id, status = rec.status.as_str(), "agent ended");
+        Ok(rec)
+    }
+
+    /// Stop a running agent and its whole process group.
+    pub async fn stop(&self, id: &str) -> Result<AgentRecord, RunError> {
+        self.reconcile()?;
+        let agent = self.store.get_agent(id)?;
+        if agent.status.is_terminal() {
+            return Ok(agent);
+        }
+        if let Some(h) = &agent.host
+            && *h != hostname()
+        {
+            return Err(RunError::Other(format!(
+                "agent {} runs on host {h}; stop it there",
+                agent.id
+            )));
+        }
+        self.mark_stopped(&agent.id, "stopped by request")?;
+        if let Some(pid) = agent.pid.and_then(|p| u32::try_from(p).ok()) {
+            local::stop_group(pid, agent.process_start.as_deref(), STOP_GRACE).await;
+        }
+        tracing::info!(agent = %agent.id, "agent stopped");
+        Ok(self.store.get_agent(&agent.id)?)
+    }
+
+    /// Find agents recorded as active on this host whose supervising fracta process is gone,
+    /// stop what is left of them, and record them as lost. Returns the ids it fixed.
+    pub fn reconcile(&self) -> Result<Vec<String>, RunError> {
+        let host = hostname();
+        let active = self.store.list_agents(&AgentFilter {
+            statuses: AgentStatus::ACTIVE.to_vec(),
+            ..AgentFilter::default()
+        })?;
+        let mut fixed = Vec::new();
+        for a in active {
+            if a.host.as_deref().is_some_and(|h| h != host) {
+                continue;
+            }
+            let sup = a.meta.get("supervisor");
+            let sup_pid = sup
+                .and_then(|s| s.get("pid"))
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|p| u32::try_from(p).ok());
+            let sup_id = sup
+                .and_then(|s| s.get("identity"))
+                .and_then(serde_json::Value::as_str);
+            let alive = match sup_pid {
+                Some(p) => local::is_alive(p, sup_id),
+                // Queued and never launched: judge by age.
+                None => {
+                    jiff::Timestamp::now().duration_since(a.updated_at)
+                        < jiff::SignedDuration::from_secs(60)
+                }
+            };
+            if alive {
+                continue;
+            }
+            if let Some(pid) = a.pid.and_then(|p| u32::try_from(p).ok())
+                && local::is_alive(pid, a.process_start.as_deref())
+            {
+                local::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            let why = format!(
+                "lost: the fracta process that supervised this agent{} is gone, so its events stopped being recorded",
+                sup_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+            );
+            if self.store.transition(
+                &a.id,
+                &AgentStatus::ACTIVE,
+                AgentStatus::Lost,
+                &AgentPatch {
+                    error: Some(Some(why.clone())),
+                    pid: Some(None),
+                    ..AgentPatch::default()
+                },
+            )? {
+                let _ = self.store.append_events(
+                    &a.id,
+                    &[NewEvent::new(
+                        "status",
+                        serde_json::to_value(Event::status("lost", Some(why))).unwrap_or_default(),
+                    )],
+                );
+                tracing::warn!(agent = %a.id, "recorded a ghost agent as lost");
+                fixed.push(a.id);
+            }
+        }
+        Ok(fixed)
+    }
+}

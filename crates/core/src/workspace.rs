@@ -1,0 +1,197 @@
+//! Workspaces: in a git repository, a worktree on a new branch from the base branch, so
+//! parallel agents never trample each other; elsewhere, a fresh folder.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("cannot create workspace {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("git {args} failed in {}: {stderr}", dir.display())]
+    Git {
+        args: String,
+        dir: PathBuf,
+        stderr: String,
+    },
+    #[error(
+        "base branch `{base}` does not exist in {}; set project.default_base_branch to an existing branch (found: {found})",
+        repo.display()
+    )]
+    NoBaseBranch {
+        base: String,
+        repo: PathBuf,
+        found: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub path: PathBuf,
+    /// The agent's branch, for git worktrees.
+    pub branch: Option<String>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|source| WorkspaceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(WorkspaceError::Git {
+            args: args.join(" "),
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The top of the git work tree containing `dir`, if any.
+pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
+    git(dir, &["rev-parse", "--show-toplevel"])
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A short, branch-safe form of a task name.
+fn slug(task: &str) -> String {
+    let s: String = task
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-');
+    if s.is_empty() {
+        "task".to_string()
+    } else {
+        s.chars().take(40).collect()
+    }
+}
+
+/// Create the workspace for agent `id` on `task`. `project_dir` is the config file's folder;
+/// workspaces live under `root` (`.fracta/worktrees` or `.fracta/workspaces`).
+pub fn create(
+    project_dir: &Path,
+    fracta_dir: &Path,
+    id: &str,
+    task: &str,
+    base: &str,
+) -> Result<Workspace, WorkspaceError> {
+    let short = id
+        .get(id.len().saturating_sub(8)..)
+        .unwrap_or(id)
+        .to_ascii_lowercase();
+    match git_toplevel(project_dir) {
+        Some(top) => {
+            let path = fracta_dir.join("worktrees").join(id);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            if git(
+                &top,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{base}^{{commit}}"),
+                ],
+            )
+            .is_err()
+            {
+                let found = git(&top, &["branch", "--format=%(refname:short)"]).unwrap_or_default();
+                let found = if found.is_empty() {
+                    "no branches with commits".to_string()
+                } else {
+                    found.replace('\n', ", ")
+                };
+                return Err(WorkspaceError::NoBaseBranch {
+                    base: base.to_string(),
+                    repo: top,
+                    found,
+                });
+            }
+            let branch = format!("fracta/{}-{short}", slug(task));
+            let p = path.to_string_lossy().to_string();
+            git(
+                &top,
+                &["worktree", "add", "--quiet", "-b", &branch, &p, base],
+            )?;
+            Ok(Workspace {
+                path,
+                branch: Some(branch),
+            })
+        }
+        None => {
+            let path = fracta_dir.join("workspaces").join(id);
+            std::fs::create_dir_all(&path).map_err(|source| WorkspaceError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Workspace { path, branch: None })
+        }
+    }
+}
+
+/// Commit what the agent left uncommitted on its branch, leaving out the runtime config files
+/// Fracta wrote. Returns the new commit, if there was anything to commit.
+pub fn commit_leftovers(
+    ws: &Path,
+    message: &str,
+    exclude: &[PathBuf],
+) -> Result<Option<String>, WorkspaceError> {
+    let mut args: Vec<String> = vec!["add".into(), "-A".into(), "--".into(), ".".into()];
+    for p in exclude {
+        if let Ok(rel) = p.strip_prefix(ws) {
+            args.push(format!(":(exclude){}", rel.display()));
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    git(ws, &refs)?;
+    if git(ws, &["diff", "--cached", "--quiet"]).is_ok() {
+        return Ok(None);
+    }
+    git(
+        ws,
+        &[
+            "-c",
+            "user.name=fracta",
+            "-c",
+            "user.email=fracta@localhost",
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            message,
+        ],
+    )?;
+    git(ws, &["rev-parse", "HEAD"]).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("My Task!"), "my-task");
+        assert_eq!(slug("///"), "task");
+    }
+}
