@@ -18,7 +18,16 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     /// Files the runtime reads, written before launch ("WriteWorkspace").
     pub files: Vec<FileSpec>,
+    /// Symlinks to create (`link` → `target`), e.g. a private runtime home pointing at the
+    /// user's own login, so credentials are never copied.
+    pub links: Vec<LinkSpec>,
     pub stdin: Stdin,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkSpec {
+    pub link: PathBuf,
+    pub target: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize)]

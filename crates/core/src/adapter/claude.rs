@@ -98,6 +98,7 @@ impl Adapter for Claude {
                 contents: settings + "\n",
                 in_workspace: true,
             }],
+            links: vec![],
             stdin: Stdin::Null,
         })
     }

@@ -1,37 +1,325 @@
-//! Codex: placeholder until the CLI findings land.
-use fracta_config::AdapterKind;
+//! Codex: `codex exec --json PROMPT` (and `codex exec resume THREAD PROMPT`). Codex takes its
+//! model provider only from `$CODEX_HOME/config.toml`, so every agent gets a private Codex home
+//! (kept for resume) holding the config Fracta writes; the same file is written to the seed's
+//! `.codex/config.toml` in the workspace.
 
-use super::{Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed};
-use crate::launch::LaunchSpec;
+use std::collections::BTreeMap;
+
+use fracta_config::AdapterKind;
+use serde_json::{Value, json};
+
+use super::{
+    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, merge_json, str_at, u64_at,
+    ws,
+};
+use crate::event::{
+    ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
+    TextEvent, ToolCallEvent, ToolResultEvent, UsageEvent,
+};
+use crate::launch::{FileSpec, LaunchSpec, LinkSpec, Stdin};
 
 pub struct Codex;
+
+impl Codex {
+    /// The config Fracta writes: the seed's `--full-auto` intent (work in the workspace without
+    /// approval prompts) as config keys that both `exec` and `exec resume` honour, telemetry off,
+    /// merged with the runtime's `native_config` (e.g. a model provider).
+    pub fn config(ctx: &LaunchContext<'_>) -> Value {
+        let mut cfg = json!({
+            "approval_policy": "never",
+            "sandbox_mode": "workspace-write",
+            "analytics": { "enabled": false },
+            "feedback": { "enabled": false },
+            "check_for_update_on_startup": false,
+        });
+        if let Some(native) = &ctx.runtime.native_config {
+            merge_json(&mut cfg, native);
+        }
+        cfg
+    }
+
+    pub fn config_toml(ctx: &LaunchContext<'_>) -> Result<String, AdapterError> {
+        let v = Self::config(ctx);
+        let table: toml::Table =
+            serde_json::from_value(strip_nulls(v)).map_err(|e| AdapterError::NativeConfig {
+                runtime: "codex".into(),
+                message: format!("cannot express it as TOML: {e}"),
+            })?;
+        toml::to_string_pretty(&table).map_err(|e| AdapterError::NativeConfig {
+            runtime: "codex".into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// TOML has no null: drop null values.
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .filter(|v| !v.is_null())
+                .map(strip_nulls)
+                .collect(),
+        ),
+        other => other,
+    }
+}
 
 impl Adapter for Codex {
     fn kind(&self) -> AdapterKind {
         AdapterKind::Codex
     }
+
     fn binary(&self) -> &'static str {
         "codex"
     }
+
     fn npm_package(&self) -> &'static str {
         "@openai/codex"
     }
-    fn batch_launch(&self, _ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
-        Err(AdapterError::Other(
-            "codex adapter not implemented yet".into(),
-        ))
+
+    fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let home = ctx.runtime_home.join("codex-home");
+        let toml = Self::config_toml(ctx)?;
+        let mut args = vec!["exec".to_string()];
+        if let Some(t) = ctx.resume_token {
+            args.extend([
+                "resume".into(),
+                "--json".into(),
+                "--skip-git-repo-check".into(),
+            ]);
+            if let Some(m) = ctx.model {
+                args.extend(["--model".into(), m.to_string()]);
+            }
+            args.extend(ctx.runtime.args.iter().cloned());
+            args.extend([t.to_string(), ctx.prompt.to_string()]);
+        } else {
+            args.extend(["--json".into(), "--skip-git-repo-check".into()]);
+            if let Some(m) = ctx.model {
+                args.extend(["--model".into(), m.to_string()]);
+            }
+            args.extend(ctx.runtime.args.iter().cloned());
+            args.push(ctx.prompt.to_string());
+        }
+        let mut env = BTreeMap::new();
+        env.insert("CODEX_HOME".to_string(), home.display().to_string());
+        let files = vec![
+            FileSpec {
+                path: home.join("config.toml"),
+                contents: toml.clone(),
+                in_workspace: false,
+            },
+            FileSpec {
+                path: ws(ctx, ".codex/config.toml"),
+                contents: toml,
+                in_workspace: true,
+            },
+        ];
+        // Keep a `codex login` working: the private home links to the user's auth file.
+        let links = user_codex_auth()
+            .map(|target| {
+                vec![LinkSpec {
+                    link: home.join("auth.json"),
+                    target,
+                }]
+            })
+            .unwrap_or_default();
+        Ok(LaunchSpec {
+            program: self.binary().into(),
+            args,
+            env,
+            env_remove: vec![],
+            cwd: ctx.workspace.to_path_buf(),
+            files,
+            links,
+            stdin: Stdin::Null,
+        })
     }
+
     fn parser(&self) -> Box<dyn EventParser> {
-        Box::new(P(Outcome::default()))
+        Box::new(CodexParser::default())
     }
 }
 
-struct P(Outcome);
-impl EventParser for P {
-    fn parse_line(&mut self, _line: &str) -> Parsed {
-        Parsed::unknown("codex parser not implemented")
+/// The user's own Codex login (`$CODEX_HOME/auth.json`, else `~/.codex/auth.json`), if any.
+fn user_codex_auth() -> Option<std::path::PathBuf> {
+    let home = std::env::var_os("CODEX_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".codex")))?;
+    Some(home.join("auth.json")).filter(|p| p.is_file())
+}
+
+#[derive(Default)]
+pub struct CodexParser {
+    outcome: Outcome,
+}
+
+fn item_events(item: &Value, completed: bool, outcome: &mut Outcome) -> Vec<Event> {
+    let id = str_at(item, "id").map(str::to_string);
+    match str_at(item, "type").unwrap_or("") {
+        "agent_message" if completed => {
+            let text = str_at(item, "text").unwrap_or("").to_string();
+            outcome.result = Some(text.clone());
+            vec![Event::Message(MessageEvent {
+                role: Role::Assistant,
+                text,
+            })]
+        }
+        "reasoning" if completed => vec![Event::Reasoning(TextEvent {
+            text: str_at(item, "text").unwrap_or("").to_string(),
+        })],
+        "command_execution" => {
+            if completed {
+                let code = item.get("exit_code").and_then(Value::as_i64);
+                vec![Event::ToolResult(ToolResultEvent {
+                    id,
+                    name: Some("command_execution".into()),
+                    output: str_at(item, "aggregated_output").unwrap_or("").to_string(),
+                    is_error: code.is_some_and(|c| c != 0)
+                        || str_at(item, "status") == Some("failed"),
+                })]
+            } else {
+                vec![Event::ToolCall(ToolCallEvent {
+                    id,
+                    name: "command_execution".into(),
+                    input: json!({ "command": str_at(item, "command").unwrap_or("") }),
+                })]
+            }
+        }
+        "file_change" if completed => vec![
+            Event::ToolCall(ToolCallEvent {
+                id: id.clone(),
+                name: "file_change".into(),
+                input: item.get("changes").cloned().unwrap_or(Value::Null),
+            }),
+            Event::ToolResult(ToolResultEvent {
+                id,
+                name: Some("file_change".into()),
+                output: str_at(item, "status").unwrap_or("").to_string(),
+                is_error: str_at(item, "status") == Some("failed"),
+            }),
+        ],
+        "mcp_tool_call" => {
+            let name = format!(
+                "{}/{}",
+                str_at(item, "server").unwrap_or("?"),
+                str_at(item, "tool").unwrap_or("?")
+            );
+            if completed {
+                vec![Event::ToolResult(ToolResultEvent {
+                    id,
+                    name: Some(name),
+                    output: item
+                        .get("result")
+                        .map(Value::to_string)
+                        .or_else(|| item.get("error").map(Value::to_string))
+                        .unwrap_or_default(),
+                    is_error: item.get("error").is_some_and(|e| !e.is_null()),
+                })]
+            } else {
+                vec![Event::ToolCall(ToolCallEvent {
+                    id,
+                    name,
+                    input: item.get("arguments").cloned().unwrap_or(Value::Null),
+                })]
+            }
+        }
+        "web_search" if !completed => vec![Event::ToolCall(ToolCallEvent {
+            id,
+            name: "web_search".into(),
+            input: json!({ "query": str_at(item, "query").unwrap_or("") }),
+        })],
+        "error" if completed => {
+            let message = str_at(item, "message").unwrap_or("").to_string();
+            vec![Event::Error(ErrorEvent { message })]
+        }
+        "todo_list" | "reasoning" | "agent_message" | "file_change" | "web_search" | "error" => {
+            vec![Event::Runtime(RuntimeEvent {
+                name: format!("item/{}", str_at(item, "type").unwrap_or("")),
+            })]
+        }
+        other => vec![Event::Runtime(RuntimeEvent {
+            name: format!("item/{other}"),
+        })],
     }
+}
+
+impl EventParser for CodexParser {
+    fn parse_line(&mut self, line: &str) -> Parsed {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return Parsed::unknown("not JSON");
+        };
+        match str_at(&v, "type").unwrap_or("") {
+            "thread.started" => {
+                let token = str_at(&v, "thread_id").unwrap_or("").to_string();
+                self.outcome.resume_token = Some(token.clone());
+                Parsed::known(vec![Event::Session(SessionEvent {
+                    resume_token: token,
+                    model: None,
+                })])
+            }
+            "turn.started" => Parsed::known(vec![Event::Step(StepEvent {
+                phase: StepPhase::Started,
+            })]),
+            "turn.completed" => {
+                let usage = UsageEvent {
+                    input_tokens: u64_at(&v, &["usage", "input_tokens"]),
+                    output_tokens: u64_at(&v, &["usage", "output_tokens"]),
+                    cached_tokens: u64_at(&v, &["usage", "cached_input_tokens"]),
+                    cost_usd: None,
+                };
+                self.outcome.usage = usage.clone();
+                self.outcome.success = Some(true);
+                Parsed::known(vec![
+                    Event::Step(StepEvent {
+                        phase: StepPhase::Finished,
+                    }),
+                    Event::Usage(usage),
+                ])
+            }
+            "turn.failed" => {
+                let message = v
+                    .pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("turn failed")
+                    .to_string();
+                self.outcome.success = Some(false);
+                self.outcome.error = Some(message.clone());
+                Parsed::known(vec![Event::Error(ErrorEvent { message })])
+            }
+            "error" => {
+                let message = str_at(&v, "message").unwrap_or("error").to_string();
+                self.outcome.error = Some(message.clone());
+                Parsed::known(vec![Event::Error(ErrorEvent { message })])
+            }
+            "item.started" | "item.updated" | "item.completed" => {
+                let completed = str_at(&v, "type") == Some("item.completed");
+                let Some(item) = v.get("item") else {
+                    return Parsed::unknown("item event without an item");
+                };
+                let mut events = item_events(item, completed, &mut self.outcome);
+                if str_at(&v, "type") == Some("item.updated") {
+                    events.retain(|e| !matches!(e, Event::ToolCall(_)));
+                    if events.is_empty() {
+                        events.push(Event::Runtime(RuntimeEvent {
+                            name: "item.updated".into(),
+                        }));
+                    }
+                }
+                Parsed::known(events)
+            }
+            "" => Parsed::unknown("JSON without a type"),
+            other => Parsed::unknown(format!("unknown type `{other}`")),
+        }
+    }
+
     fn outcome(&self) -> &Outcome {
-        &self.0
+        &self.outcome
     }
 }

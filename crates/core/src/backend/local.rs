@@ -104,7 +104,13 @@ pub fn spawn(
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(
+            env.iter()
+                .filter(|(k, _)| k != "PWD" && k != "OLDPWD")
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        // Some CLIs (OpenCode) take their project folder from $PWD, not from the real cwd.
+        .env("PWD", &spec.cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(match spec.stdin {
