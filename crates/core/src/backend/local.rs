@@ -13,6 +13,9 @@ use tokio::task::JoinHandle;
 
 use crate::launch::{LaunchSpec, Stdin};
 
+/// How long output is still read after the direct child exited.
+pub const ORPHAN_DRAIN: Duration = Duration::from_secs(2);
+
 /// How much of stderr is kept for reports.
 pub const STDERR_TAIL_BYTES: usize = 8 * 1024;
 
@@ -38,6 +41,10 @@ pub struct LocalProcess {
     /// for it.
     pub identity: Option<String>,
     stdout: BufReader<ChildStdout>,
+    /// Partial line kept across cancelled reads (read_until appends to it).
+    line: Vec<u8>,
+    /// Set once the direct child has exited.
+    status: Option<std::io::Result<std::process::ExitStatus>>,
     stderr: Option<JoinHandle<String>>,
     pub stdin: Option<tokio::process::ChildStdin>,
 }
@@ -157,22 +164,37 @@ pub fn spawn(
         pid,
         identity,
         stdout,
+        line: Vec::new(),
+        status: None,
         stderr,
         stdin,
     })
 }
 
 impl LocalProcess {
-    /// The next stdout line (without the newline), or None at end of output.
+    /// Read one line into `self.line`; cancel safe (a partial line stays in the buffer).
+    async fn read_line(&mut self) -> Option<String> {
+        read_line(&mut self.stdout, &mut self.line).await
+    }
+
+    /// The next stdout line (without the newline), or None at end of output. When the
+    /// direct child has exited but something it started still holds stdout open (e.g. the
+    /// native binary behind an npm wrapper), what is left is drained for a moment and the
+    /// rest of the process group is killed: a run never hangs on an orphan.
     pub async fn next_line(&mut self) -> Option<String> {
-        let mut buf = Vec::new();
-        match self.stdout.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(_) => {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                Some(String::from_utf8_lossy(&buf).into_owned())
+        loop {
+            if self.status.is_some() {
+                return match tokio::time::timeout(ORPHAN_DRAIN, self.read_line()).await {
+                    Ok(l) => l,
+                    Err(_) => {
+                        signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+                        None
+                    }
+                };
+            }
+            tokio::select! {
+                l = read_line(&mut self.stdout, &mut self.line) => return l,
+                s = self.child.wait() => self.status = Some(s),
             }
         }
     }
@@ -180,7 +202,12 @@ impl LocalProcess {
     /// Wait for the child to end and collect its status and stderr tail.
     pub async fn wait(mut self) -> ExitInfo {
         use std::os::unix::process::ExitStatusExt;
-        let status = self.child.wait().await;
+        let status = match self.status.take() {
+            Some(s) => s,
+            None => self.child.wait().await,
+        };
+        // Whatever the leader left behind in its group goes with it.
+        signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
         let stderr_tail = match self.stderr.take() {
             // The stderr pipe may be held open by a grandchild; do not wait forever.
             Some(h) => tokio::time::timeout(Duration::from_secs(2), h)
@@ -201,6 +228,19 @@ impl LocalProcess {
                 signal: None,
                 stderr_tail: format!("{stderr_tail}\n(wait failed: {e})"),
             },
+        }
+    }
+}
+
+async fn read_line(stdout: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Option<String> {
+    match stdout.read_until(b'\n', line).await {
+        Ok(0) | Err(_) if line.is_empty() => None,
+        _ => {
+            let mut buf = std::mem::take(line);
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            Some(String::from_utf8_lossy(&buf).into_owned())
         }
     }
 }

@@ -1,0 +1,311 @@
+//! End-to-end harness: a git project in a temp folder whose `fracta.yaml` points all three
+//! real agent CLIs at an in-process scripted model server, and the real `fracta` binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fracta_model_server::{ModelServer, RecordedRequest, Script};
+use serde_json::Value;
+
+/// The repository root (where package.json pins the agent CLIs).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Fail with instructions when the pinned CLIs are not installed.
+pub fn require_clis() {
+    for b in ["claude", "codex", "opencode"] {
+        let p = repo_root().join("node_modules/.bin").join(b);
+        assert!(
+            p.exists(),
+            "{} is missing: run `npm ci` in {} (scripts/setup.sh does)",
+            p.display(),
+            repo_root().display()
+        );
+    }
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub server: Option<ModelServer>,
+    pub rt: tokio::runtime::Runtime,
+    pub url: String,
+}
+
+/// The three runtimes, pointed at the scripted model server at `url`.
+pub fn config(url: &str, extra_runtime_keys: &str) -> String {
+    format!(
+        r#"agents:
+  default_runtime: claude
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      env:
+        ANTHROPIC_BASE_URL: {url}
+        ANTHROPIC_API_KEY: sk-ant-test
+{extra_runtime_keys}
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      env:
+        FAKE_OPENAI_KEY: sk-openai-test
+      native_config:
+        model_provider: fake
+        model_providers:
+          fake:
+            name: Fake
+            base_url: {url}/v1
+            env_key: FAKE_OPENAI_KEY
+            wire_api: responses
+            request_max_retries: 0
+            stream_max_retries: 0
+{extra_runtime_keys}
+    opencode:
+      adapter: opencode
+      model: fake/m
+      env:
+        OPENCODE_DISABLE_MODELS_FETCH: "1"
+        NPM_CONFIG_OFFLINE: "true"
+      native_config:
+        provider:
+          fake:
+            npm: "@ai-sdk/anthropic"
+            options:
+              baseURL: {url}/v1
+              apiKey: sk-oc-test
+            models:
+              m:
+                name: m
+{extra_runtime_keys}
+project:
+  default_base_branch: main
+  allowed_tools: [Read, Write, Edit, Glob, Grep, "Bash(git *)"]
+"#
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Project {
+    /// A git project with one commit on `main`, and a model server running `script`.
+    pub fn new(script: Script) -> Project {
+        Self::with_keys(script, "")
+    }
+
+    /// Like `new`, with extra YAML keys added to every runtime entry (indented 6 spaces).
+    pub fn with_keys(script: Script, extra: &str) -> Project {
+        require_clis();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(ModelServer::start(script, "127.0.0.1:0".parse().unwrap()))
+            .unwrap();
+        let url = server.url();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        git(root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("README.md"), "test project\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".fracta/\nhome/\n").unwrap();
+        git(root, &["add", "."]);
+        git(
+            root,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                "init",
+            ],
+        );
+        std::fs::write(root.join("fracta.yaml"), config(&url, extra)).unwrap();
+        Project {
+            dir,
+            server: Some(server),
+            rt,
+            url,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn server(&self) -> &ModelServer {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Model requests (not the CLI's side requests such as title generation) whose last user
+    /// text or any text contains `needle`.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.server().model_requests()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fracta"));
+        c.args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path().join("home"))
+            .env("NO_COLOR", "1")
+            .env("FRACTA_LOG", "debug")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Start `fracta` in the background.
+    pub fn start(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `fracta spawn --json ...`, returning the exit code and the JSON object.
+    pub fn spawn_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut full = vec!["spawn", "--json"];
+        full.extend_from_slice(args);
+        let out = self.run(&full);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "spawn printed no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), v)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fracta {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn agent(&self, id: &str) -> Value {
+        self.json(&["show", id, "--json"])
+    }
+
+    /// Normalized events of an agent (`fracta logs --json`).
+    pub fn events(&self, id: &str) -> Vec<Value> {
+        let out = self.run(&["logs", id, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Wait until `fracta ps --json` shows exactly one agent in `status`; return it.
+    pub fn wait_for_status(&self, status: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let agents = self.json(&["ps", "--all", "--json"]);
+            if let Some(a) = agents
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["status"] == status)
+            {
+                return a.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no agent became {status} within {timeout:?}: {agents:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A file on a branch of the project's repository.
+    pub fn show_file(&self, branch: &str, path: &str) -> Option<String> {
+        let out = Command::new("git")
+            .args(["show", &format!("{branch}:{path}")])
+            .current_dir(self.path())
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+}
+
+/// Wait for a child with a timeout; kill it if it overstays.
+pub fn wait_child(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("process did not end within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Is a process alive (and not a zombie)?
+pub fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,2 @@
+mod batch;
+mod harness;
