@@ -54,6 +54,9 @@ pub enum Command {
     /// Work with tasks (.fracta/tasks/NAME.md)
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Check credentials: materialize each auth origin and run each resolver once
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Run the scripted model server (Anthropic Messages + OpenAI Responses) to try Fracta offline
     ModelServer(ModelServerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
@@ -145,6 +148,22 @@ pub struct LogsArgs {
     #[arg(long)]
     pub raw: bool,
     /// One JSON object per event (JSON Lines)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Report, for every origin and resolver, success (with the secret's length and a short
+    /// fingerprint, never the value) or why it failed. Exit 1 if any failed
+    Check(AuthCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuthCheckArgs {
+    /// Only this profile
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

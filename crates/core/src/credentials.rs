@@ -277,3 +277,128 @@ pub fn check_assertions(
 pub fn profile<'a>(cfg: &'a LoadedConfig, name: &str) -> Option<&'a Profile> {
     cfg.config.auth.credentials.profiles.get(name)
 }
+
+/// The result of checking one origin or resolver (`fracta auth check`). Never the value.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckResult {
+    pub profile: String,
+    /// `origin` or `resolver`.
+    pub kind: &'static str,
+    pub name: String,
+    /// The source type (`command_output`, `secret_env`, `http_header_token`, `command`).
+    pub source: &'static str,
+    pub ok: bool,
+    /// Length of the secret, when one was produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
+    /// First 8 hex digits of the secret's SHA-256: enough to compare, useless to an attacker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+pub fn fingerprint(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Materialize every origin and run every resolver of the named profiles (all when `only` is
+/// None) once.
+pub async fn check(
+    cfg: &LoadedConfig,
+    only: Option<&str>,
+    redactor: &Redactor,
+) -> Result<Vec<CheckResult>, String> {
+    let profiles = &cfg.config.auth.credentials.profiles;
+    if let Some(p) = only
+        && !profiles.contains_key(p)
+    {
+        let valid: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        return Err(format!(
+            "no profile `{p}`; {}",
+            fracta_config::diagnostic::valid_help("profiles", p, &valid)
+        ));
+    }
+    let mut out = Vec::new();
+    for (pname, profile) in profiles
+        .iter()
+        .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+    {
+        for (oname, origin) in &profile.auth_origins {
+            let base = CheckResult {
+                profile: pname.clone(),
+                kind: "origin",
+                name: oname.clone(),
+                source: origin.type_name(),
+                ok: false,
+                length: None,
+                fingerprint: None,
+                detail: None,
+            };
+            if matches!(origin, AuthOrigin::HttpHeaderToken { .. }) {
+                out.push(CheckResult {
+                    ok: true,
+                    detail: Some(
+                        "not checked: its token comes with a control-plane spawn request".into(),
+                    ),
+                    ..base
+                });
+                continue;
+            }
+            out.push(
+                match materialize(pname, oname, origin, &RequestContext::default(), redactor).await
+                {
+                    Ok(v) => CheckResult {
+                        ok: true,
+                        length: Some(v.len()),
+                        fingerprint: Some(fingerprint(&v)),
+                        ..base
+                    },
+                    Err(e) => CheckResult {
+                        detail: Some(redactor.redact(&e.to_string())),
+                        ..base
+                    },
+                },
+            );
+        }
+        for (rname, r) in &profile.runtime_auth_resolvers {
+            let base = CheckResult {
+                profile: pname.clone(),
+                kind: "resolver",
+                name: rname.clone(),
+                source: "command",
+                ok: false,
+                length: None,
+                fingerprint: None,
+                detail: None,
+            };
+            let argv = vec!["sh".to_string(), "-c".to_string(), r.command.clone()];
+            out.push(
+                match run_origin_command(&argv, DEFAULT_ORIGIN_TIMEOUT, redactor).await {
+                    Ok(v) => CheckResult {
+                        ok: true,
+                        length: Some(v.len()),
+                        fingerprint: Some(fingerprint(&v)),
+                        detail: Some(format!(
+                            "runs inside the agent{}",
+                            r.ttl_ms
+                                .map(|t| format!(", again every {t} ms"))
+                                .unwrap_or_default()
+                        )),
+                        ..base
+                    },
+                    Err(e) => CheckResult {
+                        detail: Some(e.replace("`sh`", &format!("`{}`", r.command))),
+                        ..base
+                    },
+                },
+            );
+        }
+    }
+    Ok(out)
+}

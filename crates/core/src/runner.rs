@@ -82,6 +82,27 @@ fn state_mode(m: Mode) -> fracta_state::Mode {
     }
 }
 
+/// The agent's environment. Precedence, lowest first: Fracta's own (inherited) environment,
+/// the adapter's defaults (quiet/offline switches, `CODEX_HOME`), the profile's `env`, the
+/// runtime's `env`, then bindings (`bearer_env`). Fracta's own `FRACTA_*` variables are not
+/// passed on.
+pub fn compose_env(
+    inherited: impl IntoIterator<Item = (String, String)>,
+    adapter: &BTreeMap<String, String>,
+    profile: &BTreeMap<String, String>,
+    runtime: &BTreeMap<String, String>,
+    bindings: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = inherited
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("FRACTA_"))
+        .collect();
+    for layer in [adapter, profile, runtime, bindings] {
+        env.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    env
+}
+
 /// Where an agent CLI is found: the runtime's `command`, else PATH, else the project's
 /// `node_modules/.bin` (beside the config, or above the fracta executable).
 pub fn locate_binary(
@@ -289,6 +310,7 @@ impl Runner {
         let project_dir =
             std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
         let fracta_dir = project_dir.join(".fracta");
+        workspace::ensure_fracta_ignore(&fracta_dir);
         match workspace::create(&project_dir, &fracta_dir, &agent.id, &agent.task, &base) {
             Ok(ws) => {
                 let home = fracta_dir.join("agents").join(&agent.id);
@@ -425,8 +447,6 @@ impl Runner {
         Ok(())
     }
 
-    /// The agent's environment. Precedence, lowest first: Fracta's own (inherited) env, the
-    /// adapter's defaults, the profile's `env`, the runtime's `env`, then bindings.
     fn build_env(
         &self,
         runtime_name: &str,
@@ -434,19 +454,20 @@ impl Runner {
         adapter_env: &BTreeMap<String, String>,
         auth: &ResolvedAuth,
     ) -> Result<BTreeMap<String, String>, String> {
-        let mut env: BTreeMap<String, String> = std::env::vars().collect();
-        // Fracta's own control variables are not the agent's business.
-        env.retain(|k, _| !k.starts_with("FRACTA_"));
-        env.extend(adapter_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        env.extend(auth.profile_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut runtime_env = BTreeMap::new();
         for (k, v) in &rt.env {
             let val = fracta_config::expand::expand_env(v).map_err(|e| {
                 format!("runtime `{runtime_name}` needs agents.agent_runtimes.{runtime_name}.env.{k}: {e}")
             })?;
-            env.insert(k.clone(), val);
+            runtime_env.insert(k.clone(), val);
         }
-        env.extend(auth.binding_env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(env)
+        Ok(compose_env(
+            std::env::vars(),
+            adapter_env,
+            &auth.profile_env,
+            &runtime_env,
+            &auth.binding_env,
+        ))
     }
 
     async fn run_turn(
@@ -547,6 +568,17 @@ impl Runner {
         };
         if let Err(e) = local::write_files(&spec) {
             return self.fail_before_start(&agent, &e.to_string(), observer);
+        }
+        if agent.branch.is_some() {
+            let ours: Vec<PathBuf> = spec
+                .files
+                .iter()
+                .filter(|f| f.in_workspace)
+                .map(|f| f.path.clone())
+                .collect();
+            if let Err(e) = workspace::keep_out_of_commits(&workspace, &home, &ours) {
+                tracing::warn!(agent = %agent.id, "could not exclude Fracta's files from git: {e}");
+            }
         }
         let env_list: Vec<(String, String)> = env.into_iter().collect();
         tracing::debug!(agent = %agent.id, command = %self.redactor.redact(&spec.display_command()), "launching");
@@ -859,5 +891,49 @@ impl Runner {
             }
         }
         Ok(fixed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_precedence_inherited_adapter_profile_runtime_binding() {
+        let inherited = vec![
+            ("A".to_string(), "inherited".to_string()),
+            ("B".to_string(), "inherited".to_string()),
+            ("FRACTA_CONFIG".to_string(), "x".to_string()),
+            ("KEEP".to_string(), "inherited".to_string()),
+        ];
+        let env = compose_env(
+            inherited,
+            &m(&[
+                ("A", "adapter"),
+                ("B", "adapter"),
+                ("C", "adapter"),
+                ("D", "adapter"),
+            ]),
+            &m(&[("B", "profile"), ("C", "profile"), ("D", "profile")]),
+            &m(&[("C", "runtime"), ("D", "runtime")]),
+            &m(&[("D", "binding")]),
+        );
+        assert_eq!(
+            env,
+            m(&[
+                ("A", "adapter"),
+                ("B", "profile"),
+                ("C", "runtime"),
+                ("D", "binding"),
+                ("KEEP", "inherited")
+            ])
+        );
     }
 }

@@ -63,6 +63,19 @@ pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Keep Fracta's own files (worktrees, state, logs) out of the project's `git status`, while
+/// task files stay committable. Written once; a file the user changed is left alone.
+pub fn ensure_fracta_ignore(fracta_dir: &Path) {
+    let p = fracta_dir.join(".gitignore");
+    if !p.exists() {
+        let _ = std::fs::create_dir_all(fracta_dir);
+        let _ = std::fs::write(
+            &p,
+            "# Written by fracta: ignore its state, keep tasks.\n*\n!.gitignore\n!tasks/\n!tasks/**\n",
+        );
+    }
+}
+
 /// A short, branch-safe form of a task name.
 fn slug(task: &str) -> String {
     let s: String = task
@@ -148,6 +161,54 @@ pub fn create(
             Ok(Workspace { path, branch: None })
         }
     }
+}
+
+/// Keep the runtime files Fracta wrote into a worktree out of every commit made there, the
+/// agent's own included: untracked ones through a per-worktree excludes file, tracked ones
+/// (a repository that has its own `.claude/settings.json`) with `--skip-worktree`.
+pub fn keep_out_of_commits(
+    ws: &Path,
+    home: &Path,
+    files: &[PathBuf],
+) -> Result<(), WorkspaceError> {
+    let rel: Vec<String> = files
+        .iter()
+        .filter_map(|p| p.strip_prefix(ws).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    if rel.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(home).map_err(|source| WorkspaceError::Io {
+        path: home.to_path_buf(),
+        source,
+    })?;
+    let exclude = home.join("git-exclude");
+    let body: String = rel.iter().map(|r| format!("/{r}\n")).collect();
+    std::fs::write(
+        &exclude,
+        format!("# Written by fracta: runtime config, never committed\n{body}"),
+    )
+    .map_err(|source| WorkspaceError::Io {
+        path: exclude.clone(),
+        source,
+    })?;
+    git(ws, &["config", "extensions.worktreeConfig", "true"])?;
+    git(
+        ws,
+        &[
+            "config",
+            "--worktree",
+            "core.excludesFile",
+            &exclude.display().to_string(),
+        ],
+    )?;
+    for r in &rel {
+        if git(ws, &["ls-files", "--error-unmatch", "--", r]).is_ok() {
+            git(ws, &["update-index", "--skip-worktree", "--", r])?;
+        }
+    }
+    Ok(())
 }
 
 /// Commit what the agent left uncommitted on its branch, leaving out the runtime config files

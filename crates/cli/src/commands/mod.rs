@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod agent;
+mod auth;
 mod completions;
 mod config;
 mod init;
@@ -11,7 +12,7 @@ use std::process::ExitCode;
 
 use fracta_config::{ConfigError, LoadedConfig};
 
-use crate::cli::{Cli, Command, ConfigCommand, TaskCommand};
+use crate::cli::{AuthCommand, Cli, Command, ConfigCommand, TaskCommand};
 use crate::exit::{self, Failure};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
         Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
         Command::ModelServer(a) => model_server::run(a),
+        Command::Auth(AuthCommand::Check(a)) => auth::check(&load(cli.config.as_deref())?, a),
     }
 }
 
