@@ -72,6 +72,9 @@ pub async fn resolve(
             runtime: runtime_name.into(),
             message: format!("auth.credentials.profiles.{pname}.env.{k}: {e}"),
         })?;
+        if crate::runner::is_secret_env(k, v) {
+            redactor.add(&val);
+        }
         out.profile_env.insert(k.clone(), val);
     }
     out.require_env = profile.assertions.require_env.clone();

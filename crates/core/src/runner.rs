@@ -103,6 +103,16 @@ pub fn compose_env(
     env
 }
 
+/// Is an env entry secret-bearing? Its name, or the name of a `${VAR}` it takes its value
+/// from, looks like a key, token, secret, password or credential. Such values are registered
+/// with the redactor, so they never reach an event, a log or an output.
+pub fn is_secret_env(name: &str, raw_value: &str) -> bool {
+    fracta_config::show::looks_secret(name)
+        || fracta_config::expand::references(raw_value)
+            .iter()
+            .any(|r| fracta_config::show::looks_secret(r.name))
+}
+
 /// Where an agent CLI is found: the runtime's `command`, else PATH, else the project's
 /// `node_modules/.bin` (beside the config, or above the fracta executable).
 pub fn locate_binary(
@@ -459,6 +469,9 @@ impl Runner {
             let val = fracta_config::expand::expand_env(v).map_err(|e| {
                 format!("runtime `{runtime_name}` needs agents.agent_runtimes.{runtime_name}.env.{k}: {e}")
             })?;
+            if is_secret_env(k, v) {
+                self.redactor.add(&val);
+            }
             runtime_env.insert(k.clone(), val);
         }
         Ok(compose_env(

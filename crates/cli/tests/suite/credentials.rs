@@ -1,0 +1,550 @@
+//! The credential pipeline against the real CLIs: each runtime receives its secret the way
+//! the seed says (Claude through the apiKeyHelper projection, Codex and OpenCode through
+//! `bearer_env`), failures refuse the spawn with an actionable message, and no secret value
+//! reaches any output Fracta writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use fracta_model_server::Script;
+use serde_json::Value;
+
+use super::harness::Project;
+
+fn script(yaml: &str) -> Script {
+    Script::parse(yaml, "test").unwrap()
+}
+
+/// Replace the project's fracta.yaml.
+fn write_config(p: &Project, yaml: &str) {
+    std::fs::write(p.path().join("fracta.yaml"), yaml.replace("{URL}", &p.url)).unwrap();
+}
+
+fn header(r: &fracta_model_server::RecordedRequest, name: &str) -> Option<String> {
+    r.headers.get(name).cloned()
+}
+
+/// Does a model request carry `token` as its credential?
+fn carries(r: &fracta_model_server::RecordedRequest, token: &str) -> bool {
+    header(r, "x-api-key").as_deref() == Some(token)
+        || header(r, "authorization") == Some(format!("Bearer {token}"))
+}
+
+const CODEX_PROVIDER: &str = r#"      native_config:
+        model_provider: fake
+        model_providers:
+          fake:
+            name: Fake
+            base_url: {URL}/v1
+            env_key: FAKE_OPENAI_KEY
+            wire_api: responses
+            request_max_retries: 0
+            stream_max_retries: 0
+"#;
+
+#[test]
+fn claude_api_key_helper_token_reaches_the_model_and_refreshes_on_ttl() {
+    let p = Project::new(script(
+        "rules:\n  - when: { contains: \"nap then answer\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Bash, input: { command: \"sleep 2\" } }]\nfallback: \"rested\"\n",
+    ));
+    // A helper that prints a new token every time it runs.
+    let helper = p.path().join("helper.sh");
+    let counter = p.path().join("count");
+    std::fs::write(&helper, format!("#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; echo HELPER-TOKEN-$n\n", c = counter.display())).unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", helper.to_str().unwrap()])
+        .status()
+        .unwrap();
+    write_config(
+        &p,
+        &format!(
+            r#"auth:
+  credentials:
+    profiles:
+      helper:
+        runtime_auth_resolvers:
+          tok:
+            type: command
+            command: "{}"
+            ttl_ms: 500
+        default_binding:
+          type: claude_api_key_helper
+          runtime_auth_resolver: tok
+agents:
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      auth_profile: helper
+      env:
+        ANTHROPIC_BASE_URL: "{{URL}}"
+project:
+  allowed_tools: [Read, "Bash(sleep *)"]
+"#,
+            helper.display()
+        ),
+    );
+    let (code, v) = p.spawn_json(&["--task", "nap", "--prompt", "nap then answer"]);
+    assert_eq!(code, 0, "{v:#}");
+    let reqs: Vec<_> = p
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .collect();
+    assert!(reqs.len() >= 2);
+    assert!(
+        reqs.iter()
+            .all(|r| (1..10).any(|n| carries(r, &format!("HELPER-TOKEN-{n}")))),
+        "{:#?}",
+        reqs.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+    // The TTL made Claude run the helper again during the run.
+    let runs: u32 = std::fs::read_to_string(&counter)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        runs >= 2,
+        "the helper ran {runs} time(s); a 500 ms TTL over a 2 s tool call should refresh it"
+    );
+    // The settings file carries the helper command, never a token.
+    let settings = std::fs::read_to_string(
+        Path::new(v["workspace"].as_str().unwrap()).join(".claude/settings.json"),
+    )
+    .unwrap();
+    assert!(
+        settings.contains("apiKeyHelper") && !settings.contains("HELPER-TOKEN"),
+        "{settings}"
+    );
+}
+
+#[test]
+fn codex_bearer_env_from_command_output_reaches_the_model() {
+    let p = Project::new(script("fallback: \"ok from codex\"\n"));
+    write_config(
+        &p,
+        &format!(
+            r#"auth:
+  credentials:
+    profiles:
+      openai:
+        auth_origins:
+          key:
+            type: command_output
+            command: ["sh", "-c", "echo CODEX-BEARER-77"]
+        default_binding:
+          type: bearer_env
+          auth_origin: key
+          env_name: FAKE_OPENAI_KEY
+agents:
+  agent_runtimes:
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: openai
+{CODEX_PROVIDER}"#
+        ),
+    );
+    let (code, v) = p.spawn_json(&["--task", "k", "--prompt", "hello"]);
+    assert_eq!(code, 0, "{v:#}");
+    let reqs = p.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(|r| carries(r, "CODEX-BEARER-77")),
+        "{:#?}",
+        reqs.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn opencode_bearer_env_from_secret_env_reaches_the_model() {
+    let p = Project::new(script("fallback: \"ok from opencode\"\n"));
+    write_config(
+        &p,
+        r#"auth:
+  credentials:
+    profiles:
+      opencode_bedrock:
+        auth_origins:
+          seeded_token:
+            type: secret_env
+            scope: any
+            env_name: SEEDED_TOKEN_FOR_TEST
+        env:
+          AWS_REGION: ap-southeast-2
+        default_binding:
+          type: bearer_env
+          auth_origin: seeded_token
+          env_name: AWS_BEARER_TOKEN_BEDROCK
+agents:
+  agent_runtimes:
+    opencode:
+      adapter: opencode
+      model: fake/m
+      auth_profile: opencode_bedrock
+      env:
+        OPENCODE_DISABLE_MODELS_FETCH: "1"
+        NPM_CONFIG_OFFLINE: "true"
+      native_config:
+        provider:
+          fake:
+            npm: "@ai-sdk/anthropic"
+            options:
+              baseURL: "{URL}/v1"
+              apiKey: "{env:AWS_BEARER_TOKEN_BEDROCK}"
+            models:
+              m:
+                name: m
+"#,
+    );
+    let out = p
+        .command(&["spawn", "--json", "--task", "k", "--prompt", "hello"])
+        .env("SEEDED_TOKEN_FOR_TEST", "OC-BEARER-55")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    let reqs = p.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(|r| carries(r, "OC-BEARER-55")),
+        "{:#?}",
+        reqs.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+}
+
+/// Each failure refuses the spawn before the CLI starts, names what is wrong, and leaves no
+/// agent running.
+#[test]
+fn credential_failures_refuse_the_spawn() {
+    let p = Project::new(script("fallback: \"never\"\n"));
+    let base = |profile: &str| {
+        format!(
+            r#"auth:
+  credentials:
+    profiles:
+{profile}
+agents:
+  agent_runtimes:
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: p
+{CODEX_PROVIDER}"#
+        )
+    };
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "failing command_output",
+            "      p:\n        auth_origins:\n          k: { type: command_output, command: [\"sh\", \"-c\", \"echo helper broke >&2; exit 7\"] }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &["origin `k`", "profile `p`", "exit code 7", "helper broke"],
+        ),
+        (
+            "empty command_output",
+            "      p:\n        auth_origins:\n          k: { type: command_output, command: [\"true\"] }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &["origin `k`", "printed nothing"],
+        ),
+        (
+            "timed out command_output",
+            "      p:\n        auth_origins:\n          k: { type: command_output, command: [\"sleep\", \"5\"], timeout_ms: 300 }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &["origin `k`", "300 ms"],
+        ),
+        (
+            "missing secret_env",
+            "      p:\n        auth_origins:\n          k: { type: secret_env, env_name: NOT_SET_ANYWHERE_42 }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &["NOT_SET_ANYWHERE_42", "not set"],
+        ),
+        (
+            "require_env absent",
+            "      p:\n        env: { FAKE_OPENAI_KEY: x }\n        assertions: { require_env: [AWS_REGION_FOR_TEST] }",
+            &[
+                "AWS_REGION_FOR_TEST",
+                "profile `p`",
+                "runtime `codex`",
+                "require_env",
+            ],
+        ),
+        (
+            "forbid_env present",
+            "      p:\n        env: { FAKE_OPENAI_KEY: x, DANGEROUS_FLAG: \"1\" }\n        assertions: { forbid_env: [DANGEROUS_FLAG] }",
+            &[
+                "DANGEROUS_FLAG",
+                "profile `p`",
+                "runtime `codex`",
+                "forbid_env",
+            ],
+        ),
+    ];
+    for (name, profile, needles) in cases {
+        write_config(&p, &base(profile));
+        let t = std::time::Instant::now();
+        let (code, v) = p.spawn_json(&["--task", "refused", "--prompt", "hi"]);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{name}: took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(code, 1, "{name}: {v:#}");
+        assert_eq!(v["status"], "failed", "{name}");
+        let err = v["error"].as_str().unwrap();
+        for n in *needles {
+            assert!(err.contains(n), "{name}: `{n}` missing from: {err}");
+        }
+        assert!(
+            v["exit_code"].is_null(),
+            "{name}: the CLI should never have started"
+        );
+    }
+    assert!(
+        p.requests().is_empty(),
+        "no refused spawn may reach the model"
+    );
+    let ps = p.json(&["ps", "--all", "--json"]);
+    assert!(
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["status"] == "failed")
+    );
+}
+
+/// Plant distinct sentinel secrets in every origin type and in `${VAR}` env, run agents on
+/// all three runtimes through success and failure paths (including a model that makes the
+/// agent print its environment), and search everything Fracta wrote for them.
+#[test]
+fn no_secret_reaches_any_output() {
+    const S_CMD: &str = "SENTINEL-CMDOUT-9f3a1c";
+    const S_ENV: &str = "SENTINEL-SECRETENV-77b2e0";
+    const S_VAR: &str = "SENTINEL-DOLLARVAR-5d4c3b";
+    const S_HELPER: &str = "SENTINEL-HELPER-aa01";
+    let p = Project::new(script(
+        "rules:\n  - when: { contains: \"show env claude\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Bash, input: { command: \"echo $ANTHROPIC_API_KEY $MY_API_TOKEN\" } }]\n  - when: { contains: \"show env codex\", has_tools: true }\n    reply:\n      tool_calls: [{ name: exec_command, input: { cmd: \"echo $FAKE_OPENAI_KEY $MY_API_TOKEN\" } }]\n  - when: { contains: \"show env opencode\", has_tools: true }\n    reply:\n      tool_calls: [{ name: bash, input: { command: \"echo $AWS_BEARER_TOKEN_BEDROCK $MY_API_TOKEN\", description: \"print\" } }]\n  - when: { contains: \"fail please\" }\n    repeat: true\n    reply: { error: { status: 500, message: \"outage\", should_retry: false, retry_after_ms: 0 } }\nfallback: \"done\"\n",
+    ));
+    let helper = p.path().join("helper.sh");
+    std::fs::write(&helper, format!("#!/bin/sh\necho {S_HELPER}\n")).unwrap();
+    // The origin command prints a secret it holds (the config names the command, not the value).
+    let secret_file = p.path().join("secret.txt");
+    std::fs::write(&secret_file, S_CMD).unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", helper.to_str().unwrap()])
+        .status()
+        .unwrap();
+    write_config(
+        &p,
+        &format!(
+            r#"logging:
+  level: trace
+auth:
+  credentials:
+    profiles:
+      claude_p:
+        auth_origins:
+          k: {{ type: command_output, command: ["cat", "{secret}"] }}
+        runtime_auth_resolvers:
+          h: {{ type: command, command: "{helper}", ttl_ms: 60000 }}
+        default_binding: {{ type: bearer_env, auth_origin: k, env_name: ANTHROPIC_API_KEY }}
+      codex_p:
+        auth_origins:
+          k: {{ type: secret_env, env_name: LEAK_TEST_SECRET }}
+        default_binding: {{ type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }}
+      opencode_p:
+        auth_origins:
+          k: {{ type: command_output, command: ["cat", "{secret}"] }}
+        default_binding: {{ type: bearer_env, auth_origin: k, env_name: AWS_BEARER_TOKEN_BEDROCK }}
+agents:
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      auth_profile: claude_p
+      env:
+        ANTHROPIC_BASE_URL: "{{URL}}"
+        MY_API_TOKEN: "${{LEAK_TEST_VAR}}"
+    claude_helper:
+      adapter: claude
+      model: claude-sonnet-4-5
+      auth_profile: claude_p
+      auth_binding: {{ type: claude_api_key_helper, runtime_auth_resolver: h }}
+      env:
+        ANTHROPIC_BASE_URL: "{{URL}}"
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: codex_p
+      env:
+        MY_API_TOKEN: "${{LEAK_TEST_VAR}}"
+{CODEX_PROVIDER}    opencode:
+      adapter: opencode
+      model: fake/m
+      auth_profile: opencode_p
+      env:
+        MY_API_TOKEN: "${{LEAK_TEST_VAR}}"
+        OPENCODE_DISABLE_MODELS_FETCH: "1"
+        NPM_CONFIG_OFFLINE: "true"
+      native_config:
+        provider:
+          fake:
+            npm: "@ai-sdk/anthropic"
+            options:
+              baseURL: "{{URL}}/v1"
+              apiKey: "{{env:AWS_BEARER_TOKEN_BEDROCK}}"
+            models:
+              m:
+                name: m
+project:
+  allowed_tools: [Read, Write, "Bash(echo *)"]
+"#,
+            helper = helper.display(),
+            secret = secret_file.display()
+        ),
+    );
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut run = |args: &[&str]| {
+        let out = p
+            .command(args)
+            .env("LEAK_TEST_SECRET", S_ENV)
+            .env("LEAK_TEST_VAR", S_VAR)
+            .output()
+            .unwrap();
+        outputs.push((
+            format!("{args:?} stdout"),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        ));
+        outputs.push((
+            format!("{args:?} stderr"),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        ));
+        out
+    };
+    for rt in ["claude", "codex", "opencode"] {
+        let ok = run(&[
+            "spawn",
+            "--json",
+            "--task",
+            "env",
+            "--runtime",
+            rt,
+            "--prompt",
+            &format!("show env {rt}"),
+        ]);
+        assert!(
+            ok.status.success(),
+            "{rt}: {}",
+            String::from_utf8_lossy(&ok.stdout)
+        );
+        let failed = run(&[
+            "spawn",
+            "--json",
+            "--task",
+            "env",
+            "--runtime",
+            rt,
+            "--prompt",
+            "fail please",
+        ]);
+        assert_eq!(failed.status.code(), Some(1), "{rt}");
+        // Also the plain (non-JSON) live view.
+        run(&[
+            "spawn",
+            "--task",
+            "env",
+            "--runtime",
+            rt,
+            "--prompt",
+            &format!("show env {rt}"),
+        ]);
+    }
+    let helper_run = run(&[
+        "spawn",
+        "--json",
+        "--task",
+        "h",
+        "--runtime",
+        "claude_helper",
+        "--prompt",
+        "hello",
+    ]);
+    assert!(helper_run.status.success());
+    run(&["auth", "check"]);
+    run(&["auth", "check", "--json"]);
+    run(&["config", "show"]);
+    run(&["config", "show", "--json"]);
+    run(&["config", "validate", "--json"]);
+    let ps = run(&["ps", "--all", "--json"]);
+    run(&["ps", "--all"]);
+    let ids: Vec<String> = serde_json::from_slice::<Value>(&ps.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        for args in [
+            vec!["logs", id],
+            vec!["logs", id, "--json"],
+            vec!["logs", id, "--raw"],
+            vec!["show", id, "--json"],
+            vec!["show", id],
+        ] {
+            run(&args);
+        }
+    }
+    // The secrets did reach the model (the pipeline works) and the agents printed them...
+    assert!(p.requests().iter().any(|r| carries(r, S_CMD)));
+    assert!(
+        p.requests()
+            .iter()
+            .any(|r| r.body.to_string().contains(S_VAR)),
+        "the agents printed their env to the model"
+    );
+    // ...but nothing Fracta wrote contains them.
+    let sentinels = [S_CMD, S_ENV, S_VAR, S_HELPER];
+    for (name, text) in &outputs {
+        for s in sentinels {
+            assert!(!text.contains(s), "{s} leaked into {name}:\n{text}");
+        }
+    }
+    let fracta_dir = p.path().join(".fracta");
+    let mut files = Vec::new();
+    collect_files(&fracta_dir, &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("state.db"))
+            && files.iter().any(|f| f.ends_with("fracta.log"))
+    );
+    for f in files {
+        let s = f.to_string_lossy();
+        // The runtimes' own private state (Codex home) is theirs, not Fracta's output.
+        if s.contains("/codex-home/") || s.contains("/.git/") {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        for sentinel in sentinels {
+            assert!(
+                !contains(&bytes, sentinel.as_bytes()),
+                "{sentinel} leaked into {}",
+                f.display()
+            );
+        }
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            collect_files(&p, out);
+        } else if ft.is_file() {
+            out.push(p);
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
