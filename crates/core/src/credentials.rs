@@ -405,3 +405,34 @@ pub async fn check(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn http_header_token_comes_from_the_spawn_request() {
+        let r = Redactor::new();
+        let origin = AuthOrigin::HttpHeaderToken {
+            scope: fracta_config::Scope::Any,
+            header: None,
+        };
+        let mut req = RequestContext::default();
+        let e = materialize("p", "h", &origin, &req, &r).await.unwrap_err();
+        assert!(e.to_string().contains("authorization"), "{e}");
+        req.headers
+            .insert("authorization".into(), "Bearer tok-from-header-123".into());
+        assert_eq!(
+            materialize("p", "h", &origin, &req, &r).await.unwrap(),
+            "tok-from-header-123"
+        );
+        assert_eq!(r.redact("x tok-from-header-123 y"), "x [REDACTED] y");
+    }
+
+    #[test]
+    fn fingerprints_are_short_and_stable() {
+        assert_eq!(fingerprint("secret"), fingerprint("secret"));
+        assert_eq!(fingerprint("secret").len(), 8);
+        assert_ne!(fingerprint("secret"), fingerprint("secret2"));
+    }
+}

@@ -548,3 +548,43 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn claude_code_simple_in_the_final_env_is_refused() {
+    let p = Project::new(script("fallback: \"never\"\n"));
+    let out = p
+        .command(&["spawn", "--json", "--task", "t", "--prompt", "hi"])
+        .env("CLAUDE_CODE_SIMPLE", "1")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("CLAUDE_CODE_SIMPLE"),
+        "{v:#}"
+    );
+    assert!(p.requests().is_empty());
+}
+
+/// The agent commits with `git add -A` itself: Fracta's runtime files stay out of its branch.
+#[test]
+fn an_agents_own_commit_cannot_carry_fractas_files() {
+    let p = Project::new(script(
+        "rules:\n  - when: { contains: \"commit everything\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: work.txt, content: \"work\\n\" } }]\n  - when: { contains: \"File created\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Bash, input: { command: \"git add -A && git -c user.name=a -c user.email=a@a commit -qm agent-commit\" } }]\nfallback: \"committed\"\n",
+    ));
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(p.path().join("fracta.yaml"), cfg.clone()).unwrap();
+    let (code, v) = p.spawn_json(&["--task", "c", "--prompt", "commit everything"]);
+    assert_eq!(code, 0, "{v:#}");
+    let branch = v["branch"].as_str().unwrap();
+    let events = p.events(v["id"].as_str().unwrap());
+    assert_eq!(
+        p.show_file(branch, "work.txt").as_deref(),
+        Some("work\n"),
+        "the agent's own commit is on its branch: {events:#?}"
+    );
+    assert!(
+        p.show_file(branch, ".claude/settings.json").is_none(),
+        "Fracta's settings.json was committed by the agent"
+    );
+}

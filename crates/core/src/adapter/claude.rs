@@ -90,8 +90,8 @@ impl Adapter for Claude {
             program: self.binary().into(),
             args,
             env,
-            // The seed forbids it: it stops settings.json from loading.
-            env_remove: vec!["CLAUDE_CODE_SIMPLE".into()],
+            // CLAUDE_CODE_SIMPLE (the seed forbids it) is refused by the runner, not dropped.
+            env_remove: vec![],
             cwd: ctx.workspace.to_path_buf(),
             files: vec![FileSpec {
                 path: settings_path,
