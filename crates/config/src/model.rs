@@ -127,6 +127,56 @@ pub struct Agents {
     pub default_mode: Mode,
     #[serde(default)]
     pub agent_runtimes: IndexMap<String, RuntimeEntry>,
+    /// Limits that keep an agent tree from running away.
+    #[serde(default, skip_serializing_if = "Budgets::is_empty")]
+    pub budgets: Budgets,
+}
+
+/// `agents.budgets`: limits for agent trees. A spawn may ask for less, never for more than its
+/// parent has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budgets {
+    /// How deep a tree may grow (a root agent is depth 0). Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u32>,
+    /// How many children one agent may spawn. Default 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_children: Option<u32>,
+    /// How many agents may run at once; the rest queue. Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Wall-clock limit per agent run, in seconds. Default 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_clock_secs: Option<u64>,
+}
+
+impl Budgets {
+    pub const DEFAULT_MAX_DEPTH: u32 = 3;
+    pub const DEFAULT_MAX_CHILDREN: u32 = 8;
+    pub const DEFAULT_MAX_RUNNING: u32 = 4;
+    pub const DEFAULT_WALL_CLOCK_SECS: u64 = 3600;
+
+    pub fn is_empty(&self) -> bool {
+        *self == Budgets::default()
+    }
+
+    pub fn max_depth(&self) -> u32 {
+        self.max_depth.unwrap_or(Self::DEFAULT_MAX_DEPTH)
+    }
+
+    pub fn max_children(&self) -> u32 {
+        self.max_children.unwrap_or(Self::DEFAULT_MAX_CHILDREN)
+    }
+
+    pub fn max_running(&self) -> u32 {
+        self.max_running.unwrap_or(Self::DEFAULT_MAX_RUNNING)
+    }
+
+    pub fn wall_clock_secs(&self) -> u64 {
+        self.wall_clock_secs
+            .unwrap_or(Self::DEFAULT_WALL_CLOCK_SECS)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

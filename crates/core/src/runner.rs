@@ -637,6 +637,14 @@ impl Runner {
 
         let mut parser = adapter.parser();
         let mut interrupted = None;
+        let wall_clock = agent
+            .meta
+            .get("budgets")
+            .and_then(|b| b.get("wall_clock_secs"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| self.cfg.config.agents.budgets.wall_clock_secs());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wall_clock);
+        let mut over_time = false;
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
@@ -648,6 +656,12 @@ impl Runner {
                     }
                     let parsed = parser.parse_line(&line);
                     self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
+                }
+                _ = tokio::time::sleep_until(deadline), if interrupted.is_none() && !over_time => {
+                    over_time = true;
+                    tracing::warn!(agent = %agent.id, "wall-clock budget of {wall_clock} s exceeded; stopping it");
+                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                    self.spawn_killer(proc.pid, proc.identity.clone());
                 }
                 _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
                     interrupted = Some("interrupted (Ctrl-C)");
