@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod backend;
+pub mod control_plane;
 pub mod credentials;
 pub mod event;
 pub mod launch;

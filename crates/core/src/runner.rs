@@ -49,6 +49,26 @@ pub struct SpawnRequest {
     pub parent_id: Option<String>,
 }
 
+/// Where an agent reaches Fracta's MCP gateway, and the token that identifies it there.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Streamable-HTTP MCP endpoint, e.g. `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    /// The agent's own bearer token (handed over in `FRACTA_AGENT_TOKEN`, never written).
+    pub token: String,
+}
+
+/// The env var that carries an agent's gateway token.
+pub const AGENT_TOKEN_ENV: &str = "FRACTA_AGENT_TOKEN";
+
+/// How a run is hosted: the spawn request's context (headers for `http_header_token`) and the
+/// gateway, when a control plane hosts the agent.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub request: RequestContext,
+    pub gateway: Option<Gateway>,
+}
+
 /// Receives each event after it is persisted.
 pub trait Observer: Send {
     fn on_event(&mut self, agent: &AgentRecord, seq: u64, event: &Event);
@@ -290,6 +310,23 @@ impl Runner {
         prepared: Prepared,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
+        self.spawn_with(prepared, &RunOptions::default(), observer)
+            .await
+    }
+
+    /// Record the agent and run it, hosted as `opts` says.
+    pub async fn spawn_with(
+        &self,
+        prepared: Prepared,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.record(prepared)?;
+        self.run_recorded(agent, opts, observer).await
+    }
+
+    /// Insert a prepared agent (queued) and its task into the store.
+    pub fn record(&self, prepared: Prepared) -> Result<AgentRecord, RunError> {
         let Prepared {
             agent,
             runtime_name,
@@ -307,9 +344,18 @@ impl Runner {
             instructions: task.instructions.clone(),
             updated_at: jiff::Timestamp::now(),
         })?;
-        let mut agent = self.store.insert_agent(&agent)?;
-        tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, "spawning agent");
+        let agent = self.store.insert_agent(&agent)?;
+        tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, parent = ?agent.parent_id, "agent recorded");
+        Ok(agent)
+    }
 
+    /// Create a recorded agent's workspace and run its first turn.
+    pub async fn run_recorded(
+        &self,
+        mut agent: AgentRecord,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
         let base = self
             .cfg
             .config
@@ -343,8 +389,7 @@ impl Runner {
             }
         }
         let prompt = agent.prompt.clone();
-        self.run_turn(agent, &prompt, None, &RequestContext::default(), observer)
-            .await
+        self.run_turn(agent, &prompt, None, opts, observer).await
     }
 
     /// Run a new turn of a finished agent's conversation, in the same workspace.
@@ -352,6 +397,17 @@ impl Runner {
         &self,
         id: &str,
         prompt: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        self.resume_with(id, prompt, &RunOptions::default(), observer)
+            .await
+    }
+
+    pub async fn resume_with(
+        &self,
+        id: &str,
+        prompt: &str,
+        opts: &RunOptions,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
         self.reconcile()?;
@@ -380,14 +436,8 @@ impl Runner {
                 agent.workspace.as_deref().unwrap_or("?")
             )));
         }
-        self.run_turn(
-            agent,
-            prompt,
-            Some(&token),
-            &RequestContext::default(),
-            observer,
-        )
-        .await
+        self.run_turn(agent, prompt, Some(&token), opts, observer)
+            .await
     }
 
     fn fail_before_start(
@@ -488,9 +538,10 @@ impl Runner {
         agent: AgentRecord,
         prompt: &str,
         resume_token: Option<&str>,
-        request: &RequestContext,
+        opts: &RunOptions,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
+        let request = &opts.request;
         let rt = self.runtime(&agent.runtime)?.clone();
         let adapter = adapter_for(rt.adapter);
         let turn = agent
@@ -551,6 +602,7 @@ impl Runner {
             project: &self.cfg.config.project,
             env: &auth.binding_env,
             api_key_helper: auth.api_key_helper.as_ref(),
+            gateway: opts.gateway.as_ref(),
         };
         let spec = match adapter.batch_launch(&ctx) {
             Ok(s) => s,
@@ -562,6 +614,10 @@ impl Runner {
         };
         for k in &spec.env_remove {
             env.remove(k);
+        }
+        if let Some(g) = &opts.gateway {
+            self.redactor.add(&g.token);
+            env.insert(AGENT_TOKEN_ENV.to_string(), g.token.clone());
         }
         if rt.adapter == AdapterKind::Claude
             && env.contains_key(fracta_config::load::CLAUDE_FORBIDDEN_ENV)

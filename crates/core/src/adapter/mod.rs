@@ -33,6 +33,9 @@ pub struct LaunchContext<'a> {
     pub env: &'a BTreeMap<String, String>,
     /// Claude's `apiKeyHelper` projection, when the runtime is bound that way.
     pub api_key_helper: Option<&'a ApiKeyHelper>,
+    /// Fracta's MCP gateway, registered in the runtime's config as server `fracta`; the token
+    /// reaches the CLI only as the env var `FRACTA_AGENT_TOKEN`.
+    pub gateway: Option<&'a crate::runner::Gateway>,
 }
 
 /// A runtime auth resolver projected into the CLI's own config.

@@ -1,0 +1,325 @@
+//! The control plane's heart: a `Supervisor` owns agents that outlive one call (children
+//! spawned through MCP, detached runs), enforces budgets, issues per-agent gateway tokens that
+//! act only on their own subtree, and stops whole trees.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use fracta_config::Budgets;
+use fracta_state::{AgentRecord, AgentStatus};
+use serde_json::json;
+use tokio::sync::{Semaphore, broadcast, watch};
+
+use crate::event::Event;
+use crate::runner::{Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest};
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A person (the CLI, `fracta mcp` over stdio, the HTTP API's admin).
+    User,
+    /// An agent, identified by its gateway token.
+    Agent(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("budget exceeded: {budget} is {limit} ({detail})")]
+    Budget {
+        budget: &'static str,
+        limit: u64,
+        detail: String,
+    },
+    #[error(
+        "agent {target} is not in your subtree: an agent may act only on itself and the agents it spawned (directly or not)"
+    )]
+    Forbidden { target: String },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Store(#[from] fracta_state::StoreError),
+}
+
+/// One event of one agent, for live subscribers (SSE, the foreground view).
+#[derive(Debug, Clone)]
+pub struct AgentEvent {
+    pub agent_id: String,
+    pub runtime: String,
+    pub seq: u64,
+    pub event: Event,
+}
+
+#[derive(Default)]
+struct State {
+    /// Gateway token → agent id.
+    tokens: HashMap<String, String>,
+    /// Agents whose run this supervisor owns → "ended" signal.
+    live: HashMap<String, watch::Receiver<bool>>,
+}
+
+pub struct Supervisor {
+    pub runner: Arc<Runner>,
+    gateway_url: OnceLock<String>,
+    running: Arc<Semaphore>,
+    state: Mutex<State>,
+    events: broadcast::Sender<AgentEvent>,
+}
+
+/// A fresh random token (256 bits, hex).
+pub fn new_token() -> String {
+    let mut buf = [0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok();
+    if !filled {
+        // Never reached on Linux; still not a fixed value.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        buf.iter_mut()
+            .zip(seed.bytes().cycle())
+            .for_each(|(b, s)| *b ^= s);
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Broadcast(broadcast::Sender<AgentEvent>);
+
+impl Observer for Broadcast {
+    fn on_event(&mut self, agent: &AgentRecord, seq: u64, event: &Event) {
+        let _ = self.0.send(AgentEvent {
+            agent_id: agent.id.clone(),
+            runtime: agent.runtime.clone(),
+            seq,
+            event: event.clone(),
+        });
+    }
+}
+
+/// Lower each limit of `parent` to the one `asked` for, where it asks for less.
+pub fn narrow(parent: &Budgets, asked: &Budgets) -> Budgets {
+    fn min<T: Ord + Copy>(p: T, a: Option<T>) -> Option<T> {
+        Some(a.map_or(p, |a| a.min(p)))
+    }
+    Budgets {
+        max_depth: min(parent.max_depth(), asked.max_depth),
+        max_children: min(parent.max_children(), asked.max_children),
+        max_running: min(parent.max_running(), asked.max_running),
+        wall_clock_secs: min(parent.wall_clock_secs(), asked.wall_clock_secs),
+    }
+}
+
+fn budgets_of(agent: &AgentRecord, default: &Budgets) -> Budgets {
+    agent
+        .meta
+        .get("budgets")
+        .and_then(|b| serde_json::from_value(b.clone()).ok())
+        .unwrap_or(*default)
+}
+
+impl Supervisor {
+    pub fn new(runner: Arc<Runner>) -> Arc<Supervisor> {
+        let max = runner.cfg.config.agents.budgets.max_running().max(1) as usize;
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Supervisor {
+            runner,
+            gateway_url: OnceLock::new(),
+            running: Arc::new(Semaphore::new(max)),
+            state: Mutex::new(State::default()),
+            events,
+        })
+    }
+
+    /// Where agents reach the MCP gateway; set once the server is listening.
+    pub fn set_gateway_url(&self, url: String) {
+        let _ = self.gateway_url.set(url);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+        self.events.subscribe()
+    }
+
+    /// The agent a gateway token belongs to.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        let st = self.state.lock().ok()?;
+        st.tokens.get(token).cloned()
+    }
+
+    /// Is `id` the caller itself or one of its descendants?
+    pub fn authorize(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
+        let target = self.runner.store.get_agent(id)?;
+        let Caller::Agent(me) = caller else {
+            return Ok(target);
+        };
+        let mut cur = Some(target.clone());
+        while let Some(a) = cur {
+            if &a.id == me {
+                return Ok(target);
+            }
+            cur = match &a.parent_id {
+                Some(p) => Some(self.runner.store.get_agent(p)?),
+                None => None,
+            };
+        }
+        Err(ControlError::Forbidden { target: target.id })
+    }
+
+    /// Start an agent without waiting for it: returns its (queued) record at once.
+    pub fn spawn(
+        self: &Arc<Self>,
+        caller: &Caller,
+        mut req: SpawnRequest,
+        asked: &Budgets,
+    ) -> Result<AgentRecord, ControlError> {
+        let defaults = self.runner.cfg.config.agents.budgets;
+        let budgets = match caller {
+            Caller::User => narrow(&defaults, asked),
+            Caller::Agent(parent_id) => {
+                let parent = self.runner.store.get_agent(parent_id)?;
+                let pb = budgets_of(&parent, &defaults);
+                let depth = u64::from(parent.depth) + 1;
+                if depth > u64::from(pb.max_depth()) {
+                    return Err(ControlError::Budget {
+                        budget: "max_depth",
+                        limit: u64::from(pb.max_depth()),
+                        detail: format!("a child of agent {} would be at depth {depth}", parent.id),
+                    });
+                }
+                let children = self.runner.store.children(&parent.id)?.len() as u64;
+                if children >= u64::from(pb.max_children()) {
+                    return Err(ControlError::Budget {
+                        budget: "max_children",
+                        limit: u64::from(pb.max_children()),
+                        detail: format!("agent {} already has {children} children", parent.id),
+                    });
+                }
+                req.parent_id = Some(parent.id.clone());
+                narrow(&pb, asked)
+            }
+        };
+        let mut prepared = self.runner.prepare(&req)?;
+        prepared.agent.meta["budgets"] = json!(budgets);
+        let agent = self.runner.record(prepared)?;
+        let token = new_token();
+        let (done_tx, done_rx) = watch::channel(false);
+        if let Ok(mut st) = self.state.lock() {
+            st.tokens.insert(token.clone(), agent.id.clone());
+            st.live.insert(agent.id.clone(), done_rx);
+        }
+        let me = Arc::clone(self);
+        let rec = agent.clone();
+        tokio::spawn(async move {
+            let permit = Arc::clone(&me.running).acquire_owned().await;
+            let opts = RunOptions {
+                gateway: me.gateway_url.get().map(|url| Gateway {
+                    url: url.clone(),
+                    token: token.clone(),
+                }),
+                ..RunOptions::default()
+            };
+            let mut obs = Broadcast(me.events.clone());
+            // A stop while queued: do not start it.
+            let current = me.runner.store.get_agent(&rec.id).ok();
+            if current.is_some_and(|a| a.status == AgentStatus::Queued)
+                && let Err(e) = me.runner.run_recorded(rec.clone(), &opts, &mut obs).await
+            {
+                tracing::error!(agent = %rec.id, "run failed: {e}");
+            }
+            drop(permit);
+            if let Ok(mut st) = me.state.lock() {
+                st.tokens.remove(&token);
+            }
+            let _ = done_tx.send(true);
+        });
+        Ok(agent)
+    }
+
+    /// Wait until an agent ends (or `timeout`); returns its record either way.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<AgentRecord, ControlError> {
+        let rx = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|st| st.live.get(id).cloned());
+        let deadline = tokio::time::Instant::now() + timeout;
+        match rx {
+            Some(mut rx) => {
+                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|d| *d)).await;
+            }
+            None => loop {
+                let a = self.runner.store.get_agent(id)?;
+                if a.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            },
+        }
+        Ok(self.runner.store.get_agent(id)?)
+    }
+
+    /// Wait until every agent this supervisor started has ended.
+    pub async fn wait_all(&self) {
+        loop {
+            let pending: Vec<watch::Receiver<bool>> = self
+                .state
+                .lock()
+                .map(|st| st.live.values().filter(|r| !*r.borrow()).cloned().collect())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return;
+            }
+            for mut rx in pending {
+                let _ = rx.wait_for(|d| *d).await;
+            }
+        }
+    }
+
+    /// Stop an agent and its whole subtree (children first).
+    pub async fn stop_tree(&self, id: &str) -> Result<AgentRecord, ControlError> {
+        let mut order = Vec::new();
+        let mut stack = vec![id.to_string()];
+        while let Some(cur) = stack.pop() {
+            for c in self.runner.store.children(&cur)? {
+                stack.push(c.id);
+            }
+            order.push(cur);
+        }
+        for a in order.iter().rev() {
+            self.runner.stop(a).await?;
+        }
+        Ok(self.runner.store.get_agent(id)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_only_get_less() {
+        let parent = Budgets {
+            max_depth: Some(2),
+            max_children: Some(3),
+            max_running: None,
+            wall_clock_secs: Some(100),
+        };
+        let asked = Budgets {
+            max_depth: Some(5),
+            max_children: Some(1),
+            max_running: None,
+            wall_clock_secs: None,
+        };
+        let n = narrow(&parent, &asked);
+        assert_eq!(n.max_depth, Some(2));
+        assert_eq!(n.max_children, Some(1));
+        assert_eq!(n.wall_clock_secs, Some(100));
+        assert_eq!(n.max_running, Some(Budgets::DEFAULT_MAX_RUNNING));
+    }
+
+    #[test]
+    fn tokens_are_random() {
+        let a = new_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, new_token());
+    }
+}
