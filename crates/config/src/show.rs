@@ -37,6 +37,12 @@ fn show_value(name: &str, value: &str, lookup: &dyn Fn(&str) -> Option<String>) 
         } else {
             REDACTED.to_string()
         }
+    } else if expand::references(value)
+        .iter()
+        .any(|r| looks_secret(r.name))
+    {
+        // `X-Auth: ${MY_API_TOKEN}`: say where the secret comes from, never what it is.
+        value.to_string()
     } else {
         expand::expand(value, lookup).unwrap_or_else(|_| value.to_string())
     }

@@ -234,6 +234,46 @@ impl Supervisor {
         Ok(agent)
     }
 
+    /// Run a new turn of an ended agent's conversation in the background.
+    pub fn resume(self: &Arc<Self>, id: &str, prompt: &str) -> Result<AgentRecord, ControlError> {
+        let agent = self.runner.store.get_agent(id)?;
+        if !agent.status.is_terminal() {
+            return Err(ControlError::Run(RunError::Usage(format!(
+                "agent {} is {}; wait for its turn to end before sending more",
+                agent.id,
+                agent.status.as_str()
+            ))));
+        }
+        let token = new_token();
+        let (done_tx, done_rx) = watch::channel(false);
+        if let Ok(mut st) = self.state.lock() {
+            st.tokens.insert(token.clone(), agent.id.clone());
+            st.live.insert(agent.id.clone(), done_rx);
+        }
+        let me = Arc::clone(self);
+        let (id, prompt) = (agent.id.clone(), prompt.to_string());
+        tokio::spawn(async move {
+            let permit = Arc::clone(&me.running).acquire_owned().await;
+            let opts = RunOptions {
+                gateway: me.gateway_url.get().map(|url| Gateway {
+                    url: url.clone(),
+                    token: token.clone(),
+                }),
+                ..RunOptions::default()
+            };
+            let mut obs = Broadcast(me.events.clone());
+            if let Err(e) = me.runner.resume_with(&id, &prompt, &opts, &mut obs).await {
+                tracing::error!(agent = %id, "resume failed: {e}");
+            }
+            drop(permit);
+            if let Ok(mut st) = me.state.lock() {
+                st.tokens.remove(&token);
+            }
+            let _ = done_tx.send(true);
+        });
+        Ok(agent)
+    }
+
     /// Wait until an agent ends (or `timeout`); returns its record either way.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<AgentRecord, ControlError> {
         let rx = self

@@ -218,14 +218,23 @@ pub fn commit_leftovers(
     message: &str,
     exclude: &[PathBuf],
 ) -> Result<Option<String>, WorkspaceError> {
-    let mut args: Vec<String> = vec!["add".into(), "-A".into(), "--".into(), ".".into()];
+    // Fracta's files are already excluded (`keep_out_of_commits`); naming them in `git add`
+    // would be an error, so stage everything and then make sure none of them is staged.
+    git(ws, &["add", "-A", "--", "."])?;
     for p in exclude {
         if let Ok(rel) = p.strip_prefix(ws) {
-            args.push(format!(":(exclude){}", rel.display()));
+            let _ = git(
+                ws,
+                &[
+                    "restore",
+                    "--staged",
+                    "--quiet",
+                    "--",
+                    &rel.display().to_string(),
+                ],
+            );
         }
     }
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    git(ws, &refs)?;
     if git(ws, &["diff", "--cached", "--quiet"]).is_ok() {
         return Ok(None);
     }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up Fracta on a fresh machine: check the toolchains, install the pinned agent CLIs
+# (claude, codex, opencode) from package-lock.json, and build the release binary.
+#
+#   scripts/setup.sh            # then: ./target/release/fracta --help
+#
+# Needs: Rust (cargo, 1.89 or newer) and Node.js 20+ with npm. Network: crates.io and the
+# npm registry only. Re-running it is safe.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() { printf '\n==> %s\n' "$*"; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || {
+    printf 'error: `%s` is not installed. %s\n' "$1" "$2" >&2
+    exit 1
+  }
+}
+
+section "Checking toolchains"
+need cargo "Install Rust from https://rustup.rs (or your package manager), then re-run."
+need node "Install Node.js 20 or newer (https://nodejs.org), then re-run."
+need npm "npm comes with Node.js; install Node.js 20 or newer, then re-run."
+cargo --version
+printf 'node %s, npm %s\n' "$(node --version)" "$(npm --version)"
+
+section "Installing the pinned agent CLIs (npm ci)"
+npm ci --no-audit --no-fund
+for cli in claude codex opencode; do
+  printf '  %-9s %s\n' "$cli" "$(node_modules/.bin/$cli --version 2>/dev/null | head -n1 || echo '(not runnable here)')"
+done
+
+section "Building fracta (cargo build --release)"
+cargo build --release --locked -p fracta
+
+bin="${CARGO_TARGET_DIR:-target}/release/fracta"
+section "Done: $bin"
+"$bin" --version
