@@ -57,6 +57,9 @@ pub enum Command {
     /// Check credentials: materialize each auth origin and run each resolver once
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Serve Fracta's MCP tools (spawn, status, wait, result, send, steer, stop, list) over
+    /// stdio, for MCP clients that launch a command
+    Mcp,
     /// Run the scripted model server (Anthropic Messages + OpenAI Responses) to try Fracta offline
     ModelServer(ModelServerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)

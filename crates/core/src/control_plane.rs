@@ -316,18 +316,7 @@ impl Supervisor {
 
     /// Stop an agent and its whole subtree (children first).
     pub async fn stop_tree(&self, id: &str) -> Result<AgentRecord, ControlError> {
-        let mut order = Vec::new();
-        let mut stack = vec![id.to_string()];
-        while let Some(cur) = stack.pop() {
-            for c in self.runner.store.children(&cur)? {
-                stack.push(c.id);
-            }
-            order.push(cur);
-        }
-        for a in order.iter().rev() {
-            self.runner.stop(a).await?;
-        }
-        Ok(self.runner.store.get_agent(id)?)
+        Ok(self.runner.stop_tree(id).await?)
     }
 }
 

@@ -888,6 +888,23 @@ impl Runner {
         Ok(rec)
     }
 
+    /// Stop an agent and its whole subtree, children first.
+    pub async fn stop_tree(&self, id: &str) -> Result<AgentRecord, RunError> {
+        let root = self.store.get_agent(id)?;
+        let mut order = Vec::new();
+        let mut stack = vec![root.id.clone()];
+        while let Some(cur) = stack.pop() {
+            for c in self.store.children(&cur)? {
+                stack.push(c.id);
+            }
+            order.push(cur);
+        }
+        for a in order.iter().rev() {
+            self.stop(a).await?;
+        }
+        Ok(self.store.get_agent(&root.id)?)
+    }
+
     /// Stop a running agent and its whole process group.
     pub async fn stop(&self, id: &str) -> Result<AgentRecord, RunError> {
         self.reconcile()?;

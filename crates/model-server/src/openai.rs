@@ -20,6 +20,7 @@ enum Item {
         id: String,
         call_id: String,
         name: String,
+        namespace: Option<String>,
         arguments: String,
     },
     Custom {
@@ -64,11 +65,18 @@ impl Item {
                 id,
                 call_id,
                 name,
+                namespace,
                 arguments,
-            } => json!({
-                "type": "function_call", "id": id, "call_id": call_id, "name": name,
-                "arguments": if done { arguments.as_str() } else { "" }, "status": status,
-            }),
+            } => {
+                let mut v = json!({
+                    "type": "function_call", "id": id, "call_id": call_id, "name": name,
+                    "arguments": if done { arguments.as_str() } else { "" }, "status": status,
+                });
+                if let Some(ns) = namespace {
+                    v["namespace"] = json!(ns);
+                }
+                v
+            }
             Item::Custom {
                 id,
                 call_id,
@@ -99,6 +107,7 @@ fn prepare(ctx: &Ctx, ids: &Ids) -> Vec<Item> {
                     id: ids.next("fc"),
                     call_id: tc.id.clone().unwrap_or_else(|| ids.next("call")),
                     name: tc.name.clone(),
+                    namespace: tc.namespace.clone(),
                     arguments: tc.input_string(),
                 },
                 ToolKind::Custom => Item::Custom {

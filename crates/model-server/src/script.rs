@@ -150,6 +150,10 @@ pub struct ToolCall {
     /// Tool input. For `kind: custom` a string is sent as is; anything else is serialized.
     #[serde(default = "empty_object")]
     pub input: Value,
+    /// OpenAI Responses only: the tool's namespace (Codex sends MCP tools as namespace
+    /// `mcp__SERVER` with functions named after each tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// `function` (default) or `custom` (OpenAI only).
     #[serde(default)]
     pub kind: ToolKind,
@@ -346,6 +350,7 @@ impl Reply {
             tool_calls: vec![ToolCall {
                 name: name.into(),
                 input,
+                namespace: None,
                 kind: ToolKind::Function,
                 id: None,
             }],

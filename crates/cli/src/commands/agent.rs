@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fracta_config::Budgets;
 use fracta_config::{LoadedConfig, Mode, Tier};
+use fracta_core::control_plane::{Caller, ControlError, Supervisor};
 use fracta_core::event::Event;
 use fracta_core::runner::{Observer, RunError, Runner, SpawnRequest};
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
@@ -95,6 +97,35 @@ fn run_error(e: RunError) -> anyhow::Error {
     }
 }
 
+/// Long enough to mean "until it ends" (a year), short enough not to overflow a deadline.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn control_error(e: ControlError) -> anyhow::Error {
+    match e {
+        ControlError::Run(r) => run_error(r),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// `fracta mcp`: the MCP tools over stdio for a person's own client; agents it starts reach
+/// the gateway over HTTP on loopback.
+pub fn mcp_stdio(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store);
+    let _ = runner.reconcile();
+    let supervisor = Supervisor::new(Arc::new(runner));
+    runtime()?.block_on(async move {
+        let gateway =
+            fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
+        fracta_server::serve_stdio(Arc::clone(&supervisor)).await?;
+        // The client went away: let the agents it started finish.
+        supervisor.wait_all().await;
+        gateway.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The live view: a spinner with the current step on a terminal, plain lines otherwise.
 struct LiveView {
     spinner: Option<indicatif::ProgressBar>,
@@ -141,6 +172,31 @@ impl Observer for LiveView {
                     "[{} {short}] {line}",
                     agent.runtime
                 );
+            }
+        }
+    }
+}
+
+impl LiveView {
+    /// Show one event of any agent in the tree.
+    fn show(&mut self, e: &fracta_core::control_plane::AgentEvent) {
+        if matches!(e.event, Event::Runtime(_) | Event::Unknown(_)) {
+            return;
+        }
+        let short = &e.agent_id[e.agent_id.len().saturating_sub(6)..];
+        let line = e.event.summary();
+        match &self.spinner {
+            Some(s) => {
+                if matches!(
+                    e.event,
+                    Event::Message(_) | Event::ToolCall(_) | Event::Error(_)
+                ) {
+                    s.println(format!("  [{} {short}] {line}", e.runtime));
+                }
+                s.set_message(format!("[{} {short}] {line}", e.runtime));
+            }
+            None => {
+                let _ = writeln!(std::io::stdout().lock(), "[{} {short}] {line}", e.runtime);
             }
         }
     }
@@ -228,17 +284,45 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&cfg)?;
     let runner = Runner::new(Arc::new(cfg), store);
     let _ = runner.reconcile();
-    let prepared = runner.prepare(&req).map_err(run_error)?;
-    let rt = runtime()?;
-    let agent = if a.json {
-        rt.block_on(runner.spawn(prepared, &mut fracta_core::runner::Quiet))
-    } else {
-        let mut view = LiveView::new();
-        let r = rt.block_on(runner.spawn(prepared, &mut view));
-        view.finish();
-        r
-    }
-    .map_err(run_error)?;
+    // Check the request before anything starts (exit 2 on a bad one).
+    runner.prepare(&req).map_err(run_error)?;
+    let supervisor = Supervisor::new(Arc::new(runner));
+    let json = a.json;
+    let agent = runtime()?.block_on(async move {
+        // This spawn hosts the MCP gateway for the life of its agent tree.
+        let gateway =
+            fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
+        let mut events = supervisor.subscribe();
+        let root = supervisor
+            .spawn(&Caller::User, req, &Budgets::default())
+            .map_err(control_error)?;
+        let view = (!json).then(|| {
+            tokio::spawn(async move {
+                let mut view = LiveView::new();
+                loop {
+                    match events.recv().await {
+                        Ok(e) => view.show(&e),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+                view.finish();
+            })
+        });
+        let done = supervisor
+            .wait(&root.id, FOREVER)
+            .await
+            .map_err(control_error)?;
+        supervisor.wait_all().await;
+        gateway.shutdown().await;
+        if let Some(v) = view {
+            v.abort();
+            let _ = v.await;
+        }
+        // The record as it ended (a child may have been stopped after the root returned).
+        let done = supervisor.runner.store.get_agent(&done.id).unwrap_or(done);
+        anyhow::Ok(done)
+    })?;
     report(&agent, a.json)
 }
 
@@ -266,7 +350,7 @@ pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
         .get_agent(&a.id)
         .map_err(|e| run_error(e.into()))?;
     let agent = runtime()?
-        .block_on(runner.stop(&before.id))
+        .block_on(runner.stop_tree(&before.id))
         .map_err(run_error)?;
     if a.json {
         output::json(&AgentJson::from(&agent))?;

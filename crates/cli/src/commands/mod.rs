@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
         Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
         Command::ModelServer(a) => model_server::run(a),
+        Command::Mcp => agent::mcp_stdio(load(cli.config.as_deref())?),
         Command::Auth(AuthCommand::Check(a)) => auth::check(&load(cli.config.as_deref())?, a),
     }
 }

@@ -6,3 +6,4 @@ mod harness;
 mod init_cmd;
 mod logging;
 mod support;
+mod tree;

@@ -36,6 +36,13 @@ impl Claude {
         if let Some(h) = ctx.api_key_helper {
             settings["apiKeyHelper"] = Value::String(h.command.clone());
         }
+        if ctx.gateway.is_some() {
+            // Every tool of Fracta's MCP server (`mcp__fracta__spawn`, …).
+            merge_json(
+                &mut settings,
+                &json!({ "permissions": { "allow": ["mcp__fracta"] } }),
+            );
+        }
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut settings, native);
         }
@@ -75,6 +82,22 @@ impl Adapter for Claude {
         if let Some(t) = ctx.resume_token {
             args.extend(["--resume".into(), t.to_string()]);
         }
+        let mut files = Vec::new();
+        if let Some(g) = ctx.gateway {
+            // The token stays in the env: Claude expands ${VAR} in MCP headers.
+            let mcp = json!({ "mcpServers": { "fracta": {
+                "type": "http",
+                "url": g.url,
+                "headers": { "Authorization": format!("Bearer ${{{}}}", crate::runner::AGENT_TOKEN_ENV) },
+            } } });
+            let path = ctx.runtime_home.join("claude-mcp.json");
+            args.extend(["--mcp-config".into(), path.display().to_string()]);
+            files.push(FileSpec {
+                path,
+                contents: serde_json::to_string_pretty(&mcp).unwrap_or_default() + "\n",
+                in_workspace: false,
+            });
+        }
         args.extend(ctx.runtime.args.iter().cloned());
 
         let mut env: BTreeMap<String, String> = QUIET_ENV
@@ -93,11 +116,14 @@ impl Adapter for Claude {
             // CLAUDE_CODE_SIMPLE (the seed forbids it) is refused by the runner, not dropped.
             env_remove: vec![],
             cwd: ctx.workspace.to_path_buf(),
-            files: vec![FileSpec {
-                path: settings_path,
-                contents: settings + "\n",
-                in_workspace: true,
-            }],
+            files: {
+                files.push(FileSpec {
+                    path: settings_path,
+                    contents: settings + "\n",
+                    in_workspace: true,
+                });
+                files
+            },
             links: vec![],
             stdin: Stdin::Null,
         })

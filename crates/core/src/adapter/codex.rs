@@ -32,6 +32,15 @@ impl Codex {
             "feedback": { "enabled": false },
             "check_for_update_on_startup": false,
         });
+        if let Some(g) = ctx.gateway {
+            // The token stays in the env (`bearer_token_env_var`); MCP calls need approval
+            // switched on, since approval_policy is "never".
+            cfg["mcp_servers"] = json!({ "fracta": {
+                "url": g.url,
+                "bearer_token_env_var": crate::runner::AGENT_TOKEN_ENV,
+                "default_tools_approval_mode": "approve",
+            } });
+        }
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut cfg, native);
         }

@@ -70,6 +70,14 @@ impl OpenCode {
             "share": "disabled",
             "permission": Self::permissions(&ctx.project.allowed_tools),
         });
+        if let Some(g) = ctx.gateway {
+            cfg["mcp"] = json!({ "fracta": {
+                "type": "remote",
+                "url": g.url,
+                "enabled": true,
+                "headers": { "Authorization": format!("Bearer {{env:{}}}", crate::runner::AGENT_TOKEN_ENV) },
+            } });
+        }
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut cfg, native);
         }
