@@ -588,3 +588,72 @@ fn an_agents_own_commit_cannot_carry_fractas_files() {
         "Fracta's settings.json was committed by the agent"
     );
 }
+
+#[test]
+fn auth_check_reports_length_and_fingerprint_never_the_value() {
+    let p = Project::new(script("fallback: \"never\"\n"));
+    std::fs::write(p.path().join("tok.txt"), "SENTINEL-AUTHCHECK-31337").unwrap();
+    write_config(
+        &p,
+        &format!(
+            r#"auth:
+  credentials:
+    profiles:
+      p:
+        auth_origins:
+          good: {{ type: command_output, command: ["cat", "{tok}"] }}
+          env: {{ type: secret_env, env_name: AUTHCHECK_ENV }}
+          broken: {{ type: command_output, command: ["sh", "-c", "echo cannot reach vault >&2; exit 2"] }}
+        runtime_auth_resolvers:
+          helper: {{ type: command, command: "cat {tok}", ttl_ms: 60000 }}
+agents:
+  agent_runtimes:
+    claude: {{ adapter: claude }}
+"#,
+            tok = p.path().join("tok.txt").display()
+        ),
+    );
+    let out = p
+        .command(&["auth", "check"])
+        .env("AUTHCHECK_ENV", "SENTINEL-ENV-424242")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed origin makes the check fail:\n{text}"
+    );
+    assert!(
+        text.contains("ok     p.origin good (command_output)  24 chars, sha256:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok     p.origin env (secret_env)  19 chars, sha256:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAILED p.origin broken") && text.contains("cannot reach vault"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok     p.resolver helper (command)  24 chars"),
+        "{text}"
+    );
+    let json = p
+        .command(&["auth", "check", "--json"])
+        .env("AUTHCHECK_ENV", "SENTINEL-ENV-424242")
+        .output()
+        .unwrap();
+    let all = format!(
+        "{text}{}{}",
+        String::from_utf8_lossy(&json.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains("SENTINEL-AUTHCHECK-31337") && !all.contains("SENTINEL-ENV-424242"),
+        "{all}"
+    );
+    let v: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 4);
+}

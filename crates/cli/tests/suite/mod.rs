@@ -5,5 +5,6 @@ mod credentials;
 mod harness;
 mod init_cmd;
 mod logging;
+mod spawn_cli;
 mod support;
 mod tree;

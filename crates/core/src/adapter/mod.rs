@@ -182,3 +182,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod fixture_tests;

@@ -82,6 +82,13 @@ impl OpenCode {
             merge_json(&mut cfg, native);
         }
         // The seed's safety rule holds whatever native_config says.
+        // (`permission: "allow"` is OpenCode's short form for every tool.)
+        if let Some(all) = cfg["permission"].as_str().map(str::to_string) {
+            cfg["permission"] = json!({ "edit": all, "bash": all, "webfetch": all });
+        }
+        if !cfg["permission"].is_object() {
+            cfg["permission"] = json!({});
+        }
         cfg["permission"]["task"] = json!("deny");
         cfg
     }
