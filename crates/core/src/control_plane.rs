@@ -345,6 +345,53 @@ mod tests {
         assert_eq!(n.max_running, Some(Budgets::DEFAULT_MAX_RUNNING));
     }
 
+    /// A token acts on its own agent and its descendants only: never a sibling or a parent.
+    #[test]
+    fn authorize_limits_a_token_to_its_subtree() {
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n",
+            std::path::Path::new("f.yaml"),
+        )
+        .unwrap();
+        let store: Arc<dyn fracta_state::Store> =
+            Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
+        let mk = |parent: Option<&AgentRecord>| {
+            let mut a = AgentRecord::new("t", "claude", "claude", fracta_state::Mode::Batch, "p");
+            if let Some(p) = parent {
+                a = a.with_parent(p);
+            }
+            store.insert_agent(&a).unwrap()
+        };
+        let p = mk(None);
+        let a = mk(Some(&p));
+        let b = mk(Some(&p));
+        let grandchild = mk(Some(&a));
+        let sup = Supervisor::new(Arc::new(Runner::new(Arc::new(cfg), Arc::clone(&store))));
+        let as_a = Caller::Agent(a.id.clone());
+        assert!(sup.authorize(&as_a, &a.id).is_ok());
+        assert!(sup.authorize(&as_a, &grandchild.id).is_ok());
+        assert!(
+            matches!(
+                sup.authorize(&as_a, &b.id),
+                Err(ControlError::Forbidden { .. })
+            ),
+            "sibling"
+        );
+        assert!(
+            matches!(
+                sup.authorize(&as_a, &p.id),
+                Err(ControlError::Forbidden { .. })
+            ),
+            "parent"
+        );
+        assert!(
+            sup.authorize(&Caller::Agent(p.id.clone()), &grandchild.id)
+                .is_ok()
+        );
+        assert!(sup.authorize(&Caller::User, &b.id).is_ok());
+        assert!(sup.authenticate("not-a-token").is_none());
+    }
+
     #[test]
     fn tokens_are_random() {
         let a = new_token();
