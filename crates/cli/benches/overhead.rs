@@ -1,0 +1,633 @@
+//! Fracta's overhead over running an agent CLI by hand.
+//!
+//! For each runtime (claude, codex, opencode) the same one-turn prompt runs against the
+//! in-process scripted model server three ways, interleaved after one warm-up of each:
+//! - direct: the CLI by hand with the argv (`meta.command` of the first spawn), env and config
+//!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
+//! - direct fresh: the same in a new git worktree (and, for Codex, a new `CODEX_HOME`), the
+//!   fresh state every spawn gives the CLI;
+//! - `fracta spawn --json`.
+//!
+//! Prints medians, p90s, difference and ratio, and Fracta's own costs around the CLI process
+//! (from the agent's `created_at` / `started_at` / `ended_at`).
+//!
+//! `CARGO_TARGET_DIR=... cargo bench -p fracta --bench overhead`
+//! Env: `FRACTA_BENCH_RUNS` (default 7), `FRACTA_BENCH_RUNTIMES` (default `claude,codex,opencode`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fracta_model_server::{ModelServer, Script};
+use serde_json::Value;
+
+const PROMPT: &str = "Reply with ok";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The three runtimes, pointed at the scripted model server (as the test harness does).
+fn config(url: &str) -> String {
+    format!(
+        r#"agents:
+  default_runtime: claude
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      env:
+        ANTHROPIC_BASE_URL: {url}
+        ANTHROPIC_API_KEY: sk-ant-test
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      env:
+        FAKE_OPENAI_KEY: sk-openai-test
+      native_config:
+        model_provider: fake
+        model_providers:
+          fake:
+            name: Fake
+            base_url: {url}/v1
+            env_key: FAKE_OPENAI_KEY
+            wire_api: responses
+            request_max_retries: 0
+            stream_max_retries: 0
+    opencode:
+      adapter: opencode
+      model: fake/m
+      env:
+        OPENCODE_DISABLE_MODELS_FETCH: "1"
+        NPM_CONFIG_OFFLINE: "true"
+      native_config:
+        provider:
+          fake:
+            npm: "@ai-sdk/anthropic"
+            options:
+              baseURL: {url}/v1
+              apiKey: sk-oc-test
+            models:
+              m:
+                name: m
+project:
+  default_base_branch: main
+  allowed_tools: [Read, Write, Edit, Glob, Grep, "Bash(git *)"]
+"#
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The environment every process gets: what a user's shell would pass to `fracta`.
+fn base_env(home: &Path) -> BTreeMap<String, String> {
+    let bin = repo_root().join("node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    BTreeMap::from([
+        ("PATH".to_string(), path),
+        ("HOME".to_string(), home.display().to_string()),
+        ("NO_COLOR".to_string(), "1".to_string()),
+    ])
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+}
+
+impl Project {
+    fn new(url: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("home")).unwrap();
+        git(root, &["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("README.md"), "bench project\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".fracta/\nhome/\n").unwrap();
+        git(root, &["add", "."]);
+        git(
+            root,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "-m",
+                "init",
+            ],
+        );
+        std::fs::write(root.join("fracta.yaml"), config(url)).unwrap();
+        let env = base_env(&root.join("home"));
+        Project { dir, env }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn fracta(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fracta"));
+        c.args(args)
+            .current_dir(self.path())
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.fracta(args).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "fracta {args:?} printed no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+}
+
+/// `LaunchSpec::display_command`'s quoting, to compare our argv with `meta.command`.
+fn display_command(program: &str, args: &[String]) -> String {
+    std::iter::once(program)
+        .chain(args.iter().map(String::as_str))
+        .map(|a| {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c))
+                && !a.is_empty()
+            {
+                a.to_string()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The direct invocation: program, argv, cwd and full environment, as Fracta builds them.
+struct Direct {
+    program: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+/// Split `LaunchSpec::display_command` back into argv (bare words and `'…'` with `'\''`).
+fn split_command(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = cmd.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    cur.push(q);
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.extend(chars.next());
+            }
+            ' ' => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    out
+}
+
+/// Drop the `[mcp_servers.*]` tables (Fracta's gateway) from a Codex `config.toml`.
+fn strip_mcp_toml(text: &str) -> String {
+    let mut skip = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            skip = t.starts_with("[mcp_servers");
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The CLI as a person would run it by hand: Fracta's argv (from `meta.command`), env and
+/// config files, minus Fracta's MCP gateway (it lives inside the `fracta` process, so it is
+/// gone once the spawn ends, and a hand-run CLI has no Fracta to talk to). The gateway's cost
+/// therefore counts as Fracta's overhead.
+fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
+    let ws = PathBuf::from(shown["workspace"].as_str().unwrap());
+    let home = PathBuf::from(shown["runtime_home"].as_str().unwrap());
+    let mut env = p.env.clone();
+    let extra: Vec<(&str, String)> = match rt {
+        "claude" => vec![
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("DISABLE_ERROR_REPORTING", "1".into()),
+            ("ANTHROPIC_BASE_URL", url.into()),
+            ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
+        ],
+        "codex" => {
+            for f in [
+                home.join("codex-home/config.toml"),
+                ws.join(".codex/config.toml"),
+            ] {
+                let t = std::fs::read_to_string(&f).unwrap();
+                std::fs::write(&f, strip_mcp_toml(&t)).unwrap();
+            }
+            vec![
+                ("CODEX_HOME", home.join("codex-home").display().to_string()),
+                ("FAKE_OPENAI_KEY", "sk-openai-test".into()),
+            ]
+        }
+        "opencode" => {
+            let f = ws.join("opencode.json");
+            let mut v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("mcp");
+            }
+            std::fs::write(&f, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+            vec![
+                ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+                ("OPENCODE_DISABLE_SHARE", "1".into()),
+                ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+                ("NPM_CONFIG_OFFLINE", "true".into()),
+            ]
+        }
+        _ => unreachable!(),
+    };
+    for (k, v) in extra {
+        env.insert(k.to_string(), v);
+    }
+    env.insert("PWD".into(), ws.display().to_string());
+    let command = shown["meta"]["command"].as_str().unwrap();
+    let mut argv = split_command(command);
+    assert_eq!(display_command(&argv[0], &argv[1..]), command);
+    assert_eq!(argv.remove(0), rt, "{command}");
+    let mut args = Vec::new();
+    let mut it = argv.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--mcp-config" => {
+                it.next();
+            }
+            "--strict-mcp-config" => {}
+            _ => args.push(a),
+        }
+    }
+    eprintln!("  direct: {}", display_command(rt, &args));
+    Direct {
+        program: repo_root().join("node_modules/.bin").join(rt),
+        args,
+        cwd: ws,
+        env,
+    }
+}
+
+fn run_direct(d: &Direct) -> Duration {
+    let t = Instant::now();
+    let out = Command::new(&d.program)
+        .args(&d.args)
+        .current_dir(&d.cwd)
+        .env_clear()
+        .envs(&d.env)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "direct {} failed: {:?}\n{}\n{}",
+        d.program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+/// The same invocation in fresh state, as every `fracta spawn` gets it: a new git worktree
+/// (a new cwd for the CLI) and, for Codex, a new `CODEX_HOME` holding only `config.toml`.
+/// Prepared untimed, so timing it isolates the CLI's own cost of starting fresh.
+fn fresh_copy(d: &Direct, p: &Project, rt: &str, i: usize) -> Direct {
+    let ws = p.path().join(format!(".fracta/bench-fresh/{i}"));
+    let branch = format!("bench/fresh-{i}");
+    git(
+        p.path(),
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            &branch,
+            &ws.display().to_string(),
+            "main",
+        ],
+    );
+    for f in [
+        ".claude/settings.json",
+        ".codex/config.toml",
+        "opencode.json",
+    ] {
+        let from = d.cwd.join(f);
+        if from.is_file() {
+            std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
+            std::fs::copy(&from, ws.join(f)).unwrap();
+        }
+    }
+    let old_ws = d.cwd.display().to_string();
+    let new_ws = ws.display().to_string();
+    let args = d.args.iter().map(|a| a.replace(&old_ws, &new_ws)).collect();
+    let mut env = d.env.clone();
+    env.insert("PWD".into(), new_ws);
+    if rt == "codex" {
+        let old_home = PathBuf::from(&d.env["CODEX_HOME"]);
+        let home = p.path().join(format!(".fracta/bench-home/{i}/codex-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::copy(old_home.join("config.toml"), home.join("config.toml")).unwrap();
+        env.insert("CODEX_HOME".into(), home.display().to_string());
+    }
+    Direct {
+        program: d.program.clone(),
+        args,
+        cwd: ws,
+        env,
+    }
+}
+
+/// Fixed costs of one `fracta spawn`, from the agent's timestamps and the bench's clock.
+#[derive(Default, Clone, Copy)]
+struct Phases {
+    /// `fracta` exec → CLI started (`started_at`).
+    before: f64,
+    /// Agent recorded (`created_at`) → CLI started.
+    created_to_started: f64,
+    /// CLI started → agent ended (`started_at` → `ended_at`, includes the leftovers commit).
+    cli: f64,
+    /// Agent ended (`ended_at`) → `fracta` exited.
+    after: f64,
+}
+
+fn ts(v: &Value) -> jiff::Timestamp {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn run_fracta(p: &Project, rt: &str) -> (Duration, Value, Phases) {
+    let wall0 = jiff::Timestamp::now();
+    let t = Instant::now();
+    let out = p
+        .fracta(&[
+            "spawn",
+            "--json",
+            "--task",
+            "bench",
+            "--runtime",
+            rt,
+            "--prompt",
+            PROMPT,
+        ])
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let wall1 = jiff::Timestamp::now();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "spawn printed no JSON ({e}); exit {:?}\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let shown = p.json(&["show", v["id"].as_str().unwrap(), "--json"]);
+    let ms = |a: jiff::Timestamp, b: jiff::Timestamp| b.duration_since(a).as_secs_f64() * 1e3;
+    let started = ts(&shown["started_at"]);
+    let phases = Phases {
+        before: ms(wall0, started),
+        created_to_started: ms(ts(&shown["created_at"]), started),
+        cli: ms(started, ts(&shown["ended_at"])),
+        after: ms(ts(&shown["ended_at"]), wall1),
+    };
+    (took, shown, phases)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Nearest-rank percentile of sorted values.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn median(v: &[f64]) -> f64 {
+    let s = sorted(v.to_vec());
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+struct Row {
+    rt: String,
+    direct: Vec<f64>,
+    fresh: Vec<f64>,
+    fracta: Vec<f64>,
+    phases: Vec<Phases>,
+    /// `fracta ps --json`: process start, config load, state open, and nothing else.
+    ps: Vec<f64>,
+}
+
+fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
+    let p = Project::new(url);
+    // Warm-up of Fracta; its workspace and files are what the direct runs reuse.
+    let (_, shown, _) = run_fracta(&p, rt);
+    let d = direct_for(rt, &p, &shown, url);
+    run_direct(&d);
+    run_direct(&fresh_copy(&d, &p, rt, 0));
+    let mut row = Row {
+        rt: rt.to_string(),
+        direct: vec![],
+        fresh: vec![],
+        fracta: vec![],
+        phases: vec![],
+        ps: vec![],
+    };
+    for i in 0..runs {
+        let f = fresh_copy(&d, &p, rt, i + 1);
+        let a = run_direct(&d);
+        let c = run_direct(&f);
+        let (b, _, ph) = run_fracta(&p, rt);
+        let t = Instant::now();
+        let ps = p.fracta(&["ps", "--all", "--json"]).output().unwrap();
+        assert!(ps.status.success());
+        row.ps.push(ms(t.elapsed()));
+        eprintln!(
+            "  {rt} run {}/{runs}: direct {:.0} ms, direct fresh {:.0} ms, fracta {:.0} ms",
+            i + 1,
+            ms(a),
+            ms(c),
+            ms(b)
+        );
+        row.direct.push(ms(a));
+        row.fresh.push(ms(c));
+        row.fracta.push(ms(b));
+        row.phases.push(ph);
+    }
+    row
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful. Ignore both.
+    let runs: usize = std::env::var("FRACTA_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7)
+        .max(1);
+    let runtimes =
+        std::env::var("FRACTA_BENCH_RUNTIMES").unwrap_or_else(|_| "claude,codex,opencode".into());
+    for b in ["claude", "codex", "opencode"] {
+        let p = repo_root().join("node_modules/.bin").join(b);
+        assert!(
+            p.exists(),
+            "{} is missing: run `npm ci` in {}",
+            p.display(),
+            repo_root().display()
+        );
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let script = Script::parse("fallback: \"ok\"\n", "bench").unwrap();
+    let server = tokio
+        .block_on(ModelServer::start(script, "127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let url = server.url();
+    eprintln!("overhead bench: {runs} runs per runtime, prompt {PROMPT:?}, model server {url}");
+
+    let mut rows = Vec::new();
+    for rt in runtimes.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        eprintln!("{rt}: warm-up, then {runs} × (direct, direct fresh, fracta)");
+        rows.push(bench_runtime(rt, runs, &url));
+        server.clear_requests();
+    }
+
+    println!();
+    println!("Wall clock per one-turn run, {runs} runs each (ms):");
+    println!(
+        "{:<9} {:>10} {:>10} {:>8} {:>7} {:>10} {:>10} {:>11} {:>11} {:>11}",
+        "runtime",
+        "direct med",
+        "fracta med",
+        "diff",
+        "ratio",
+        "direct p90",
+        "fracta p90",
+        "fresh med",
+        "fresh p90",
+        "fracta/fresh"
+    );
+    for r in &rows {
+        let (dm, fm, xm) = (median(&r.direct), median(&r.fracta), median(&r.fresh));
+        println!(
+            "{:<9} {:>10.0} {:>10.0} {:>8.0} {:>7.3} {:>10.0} {:>10.0} {:>11.0} {:>11.0} {:>11.3}",
+            r.rt,
+            dm,
+            fm,
+            fm - dm,
+            fm / dm,
+            pct(&sorted(r.direct.clone()), 90.0),
+            pct(&sorted(r.fracta.clone()), 90.0),
+            xm,
+            pct(&sorted(r.fresh.clone()), 90.0),
+            fm / xm,
+        );
+    }
+    println!();
+    println!("Fracta's own costs around the CLI (medians, ms):");
+    println!(
+        "{:<9} {:>15} {:>19} {:>13} {:>11} {:>10}",
+        "runtime", "exec→CLI start", "recorded→CLI start", "CLI→ended", "ended→exit", "fracta ps"
+    );
+    for r in &rows {
+        let col = |f: fn(&Phases) -> f64| median(&r.phases.iter().map(f).collect::<Vec<_>>());
+        println!(
+            "{:<9} {:>15.0} {:>19.0} {:>13.0} {:>11.0} {:>10.0}",
+            r.rt,
+            col(|p| p.before),
+            col(|p| p.created_to_started),
+            col(|p| p.cli),
+            col(|p| p.after),
+            median(&r.ps),
+        );
+    }
+    println!();
+    println!(
+        "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace (and CODEX_HOME)."
+    );
+    println!(
+        "fresh: the same, but each run in a new git worktree (and a new CODEX_HOME with only config.toml), as every spawn gets."
+    );
+    println!(
+        "exec→CLI start: spawning `fracta` → the agent's started_at; recorded→CLI start: created_at → started_at;"
+    );
+    println!(
+        "CLI→ended: started_at → ended_at (the CLI's run plus the leftovers commit); ended→exit: ended_at → `fracta` exited;"
+    );
+    println!("fracta ps: one `fracta ps --all --json` (process start, config load, state open).");
+    tokio.block_on(server.shutdown());
+}
