@@ -59,6 +59,14 @@ struct State {
     live: HashMap<String, watch::Receiver<bool>>,
 }
 
+/// What a background run does.
+enum Work {
+    /// The agent's first turn (it is recorded and queued).
+    First(Box<AgentRecord>),
+    /// A new turn of an ended agent's conversation.
+    Resume(String),
+}
+
 pub struct Supervisor {
     pub runner: Arc<Runner>,
     gateway_url: OnceLock<String>,
@@ -200,37 +208,7 @@ impl Supervisor {
         let mut prepared = self.runner.prepare(&req)?;
         prepared.agent.meta["budgets"] = json!(budgets);
         let agent = self.runner.record(prepared)?;
-        let token = new_token();
-        let (done_tx, done_rx) = watch::channel(false);
-        if let Ok(mut st) = self.state.lock() {
-            st.tokens.insert(token.clone(), agent.id.clone());
-            st.live.insert(agent.id.clone(), done_rx);
-        }
-        let me = Arc::clone(self);
-        let rec = agent.clone();
-        tokio::spawn(async move {
-            let permit = Arc::clone(&me.running).acquire_owned().await;
-            let opts = RunOptions {
-                gateway: me.gateway_url.get().map(|url| Gateway {
-                    url: url.clone(),
-                    token: token.clone(),
-                }),
-                ..RunOptions::default()
-            };
-            let mut obs = Broadcast(me.events.clone());
-            // A stop while queued: do not start it.
-            let current = me.runner.store.get_agent(&rec.id).ok();
-            if current.is_some_and(|a| a.status == AgentStatus::Queued)
-                && let Err(e) = me.runner.run_recorded(rec.clone(), &opts, &mut obs).await
-            {
-                tracing::error!(agent = %rec.id, "run failed: {e}");
-            }
-            drop(permit);
-            if let Ok(mut st) = me.state.lock() {
-                st.tokens.remove(&token);
-            }
-            let _ = done_tx.send(true);
-        });
+        self.launch(&agent.id, Work::First(Box::new(agent.clone())));
         Ok(agent)
     }
 
@@ -244,14 +222,21 @@ impl Supervisor {
                 agent.status.as_str()
             ))));
         }
+        self.launch(&agent.id, Work::Resume(prompt.to_string()));
+        Ok(agent)
+    }
+
+    /// Run an agent's turn in the background: give it a gateway token, wait for a running slot
+    /// (`max_running`), run, then retire the token and signal the end.
+    fn launch(self: &Arc<Self>, id: &str, work: Work) {
         let token = new_token();
         let (done_tx, done_rx) = watch::channel(false);
         if let Ok(mut st) = self.state.lock() {
-            st.tokens.insert(token.clone(), agent.id.clone());
-            st.live.insert(agent.id.clone(), done_rx);
+            st.tokens.insert(token.clone(), id.to_string());
+            st.live.insert(id.to_string(), done_rx);
         }
         let me = Arc::clone(self);
-        let (id, prompt) = (agent.id.clone(), prompt.to_string());
+        let id = id.to_string();
         tokio::spawn(async move {
             let permit = Arc::clone(&me.running).acquire_owned().await;
             let opts = RunOptions {
@@ -262,8 +247,24 @@ impl Supervisor {
                 ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());
-            if let Err(e) = me.runner.resume_with(&id, &prompt, &opts, &mut obs).await {
-                tracing::error!(agent = %id, "resume failed: {e}");
+            let result = match work {
+                // A stop while queued: do not start it.
+                Work::First(rec) => match me.runner.store.get_agent(&id) {
+                    Ok(a) if a.status == AgentStatus::Queued => me
+                        .runner
+                        .run_recorded(*rec, &opts, &mut obs)
+                        .await
+                        .map(drop),
+                    _ => Ok(()),
+                },
+                Work::Resume(prompt) => me
+                    .runner
+                    .resume_with(&id, &prompt, &opts, &mut obs)
+                    .await
+                    .map(drop),
+            };
+            if let Err(e) = result {
+                tracing::error!(agent = %id, "run failed: {e}");
             }
             drop(permit);
             if let Ok(mut st) = me.state.lock() {
@@ -271,7 +272,6 @@ impl Supervisor {
             }
             let _ = done_tx.send(true);
         });
-        Ok(agent)
     }
 
     /// Wait until an agent ends (or `timeout`); returns its record either way.
