@@ -4,8 +4,8 @@
 //! in-process scripted model server three ways, interleaved after one warm-up of each:
 //! - direct: the CLI by hand with the argv (`meta.command` of the first spawn), env and config
 //!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
-//! - direct fresh: the same in a new git worktree (and, for Codex, a new `CODEX_HOME`), the
-//!   fresh state every spawn gives the CLI;
+//! - direct fresh: the same in a new git worktree, the fresh state every spawn gives the CLI
+//!   (Codex's home is shared by a runtime's agents, `.fracta/runtimes/<name>/codex-home`);
 //! - `fracta spawn --json`.
 //!
 //! Prints medians, p90s, difference and ratio, and Fracta's own costs around the CLI process
@@ -259,7 +259,7 @@ fn strip_mcp_toml(text: &str) -> String {
 /// therefore counts as Fracta's overhead.
 fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
     let ws = PathBuf::from(shown["workspace"].as_str().unwrap());
-    let home = PathBuf::from(shown["runtime_home"].as_str().unwrap());
+    let home = p.path().join(".fracta/runtimes").join(rt).join("codex-home");
     let mut env = p.env.clone();
     let extra: Vec<(&str, String)> = match rt {
         "claude" => vec![
@@ -271,15 +271,11 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
             ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
         ],
         "codex" => {
-            for f in [
-                home.join("codex-home/config.toml"),
-                ws.join(".codex/config.toml"),
-            ] {
-                let t = std::fs::read_to_string(&f).unwrap();
-                std::fs::write(&f, strip_mcp_toml(&t)).unwrap();
-            }
+            let f = ws.join(".codex/config.toml");
+            let t = std::fs::read_to_string(&f).unwrap();
+            std::fs::write(&f, strip_mcp_toml(&t)).unwrap();
             vec![
-                ("CODEX_HOME", home.join("codex-home").display().to_string()),
+                ("CODEX_HOME", home.display().to_string()),
                 ("FAKE_OPENAI_KEY", "sk-openai-test".into()),
             ]
         }
@@ -315,6 +311,13 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
                 it.next();
             }
             "--strict-mcp-config" => {}
+            // Codex's gateway overrides.
+            "-c" => {
+                let v = it.next().unwrap();
+                if !v.starts_with("mcp_servers.fracta.") {
+                    args.extend(["-c".to_string(), v]);
+                }
+            }
             _ => args.push(a),
         }
     }
@@ -351,9 +354,9 @@ fn run_direct(d: &Direct) -> Duration {
 }
 
 /// The same invocation in fresh state, as every `fracta spawn` gets it: a new git worktree
-/// (a new cwd for the CLI) and, for Codex, a new `CODEX_HOME` holding only `config.toml`.
+/// (a new cwd for the CLI).
 /// Prepared untimed, so timing it isolates the CLI's own cost of starting fresh.
-fn fresh_copy(d: &Direct, p: &Project, rt: &str, i: usize) -> Direct {
+fn fresh_copy(d: &Direct, p: &Project, i: usize) -> Direct {
     let ws = p.path().join(format!(".fracta/bench-fresh/{i}"));
     let branch = format!("bench/fresh-{i}");
     git(
@@ -384,13 +387,6 @@ fn fresh_copy(d: &Direct, p: &Project, rt: &str, i: usize) -> Direct {
     let args = d.args.iter().map(|a| a.replace(&old_ws, &new_ws)).collect();
     let mut env = d.env.clone();
     env.insert("PWD".into(), new_ws);
-    if rt == "codex" {
-        let old_home = PathBuf::from(&d.env["CODEX_HOME"]);
-        let home = p.path().join(format!(".fracta/bench-home/{i}/codex-home"));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::copy(old_home.join("config.toml"), home.join("config.toml")).unwrap();
-        env.insert("CODEX_HOME".into(), home.display().to_string());
-    }
     Direct {
         program: d.program.clone(),
         args,
@@ -496,7 +492,7 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
     let (_, shown, _) = run_fracta(&p, rt);
     let d = direct_for(rt, &p, &shown, url);
     run_direct(&d);
-    run_direct(&fresh_copy(&d, &p, rt, 0));
+    run_direct(&fresh_copy(&d, &p, 0));
     let mut row = Row {
         rt: rt.to_string(),
         direct: vec![],
@@ -506,7 +502,7 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
         ps: vec![],
     };
     for i in 0..runs {
-        let f = fresh_copy(&d, &p, rt, i + 1);
+        let f = fresh_copy(&d, &p, i + 1);
         let a = run_direct(&d);
         let c = run_direct(&f);
         let (b, _, ph) = run_fracta(&p, rt);
@@ -617,10 +613,10 @@ fn main() {
     }
     println!();
     println!(
-        "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace (and CODEX_HOME)."
+        "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
     );
     println!(
-        "fresh: the same, but each run in a new git worktree (and a new CODEX_HOME with only config.toml), as every spawn gets."
+        "fresh: the same, but each run in a new git worktree, as every spawn gets."
     );
     println!(
         "exec→CLI start: spawning `fracta` → the agent's started_at; recorded→CLI start: created_at → started_at;"

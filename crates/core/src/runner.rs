@@ -236,6 +236,13 @@ impl Runner {
             })
     }
 
+    /// `.fracta/runtimes/<name>`: state shared by a runtime entry's agents (see
+    /// `LaunchContext::runtime_state`).
+    fn runtime_state(&self, runtime: &str) -> PathBuf {
+        let dir = std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        dir.join(".fracta").join("runtimes").join(runtime)
+    }
+
     /// Resolve a request into a queued agent record (nothing runs yet).
     pub fn prepare(&self, req: &SpawnRequest) -> Result<Prepared, RunError> {
         let task = task::resolve(&self.cfg.tasks_dir(), &req.task, req.prompt.as_deref())?;
@@ -598,6 +605,7 @@ impl Runner {
             resume_token,
             workspace: &workspace,
             runtime_home: &home,
+            runtime_state: &self.runtime_state(&agent.runtime),
             runtime: &rt,
             project: &self.cfg.config.project,
             env: &auth.binding_env,

@@ -118,17 +118,26 @@ pub fn create(
                     source,
                 })?;
             }
-            if git(
+            let branch = format!("fracta/{}-{short}", slug(task));
+            let p = path.to_string_lossy().to_string();
+            if let Err(e) = git(
                 &top,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("{base}^{{commit}}"),
-                ],
-            )
-            .is_err()
-            {
+                &["worktree", "add", "--quiet", "-b", &branch, &p, base],
+            ) {
+                // Only now ask why: a missing base branch is the usual reason.
+                let base_exists = git(
+                    &top,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("{base}^{{commit}}"),
+                    ],
+                )
+                .is_ok();
+                if base_exists {
+                    return Err(e);
+                }
                 let found = git(&top, &["branch", "--format=%(refname:short)"]).unwrap_or_default();
                 let found = if found.is_empty() {
                     "no branches with commits".to_string()
@@ -141,12 +150,6 @@ pub fn create(
                     found,
                 });
             }
-            let branch = format!("fracta/{}-{short}", slug(task));
-            let p = path.to_string_lossy().to_string();
-            git(
-                &top,
-                &["worktree", "add", "--quiet", "-b", &branch, &p, base],
-            )?;
             Ok(Workspace {
                 path,
                 branch: Some(branch),
@@ -184,12 +187,15 @@ pub fn keep_out_of_commits(
         source,
     })?;
     let exclude = home.join("git-exclude");
-    let body: String = rel.iter().map(|r| format!("/{r}\n")).collect();
-    std::fs::write(
-        &exclude,
-        format!("# Written by fracta: runtime config, never committed\n{body}"),
-    )
-    .map_err(|source| WorkspaceError::Io {
+    let body = format!(
+        "# Written by fracta: runtime config, never committed\n{}",
+        rel.iter().map(|r| format!("/{r}\n")).collect::<String>()
+    );
+    // Done already for this worktree (a resumed turn writes the same files).
+    if std::fs::read_to_string(&exclude).is_ok_and(|old| old == body) {
+        return Ok(());
+    }
+    std::fs::write(&exclude, body).map_err(|source| WorkspaceError::Io {
         path: exclude.clone(),
         source,
     })?;
@@ -203,10 +209,15 @@ pub fn keep_out_of_commits(
             &exclude.display().to_string(),
         ],
     )?;
-    for r in &rel {
-        if git(ws, &["ls-files", "--error-unmatch", "--", r]).is_ok() {
-            git(ws, &["update-index", "--skip-worktree", "--", r])?;
-        }
+    // The ones the repository tracks (it has its own `.claude/settings.json`, say).
+    let mut args = vec!["ls-files", "-z", "--"];
+    args.extend(rel.iter().map(String::as_str));
+    let tracked = git(ws, &args)?;
+    let tracked: Vec<&str> = tracked.split('\0').filter(|t| !t.is_empty()).collect();
+    if !tracked.is_empty() {
+        let mut args = vec!["update-index", "--skip-worktree", "--"];
+        args.extend(tracked);
+        git(ws, &args)?;
     }
     Ok(())
 }
@@ -218,6 +229,10 @@ pub fn commit_leftovers(
     message: &str,
     exclude: &[PathBuf],
 ) -> Result<Option<String>, WorkspaceError> {
+    // Nothing changed (the usual end of a question-and-answer turn): one git call.
+    if git(ws, &["status", "--porcelain", "--untracked-files=normal"])?.is_empty() {
+        return Ok(None);
+    }
     // Fracta's files are already excluded (`keep_out_of_commits`); naming them in `git add`
     // would be an error, so stage everything and then make sure none of them is staged.
     git(ws, &["add", "-A", "--", "."])?;

@@ -1,7 +1,10 @@
 //! Codex: `codex exec --json PROMPT` (and `codex exec resume THREAD PROMPT`). Codex takes its
-//! model provider only from `$CODEX_HOME/config.toml`, so every agent gets a private Codex home
-//! (kept for resume) holding the config Fracta writes; the same file is written to the seed's
-//! `.codex/config.toml` in the workspace.
+//! model provider only from `$CODEX_HOME/config.toml`, so Fracta gives each runtime entry of a
+//! project its own Codex home (`.fracta/runtimes/<name>/codex-home`, shared by that runtime's
+//! agents and kept for resume, the user's `auth.json` linked in) holding the runtime's static
+//! config; what differs per agent — the MCP gateway — comes as `-c` overrides. The complete
+//! file is also written to the seed's `.codex/config.toml` in the workspace. A shared home
+//! keeps Codex's databases warm: a fresh home costs every start a few hundred milliseconds.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +28,42 @@ impl Codex {
     /// approval prompts) as config keys that both `exec` and `exec resume` honour, telemetry off,
     /// merged with the runtime's `native_config` (e.g. a model provider).
     pub fn config(ctx: &LaunchContext<'_>) -> Value {
+        let mut cfg = Self::static_config(ctx);
+        if let Some(g) = ctx.gateway {
+            merge_json(
+                &mut cfg,
+                &json!({ "mcp_servers": { "fracta": Self::gateway_entry(g) } }),
+            );
+        }
+        cfg
+    }
+
+    /// The gateway's `[mcp_servers.fracta]` table. The token stays in the env
+    /// (`bearer_token_env_var`); MCP calls need approval switched on, since approval_policy
+    /// is "never".
+    fn gateway_entry(g: &crate::runner::Gateway) -> Value {
+        json!({
+            "url": g.url,
+            "bearer_token_env_var": crate::runner::AGENT_TOKEN_ENV,
+            "default_tools_approval_mode": "approve",
+        })
+    }
+
+    /// The gateway as `-c` overrides, in the order of `gateway_entry`.
+    fn gateway_overrides(g: &crate::runner::Gateway) -> Vec<String> {
+        let entry = Self::gateway_entry(g);
+        let mut out = Vec::new();
+        if let Some(m) = entry.as_object() {
+            for (k, v) in m {
+                // A JSON string is a valid TOML basic string.
+                out.extend(["-c".to_string(), format!("mcp_servers.fracta.{k}={v}")]);
+            }
+        }
+        out
+    }
+
+    /// The per-runtime part: everything but the gateway.
+    fn static_config(ctx: &LaunchContext<'_>) -> Value {
         let mut cfg = json!({
             "approval_policy": "never",
             "sandbox_mode": "workspace-write",
@@ -32,15 +71,6 @@ impl Codex {
             "feedback": { "enabled": false },
             "check_for_update_on_startup": false,
         });
-        if let Some(g) = ctx.gateway {
-            // The token stays in the env (`bearer_token_env_var`); MCP calls need approval
-            // switched on, since approval_policy is "never".
-            cfg["mcp_servers"] = json!({ "fracta": {
-                "url": g.url,
-                "bearer_token_env_var": crate::runner::AGENT_TOKEN_ENV,
-                "default_tools_approval_mode": "approve",
-            } });
-        }
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut cfg, native);
         }
@@ -48,17 +78,20 @@ impl Codex {
     }
 
     pub fn config_toml(ctx: &LaunchContext<'_>) -> Result<String, AdapterError> {
-        let v = Self::config(ctx);
-        let table: toml::Table =
-            serde_json::from_value(strip_nulls(v)).map_err(|e| AdapterError::NativeConfig {
-                runtime: "codex".into(),
-                message: format!("cannot express it as TOML: {e}"),
-            })?;
-        toml::to_string_pretty(&table).map_err(|e| AdapterError::NativeConfig {
-            runtime: "codex".into(),
-            message: e.to_string(),
-        })
+        to_toml(Self::config(ctx))
     }
+}
+
+fn to_toml(v: Value) -> Result<String, AdapterError> {
+    let table: toml::Table =
+        serde_json::from_value(strip_nulls(v)).map_err(|e| AdapterError::NativeConfig {
+            runtime: "codex".into(),
+            message: format!("cannot express it as TOML: {e}"),
+        })?;
+    toml::to_string_pretty(&table).map_err(|e| AdapterError::NativeConfig {
+        runtime: "codex".into(),
+        message: e.to_string(),
+    })
 }
 
 /// TOML has no null: drop null values.
@@ -94,8 +127,9 @@ impl Adapter for Codex {
     }
 
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
-        let home = ctx.runtime_home.join("codex-home");
+        let home = ctx.runtime_state.join("codex-home");
         let toml = Self::config_toml(ctx)?;
+        let home_toml = to_toml(Self::static_config(ctx))?;
         let mut args = vec!["exec".to_string()];
         if let Some(t) = ctx.resume_token {
             args.extend([
@@ -106,6 +140,7 @@ impl Adapter for Codex {
             if let Some(m) = ctx.model {
                 args.extend(["--model".into(), m.to_string()]);
             }
+            args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
             args.extend(ctx.runtime.args.iter().cloned());
             args.extend([t.to_string(), ctx.prompt.to_string()]);
         } else {
@@ -113,6 +148,7 @@ impl Adapter for Codex {
             if let Some(m) = ctx.model {
                 args.extend(["--model".into(), m.to_string()]);
             }
+            args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
             args.extend(ctx.runtime.args.iter().cloned());
             args.push(ctx.prompt.to_string());
         }
@@ -121,7 +157,7 @@ impl Adapter for Codex {
         let files = vec![
             FileSpec {
                 path: home.join("config.toml"),
-                contents: toml.clone(),
+                contents: home_toml,
                 in_workspace: false,
             },
             FileSpec {
@@ -130,7 +166,7 @@ impl Adapter for Codex {
                 in_workspace: true,
             },
         ];
-        // Keep a `codex login` working: the private home links to the user's auth file.
+        // Keep a `codex login` working: Fracta's home links to the user's auth file.
         let links = user_codex_auth()
             .map(|target| {
                 vec![LinkSpec {

@@ -26,6 +26,10 @@ pub struct LaunchContext<'a> {
     pub workspace: &'a Path,
     /// Private per-agent folder for the runtime's own state (e.g. `CODEX_HOME`).
     pub runtime_home: &'a Path,
+    /// Folder shared by every agent of this runtime entry in this project
+    /// (`.fracta/runtimes/<name>`): runtime state worth keeping warm between agents, such as
+    /// Codex's home, whose databases cost a fresh home a few hundred milliseconds to create.
+    pub runtime_state: &'a Path,
     pub runtime: &'a RuntimeEntry,
     pub project: &'a Project,
     /// The agent's resolved env (profile + runtime + bindings), for adapters that must

@@ -74,6 +74,7 @@ fn launch(kind: AdapterKind, case: &Case) -> LaunchSpec {
         resume_token: case.resume,
         workspace: Path::new("/ws"),
         runtime_home: Path::new("/home/agent"),
+        runtime_state: Path::new("/project/.fracta/runtimes/rt"),
         runtime: &rt,
         project: &project,
         env: &env,
@@ -87,7 +88,10 @@ fn launch(kind: AdapterKind, case: &Case) -> LaunchSpec {
 /// Codex login, so they are checked and left out) and each generated file on its own.
 fn snapshot_launch(label: &str, spec: &LaunchSpec) {
     for l in &spec.links {
-        assert_eq!(l.link, PathBuf::from("/home/agent/codex-home/auth.json"));
+        assert_eq!(
+            l.link,
+            PathBuf::from("/project/.fracta/runtimes/rt/codex-home/auth.json")
+        );
     }
     let mut v = serde_json::to_value(spec).unwrap();
     let obj = v.as_object_mut().unwrap();
@@ -249,10 +253,13 @@ fn codex_launch() {
     snapshot_launch("codex_plain", &spec);
     // Both copies are the same config.
     assert_eq!(
-        file(&spec, "/home/agent/codex-home/config.toml"),
+        file(&spec, "/project/.fracta/runtimes/rt/codex-home/config.toml"),
         file(&spec, "/ws/.codex/config.toml")
     );
-    assert_eq!(spec.env["CODEX_HOME"], "/home/agent/codex-home");
+    assert_eq!(
+        spec.env["CODEX_HOME"],
+        "/project/.fracta/runtimes/rt/codex-home"
+    );
     let cfg: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     assert_eq!(cfg["approval_policy"].as_str(), Some("never"));
@@ -276,11 +283,14 @@ fn codex_launch_with_native_config() {
     );
     snapshot_launch("codex_native", &spec);
     assert_eq!(
-        file(&spec, "/home/agent/codex-home/config.toml"),
+        file(&spec, "/project/.fracta/runtimes/rt/codex-home/config.toml"),
         file(&spec, "/ws/.codex/config.toml")
     );
-    let cfg: toml::Table =
-        toml::from_str(file(&spec, "/home/agent/codex-home/config.toml")).unwrap();
+    let cfg: toml::Table = toml::from_str(file(
+        &spec,
+        "/project/.fracta/runtimes/rt/codex-home/config.toml",
+    ))
+    .unwrap();
     assert_eq!(cfg["model_provider"].as_str(), Some("fake"));
     assert_eq!(
         cfg["model_providers"]["fake"]["base_url"].as_str(),
@@ -303,6 +313,7 @@ fn codex_native_config_that_is_not_toml_is_an_error() {
         resume_token: None,
         workspace: Path::new("/ws"),
         runtime_home: Path::new("/home/agent"),
+        runtime_state: Path::new("/project/.fracta/runtimes/rt"),
         runtime: &rt,
         project: &project,
         env: &env,
@@ -337,8 +348,11 @@ fn codex_resume_launch() {
     );
     // `exec resume` has no --sandbox flag: the sandbox must come from config.toml.
     assert!(!spec.args.iter().any(|a| a == "--sandbox"));
-    let cfg: toml::Table =
-        toml::from_str(file(&spec, "/home/agent/codex-home/config.toml")).unwrap();
+    let cfg: toml::Table = toml::from_str(file(
+        &spec,
+        "/project/.fracta/runtimes/rt/codex-home/config.toml",
+    ))
+    .unwrap();
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     let n = spec.args.len();
     assert_eq!(
@@ -474,6 +488,7 @@ fn gateway_is_registered_as_mcp_server_fracta() {
             resume_token: None,
             workspace: Path::new("/ws"),
             runtime_home: Path::new("/home/agent"),
+            runtime_state: Path::new("/project/.fracta/runtimes/rt"),
             runtime: &rt,
             project: &project,
             env: &env,
@@ -495,6 +510,34 @@ fn gateway_is_registered_as_mcp_server_fracta() {
             !all.contains("secret-agent-token"),
             "{kind:?}: token written"
         );
+        if kind == AdapterKind::Codex {
+            // The shared Codex home holds only the runtime's static config; the gateway (which
+            // differs per control plane) comes as `-c` overrides, and the workspace copy is
+            // the complete file.
+            let home: toml::Table = toml::from_str(file(
+                &spec,
+                "/project/.fracta/runtimes/rt/codex-home/config.toml",
+            ))
+            .unwrap();
+            assert!(!home.contains_key("mcp_servers"), "{home}");
+            let ws: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
+            let entry = &ws["mcp_servers"]["fracta"];
+            assert_eq!(entry["url"].as_str(), Some("http://127.0.0.1:9/mcp"));
+            let overrides: Vec<&str> = spec
+                .args
+                .windows(2)
+                .filter(|w| w[0] == "-c")
+                .map(|w| w[1].as_str())
+                .collect();
+            assert_eq!(
+                overrides,
+                [
+                    r#"mcp_servers.fracta.url="http://127.0.0.1:9/mcp""#,
+                    r#"mcp_servers.fracta.bearer_token_env_var="FRACTA_AGENT_TOKEN""#,
+                    r#"mcp_servers.fracta.default_tools_approval_mode="approve""#,
+                ]
+            );
+        }
     }
 }
 

@@ -84,19 +84,50 @@ pub fn signal_name(s: i32) -> &'static str {
     }
 }
 
-/// Write the launch's files (creating folders).
+/// Write the launch's files (creating folders) and make its links. A file that already holds
+/// the same contents is left alone; others are replaced atomically (written beside, then
+/// renamed), since a file in a shared runtime home may be read by a running CLI meanwhile.
 pub fn write_files(spec: &LaunchSpec) -> Result<(), LocalError> {
+    // Unique per write, also between tasks of one process.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = || {
+        format!(
+            "fracta-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LocalError::WriteFile { path, source }
+    };
     for f in &spec.files {
-        if let Some(dir) = f.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| LocalError::WriteFile {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        if std::fs::read(&f.path).is_ok_and(|old| old == f.contents.as_bytes()) {
+            continue;
         }
-        std::fs::write(&f.path, &f.contents).map_err(|source| LocalError::WriteFile {
-            path: f.path.clone(),
-            source,
-        })?;
+        if let Some(dir) = f.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = f.path.with_file_name(format!(".{name}.{}", unique()));
+        std::fs::write(&tmp, &f.contents).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &f.path).map_err(io(&f.path))?;
+    }
+    for l in &spec.links {
+        if std::fs::read_link(&l.link).is_ok_and(|t| t == l.target) {
+            continue;
+        }
+        if let Some(dir) = l.link.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let tmp = l.link.with_file_name(format!(".link.{}", unique()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&l.target, &tmp).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &l.link).map_err(io(&l.link))?;
     }
     Ok(())
 }
