@@ -259,7 +259,11 @@ fn strip_mcp_toml(text: &str) -> String {
 /// therefore counts as Fracta's overhead.
 fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
     let ws = PathBuf::from(shown["workspace"].as_str().unwrap());
-    let home = p.path().join(".fracta/runtimes").join(rt).join("codex-home");
+    let home = p
+        .path()
+        .join(".fracta/runtimes")
+        .join(rt)
+        .join("codex-home");
     let mut env = p.env.clone();
     let extra: Vec<(&str, String)> = match rt {
         "claude" => vec![
@@ -615,9 +619,7 @@ fn main() {
     println!(
         "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
     );
-    println!(
-        "fresh: the same, but each run in a new git worktree, as every spawn gets."
-    );
+    println!("fresh: the same, but each run in a new git worktree, as every spawn gets.");
     println!(
         "exec→CLI start: spawning `fracta` → the agent's started_at; recorded→CLI start: created_at → started_at;"
     );

@@ -1,5 +1,10 @@
 //! Workspaces: in a git repository, a worktree on a new branch from the base branch, so
 //! parallel agents never trample each other; elsewhere, a fresh folder.
+//!
+//! What happens on every spawn (find the repository, add the worktree, exclude Fracta's files,
+//! see whether the agent left changes) runs in-process with libgit2: each `git` process costs
+//! a few milliseconds, and a spawn's fixed cost is measured against the agent CLI's start-up.
+//! Rarer steps (committing leftovers, marking tracked files skip-worktree) use the git CLI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +21,12 @@ pub enum WorkspaceError {
         args: String,
         dir: PathBuf,
         stderr: String,
+    },
+    #[error("{op} failed in {}: {message}", dir.display())]
+    Lib {
+        op: &'static str,
+        dir: PathBuf,
+        message: String,
     },
     #[error(
         "base branch `{base}` does not exist in {}; set project.default_base_branch to an existing branch (found: {found})",
@@ -55,12 +66,25 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+fn lib(op: &'static str, dir: &Path) -> impl FnOnce(git2::Error) -> WorkspaceError {
+    let dir = dir.to_path_buf();
+    move |e| WorkspaceError::Lib {
+        op,
+        dir,
+        message: e.message().to_string(),
+    }
+}
+
+/// The (non-bare) repository containing `dir`, if any.
+fn discover(dir: &Path) -> Option<git2::Repository> {
+    git2::Repository::discover(dir)
+        .ok()
+        .filter(|r| r.workdir().is_some())
+}
+
 /// The top of the git work tree containing `dir`, if any.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
-    git(dir, &["rev-parse", "--show-toplevel"])
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
+    discover(dir).and_then(|r| r.workdir().map(|w| w.components().collect()))
 }
 
 /// Keep Fracta's own files (worktrees, state, logs) out of the project's `git status`, while
@@ -109,8 +133,14 @@ pub fn create(
         .get(id.len().saturating_sub(8)..)
         .unwrap_or(id)
         .to_ascii_lowercase();
-    match git_toplevel(project_dir) {
-        Some(top) => {
+    match discover(project_dir) {
+        Some(repo) => {
+            // libgit2 ends the work dir with a slash; components() drops it.
+            let top: PathBuf = repo
+                .workdir()
+                .unwrap_or(project_dir)
+                .components()
+                .collect();
             let path = fracta_dir.join("worktrees").join(id);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
@@ -118,38 +148,37 @@ pub fn create(
                     source,
                 })?;
             }
-            let branch = format!("fracta/{}-{short}", slug(task));
-            let p = path.to_string_lossy().to_string();
-            if let Err(e) = git(
-                &top,
-                &["worktree", "add", "--quiet", "-b", &branch, &p, base],
-            ) {
-                // Only now ask why: a missing base branch is the usual reason.
-                let base_exists = git(
-                    &top,
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        &format!("{base}^{{commit}}"),
-                    ],
-                )
-                .is_ok();
-                if base_exists {
-                    return Err(e);
-                }
-                let found = git(&top, &["branch", "--format=%(refname:short)"]).unwrap_or_default();
+            let Ok(base_commit) = repo
+                .revparse_single(&format!("{base}^{{commit}}"))
+                .and_then(|o| o.peel_to_commit())
+            else {
+                let found: Vec<String> = repo
+                    .branches(Some(git2::BranchType::Local))
+                    .map(|bs| {
+                        bs.flatten()
+                            .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let found = if found.is_empty() {
                     "no branches with commits".to_string()
                 } else {
-                    found.replace('\n', ", ")
+                    found.join(", ")
                 };
                 return Err(WorkspaceError::NoBaseBranch {
                     base: base.to_string(),
                     repo: top,
                     found,
                 });
-            }
+            };
+            let branch = format!("fracta/{}-{short}", slug(task));
+            let reference = repo
+                .branch(&branch, &base_commit, false)
+                .map_err(lib("creating branch", &top))?;
+            let mut opts = git2::WorktreeAddOptions::new();
+            opts.reference(Some(reference.get()));
+            repo.worktree(id, &path, Some(&opts))
+                .map_err(lib("adding worktree", &top))?;
             Ok(Workspace {
                 path,
                 branch: Some(branch),
@@ -199,27 +228,50 @@ pub fn keep_out_of_commits(
         path: exclude.clone(),
         source,
     })?;
-    git(ws, &["config", "extensions.worktreeConfig", "true"])?;
-    git(
-        ws,
-        &[
-            "config",
-            "--worktree",
-            "core.excludesFile",
-            &exclude.display().to_string(),
-        ],
-    )?;
+    let repo = git2::Repository::open(ws).map_err(lib("opening worktree", ws))?;
+    // `config.worktree` is read only with `extensions.worktreeConfig` on (common config).
+    let mut common = git2::Config::open(&repo.commondir().join("config"))
+        .map_err(lib("reading repository config", ws))?;
+    if !common
+        .get_bool("extensions.worktreeConfig")
+        .unwrap_or(false)
+    {
+        common
+            .set_bool("extensions.worktreeConfig", true)
+            .map_err(lib("setting extensions.worktreeConfig", ws))?;
+    }
+    let mut own = git2::Config::open(&repo.path().join("config.worktree"))
+        .map_err(lib("reading worktree config", ws))?;
+    own.set_str("core.excludesFile", &exclude.display().to_string())
+        .map_err(lib("setting core.excludesFile", ws))?;
     // The ones the repository tracks (it has its own `.claude/settings.json`, say).
-    let mut args = vec!["ls-files", "-z", "--"];
-    args.extend(rel.iter().map(String::as_str));
-    let tracked = git(ws, &args)?;
-    let tracked: Vec<&str> = tracked.split('\0').filter(|t| !t.is_empty()).collect();
+    let index = repo.index().map_err(lib("reading index", ws))?;
+    let tracked: Vec<&str> = rel
+        .iter()
+        .filter(|r| index.get_path(Path::new(r.as_str()), 0).is_some())
+        .map(String::as_str)
+        .collect();
     if !tracked.is_empty() {
         let mut args = vec!["update-index", "--skip-worktree", "--"];
         args.extend(tracked);
         git(ws, &args)?;
     }
     Ok(())
+}
+
+/// Whether the agent left anything to commit: changed, staged or new files (Fracta's own
+/// are excluded). A status that cannot be read counts as changes, so the commit path runs.
+fn has_changes(ws: &Path) -> bool {
+    let Ok(repo) = git2::Repository::open(ws) else {
+        return true;
+    };
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(false);
+    repo.statuses(Some(&mut opts))
+        .map(|s| !s.is_empty())
+        .unwrap_or(true)
 }
 
 /// Commit what the agent left uncommitted on its branch, leaving out the runtime config files
@@ -229,8 +281,8 @@ pub fn commit_leftovers(
     message: &str,
     exclude: &[PathBuf],
 ) -> Result<Option<String>, WorkspaceError> {
-    // Nothing changed (the usual end of a question-and-answer turn): one git call.
-    if git(ws, &["status", "--porcelain", "--untracked-files=normal"])?.is_empty() {
+    // Nothing changed: the usual end of a question-and-answer turn.
+    if !has_changes(ws) {
         return Ok(None);
     }
     // Fracta's files are already excluded (`keep_out_of_commits`); naming them in `git add`
@@ -278,5 +330,104 @@ mod tests {
     fn slugs() {
         assert_eq!(slug("My Task!"), "my-task");
         assert_eq!(slug("///"), "task");
+    }
+
+    fn sh(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn repo(tracked: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        sh(d.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(d.path().join("README.md"), "hi\n").unwrap();
+        for (p, c) in tracked {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, c).unwrap();
+        }
+        sh(d.path(), &["add", "."]);
+        sh(
+            d.path(),
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "init",
+            ],
+        );
+        d
+    }
+
+    /// The libgit2 worktree is one the git CLI (which the agent uses) fully understands, and
+    /// Fracta's files stay out of `git status` and of the leftovers commit.
+    #[test]
+    fn worktree_excludes_and_leftovers_agree_with_the_git_cli() {
+        let d = repo(&[(".claude/settings.json", "{\"theirs\": true}\n")]);
+        let fracta = d.path().join(".fracta");
+        let ws = create(d.path(), &fracta, "01ABCDEFGH", "My task", "main").unwrap();
+        let branch = ws.branch.clone().unwrap();
+        assert_eq!(branch, "fracta/my-task-abcdefgh");
+        assert_eq!(
+            std::fs::read_to_string(ws.path.join("README.md")).unwrap(),
+            "hi\n"
+        );
+        assert_eq!(sh(&ws.path, &["branch", "--show-current"]).trim(), branch);
+        assert!(sh(d.path(), &["worktree", "list"]).contains("01ABCDEFGH"));
+        assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
+
+        // Fracta writes its runtime files: an untracked one and one the repository tracks.
+        let ours = [
+            ws.path.join(".codex/config.toml"),
+            ws.path.join(".claude/settings.json"),
+        ];
+        keep_out_of_commits(&ws.path, &fracta.join("agents/x"), &ours).unwrap();
+        for f in &ours {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, "fracta's\n").unwrap();
+        }
+        assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
+        assert!(!has_changes(&ws.path));
+        assert_eq!(
+            commit_leftovers(&ws.path, "leftovers", &ours).unwrap(),
+            None
+        );
+        // The main checkout is untouched by the worktree's settings.
+        assert_eq!(
+            sh(d.path(), &["status", "--porcelain", "--ignored=no"]),
+            "?? .fracta/\n"
+        );
+
+        // The agent's own work is seen and committed, Fracta's files are not.
+        std::fs::write(ws.path.join("notes.txt"), "work\n").unwrap();
+        assert!(has_changes(&ws.path));
+        let commit = commit_leftovers(&ws.path, "leftovers", &ours)
+            .unwrap()
+            .unwrap();
+        let files = sh(&ws.path, &["show", "--name-only", "--format=", &commit]);
+        assert_eq!(files.trim(), "notes.txt");
+        // A second turn's exclusion is a no-op.
+        keep_out_of_commits(&ws.path, &fracta.join("agents/x"), &ours).unwrap();
+    }
+
+    #[test]
+    fn a_missing_base_branch_names_the_ones_that_exist() {
+        let d = repo(&[]);
+        let e = create(d.path(), &d.path().join(".fracta"), "01X", "t", "develop").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "base branch `develop` does not exist in {}; set project.default_base_branch to an existing branch (found: main)",
+                d.path().display()
+            )
+        );
     }
 }
