@@ -374,8 +374,10 @@ impl Runner {
             std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
+        let t0 = std::time::Instant::now();
         match workspace::create(&project_dir, &fracta_dir, &agent.id, &agent.task, &base) {
             Ok(ws) => {
+                tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
                 let home = fracta_dir.join("agents").join(&agent.id);
                 agent = self.store.update_agent(
                     &agent.id,
@@ -591,6 +593,7 @@ impl Runner {
             observer,
         )?;
 
+        let t0 = std::time::Instant::now();
         let auth =
             match credentials::resolve(&self.cfg, &agent.runtime, &rt, request, &self.redactor)
                 .await
@@ -639,6 +642,7 @@ impl Runner {
         if let Err(e) = credentials::check_assertions(&auth, &agent.runtime, &env) {
             return self.fail_before_start(&agent, &e.to_string(), observer);
         }
+        tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "credentials and env resolved");
         let program = match locate_binary(&self.cfg, &rt, adapter) {
             Ok(p) => p,
             Err(e) => return self.fail_before_start(&agent, &e, observer),
@@ -657,6 +661,7 @@ impl Runner {
                 tracing::warn!(agent = %agent.id, "could not exclude Fracta's files from git: {e}");
             }
         }
+        tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "files written");
         let env_list: Vec<(String, String)> = env.into_iter().collect();
         tracing::debug!(agent = %agent.id, command = %self.redactor.redact(&spec.display_command()), "launching");
         let mut proc = match local::spawn(&spec, &program, &env_list) {

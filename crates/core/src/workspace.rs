@@ -136,11 +136,7 @@ pub fn create(
     match discover(project_dir) {
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
-            let top: PathBuf = repo
-                .workdir()
-                .unwrap_or(project_dir)
-                .components()
-                .collect();
+            let top: PathBuf = repo.workdir().unwrap_or(project_dir).components().collect();
             let path = fracta_dir.join("worktrees").join(id);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
