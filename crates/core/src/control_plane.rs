@@ -180,6 +180,9 @@ impl Supervisor {
         asked: &Budgets,
     ) -> Result<AgentRecord, ControlError> {
         let defaults = self.runner.cfg.config.agents.budgets;
+        // Checking a parent's budgets and recording its child is one step: two concurrent
+        // spawns (a model may call the tool twice in one turn) must not both see room.
+        let gate = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let budgets = match caller {
             Caller::User => narrow(&defaults, asked),
             Caller::Agent(parent_id) => {
@@ -208,6 +211,7 @@ impl Supervisor {
         let mut prepared = self.runner.prepare(&req)?;
         prepared.agent.meta["budgets"] = json!(budgets);
         let agent = self.runner.record(prepared)?;
+        drop(gate);
         self.launch(&agent.id, Work::First(Box::new(agent.clone())));
         Ok(agent)
     }
@@ -235,15 +239,26 @@ impl Supervisor {
             st.tokens.insert(token.clone(), id.to_string());
             st.live.insert(id.to_string(), done_rx);
         }
+        // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
+        // only refuse, and registering them costs the CLI an MCP handshake at start-up.
+        let defaults = self.runner.cfg.config.agents.budgets;
+        let can_spawn = self.runner.store.get_agent(id).map_or(true, |a| {
+            let b = budgets_of(&a, &defaults);
+            a.depth < b.max_depth() && b.max_children() > 0
+        });
         let me = Arc::clone(self);
         let id = id.to_string();
         tokio::spawn(async move {
             let permit = Arc::clone(&me.running).acquire_owned().await;
             let opts = RunOptions {
-                gateway: me.gateway_url.get().map(|url| Gateway {
-                    url: url.clone(),
-                    token: token.clone(),
-                }),
+                gateway: me
+                    .gateway_url
+                    .get()
+                    .filter(|_| can_spawn)
+                    .map(|url| Gateway {
+                        url: url.clone(),
+                        token: token.clone(),
+                    }),
                 ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());

@@ -427,3 +427,27 @@ fn logs_and_show_of_an_unknown_agent_fail_with_not_found() {
         assert_eq!(out.status.code(), Some(4), "{cmd}: {}", stderr(&out));
     }
 }
+
+/// An agent whose budgets leave no room for a child gets no MCP gateway (it could only refuse,
+/// and the CLI would pay for the MCP handshake at start-up); with room, it gets one.
+#[test]
+fn the_gateway_is_registered_only_where_a_child_could_be_spawned() {
+    for (budgets, registered) in [("    max_depth: 0\n", false), ("    max_depth: 1\n", true)] {
+        let p = project("done");
+        let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+        let cfg = cfg.replacen("agents:\n", &format!("agents:\n  budgets:\n{budgets}"), 1);
+        std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+        for rt in ["claude", "codex"] {
+            let (code, v) = p.spawn_json(&["--task", "t", "--prompt", "hi", "--runtime", rt]);
+            assert_eq!(code, 0, "{v:#}");
+            let command = p.agent(v["id"].as_str().unwrap())["meta"]["command"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let wired = command.contains("--mcp-config") || command.contains("mcp_servers.fracta");
+            assert_eq!(wired, registered, "{budgets}{rt}: {command}");
+        }
+        let offered = bodies(&p).iter().any(|b| b.contains("mcp__fracta"));
+        assert_eq!(offered, registered, "{budgets}: tools offered to the model");
+    }
+}

@@ -125,23 +125,49 @@ fn opencode_parent_spawns_a_claude_child() {
 
 #[test]
 fn a_spawn_over_budget_is_a_tool_error_naming_the_budget() {
-    let p = Project::new(tree_script("claude", "codex"));
+    // Two spawn calls in one turn against `max_children: 1`: the first child starts, the
+    // second call is refused, naming the budget (even though a model's calls may run at once).
+    let call = |n: u32| {
+        format!(
+            "{{ name: mcp__fracta__spawn, input: {{ task: child-task, prompt: \"child work {n}\", runtime: claude }} }}"
+        )
+    };
+    let p = Project::new(
+        Script::parse(
+            &format!(
+                "rules:\n  - when: {{ contains: \"delegate twice\", has_tools: true }}\n    times: 1\n    reply:\n      tool_calls: [{}, {}]\nfallback: \"done\"\n",
+                call(1),
+                call(2)
+            ),
+            "t",
+        )
+        .unwrap(),
+    );
     let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
     std::fs::write(
         p.path().join("fracta.yaml"),
-        cfg.replace("agents:\n", "agents:\n  budgets:\n    max_depth: 0\n"),
+        cfg.replace("agents:\n", "agents:\n  budgets:\n    max_children: 1\n"),
     )
     .unwrap();
-    let (_code, v) = p.spawn_json(&["--task", "boss", "--prompt", "delegate to codex"]);
+    let (_code, v) = p.spawn_json(&["--task", "boss", "--prompt", "delegate twice"]);
     let events = p.events(v["id"].as_str().unwrap());
-    let tr = events
+    let results: Vec<&Value> = events
         .iter()
-        .find(|e| e["kind"] == "tool_result")
-        .expect("the parent got a tool result");
-    assert_eq!(tr["payload"]["is_error"], true, "{tr:#}");
-    let out = tr["payload"]["output"].as_str().unwrap();
-    assert!(out.contains("max_depth") && out.contains("budget"), "{out}");
-    assert_eq!(agents(&p).len(), 1, "no child may be recorded");
+        .filter(|e| e["kind"] == "tool_result")
+        .collect();
+    assert_eq!(results.len(), 2, "{events:#?}");
+    let refused: Vec<&str> = results
+        .iter()
+        .filter(|e| e["payload"]["is_error"] == true)
+        .map(|e| e["payload"]["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused.len(), 1, "{results:#?}");
+    assert!(
+        refused[0].contains("max_children") && refused[0].contains("budget"),
+        "{}",
+        refused[0]
+    );
+    assert_eq!(agents(&p).len(), 2, "one child may be recorded");
 }
 
 /// While a parent runs, its gateway refuses requests without a token or with a forged one.
