@@ -6,7 +6,9 @@
 //!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
 //! - direct fresh: the same in a new git worktree, the fresh state every spawn gives the CLI
 //!   (Codex's home is shared by a runtime's agents, `.fracta/runtimes/<name>/codex-home`);
-//! - `fracta spawn --json`.
+//! - `fracta spawn --json`;
+//! - the same in a project whose budgets leave the agent no child to spawn (`max_depth: 0`):
+//!   Fracta then registers no MCP gateway, so this is Fracta without the CLI's MCP handshake.
 //!
 //! Prints medians, p90s, difference and ratio, and Fracta's own costs around the CLI process
 //! (from the agent's `created_at` / `started_at` / `ended_at`).
@@ -118,7 +120,7 @@ struct Project {
 }
 
 impl Project {
-    fn new(url: &str) -> Project {
+    fn new(url: &str, leaf: bool) -> Project {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("home")).unwrap();
@@ -139,7 +141,11 @@ impl Project {
                 "init",
             ],
         );
-        std::fs::write(root.join("fracta.yaml"), config(url)).unwrap();
+        let mut cfg = config(url);
+        if leaf {
+            cfg = cfg.replacen("agents:\n", "agents:\n  budgets:\n    max_depth: 0\n", 1);
+        }
+        std::fs::write(root.join("fracta.yaml"), cfg).unwrap();
         let env = base_env(&root.join("home"));
         Project { dir, env }
     }
@@ -485,15 +491,19 @@ struct Row {
     direct: Vec<f64>,
     fresh: Vec<f64>,
     fracta: Vec<f64>,
+    /// `fracta spawn` of an agent that gets no gateway (`max_depth: 0`).
+    leaf: Vec<f64>,
     phases: Vec<Phases>,
     /// `fracta ps --json`: process start, config load, state open, and nothing else.
     ps: Vec<f64>,
 }
 
 fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
-    let p = Project::new(url);
+    let p = Project::new(url, false);
+    let leaf = Project::new(url, true);
     // Warm-up of Fracta; its workspace and files are what the direct runs reuse.
     let (_, shown, _) = run_fracta(&p, rt);
+    run_fracta(&leaf, rt);
     let d = direct_for(rt, &p, &shown, url);
     run_direct(&d);
     run_direct(&fresh_copy(&d, &p, 0));
@@ -502,6 +512,7 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
         direct: vec![],
         fresh: vec![],
         fracta: vec![],
+        leaf: vec![],
         phases: vec![],
         ps: vec![],
     };
@@ -510,17 +521,20 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
         let a = run_direct(&d);
         let c = run_direct(&f);
         let (b, _, ph) = run_fracta(&p, rt);
+        let (l, _, _) = run_fracta(&leaf, rt);
         let t = Instant::now();
         let ps = p.fracta(&["ps", "--all", "--json"]).output().unwrap();
         assert!(ps.status.success());
         row.ps.push(ms(t.elapsed()));
         eprintln!(
-            "  {rt} run {}/{runs}: direct {:.0} ms, direct fresh {:.0} ms, fracta {:.0} ms",
+            "  {rt} run {}/{runs}: direct {:.0} ms, direct fresh {:.0} ms, fracta {:.0} ms, fracta (no gateway) {:.0} ms",
             i + 1,
             ms(a),
             ms(c),
-            ms(b)
+            ms(b),
+            ms(l)
         );
+        row.leaf.push(ms(l));
         row.direct.push(ms(a));
         row.fresh.push(ms(c));
         row.fracta.push(ms(b));
@@ -561,7 +575,9 @@ fn main() {
 
     let mut rows = Vec::new();
     for rt in runtimes.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-        eprintln!("{rt}: warm-up, then {runs} × (direct, direct fresh, fracta)");
+        eprintln!(
+            "{rt}: warm-up, then {runs} × (direct, direct fresh, fracta, fracta without gateway)"
+        );
         rows.push(bench_runtime(rt, runs, &url));
         server.clear_requests();
     }
@@ -598,6 +614,24 @@ fn main() {
         );
     }
     println!();
+    println!("Without the MCP gateway (budgets leave the agent no child: max_depth 0), ms:");
+    println!(
+        "{:<9} {:>10} {:>10} {:>8} {:>7} {:>10}",
+        "runtime", "direct med", "leaf med", "diff", "ratio", "leaf p90"
+    );
+    for r in &rows {
+        let (dm, lm) = (median(&r.direct), median(&r.leaf));
+        println!(
+            "{:<9} {:>10.0} {:>10.0} {:>8.0} {:>7.3} {:>10.0}",
+            r.rt,
+            dm,
+            lm,
+            lm - dm,
+            lm / dm,
+            pct(&sorted(r.leaf.clone()), 90.0),
+        );
+    }
+    println!();
     println!("Fracta's own costs around the CLI (medians, ms):");
     println!(
         "{:<9} {:>15} {:>19} {:>13} {:>11} {:>10}",
@@ -620,6 +654,9 @@ fn main() {
         "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
     );
     println!("fresh: the same, but each run in a new git worktree, as every spawn gets.");
+    println!(
+        "fracta: `fracta spawn --json` with the MCP gateway registered (the CLI connects to it at start-up); leaf: the same without it."
+    );
     println!(
         "exec→CLI start: spawning `fracta` → the agent's started_at; recorded→CLI start: created_at → started_at;"
     );
