@@ -57,6 +57,9 @@ pub enum Command {
     /// Check credentials: materialize each auth origin and run each resolver once
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Run the control plane: the HTTP API (/v1) and the MCP gateway (/mcp) on loopback, owning
+    /// detached agents and every agent spawned through MCP
+    Serve(ServeArgs),
     /// Serve Fracta's MCP tools (spawn, status, wait, result, send, steer, stop, list) over
     /// stdio, for MCP clients that launch a command
     Mcp,
@@ -110,6 +113,17 @@ pub struct SpawnArgs {
     /// Print one JSON object with the outcome instead of the live view
     #[arg(long)]
     pub json: bool,
+    /// Hand the agent to the running control plane (`fracta serve`) and print its id at once
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one. The URL and the admin token are written to
+    /// .fracta/serve.json for the CLI and other tools
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -312,6 +312,20 @@ impl Supervisor {
         Ok(self.runner.store.get_agent(id)?)
     }
 
+    /// The agents this supervisor runs (or has queued) right now.
+    pub fn live_ids(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|st| {
+                st.live
+                    .iter()
+                    .filter(|(_, r)| !*r.borrow())
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Wait until every agent this supervisor started has ended.
     pub async fn wait_all(&self) {
         loop {

@@ -1,6 +1,8 @@
 //! Boundary types of the control plane: MCP tool arguments and the agent view returned by
 //! tools and `--json` output. Plain serde + JSON Schema structs; behaviour lives elsewhere.
 
+use fracta_config::{Budgets, Mode, Tier};
+use fracta_core::runner::SpawnRequest;
 use fracta_state::AgentRecord;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,95 @@ pub struct SpawnArgs {
     pub max_children: Option<u32>,
     #[serde(default)]
     pub wall_clock_secs: Option<u64>,
+}
+
+impl SpawnArgs {
+    /// The runner's request and the budgets asked for, or a message naming what is valid.
+    pub fn to_request(&self) -> Result<(SpawnRequest, Budgets), String> {
+        let tier = match self.tier.as_deref() {
+            None => None,
+            Some("heavy") => Some(Tier::Heavy),
+            Some("medium") => Some(Tier::Medium),
+            Some("light") => Some(Tier::Light),
+            Some(other) => {
+                return Err(format!(
+                    "unknown tier `{other}`; valid tiers: heavy, medium, light"
+                ));
+            }
+        };
+        let mode = match self.mode.as_deref() {
+            None => None,
+            Some("batch") => Some(Mode::Batch),
+            Some("stream") => Some(Mode::Stream),
+            Some(other) => {
+                return Err(format!(
+                    "unknown mode `{other}`; valid modes: batch, stream"
+                ));
+            }
+        };
+        let req = SpawnRequest {
+            task: self.task.clone(),
+            prompt: self.prompt.clone(),
+            runtime: self.runtime.clone(),
+            tier,
+            model: self.model.clone(),
+            mode,
+            parent_id: None,
+        };
+        let asked = Budgets {
+            max_depth: self.max_depth,
+            max_children: self.max_children,
+            max_running: None,
+            wall_clock_secs: self.wall_clock_secs,
+        };
+        Ok((req, asked))
+    }
+}
+
+/// Body of `POST /v1/agents/{id}/resume`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeBody {
+    /// The next turn's prompt.
+    pub prompt: String,
+}
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    pub ok: bool,
+    /// The control plane's process id.
+    pub pid: u32,
+    pub version: String,
+}
+
+/// Query of `GET /v1/agents`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ListQuery {
+    /// Include ended agents (default: only queued, starting and running ones).
+    #[serde(default)]
+    pub all: Option<bool>,
+    /// Only the agents of this tree (a root agent's id).
+    #[serde(default)]
+    pub root: Option<String>,
+}
+
+/// Query of `GET /v1/agents/{id}/events` and of the event streams.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EventsQuery {
+    /// Only events after this sequence number (default 0: from the start).
+    #[serde(default)]
+    pub after: Option<u64>,
+    /// At most this many (default 500; not for streams).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// An error answer of the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ApiErrorBody {
+    /// What went wrong, and what would be valid.
+    pub error: String,
 }
 
 /// Arguments naming one agent.

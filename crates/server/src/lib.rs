@@ -2,7 +2,10 @@
 //! served over streamable HTTP (for agents) and stdio (`fracta mcp`).
 
 pub mod api;
+pub mod discovery;
+pub mod http;
 pub mod mcp;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +59,7 @@ impl RunningGateway {
 async fn require_token(State(sup): State<Arc<Supervisor>>, req: Request, next: Next) -> Response {
     let token = req
         .headers()
-        .get(http::header::AUTHORIZATION)
+        .get(::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
@@ -92,6 +95,24 @@ pub async fn start(
     supervisor: Arc<Supervisor>,
     addr: SocketAddr,
 ) -> Result<RunningGateway, ServerError> {
+    start_with(supervisor, addr, None).await
+}
+
+/// The control plane (`fracta serve`): the gateway plus the HTTP API under `/v1`, which takes
+/// `admin_token`.
+pub async fn start_control_plane(
+    supervisor: Arc<Supervisor>,
+    addr: SocketAddr,
+    admin_token: String,
+) -> Result<RunningGateway, ServerError> {
+    start_with(supervisor, addr, Some(admin_token)).await
+}
+
+async fn start_with(
+    supervisor: Arc<Supervisor>,
+    addr: SocketAddr,
+    admin_token: Option<String>,
+) -> Result<RunningGateway, ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
@@ -99,7 +120,10 @@ pub async fn start(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     supervisor.set_gateway_url(format!("http://{addr}{MCP_PATH}"));
-    let app = router(supervisor);
+    let app = match admin_token {
+        Some(token) => router(Arc::clone(&supervisor)).merge(http::router(supervisor, token)),
+        None => router(supervisor),
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)

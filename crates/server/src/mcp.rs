@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fracta_config::{Budgets, Mode, Tier};
 use fracta_core::control_plane::{Caller, ControlError, Supervisor};
-use fracta_core::runner::SpawnRequest;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
@@ -101,40 +99,9 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        let tier = match a.tier.as_deref() {
-            None => None,
-            Some("heavy") => Some(Tier::Heavy),
-            Some("medium") => Some(Tier::Medium),
-            Some("light") => Some(Tier::Light),
-            Some(other) => {
-                return tool_error(format!(
-                    "unknown tier `{other}`; valid tiers: heavy, medium, light"
-                ));
-            }
-        };
-        let mode = match a.mode.as_deref() {
-            None | Some("batch") => Some(Mode::Batch),
-            Some("stream") => Some(Mode::Stream),
-            Some(other) => {
-                return tool_error(format!(
-                    "unknown mode `{other}`; valid modes: batch, stream"
-                ));
-            }
-        };
-        let req = SpawnRequest {
-            task: a.task,
-            prompt: a.prompt,
-            runtime: a.runtime,
-            tier,
-            model: a.model,
-            mode,
-            parent_id: None,
-        };
-        let asked = Budgets {
-            max_depth: a.max_depth,
-            max_children: a.max_children,
-            max_running: None,
-            wall_clock_secs: a.wall_clock_secs,
+        let (req, asked) = match a.to_request() {
+            Ok(r) => r,
+            Err(e) => return tool_error(e),
         };
         let agent = match self.supervisor.spawn(&caller, req, &asked) {
             Ok(a) => a,

@@ -22,7 +22,7 @@ fn empty_object() -> Value {
 }
 
 /// Lifecycle status of an agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentStatus {
     /// Recorded, not yet launched.
@@ -104,7 +104,7 @@ impl FromStr for AgentStatus {
 }
 
 /// How an agent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// One prompt, run to completion.
@@ -145,7 +145,9 @@ impl FromStr for Mode {
 }
 
 /// Token usage totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -164,7 +166,7 @@ impl Usage {
 }
 
 /// One agent (a session): one run of one runtime on one task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentRecord {
     pub id: String,
     pub parent_id: Option<String>,
@@ -197,9 +199,13 @@ pub struct AgentRecord {
     #[serde(default)]
     pub usage: Usage,
     pub cost_usd: Option<f64>,
+    #[schemars(with = "String")]
     pub created_at: Timestamp,
+    #[schemars(with = "Option<String>")]
     pub started_at: Option<Timestamp>,
+    #[schemars(with = "Option<String>")]
     pub ended_at: Option<Timestamp>,
+    #[schemars(with = "String")]
     pub updated_at: Timestamp,
     #[serde(default = "empty_object")]
     pub meta: Value,
@@ -309,11 +315,12 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EventRecord {
     pub agent_id: String,
     /// Per-agent sequence number: 1, 2, 3, ... without gaps.
     pub seq: u64,
+    #[schemars(with = "String")]
     pub at: Timestamp,
     pub kind: String,
     pub payload: Value,

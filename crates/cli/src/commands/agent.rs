@@ -13,6 +13,7 @@ use fracta_core::runner::{Observer, RunError, Runner, SpawnRequest};
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 use serde::Serialize;
 
+use super::client::Client;
 use crate::cli::{IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SpawnArgs, TierArg};
 use crate::exit::{self, Failure};
 use crate::output::{self, DIM, GREEN, RED, YELLOW};
@@ -22,7 +23,7 @@ pub fn open_store(cfg: &LoadedConfig) -> anyhow::Result<Arc<dyn Store>> {
     fracta_state::open_store(&sc).map_err(|e| anyhow::anyhow!("cannot open the state store: {e}"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
@@ -150,53 +151,36 @@ impl LiveView {
 
 impl Observer for LiveView {
     fn on_event(&mut self, agent: &AgentRecord, _seq: u64, event: &Event) {
-        if matches!(event, Event::Runtime(_) | Event::Unknown(_)) {
-            return;
-        }
-        let line = event.summary();
-        match &self.spinner {
-            Some(s) => {
-                // Keep messages and tool calls on screen; show the rest as the current step.
-                if matches!(
-                    event,
-                    Event::Message(_) | Event::ToolCall(_) | Event::Error(_)
-                ) {
-                    s.println(format!("  {line}"));
-                }
-                s.set_message(line);
-            }
-            None => {
-                let short = &agent.id[agent.id.len().saturating_sub(6)..];
-                let _ = writeln!(
-                    std::io::stdout().lock(),
-                    "[{} {short}] {line}",
-                    agent.runtime
-                );
-            }
-        }
+        self.line(&agent.runtime, &agent.id, event);
     }
 }
 
 impl LiveView {
     /// Show one event of any agent in the tree.
     fn show(&mut self, e: &fracta_core::control_plane::AgentEvent) {
-        if matches!(e.event, Event::Runtime(_) | Event::Unknown(_)) {
+        self.line(&e.runtime, &e.agent_id, &e.event);
+    }
+
+    /// One event: on a terminal, messages, tool calls and errors stay on screen and the rest
+    /// is the spinner's current step; otherwise one plain line each.
+    fn line(&mut self, runtime: &str, agent_id: &str, event: &Event) {
+        if matches!(event, Event::Runtime(_) | Event::Unknown(_)) {
             return;
         }
-        let short = &e.agent_id[e.agent_id.len().saturating_sub(6)..];
-        let line = e.event.summary();
+        let short = &agent_id[agent_id.len().saturating_sub(6)..];
+        let line = event.summary();
         match &self.spinner {
             Some(s) => {
                 if matches!(
-                    e.event,
+                    event,
                     Event::Message(_) | Event::ToolCall(_) | Event::Error(_)
                 ) {
-                    s.println(format!("  [{} {short}] {line}", e.runtime));
+                    s.println(format!("  [{runtime} {short}] {line}"));
                 }
-                s.set_message(format!("[{} {short}] {line}", e.runtime));
+                s.set_message(format!("[{runtime} {short}] {line}"));
             }
             None => {
-                let _ = writeln!(std::io::stdout().lock(), "[{} {short}] {line}", e.runtime);
+                let _ = writeln!(std::io::stdout().lock(), "[{runtime} {short}] {line}");
             }
         }
     }
@@ -257,6 +241,9 @@ fn report(a: &AgentRecord, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    if a.detach {
+        return spawn_detached(&cfg, a);
+    }
     let runtime_name = match (a.runtime, a.host_type) {
         (Some(r), _) => Some(r),
         (None, Some(h)) => {
@@ -326,7 +313,75 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     report(&agent, a.json)
 }
 
+/// `spawn --detach`: the running control plane starts and keeps the agent; print its id.
+fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::require(cfg, "`fracta spawn --detach`")?;
+    if a.host_type.is_some() {
+        output::warning("--host-type is deprecated; use --runtime");
+    }
+    let args = fracta_server::api::SpawnArgs {
+        task: a.task,
+        prompt: a.prompt,
+        runtime: a.runtime.or(a.host_type),
+        tier: a.tier.map(|t| {
+            match t {
+                TierArg::Heavy => "heavy",
+                TierArg::Medium => "medium",
+                TierArg::Light => "light",
+            }
+            .to_string()
+        }),
+        model: a.model,
+        mode: a.mode.map(|m| {
+            match m {
+                ModeArg::Batch => "batch",
+                ModeArg::Stream => "stream",
+            }
+            .to_string()
+        }),
+        ..fracta_server::api::SpawnArgs::default()
+    };
+    let agent = client.spawn(&args)?;
+    if a.json {
+        output::json(&AgentJson::from(&agent))?;
+    } else {
+        println!(
+            "started agent {} ({} on {}); follow it with `fracta logs {} --follow`",
+            agent.id, agent.task, agent.runtime, agent.id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follow an agent run by the control plane to its end, as a foreground command would.
+fn follow_remote(
+    client: &Client,
+    agent: &AgentRecord,
+    after: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut view = (!json).then(LiveView::new);
+    let done = client.follow(&agent.id, after, &mut |e| {
+        if let Some(v) = view.as_mut()
+            && let Ok(ev) = serde_json::from_value::<Event>(e.payload.clone())
+        {
+            v.line(&agent.runtime, &e.agent_id, &ev);
+        }
+        Ok(())
+    })?;
+    if let Some(v) = view {
+        v.finish();
+    }
+    report(&done, json)
+}
+
 pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(client) = Client::discover(&cfg) {
+        let before = client.agent(&a.id)?;
+        let seq = open_store(&cfg)?.event_count(&before.id)?;
+        client.resume(&before.id, &a.prompt)?;
+        return follow_remote(&client, &before, seq, a.json);
+    }
     let store = open_store(&cfg)?;
     let runner = Runner::new(Arc::new(cfg), store);
     let rt = runtime()?;
@@ -343,15 +398,20 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::discover(&cfg);
     let store = open_store(&cfg)?;
     let runner = Runner::new(Arc::new(cfg), store);
     let before = runner
         .store
         .get_agent(&a.id)
         .map_err(|e| run_error(e.into()))?;
-    let agent = runtime()?
-        .block_on(runner.stop_tree(&before.id))
-        .map_err(run_error)?;
+    // A running control plane owns its agents' processes: it stops them.
+    let agent = match client {
+        Some(c) => c.stop(&before.id)?,
+        None => runtime()?
+            .block_on(runner.stop_tree(&before.id))
+            .map_err(run_error)?,
+    };
     if a.json {
         output::json(&AgentJson::from(&agent))?;
     } else if before.status.is_terminal() {
@@ -458,10 +518,15 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store.clone());
-    let _ = runner.reconcile();
-    let mut agents = store.list_agents(&AgentFilter::default())?;
+    let mut agents = match Client::discover(&cfg) {
+        Some(c) => c.list(true)?,
+        None => {
+            let store = open_store(&cfg)?;
+            let runner = Runner::new(Arc::new(cfg), store.clone());
+            let _ = runner.reconcile();
+            store.list_agents(&AgentFilter::default())?
+        }
+    };
     if !a.all {
         let day_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
         agents.retain(|x| !x.status.is_terminal() || x.updated_at > day_ago);
@@ -541,32 +606,45 @@ pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = if a.follow {
+        Client::discover(&cfg)
+    } else {
+        None
+    };
     let store = open_store(&cfg)?;
     let runner = Runner::new(Arc::new(cfg), store.clone());
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
+    let print = |e: &fracta_state::EventRecord| -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if a.raw {
+            // The runtime's own lines (kept on the first event each line yielded).
+            if let Some(r) = &e.raw {
+                writeln!(out, "{r}")?;
+            }
+        } else if a.json {
+            serde_json::to_writer(&mut out, e)?;
+            writeln!(out)?;
+        } else {
+            let text = serde_json::from_value::<Event>(e.payload.clone())
+                .map(|ev| ev.summary())
+                .unwrap_or_else(|_| e.payload.to_string());
+            writeln!(out, "{:>5} {} {text}", e.seq, e.at.strftime("%H:%M:%S"))?;
+        }
+        Ok(())
+    };
+    // Following an agent of a running control plane: its event stream, which ends with it.
+    if let Some(c) = client {
+        c.follow(&agent.id, 0, &mut |e| print(e))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut after = 0u64;
     loop {
         let batch = store.events(&agent.id, after, Some(500))?;
-        let mut out = std::io::stdout().lock();
         for e in &batch {
             after = e.seq;
-            if a.raw {
-                // The runtime's own lines (kept on the first event each line yielded).
-                if let Some(r) = &e.raw {
-                    writeln!(out, "{r}")?;
-                }
-            } else if a.json {
-                serde_json::to_writer(&mut out, e)?;
-                writeln!(out)?;
-            } else {
-                let text = serde_json::from_value::<Event>(e.payload.clone())
-                    .map(|ev| ev.summary())
-                    .unwrap_or_else(|_| e.payload.to_string());
-                writeln!(out, "{:>5} {} {text}", e.seq, e.at.strftime("%H:%M:%S"))?;
-            }
+            print(e)?;
         }
-        drop(out);
         if batch.len() == 500 {
             continue;
         }

@@ -2,10 +2,12 @@
 
 mod agent;
 mod auth;
+mod client;
 mod completions;
 mod config;
 mod init;
 mod model_server;
+mod serve;
 mod task;
 
 use std::process::ExitCode;
@@ -34,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
         Command::ModelServer(a) => model_server::run(a),
         Command::Mcp => agent::mcp_stdio(load(cli.config.as_deref())?),
+        Command::Serve(a) => serve::run(load(cli.config.as_deref())?, a),
         Command::Auth(AuthCommand::Check(a)) => auth::check(&load(cli.config.as_deref())?, a),
     }
 }

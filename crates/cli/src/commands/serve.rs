@@ -1,0 +1,69 @@
+//! `fracta serve`: the long-running control plane. It hosts the HTTP API and the MCP gateway on
+//! one loopback address, writes `.fracta/serve.json` (URL, pid, admin token, mode 0600) so CLI
+//! commands find it, reconciles agents a previous control plane left running, and on SIGINT or
+//! SIGTERM stops the agents it runs (recorded as `stopped`) and removes the file.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fracta_config::LoadedConfig;
+use fracta_core::control_plane::{Supervisor, new_token};
+use fracta_core::runner::Runner;
+use fracta_server::discovery::{self, ServeInfo};
+
+use super::agent::{open_store, runtime};
+use crate::cli::ServeArgs;
+
+pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let fracta_dir = std::path::absolute(cfg.fracta_dir()).unwrap_or_else(|_| cfg.fracta_dir());
+    let store = open_store(&cfg)?;
+    let runner = Runner::new(Arc::new(cfg), store);
+    // Agents a control plane (or a foreground spawn) left running when it died.
+    match runner.reconcile() {
+        Ok(lost) if !lost.is_empty() => {
+            eprintln!(
+                "reconciled {} agent(s) left running by a previous Fracta process: recorded as lost",
+                lost.len()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("reconcile failed: {e}"),
+    }
+    let supervisor = Supervisor::new(Arc::new(runner));
+    runtime()?.block_on(async move {
+        let token = new_token();
+        let server =
+            fracta_server::start_control_plane(Arc::clone(&supervisor), a.listen, token.clone())
+                .await?;
+        let url = format!("http://{}", server.addr);
+        let pid = std::process::id();
+        discovery::write(
+            &fracta_dir,
+            &ServeInfo {
+                url: url.clone(),
+                pid,
+                token,
+            },
+        )?;
+        tracing::info!(%url, "control plane listening");
+        println!("fracta control plane listening on {url} (API: {url}/v1, MCP: {url}/mcp)");
+        println!("discovery file: {}", discovery::path(&fracta_dir).display());
+
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("shutting down: stopping the agents this control plane runs");
+        discovery::remove_if_ours(&fracta_dir, pid);
+        for id in supervisor.live_ids() {
+            if let Err(e) = supervisor.stop_tree(&id).await {
+                tracing::warn!(agent = %id, "stop on shutdown failed: {e}");
+            }
+        }
+        supervisor.wait_all().await;
+        server.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

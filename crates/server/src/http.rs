@@ -1,0 +1,313 @@
+//! The control plane's HTTP API under `/v1`, for people and tools (the `fracta` CLI talks to it
+//! when `fracta serve` runs): create, list, get, stop and resume agents, read their events, and
+//! follow them live as Server-Sent Events, per agent or for a whole tree. Every call needs the
+//! control plane's admin token (`Authorization: Bearer …`, in `.fracta/serve.json`); agents'
+//! gateway tokens are for `/mcp` only. The OpenAPI document is at `/v1/openapi.json`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fracta_core::control_plane::{Caller, ControlError, Supervisor};
+use fracta_core::runner::RunError;
+use fracta_state::{AgentFilter, AgentRecord, AgentStatus, EventRecord, StoreError};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::api::{ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SpawnArgs};
+
+/// An API error: a status and a message a person can act on.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match &e {
+            ControlError::Budget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::Store(StoreError::NotFound { .. })
+            | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
+                StatusCode::NOT_FOUND
+            }
+            ControlError::Run(RunError::Usage(_)) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ControlError::Store(e).into()
+    }
+}
+
+#[derive(Clone)]
+struct Api {
+    sup: Arc<Supervisor>,
+    token: Arc<String>,
+}
+
+/// Refuse any API call without the admin token.
+async fn require_admin(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => next.run(req).await,
+        _ => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: send `Authorization: Bearer TOKEN` with the control plane's token (in .fracta/serve.json)".into(),
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The `/v1` routes (the health check needs no token).
+pub fn router(sup: Arc<Supervisor>, admin_token: String) -> Router {
+    let api = Api {
+        sup,
+        token: Arc::new(admin_token),
+    };
+    let protected = Router::new()
+        .route("/v1/agents", post(create).get(list))
+        .route("/v1/agents/{id}", get(show))
+        .route("/v1/agents/{id}/events", get(events))
+        .route("/v1/agents/{id}/events/stream", get(stream_agent))
+        .route("/v1/agents/{id}/tree/events/stream", get(stream_tree))
+        .route("/v1/agents/{id}/stop", post(stop))
+        .route("/v1/agents/{id}/resume", post(resume))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            require_admin,
+        ))
+        .with_state(api);
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(protected)
+}
+
+async fn health() -> Json<Health> {
+    Json(Health {
+        ok: true,
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn create(
+    State(api): State<Api>,
+    Json(args): Json<SpawnArgs>,
+) -> Result<(StatusCode, Json<AgentRecord>), ApiError> {
+    let (req, asked) = args
+        .to_request()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let agent = api.sup.spawn(&Caller::User, req, &asked)?;
+    if args.wait.unwrap_or(false) {
+        let t = Duration::from_secs(args.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS));
+        let done = api.sup.wait(&agent.id, t).await?;
+        return Ok((StatusCode::CREATED, Json(done)));
+    }
+    Ok((StatusCode::CREATED, Json(agent)))
+}
+
+async fn list(
+    State(api): State<Api>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<AgentRecord>>, ApiError> {
+    let filter = AgentFilter {
+        statuses: if q.all.unwrap_or(false) {
+            vec![]
+        } else {
+            vec![
+                AgentStatus::Queued,
+                AgentStatus::Starting,
+                AgentStatus::Running,
+            ]
+        },
+        root_id: q.root,
+        ..AgentFilter::default()
+    };
+    Ok(Json(api.sup.runner.store.list_agents(&filter)?))
+}
+
+async fn show(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    Ok(Json(api.sup.runner.store.get_agent(&id)?))
+}
+
+async fn events(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Vec<EventRecord>>, ApiError> {
+    let agent = api.sup.runner.store.get_agent(&id)?;
+    let limit = q.limit.unwrap_or(500).min(5000);
+    Ok(Json(api.sup.runner.store.events(
+        &agent.id,
+        q.after.unwrap_or(0),
+        Some(limit),
+    )?))
+}
+
+async fn stop(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    Ok(Json(api.sup.stop_tree(&id).await?))
+}
+
+async fn resume(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<ResumeBody>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    let agent = api.sup.runner.store.get_agent(&id)?;
+    Ok(Json(api.sup.resume(&agent.id, &body.prompt)?))
+}
+
+/// `Last-Event-ID` is `AGENT:SEQ`; for a one-agent stream, the seq to go on after.
+fn last_event_seq(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(':').next())
+        .and_then(|s| s.parse().ok())
+}
+
+async fn stream_agent(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let agent = api.sup.runner.store.get_agent(&id)?;
+    let after = last_event_seq(&headers).or(q.after).unwrap_or(0);
+    Ok(follow(api.sup, agent, false, after))
+}
+
+async fn stream_tree(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let agent = api.sup.runner.store.get_agent(&id)?;
+    Ok(follow(api.sup, agent, true, 0))
+}
+
+/// Stream stored events as SSE (`id: AGENT:SEQ`, `event: KIND`, `data: EventRecord`), then
+/// live ones as they are persisted, until the agent (or every agent of the tree) has ended;
+/// a last `event: end` carries the final record(s). Events are read back from the store, so
+/// a client sees exactly what was persisted, in order, and nothing before it was persisted.
+fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
+    // Subscribe before the first read, so nothing persisted in between is missed.
+    let mut live = sup.subscribe();
+    tokio::spawn(async move {
+        let store = &sup.runner.store;
+        let mut sent: HashMap<String, u64> = HashMap::from([(agent.id.clone(), after)]);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            // Members of the tree may have been added.
+            if tree {
+                let filter = AgentFilter {
+                    root_id: Some(agent.root_id.clone()),
+                    ..AgentFilter::default()
+                };
+                for a in store.list_agents(&filter).unwrap_or_default() {
+                    if a.id == agent.id || is_below(store.as_ref(), &a, &agent.id) {
+                        sent.entry(a.id).or_insert(0);
+                    }
+                }
+            }
+            for (id, seq) in sent.iter_mut() {
+                loop {
+                    let batch = store.events(id, *seq, Some(500)).unwrap_or_default();
+                    for e in &batch {
+                        *seq = e.seq;
+                        let data = serde_json::to_string(e).unwrap_or_default();
+                        let ev = SseEvent::default()
+                            .id(format!("{}:{}", e.agent_id, e.seq))
+                            .event(e.kind.clone())
+                            .data(data);
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if batch.len() < 500 {
+                        break;
+                    }
+                }
+            }
+            let records: Vec<AgentRecord> = sent
+                .keys()
+                .filter_map(|id| store.get_agent(id).ok())
+                .collect();
+            let ended = records.iter().all(|a| a.status.is_terminal())
+                && records.iter().all(|a| {
+                    store
+                        .events(&a.id, sent.get(&a.id).copied().unwrap_or(0), Some(1))
+                        .map(|v| v.is_empty())
+                        .unwrap_or(true)
+                });
+            if ended {
+                let data = serde_json::to_string(&records).unwrap_or_default();
+                let _ = tx
+                    .send(Ok(SseEvent::default().event("end").data(data)))
+                    .await;
+                return;
+            }
+            // Wake on a live event (or a lag, or the tick: a status change that came with no
+            // event, or an agent run by another process).
+            tokio::select! {
+                r = live.recv() => if let Err(broadcast::error::RecvError::Closed) = r {
+                    tick.tick().await;
+                },
+                _ = tick.tick() => {}
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// Whether `a` is a descendant of `ancestor`.
+fn is_below(store: &dyn fracta_state::Store, a: &AgentRecord, ancestor: &str) -> bool {
+    let mut cur = a.parent_id.clone();
+    let mut hops = 0;
+    while let Some(p) = cur {
+        if p == ancestor {
+            return true;
+        }
+        hops += 1;
+        if hops > 64 {
+            return false;
+        }
+        cur = store.get_agent(&p).ok().and_then(|r| r.parent_id);
+    }
+    false
+}

@@ -1,0 +1,154 @@
+//! The OpenAPI 3.1 document of the HTTP API (`GET /v1/openapi.json`, and checked in as
+//! `docs/openapi.json`). Paths are written here; every body's schema is generated from the
+//! same serde types the server uses (schemars, JSON Schema 2020-12, which OpenAPI 3.1 uses),
+//! so the document cannot drift from the wire types.
+
+use fracta_state::{AgentRecord, EventRecord};
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use crate::api::{ApiErrorBody, Health, ResumeBody, SpawnArgs};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema_ref(name) } } })
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn errors() -> Value {
+    let e = |d: &str| ok(d, schema_ref("ApiErrorBody"));
+    json!({
+        "400": e("Invalid request (the message names what is valid)"),
+        "401": e("Missing or wrong admin token"),
+        "404": e("No such agent"),
+        "422": e("Over budget (the message names the budget and its value)"),
+        "500": e("Internal error"),
+    })
+}
+
+fn with_errors(mut responses: Value) -> Value {
+    if let (Some(r), Some(e)) = (responses.as_object_mut(), errors().as_object()) {
+        for (k, v) in e {
+            r.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    responses
+}
+
+fn id_param() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": "An agent id (or a unique prefix)", "schema": { "type": "string" } })
+}
+
+fn query(name: &str, ty: &str, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": ty } })
+}
+
+fn sse(description: &str) -> Value {
+    json!({ "description": description, "content": { "text/event-stream": { "schema": { "type": "string", "description": "Server-Sent Events: `id: AGENT:SEQ`, `event: KIND`, `data: EventRecord` as JSON; a last `event: end` with the final AgentRecord(s) as a JSON array" } } } })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut generator = SchemaGenerator::new(SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+    }));
+    let mut schemas = Map::new();
+    fn add<T: JsonSchema>(g: &mut SchemaGenerator, schemas: &mut Map<String, Value>) {
+        let mut v = g.root_schema_for::<T>().to_value();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("$schema");
+        }
+        schemas.insert(T::schema_name().to_string(), v);
+    }
+    add::<SpawnArgs>(&mut generator, &mut schemas);
+    add::<ResumeBody>(&mut generator, &mut schemas);
+    add::<Health>(&mut generator, &mut schemas);
+    add::<ApiErrorBody>(&mut generator, &mut schemas);
+    add::<AgentRecord>(&mut generator, &mut schemas);
+    add::<EventRecord>(&mut generator, &mut schemas);
+    for (k, v) in generator.take_definitions(true) {
+        schemas.entry(k).or_insert(v);
+    }
+    let agent = schema_ref("AgentRecord");
+    let agents = json!({ "type": "array", "items": schema_ref("AgentRecord") });
+    let events = json!({ "type": "array", "items": schema_ref("EventRecord") });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fracta control plane",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start, follow, stop and resume AI coding agents (Claude Code, Codex, OpenCode). Served by `fracta serve` on loopback; every call but /v1/health and /v1/openapi.json needs the admin token from `.fracta/serve.json` as `Authorization: Bearer TOKEN`. Agents reach the MCP gateway at /mcp with their own tokens."
+        },
+        "security": [{ "admin": [] }],
+        "paths": {
+            "/v1/health": { "get": {
+                "operationId": "health", "summary": "Is the control plane up", "security": [],
+                "responses": { "200": ok("Up", schema_ref("Health")) }
+            } },
+            "/v1/openapi.json": { "get": {
+                "operationId": "openapi", "summary": "This document", "security": [],
+                "responses": { "200": ok("The OpenAPI document", json!({ "type": "object" })) }
+            } },
+            "/v1/agents": {
+                "post": {
+                    "operationId": "createAgent", "summary": "Spawn an agent (returns at once, or when it ends with `wait: true`)",
+                    "requestBody": body("SpawnArgs"),
+                    "responses": with_errors(json!({ "201": ok("The new agent", agent.clone()) }))
+                },
+                "get": {
+                    "operationId": "listAgents", "summary": "List agents (running ones, or all)",
+                    "parameters": [
+                        query("all", "boolean", "Include ended agents"),
+                        query("root", "string", "Only this tree (a root agent's id)")
+                    ],
+                    "responses": with_errors(json!({ "200": ok("Agents, newest first", agents) }))
+                }
+            },
+            "/v1/agents/{id}": { "get": {
+                "operationId": "getAgent", "summary": "One agent", "parameters": [id_param()],
+                "responses": with_errors(json!({ "200": ok("The agent", agent.clone()) }))
+            } },
+            "/v1/agents/{id}/events": { "get": {
+                "operationId": "listEvents", "summary": "An agent's stored events, in order",
+                "parameters": [
+                    id_param(),
+                    query("after", "integer", "Only events after this sequence number"),
+                    query("limit", "integer", "At most this many (default 500)")
+                ],
+                "responses": with_errors(json!({ "200": ok("Events", events) }))
+            } },
+            "/v1/agents/{id}/events/stream": { "get": {
+                "operationId": "streamEvents", "summary": "Follow an agent's events live until it ends (resumable with Last-Event-ID)",
+                "parameters": [id_param(), query("after", "integer", "Start after this sequence number")],
+                "responses": with_errors(json!({ "200": sse("The event stream") }))
+            } },
+            "/v1/agents/{id}/tree/events/stream": { "get": {
+                "operationId": "streamTreeEvents", "summary": "Follow the events of an agent and all its descendants until all have ended",
+                "parameters": [id_param()],
+                "responses": with_errors(json!({ "200": sse("The event stream") }))
+            } },
+            "/v1/agents/{id}/stop": { "post": {
+                "operationId": "stopAgent", "summary": "Stop an agent and its whole subtree",
+                "parameters": [id_param()],
+                "responses": with_errors(json!({ "200": ok("The agent as it ended", agent.clone()) }))
+            } },
+            "/v1/agents/{id}/resume": { "post": {
+                "operationId": "resumeAgent", "summary": "Run a new turn of an ended agent's conversation (returns at once)",
+                "parameters": [id_param()],
+                "requestBody": body("ResumeBody"),
+                "responses": with_errors(json!({ "200": ok("The agent", agent) }))
+            } }
+        },
+        "components": {
+            "schemas": Value::Object(schemas),
+            "securitySchemes": { "admin": { "type": "http", "scheme": "bearer", "description": "The token in .fracta/serve.json" } }
+        }
+    })
+}
