@@ -25,4 +25,20 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
+section "docs/openapi.json is a valid OpenAPI 3.1 document"
+if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  python3 - <<'PY'
+from openapi_spec_validator import validate
+from openapi_spec_validator.readers import read_from_filename
+doc, _ = read_from_filename("docs/openapi.json")
+validate(doc)
+print("docs/openapi.json: valid")
+PY
+elif [[ "${CI:-}" == "true" ]]; then
+  echo "error: openapi-spec-validator is not installed (pip install -r scripts/requirements-ci.txt)" >&2
+  exit 1
+else
+  echo "skipped: openapi-spec-validator is not installed (pip install -r scripts/requirements-ci.txt)"
+fi
+
 section "All tests passed"

@@ -266,7 +266,12 @@ fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> R
                 .keys()
                 .filter_map(|id| store.get_agent(id).ok())
                 .collect();
-            let ended = records.iter().all(|a| a.status.is_terminal())
+            // Ended: recorded as ended, no longer run here (its last events are persisted by
+            // then), and nothing left unsent.
+            let running_here = sup.live_ids();
+            let ended = records
+                .iter()
+                .all(|a| a.status.is_terminal() && !running_here.contains(&a.id))
                 && records.iter().all(|a| {
                     store
                         .events(&a.id, sent.get(&a.id).copied().unwrap_or(0), Some(1))

@@ -1,0 +1,239 @@
+//! `fracta serve`, the control plane, with the real CLIs: the HTTP API and its token, detached
+//! spawns, CLI commands that go through a running control plane, the SSE stream, and a
+//! control plane killed with SIGKILL mid-tree then started again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use fracta_model_server::Script;
+use serde_json::Value;
+
+use super::harness::{Project, pid_alive, wait_child};
+
+/// A model that answers "hold on" only after a minute (so the agent stays running) and
+/// everything else at once.
+fn holding_script(extra_rules: &str) -> Script {
+    Script::parse(
+        &format!(
+            "rules:\n{extra_rules}  - when: {{ contains: \"hold on\", has_tools: true }}\n    reply: {{ text: \"late\", delay_ms: 60000 }}\nfallback: \"fine\"\n"
+        ),
+        "serve",
+    )
+    .unwrap()
+}
+
+/// `fracta serve` in the background, once its discovery file is written: (process, url, token).
+/// The caller waits for the process.
+#[allow(clippy::zombie_processes)]
+fn serve(p: &Project) -> (Child, String, String) {
+    let file = p.path().join(".fracta/serve.json");
+    let _ = std::fs::remove_file(&file);
+    let child = p.start(&["serve"]);
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+        {
+            return (
+                child,
+                v["url"].as_str().unwrap().to_string(),
+                v["token"].as_str().unwrap().to_string(),
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "fracta serve wrote no discovery file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sigterm(child: &mut Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+#[test]
+fn detached_agents_are_run_listed_followed_and_stopped_by_the_control_plane() {
+    let p = Project::new(holding_script(""));
+    // Without a control plane, --detach says how to start one.
+    let out = p.run(&["spawn", "--detach", "--task", "t", "--prompt", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fracta serve"), "{err}");
+
+    let (mut server, url, token) = serve(&p);
+    let mode = std::fs::metadata(p.path().join(".fracta/serve.json"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
+    assert_eq!(mode, 0o600, "the discovery file holds the admin token");
+
+    // The API wants the admin token; the OpenAPI document and the health check do not.
+    let c = http();
+    assert_eq!(
+        c.get(format!("{url}/v1/agents")).send().unwrap().status(),
+        401
+    );
+    assert_eq!(
+        c.get(format!("{url}/v1/agents"))
+            .bearer_auth("forged")
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    let doc: Value = c
+        .get(format!("{url}/v1/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/agents/{id}/events/stream"].is_object());
+
+    // A detached spawn returns at once; the agent runs under the control plane.
+    let v = p.json(&[
+        "spawn", "--detach", "--json", "--task", "slow", "--prompt", "hold on",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    wait_until("the agent to run", Duration::from_secs(60), || {
+        p.agent(&id)["status"] == "running"
+    });
+    let listed: Vec<Value> = c
+        .get(format!("{url}/v1/agents"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(listed.iter().any(|a| a["id"] == id.as_str()), "{listed:#?}");
+    let ps = p.json(&["ps", "--json"]);
+    assert!(
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+    );
+
+    // `logs --follow` goes through the SSE stream and ends when the agent ends: stop it.
+    let mut follow = p.start(&["logs", &id, "--follow", "--json"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let stop = p.json(&["stop", &id, "--json"]);
+    assert_eq!(stop["status"], "stopped", "{stop:#}");
+    let status = wait_child(&mut follow, Duration::from_secs(30));
+    assert!(status.success());
+    let out = follow.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "in order, none missing"
+    );
+    assert_eq!(lines[0]["kind"], "message");
+    assert!(
+        lines.iter().any(|e| e["payload"]["status"] == "stopped"),
+        "{lines:#?}"
+    );
+
+    // The same events over the API, resuming after a seq.
+    let after: Vec<Value> = c
+        .get(format!("{url}/v1/agents/{id}/events?after=1"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(after.len(), lines.len() - 1);
+    assert_eq!(
+        c.get(format!("{url}/v1/agents/NOSUCHAGENT"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // SIGTERM: the control plane ends and takes its discovery file with it.
+    sigterm(&mut server);
+    assert!(wait_child(&mut server, Duration::from_secs(30)).success());
+    assert!(!p.path().join(".fracta/serve.json").exists());
+    // And the CLI works on the store again.
+    assert_eq!(p.agent(&id)["status"], "stopped");
+}
+
+/// SIGKILL the control plane while a parent waits on a child that the model holds open, then
+/// start it again: no agent is left queued, starting or running, and no agent process lives on.
+#[test]
+fn a_control_plane_killed_mid_tree_is_reconciled_on_restart() {
+    let spawn_child = "  - when: { contains: \"delegate\", has_tools: true }\n    times: 1\n    reply:\n      tool_calls: [{ name: mcp__fracta__spawn, input: { task: child, prompt: \"hold on\", runtime: claude, wait: true } }]\n";
+    let p = Project::new(holding_script(spawn_child));
+    let (mut server, _url, _token) = serve(&p);
+    let v = p.json(&[
+        "spawn", "--detach", "--json", "--task", "boss", "--prompt", "delegate",
+    ]);
+    let parent = v["id"].as_str().unwrap().to_string();
+    let mut pids = vec![];
+    wait_until("parent and child to run", Duration::from_secs(90), || {
+        let all = p.json(&["ps", "--all", "--json"]);
+        let running: Vec<&Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["status"] == "running")
+            .collect();
+        running.len() == 2
+    });
+    for a in p.json(&["ps", "--all", "--json"]).as_array().unwrap() {
+        let full = p.agent(a["id"].as_str().unwrap());
+        pids.push(full["pid"].as_i64().unwrap());
+    }
+    assert!(pids.iter().all(|&pid| pid_alive(pid)));
+
+    server.kill().unwrap();
+    let _ = server.wait();
+    // The discovery file is left behind by a killed control plane; the CLI sees through it.
+    assert!(p.path().join(".fracta/serve.json").exists());
+
+    let (mut server, _url, _token) = serve(&p);
+    let agents = p.json(&["ps", "--all", "--json"]);
+    let agents = agents.as_array().unwrap();
+    assert_eq!(agents.len(), 2, "{agents:#?}");
+    for a in agents {
+        assert_eq!(a["status"], "lost", "{a:#}");
+        assert!(
+            a["error"].as_str().unwrap_or("").contains("is gone"),
+            "the record says why: {a:#}"
+        );
+    }
+    assert!(agents.iter().any(|a| a["id"] == parent.as_str()));
+    wait_until("the orphaned CLIs to end", Duration::from_secs(15), || {
+        pids.iter().all(|&pid| !pid_alive(pid))
+    });
+    sigterm(&mut server);
+    assert!(wait_child(&mut server, Duration::from_secs(30)).success());
+}
