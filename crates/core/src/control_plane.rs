@@ -147,6 +147,16 @@ impl Supervisor {
         self.events.subscribe()
     }
 
+    /// A gateway token for an agent this control plane knows, valid until the supervisor ends
+    /// (for tools that act as that agent, e.g. a benchmark or a stream session's own client).
+    pub fn issue_token(&self, agent_id: &str) -> String {
+        let token = new_token();
+        if let Ok(mut st) = self.state.lock() {
+            st.tokens.insert(token.clone(), agent_id.to_string());
+        }
+        token
+    }
+
     /// The agent a gateway token belongs to.
     pub fn authenticate(&self, token: &str) -> Option<String> {
         let st = self.state.lock().ok()?;

@@ -49,14 +49,19 @@ fn every_ref_resolves_and_every_route_is_documented() {
     refs(&doc, &mut all);
     assert!(!all.is_empty());
     for r in &all {
-        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external ref {r}"));
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external ref {r}"));
         assert!(doc.pointer(pointer).is_some(), "dangling $ref {r}");
     }
     let paths = doc["paths"].as_object().unwrap();
     let source = include_str!("../../src/http.rs");
     for line in source.lines().filter(|l| l.contains(".route(\"")) {
         let path = line.split('"').nth(1).unwrap();
-        assert!(paths.contains_key(path), "route {path} is not in the OpenAPI document");
+        assert!(
+            paths.contains_key(path),
+            "route {path} is not in the OpenAPI document"
+        );
     }
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         assert!(schema.is_object(), "{name}");
