@@ -274,3 +274,62 @@ fn stopping_a_parent_stops_its_children() {
         "the child's CLI survived its parent's stop"
     );
 }
+
+/// `max_running: 2`: a parent and its first child run; the second child waits, queued, until a
+/// slot frees. A child asking for more depth than it may have gets its parent's less.
+#[test]
+fn agents_over_max_running_queue_and_children_never_get_more_than_their_parent() {
+    let call = |n: u32, extra: &str| {
+        format!(
+            "{{ name: mcp__fracta__spawn, input: {{ task: child-task, prompt: \"child work {n}\", runtime: claude{extra} }} }}"
+        )
+    };
+    let p = Project::new(
+        Script::parse(
+            &format!(
+                "rules:\n  - when: {{ contains: \"delegate twice\", has_tools: true }}\n    times: 1\n    reply:\n      tool_calls: [{}, {}]\n  - when: {{ contains: \"child work 1\", has_tools: true }}\n    reply: {{ text: \"one done\", delay_ms: 2000 }}\n  - when: {{ contains: \"delegate twice\", anywhere: true, has_tools: true }}\n    reply: {{ text: \"parent done\", delay_ms: 4000 }}\nfallback: \"done\"\n",
+                call(1, ", max_depth: 9"),
+                call(2, "")
+            ),
+            "t",
+        )
+        .unwrap(),
+    );
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        cfg.replace(
+            "agents:\n",
+            "agents:\n  budgets:\n    max_running: 2\n    max_depth: 2\n",
+        ),
+    )
+    .unwrap();
+    let (code, root) = p.spawn_json(&["--task", "boss", "--prompt", "delegate twice"]);
+    assert_eq!(code, 0, "{root:#}");
+    let children: Vec<Value> = agents(&p)
+        .into_iter()
+        .filter(|a| a["id"] != root["id"])
+        .map(|a| p.agent(a["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(children.len(), 2);
+    let by_prompt = |n: &str| {
+        children
+            .iter()
+            .find(|c| c["prompt"].as_str().unwrap().contains(n))
+            .unwrap()
+    };
+    let (one, two) = (by_prompt("child work 1"), by_prompt("child work 2"));
+    assert_eq!(one["status"], "succeeded", "{one:#}");
+    assert_eq!(two["status"], "succeeded", "{two:#}");
+    // The second child started only once the first had ended: the parent, still running, held
+    // the other slot.
+    let t = |v: &Value, k: &str| v[k].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    assert!(
+        t(two, "started_at") >= t(one, "ended_at"),
+        "second child started {} before the first ended {}",
+        two["started_at"],
+        one["ended_at"],
+    );
+    // Asked for max_depth 9 under a parent limited to 2: it got 2.
+    assert_eq!(one["meta"]["budgets"]["max_depth"], 2, "{:#}", one["meta"]);
+}
