@@ -43,6 +43,8 @@ pub enum Command {
     Spawn(SpawnArgs),
     /// Run a new turn of an ended agent's conversation, in the same workspace
     Resume(ResumeArgs),
+    /// Send the next turn to a live stream session (run by `fracta serve`)
+    Send(SendArgs),
     /// Stop a running agent and everything it started
     Stop(IdArgs),
     /// List agents (running first; children under their parent)
@@ -116,6 +118,21 @@ pub struct SpawnArgs {
     /// Hand the agent to the running control plane (`fracta serve`) and print its id at once
     #[arg(long)]
     pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Agent id (or a unique prefix) of a stream session
+    pub id: String,
+    /// The turn's text
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    /// Print one JSON object (like spawn's; `result` is this turn's final message)
+    #[arg(long)]
+    pub json: bool,
+    /// Return at once (the turn is queued) instead of waiting for its end
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 #[derive(Debug, Args)]

@@ -130,6 +130,10 @@ pub struct Agents {
     /// Limits that keep an agent tree from running away.
     #[serde(default, skip_serializing_if = "Budgets::is_empty")]
     pub budgets: Budgets,
+    /// A stream session with no turn for this long is closed (recorded, resumable later).
+    /// Default 900 (15 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle_timeout_secs: Option<u64>,
 }
 
 /// `agents.budgets`: limits for agent trees. A spawn may ask for less, never for more than its

@@ -10,10 +10,10 @@ use std::time::Duration;
 use fracta_config::Budgets;
 use fracta_state::{AgentRecord, AgentStatus};
 use serde_json::json;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::event::Event;
-use crate::runner::{Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest};
+use crate::runner::{Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest, StreamTurn};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,10 @@ pub enum ControlError {
         "agent {target} is not in your subtree: an agent may act only on itself and the agents it spawned (directly or not)"
     )]
     Forbidden { target: String },
+    #[error(
+        "agent {id} has no live stream session (it is {status}): `send` needs a running stream session; resume an ended agent instead"
+    )]
+    NoSession { id: String, status: &'static str },
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
@@ -57,6 +61,8 @@ struct State {
     tokens: HashMap<String, String>,
     /// Agents whose run this supervisor owns → "ended" signal.
     live: HashMap<String, watch::Receiver<bool>>,
+    /// Live stream sessions → their turn queue.
+    sessions: HashMap<String, mpsc::Sender<StreamTurn>>,
 }
 
 /// What a background run does.
@@ -245,9 +251,22 @@ impl Supervisor {
     fn launch(self: &Arc<Self>, id: &str, work: Work) {
         let token = new_token();
         let (done_tx, done_rx) = watch::channel(false);
+        // A stream agent's first run is a live session; a resumed one runs a single turn.
+        let stream = matches!(work, Work::First(_))
+            && self
+                .runner
+                .store
+                .get_agent(id)
+                .is_ok_and(|a| a.mode == fracta_state::Mode::Stream);
+        let mut inbox = None;
         if let Ok(mut st) = self.state.lock() {
             st.tokens.insert(token.clone(), id.to_string());
             st.live.insert(id.to_string(), done_rx);
+            if stream {
+                let (tx, rx) = mpsc::channel(64);
+                st.sessions.insert(id.to_string(), tx);
+                inbox = Some(Arc::new(tokio::sync::Mutex::new(rx)));
+            }
         }
         // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
         // only refuse, and registering them costs the CLI an MCP handshake at start-up.
@@ -269,6 +288,14 @@ impl Supervisor {
                         url: url.clone(),
                         token: token.clone(),
                     }),
+                inbox,
+                idle_timeout: me
+                    .runner
+                    .cfg
+                    .config
+                    .agents
+                    .stream_idle_timeout_secs
+                    .map(Duration::from_secs),
                 ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());
@@ -294,9 +321,65 @@ impl Supervisor {
             drop(permit);
             if let Ok(mut st) = me.state.lock() {
                 st.tokens.remove(&token);
+                st.sessions.remove(&id);
             }
             let _ = done_tx.send(true);
         });
+    }
+
+    /// Hand a live stream session its next turn (queued behind a turn in flight). With `wait`,
+    /// returns once the turn has ended (or the wait times out), else at once.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        id: &str,
+        prompt: &str,
+        wait: Option<Duration>,
+    ) -> Result<AgentRecord, ControlError> {
+        let agent = self.authorize(caller, id)?;
+        let tx = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|st| st.sessions.get(&agent.id).cloned());
+        let Some(tx) = tx else {
+            return Err(ControlError::NoSession {
+                id: agent.id.clone(),
+                status: agent.status.as_str(),
+            });
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        let turn = StreamTurn {
+            prompt: prompt.to_string(),
+            done: Some(done_tx),
+        };
+        if tx.send(turn).await.is_err() {
+            return Err(ControlError::NoSession {
+                id: agent.id.clone(),
+                status: "ended",
+            });
+        }
+        if let Some(t) = wait {
+            // The session ending mid-turn drops the sender: then the record says how.
+            if let Ok(Ok(rec)) = tokio::time::timeout(t, done_rx).await {
+                return Ok(rec);
+            }
+        }
+        Ok(self.runner.store.get_agent(&agent.id)?)
+    }
+
+    /// Whether the agent has a live stream session here.
+    pub fn has_session(&self, id: &str) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|st| st.sessions.contains_key(id))
+    }
+
+    /// Take no more turns: the session ends once its turn in flight (if any) is done.
+    pub fn close_session(&self, id: &str) {
+        if let Ok(mut st) = self.state.lock() {
+            st.sessions.remove(id);
+        }
     }
 
     /// Wait until an agent ends (or `timeout`); returns its record either way.

@@ -67,7 +67,26 @@ pub const AGENT_TOKEN_ENV: &str = "FRACTA_AGENT_TOKEN";
 pub struct RunOptions {
     pub request: RequestContext,
     pub gateway: Option<Gateway>,
+    /// For a stream session: where its next turns come from. The session lives while a sender
+    /// is alive and it has not been idle for `idle_timeout`.
+    pub inbox: Option<Inbox>,
+    pub idle_timeout: Option<Duration>,
 }
+
+/// One turn handed to a live stream session; `done` gets the agent's record once the turn
+/// has ended (its `result` is the turn's final message).
+#[derive(Debug)]
+pub struct StreamTurn {
+    pub prompt: String,
+    pub done: Option<tokio::sync::oneshot::Sender<AgentRecord>>,
+}
+
+/// A stream session's queue of turns (sends to a busy session wait here, in order).
+pub type Inbox = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StreamTurn>>>;
+
+/// How long a stream session may wait for its next turn before it is closed (and can be
+/// resumed later).
+pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(15 * 60);
 
 /// Receives each event after it is persisted.
 pub trait Observer: Send {
@@ -271,10 +290,12 @@ impl Runner {
             .mode
             .or(task.defaults.mode)
             .unwrap_or(self.cfg.config.agents.default_mode);
-        if mode == Mode::Stream {
-            return Err(RunError::Usage(
-                "stream mode is not available yet; use --mode batch".into(),
-            ));
+        let rt_adapter = adapter_for(rt.adapter);
+        if mode == Mode::Stream && rt_adapter.kind() != AdapterKind::Claude {
+            return Err(RunError::Usage(format!(
+                "stream mode for {} is not available yet (Claude Code sessions are); use --mode batch",
+                rt_adapter.binary()
+            )));
         }
         let tier = req.tier.or(task.defaults.tier);
         let model = req
@@ -615,7 +636,13 @@ impl Runner {
             api_key_helper: auth.api_key_helper.as_ref(),
             gateway: opts.gateway.as_ref(),
         };
-        let spec = match adapter.batch_launch(&ctx) {
+        let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
+        let launched = if stream {
+            adapter.stream_launch(&ctx)
+        } else {
+            adapter.batch_launch(&ctx)
+        };
+        let spec = match launched {
             Ok(s) => s,
             Err(e) => return self.fail_before_start(&agent, &e.to_string(), observer),
         };
@@ -706,6 +733,17 @@ impl Runner {
 
         let mut parser = adapter.parser();
         let mut interrupted = None;
+        // A stream session: the first turn goes in on stdin, then turns come from the inbox.
+        let mut stdin = if stream { proc.stdin.take() } else { None };
+        let mut waiting: Option<tokio::sync::oneshot::Sender<AgentRecord>> = None;
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        let idle_timeout = opts.idle_timeout.unwrap_or(DEFAULT_STREAM_IDLE);
+        if let Some(w) = stdin.as_mut() {
+            let line = adapter.stream_input(prompt) + "\n";
+            if let Err(e) = tokio::io::AsyncWriteExt::write_all(w, line.as_bytes()).await {
+                tracing::warn!(agent = %agent.id, "could not hand the session its first turn: {e}");
+            }
+        }
         let wall_clock = agent
             .meta
             .get("budgets")
@@ -725,6 +763,46 @@ impl Runner {
                     }
                     let parsed = parser.parse_line(&line);
                     self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
+                    if stdin.is_some() && parser.take_turn_end() {
+                        let rec = self.end_turn(&agent.id, parser.outcome())?;
+                        if let Some(w) = waiting.take() {
+                            let _ = w.send(rec);
+                        }
+                        idle_since = Some(tokio::time::Instant::now());
+                    }
+                }
+                next = async {
+                    match opts.inbox.as_ref() {
+                        Some(inbox) => inbox.lock().await.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if stdin.is_some() && idle_since.is_some() => {
+                    match next {
+                        Some(turn) => {
+                            idle_since = None;
+                            self.persist(&agent, &[Event::Message(MessageEvent { role: Role::User, text: turn.prompt.clone() })], None, true, observer)?;
+                            waiting = turn.done;
+                            let line = adapter.stream_input(&turn.prompt) + "\n";
+                            if let Some(w) = stdin.as_mut()
+                                && let Err(e) = tokio::io::AsyncWriteExt::write_all(w, line.as_bytes()).await
+                            {
+                                tracing::warn!(agent = %agent.id, "the session no longer takes input: {e}");
+                                stdin = None;
+                            }
+                        }
+                        // Nobody can send any more: close the session.
+                        None => { stdin = None; }
+                    }
+                }
+                _ = async {
+                    match idle_since {
+                        Some(t) => tokio::time::sleep_until(t + idle_timeout).await,
+                        None => std::future::pending().await,
+                    }
+                }, if stdin.is_some() && idle_since.is_some() => {
+                    tracing::info!(agent = %agent.id, "stream session idle for {} s: closing it", idle_timeout.as_secs());
+                    self.persist(&agent, &[Event::status("idle", Some(format!("no turn for {} s: session closed; resume it later", idle_timeout.as_secs())))], None, true, observer)?;
+                    stdin = None;
                 }
                 _ = tokio::time::sleep_until(deadline), if interrupted.is_none() && !over_time => {
                     over_time = true;
@@ -749,6 +827,35 @@ impl Runner {
         let exit = proc.wait().await;
         self.finish(&agent.id, turn, parser.outcome(), &exit, &spec, observer)
             .await
+    }
+
+    /// A stream session's turn has ended: record its result, usage and resume token (the
+    /// session goes on, `running`), and hand back the record.
+    fn end_turn(
+        &self,
+        id: &str,
+        outcome: &crate::adapter::Outcome,
+    ) -> Result<AgentRecord, RunError> {
+        let mut agent = self.store.get_agent(id)?;
+        let mut meta = agent.meta.clone();
+        meta["turns"] = json!(
+            meta.get("turns")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+                + 1
+        );
+        meta["last_turn_ok"] = json!(outcome.success != Some(false));
+        agent = self.store.update_agent(
+            id,
+            &AgentPatch {
+                resume_token: outcome.resume_token.clone().map(Some),
+                result: Some(outcome.result.clone().map(|r| self.redactor.redact(&r))),
+                error: Some(outcome.error.clone().map(|e| self.redactor.redact(&e))),
+                meta: Some(meta),
+                ..AgentPatch::default()
+            },
+        )?;
+        Ok(agent)
     }
 
     fn spawn_killer(&self, pid: u32, identity: Option<String>) {

@@ -95,6 +95,20 @@ pub struct ResumeBody {
     pub prompt: String,
 }
 
+/// Body of `POST /v1/agents/{id}/send`: the next turn of a live stream session.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    /// The turn's prompt.
+    pub prompt: String,
+    /// Answer once the turn has ended (default true); false: at once, the turn queued.
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// With `wait`: give up waiting after this many seconds (default 600).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Health {

@@ -22,7 +22,7 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, EventRecord, StoreErro
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::api::{ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SpawnArgs};
+use crate::api::{ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SendBody, SpawnArgs};
 
 /// An API error: a status and a message a person can act on.
 pub struct ApiError(StatusCode, String);
@@ -38,6 +38,7 @@ impl From<ControlError> for ApiError {
         let status = match &e {
             ControlError::Budget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::NoSession { .. } => StatusCode::CONFLICT,
             ControlError::Store(StoreError::NotFound { .. })
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
                 StatusCode::NOT_FOUND
@@ -97,6 +98,7 @@ pub fn router(sup: Arc<Supervisor>, admin_token: String) -> Router {
         .route("/v1/agents/{id}/tree/events/stream", get(stream_tree))
         .route("/v1/agents/{id}/stop", post(stop))
         .route("/v1/agents/{id}/resume", post(resume))
+        .route("/v1/agents/{id}/send", post(send))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             require_admin,
@@ -191,6 +193,20 @@ async fn resume(
 ) -> Result<Json<AgentRecord>, ApiError> {
     let agent = api.sup.runner.store.get_agent(&id)?;
     Ok(Json(api.sup.resume(&agent.id, &body.prompt)?))
+}
+
+async fn send(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<SendBody>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    let wait = body
+        .wait
+        .unwrap_or(true)
+        .then(|| Duration::from_secs(body.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS)));
+    Ok(Json(
+        api.sup.send(&Caller::User, &id, &body.prompt, wait).await?,
+    ))
 }
 
 /// `Last-Event-ID` is `AGENT:SEQ`; for a one-agent stream, the seq to go on after.

@@ -202,10 +202,24 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        if let Err(e) = self.supervisor.authorize(&caller, &a.agent_id) {
-            return control_error(e);
+        let agent = match self.supervisor.authorize(&caller, &a.agent_id) {
+            Ok(agent) => agent,
+            Err(e) => return control_error(e),
+        };
+        // A live stream session takes the turn (and answers when it ends); an ended agent
+        // runs a new turn of its conversation.
+        if self.supervisor.has_session(&agent.id) {
+            let wait = Duration::from_secs(DEFAULT_WAIT_SECS);
+            return match self
+                .supervisor
+                .send(&caller, &agent.id, &a.prompt, Some(wait))
+                .await
+            {
+                Ok(agent) => ok_json(&AgentView::from(&agent)),
+                Err(e) => control_error(e),
+            };
         }
-        match self.supervisor.resume(&a.agent_id, &a.prompt) {
+        match self.supervisor.resume(&agent.id, &a.prompt) {
             Ok(agent) => ok_json(&AgentView::from(&agent)),
             Err(e) => control_error(e),
         }

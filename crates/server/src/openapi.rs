@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::api::{ApiErrorBody, Health, ResumeBody, SpawnArgs};
+use crate::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs};
 
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -28,6 +28,7 @@ fn errors() -> Value {
         "400": e("Invalid request (the message names what is valid)"),
         "401": e("Missing or wrong admin token"),
         "404": e("No such agent"),
+        "409": e("The agent has no live stream session (send) or is still running (resume)"),
         "422": e("Over budget (the message names the budget and its value)"),
         "500": e("Internal error"),
     })
@@ -69,6 +70,7 @@ pub fn document() -> Value {
     }
     add::<SpawnArgs>(&mut generator, &mut schemas);
     add::<ResumeBody>(&mut generator, &mut schemas);
+    add::<SendBody>(&mut generator, &mut schemas);
     add::<Health>(&mut generator, &mut schemas);
     add::<ApiErrorBody>(&mut generator, &mut schemas);
     add::<AgentRecord>(&mut generator, &mut schemas);
@@ -138,6 +140,12 @@ pub fn document() -> Value {
                 "operationId": "stopAgent", "summary": "Stop an agent and its whole subtree",
                 "parameters": [id_param()],
                 "responses": with_errors(json!({ "200": ok("The agent as it ended", agent.clone()) }))
+            } },
+            "/v1/agents/{id}/send": { "post": {
+                "operationId": "sendTurn", "summary": "The next turn of a live stream session (queued behind a turn in flight); waits for its end unless `wait: false`",
+                "parameters": [id_param()],
+                "requestBody": body("SendBody"),
+                "responses": with_errors(json!({ "200": ok("The agent after the turn (its result is the turn's final message)", agent.clone()) }))
             } },
             "/v1/agents/{id}/resume": { "post": {
                 "operationId": "resumeAgent", "summary": "Run a new turn of an ended agent's conversation (returns at once)",

@@ -14,7 +14,7 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 use serde::Serialize;
 
 use super::client::Client;
-use crate::cli::{IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SpawnArgs, TierArg};
+use crate::cli::{IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SendArgs, SpawnArgs, TierArg};
 use crate::exit::{self, Failure};
 use crate::output::{self, DIM, GREEN, RED, YELLOW};
 
@@ -275,7 +275,8 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     runner.prepare(&req).map_err(run_error)?;
     let supervisor = Supervisor::new(Arc::new(runner));
     let json = a.json;
-    let agent = runtime()?.block_on(async move {
+    let rt = runtime()?;
+    let agent = rt.block_on(async move {
         // This spawn hosts the MCP gateway for the life of its agent tree.
         let gateway =
             fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
@@ -283,6 +284,26 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         let root = supervisor
             .spawn(&Caller::User, req, &Budgets::default())
             .map_err(control_error)?;
+        // A stream session in the terminal: each line on stdin is the next turn; end of input
+        // (Ctrl-D) closes the session once its last turn is done.
+        let turns = (root.mode == fracta_state::Mode::Stream).then(|| {
+            let sup = Arc::clone(&supervisor);
+            let id = root.id.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = sup.send(&Caller::User, &id, &line, None).await {
+                        output::warning(&e.to_string());
+                        break;
+                    }
+                }
+                sup.close_session(&id);
+            })
+        });
         let view = (!json).then(|| {
             tokio::spawn(async move {
                 let mut view = LiveView::new();
@@ -300,6 +321,9 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
             .wait(&root.id, FOREVER)
             .await
             .map_err(control_error)?;
+        if let Some(t) = turns {
+            t.abort();
+        }
         supervisor.wait_all().await;
         gateway.shutdown().await;
         if let Some(v) = view {
@@ -309,8 +333,11 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         // The record as it ended (a child may have been stopped after the root returned).
         let done = supervisor.runner.store.get_agent(&done.id).unwrap_or(done);
         anyhow::Ok(done)
-    })?;
-    report(&agent, a.json)
+    });
+    // A stream session's stdin reader may still be blocked on a terminal that sends nothing:
+    // do not wait for it.
+    rt.shutdown_background();
+    report(&agent?, a.json)
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.
@@ -373,6 +400,33 @@ fn follow_remote(
         v.finish();
     }
     report(&done, json)
+}
+
+/// `fracta send`: the next turn of a stream session that the control plane runs.
+pub fn send(cfg: LoadedConfig, a: SendArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::require(&cfg, "`fracta send`")?;
+    let agent = client.send(&a.id, &a.prompt, !a.no_wait)?;
+    if a.no_wait {
+        if a.json {
+            output::json(&AgentJson::from(&agent))?;
+        } else {
+            println!("turn queued for agent {}", agent.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.json {
+        output::json(&AgentJson::from(&agent))?;
+    } else {
+        println!("{}", agent.result.as_deref().unwrap_or(""));
+    }
+    let ok = agent
+        .meta
+        .get("last_turn_ok")
+        .and_then(serde_json::Value::as_bool);
+    match ok {
+        Some(false) => Err(Failure::reported(exit::FAILURE)),
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use fracta_config::LoadedConfig;
-use fracta_server::api::{ApiErrorBody, Health, ResumeBody, SpawnArgs};
+use fracta_server::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs};
 use fracta_server::discovery;
 use fracta_state::{AgentRecord, EventRecord};
 use futures::StreamExt;
@@ -17,8 +17,8 @@ use crate::exit::{self, Failure};
 
 /// How long a health check may take before the control plane counts as gone.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(800);
-/// How long one API call may take (a `wait` spawn is not made through here).
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one API call may take (a `send` waits for its turn, up to 600 s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(660);
 
 pub struct Client {
     base: String,
@@ -80,7 +80,7 @@ impl Client {
             .map(|b| b.error)
             .unwrap_or_else(|_| format!("the control plane answered {status}"));
         let code = match status.as_u16() {
-            400 | 422 => exit::USAGE,
+            400 | 409 | 422 => exit::USAGE,
             404 => exit::NOT_FOUND,
             _ => exit::FAILURE,
         };
@@ -135,6 +135,17 @@ impl Client {
             &format!("/v1/agents/{id}/resume"),
             &ResumeBody {
                 prompt: prompt.to_string(),
+            },
+        )
+    }
+
+    pub fn send(&self, id: &str, prompt: &str, wait: bool) -> anyhow::Result<AgentRecord> {
+        self.post(
+            &format!("/v1/agents/{id}/send"),
+            &SendBody {
+                prompt: prompt.to_string(),
+                wait: Some(wait),
+                timeout_secs: None,
             },
         )
     }

@@ -309,3 +309,67 @@ pub fn pid_alive(pid: i64) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A `fracta serve` started for a test: killed when dropped (a failing test leaves no control
+/// plane behind); `stop` ends it with SIGTERM as a person would.
+pub struct Serve {
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+}
+
+impl Serve {
+    /// Start `fracta serve` in `p` and wait for its discovery file.
+    pub fn start(p: &Project) -> Serve {
+        let file = p.path().join(".fracta/serve.json");
+        let _ = std::fs::remove_file(&file);
+        let mut s = Serve {
+            child: Some(p.start(&["serve"])),
+            url: String::new(),
+            token: String::new(),
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+            {
+                s.url = v["url"].as_str().unwrap().to_string();
+                s.token = v["token"].as_str().unwrap().to_string();
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "fracta serve wrote no discovery file"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns whether it exited successfully.
+    pub fn stop(mut self) -> bool {
+        let mut c = self.child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_child(&mut c, Duration::from_secs(30)).success()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

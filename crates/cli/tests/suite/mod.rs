@@ -7,5 +7,6 @@ mod init_cmd;
 mod logging;
 mod serve;
 mod spawn_cli;
+mod stream;
 mod support;
 mod tree;

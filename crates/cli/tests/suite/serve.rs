@@ -4,13 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use fracta_model_server::Script;
 use serde_json::Value;
 
-use super::harness::{Project, pid_alive, wait_child};
+use super::harness::{Project, Serve, pid_alive, wait_child};
 
 /// A model that answers "hold on" only after a minute (so the agent stays running) and
 /// everything else at once.
@@ -22,32 +21,6 @@ fn holding_script(extra_rules: &str) -> Script {
         "serve",
     )
     .unwrap()
-}
-
-/// `fracta serve` in the background, once its discovery file is written: (process, url, token).
-/// The caller waits for the process.
-#[allow(clippy::zombie_processes)]
-fn serve(p: &Project) -> (Child, String, String) {
-    let file = p.path().join(".fracta/serve.json");
-    let _ = std::fs::remove_file(&file);
-    let child = p.start(&["serve"]);
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Ok(v) = serde_json::from_str::<Value>(&text)
-        {
-            return (
-                child,
-                v["url"].as_str().unwrap().to_string(),
-                v["token"].as_str().unwrap().to_string(),
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "fracta serve wrote no discovery file"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -66,14 +39,6 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn sigterm(child: &mut Child) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-}
-
 #[test]
 fn detached_agents_are_run_listed_followed_and_stopped_by_the_control_plane() {
     let p = Project::new(holding_script(""));
@@ -83,7 +48,8 @@ fn detached_agents_are_run_listed_followed_and_stopped_by_the_control_plane() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("fracta serve"), "{err}");
 
-    let (mut server, url, token) = serve(&p);
+    let server = Serve::start(&p);
+    let (url, token) = (server.url.clone(), server.token.clone());
     let mode = std::fs::metadata(p.path().join(".fracta/serve.json"))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap();
@@ -179,8 +145,7 @@ fn detached_agents_are_run_listed_followed_and_stopped_by_the_control_plane() {
     );
 
     // SIGTERM: the control plane ends and takes its discovery file with it.
-    sigterm(&mut server);
-    assert!(wait_child(&mut server, Duration::from_secs(30)).success());
+    assert!(server.stop());
     assert!(!p.path().join(".fracta/serve.json").exists());
     // And the CLI works on the store again.
     assert_eq!(p.agent(&id)["status"], "stopped");
@@ -192,7 +157,7 @@ fn detached_agents_are_run_listed_followed_and_stopped_by_the_control_plane() {
 fn a_control_plane_killed_mid_tree_is_reconciled_on_restart() {
     let spawn_child = "  - when: { contains: \"delegate\", has_tools: true }\n    times: 1\n    reply:\n      tool_calls: [{ name: mcp__fracta__spawn, input: { task: child, prompt: \"hold on\", runtime: claude, wait: true } }]\n";
     let p = Project::new(holding_script(spawn_child));
-    let (mut server, _url, _token) = serve(&p);
+    let server = Serve::start(&p);
     let v = p.json(&[
         "spawn", "--detach", "--json", "--task", "boss", "--prompt", "delegate",
     ]);
@@ -214,12 +179,11 @@ fn a_control_plane_killed_mid_tree_is_reconciled_on_restart() {
     }
     assert!(pids.iter().all(|&pid| pid_alive(pid)));
 
-    server.kill().unwrap();
-    let _ = server.wait();
+    server.kill();
     // The discovery file is left behind by a killed control plane; the CLI sees through it.
     assert!(p.path().join(".fracta/serve.json").exists());
 
-    let (mut server, _url, _token) = serve(&p);
+    let server = Serve::start(&p);
     let agents = p.json(&["ps", "--all", "--json"]);
     let agents = agents.as_array().unwrap();
     assert_eq!(agents.len(), 2, "{agents:#?}");
@@ -234,6 +198,5 @@ fn a_control_plane_killed_mid_tree_is_reconciled_on_restart() {
     wait_until("the orphaned CLIs to end", Duration::from_secs(15), || {
         pids.iter().all(|&pid| !pid_alive(pid))
     });
-    sigterm(&mut server);
-    assert!(wait_child(&mut server, Duration::from_secs(30)).success());
+    assert!(server.stop());
 }

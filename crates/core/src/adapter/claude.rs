@@ -63,6 +63,27 @@ impl Adapter for Claude {
         "@anthropic-ai/claude-code"
     }
 
+    /// `claude -p --input-format stream-json --output-format stream-json ...`: each turn is one
+    /// user message line on stdin; the process lives until stdin closes.
+    fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let mut spec = self.batch_launch(ctx)?;
+        // `-p PROMPT` → `-p --input-format stream-json`: the prompt comes on stdin.
+        if spec.args.len() >= 2 && spec.args[0] == "-p" {
+            spec.args[1] = "--input-format".into();
+            spec.args.insert(2, "stream-json".into());
+        }
+        spec.stdin = Stdin::Piped;
+        Ok(spec)
+    }
+
+    fn stream_input(&self, prompt: &str) -> String {
+        json!({
+            "type": "user",
+            "message": { "role": "user", "content": [{ "type": "text", "text": prompt }] }
+        })
+        .to_string()
+    }
+
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let settings_path = ws(ctx, ".claude/settings.json");
         // Project settings only grant permissions in a workspace the user has trusted; passing
@@ -137,6 +158,8 @@ impl Adapter for Claude {
 #[derive(Default)]
 pub struct ClaudeParser {
     outcome: Outcome,
+    /// A `result` line was just read: the turn is over.
+    turn_end: bool,
 }
 
 fn tool_result_text(content: &Value) -> String {
@@ -241,6 +264,7 @@ impl EventParser for ClaudeParser {
                 Parsed::known(events)
             }
             "result" => {
+                self.turn_end = true;
                 let usage = UsageEvent {
                     input_tokens: u64_at(&v, &["usage", "input_tokens"]),
                     output_tokens: u64_at(&v, &["usage", "output_tokens"]),
@@ -286,5 +310,9 @@ impl EventParser for ClaudeParser {
 
     fn outcome(&self) -> &Outcome {
         &self.outcome
+    }
+
+    fn take_turn_end(&mut self) -> bool {
+        std::mem::take(&mut self.turn_end)
     }
 }

@@ -93,6 +93,10 @@ impl Parsed {
 pub trait EventParser: Send {
     fn parse_line(&mut self, line: &str) -> Parsed;
     fn outcome(&self) -> &Outcome;
+    /// In a stream session: whether the line just parsed ended a turn (then cleared).
+    fn take_turn_end(&mut self) -> bool {
+        false
+    }
 }
 
 pub trait Adapter: Send + Sync {
@@ -103,6 +107,20 @@ pub trait Adapter: Send + Sync {
     fn npm_package(&self) -> &'static str;
     /// Describe a batch run (a new conversation, or a resumed one).
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError>;
+    /// Describe a stream session: one long-lived process taking turns as they come (the first
+    /// turn is `ctx.prompt`). `Unsupported` where this runtime's session is not built.
+    fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let _ = ctx;
+        Err(AdapterError::Unsupported(format!(
+            "stream mode for {} is not available yet (Claude Code sessions are); use --mode batch",
+            self.binary()
+        )))
+    }
+    /// The line that hands a stream session its next turn (written to its stdin).
+    fn stream_input(&self, prompt: &str) -> String {
+        let _ = prompt;
+        String::new()
+    }
     fn parser(&self) -> Box<dyn EventParser>;
 }
 
@@ -112,6 +130,8 @@ pub enum AdapterError {
     NativeConfig { runtime: String, message: String },
     #[error("{0}")]
     Other(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub fn adapter_for(kind: AdapterKind) -> &'static dyn Adapter {

@@ -1,0 +1,234 @@
+//! Stream mode with the real Claude Code CLI: one long-lived process takes turn after turn and
+//! keeps its context, in the terminal (`spawn --mode stream`, a turn per stdin line) and under
+//! the control plane (`spawn --detach` + `fracta send`); a session killed under Fracta; the
+//! runtimes whose sessions are not built say so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fracta_model_server::Script;
+use serde_json::Value;
+
+use super::harness::{Project, Serve, pid_alive, wait_child};
+
+fn script() -> Script {
+    Script::parse(
+        "rules:\n  - when: { contains: \"after the crash\", anywhere: true, has_tools: true }\n    reply: \"RESUMED\"\n  - when: { contains: \"first turn\", has_tools: true }\n    reply: \"ANSWER-ONE\"\n  - when: { contains: \"second turn\", has_tools: true }\n    reply: \"ANSWER-TWO\"\n  - when: { contains: \"third turn\", has_tools: true }\n    reply: \"ANSWER-THREE\"\n  - when: { contains: \"hold on\", has_tools: true }\n    reply: { text: \"late\", delay_ms: 60000 }\nfallback: \"fine\"\n",
+        "stream",
+    )
+    .unwrap()
+}
+
+/// The model requests that carried a turn: the third carries the first two turns and answers.
+fn assert_context_kept(p: &Project) {
+    let third = p
+        .requests()
+        .into_iter()
+        .find(|r| r.body.to_string().contains("third turn"))
+        .expect("a request for the third turn");
+    let body = third.body.to_string();
+    for earlier in ["first turn", "ANSWER-ONE", "second turn", "ANSWER-TWO"] {
+        assert!(
+            body.contains(earlier),
+            "the third request lacks {earlier}: {body}"
+        );
+    }
+}
+
+#[test]
+fn a_terminal_session_takes_a_turn_per_line_and_keeps_its_context() {
+    let p = Project::new(script());
+    let mut child = p
+        .command(&[
+            "spawn",
+            "--mode",
+            "stream",
+            "--json",
+            "--task",
+            "chat",
+            "--prompt",
+            "first turn",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"second turn\nthird turn\n").unwrap();
+    } // end of input: the session closes after its last turn
+    let status = wait_child(&mut child, Duration::from_secs(120));
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    assert_eq!(v["mode"], "stream");
+    assert_eq!(v["result"], "ANSWER-THREE");
+    assert_context_kept(&p);
+    // One process served all three turns.
+    let events = p.events(v["id"].as_str().unwrap());
+    let started = events
+        .iter()
+        .filter(|e| e["payload"]["status"] == "running")
+        .count();
+    assert_eq!(started, 1, "{events:#?}");
+    let users: Vec<&str> = events
+        .iter()
+        .filter(|e| e["payload"]["type"] == "message" && e["payload"]["role"] == "user")
+        .map(|e| e["payload"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["first turn", "second turn", "third turn"]);
+}
+
+#[test]
+fn a_detached_session_takes_sends_and_a_killed_session_fails_and_resumes() {
+    let p = Project::new(script());
+    let server = Serve::start(&p);
+    let v = p.json(&[
+        "spawn",
+        "--detach",
+        "--json",
+        "--mode",
+        "stream",
+        "--task",
+        "chat",
+        "--prompt",
+        "first turn",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    let two = p.json(&["send", &id, "--prompt", "second turn", "--json"]);
+    assert_eq!(two["result"], "ANSWER-TWO", "{two:#}");
+    assert_eq!(
+        two["status"], "running",
+        "the session lives on between turns"
+    );
+    let three = p.json(&["send", &id, "--prompt", "third turn", "--json"]);
+    assert_eq!(three["result"], "ANSWER-THREE");
+    assert_context_kept(&p);
+
+    // A batch agent has no session: a clear error.
+    let (_, batch) = p.spawn_json(&["--task", "one-shot", "--prompt", "first turn"]);
+    let out = p.run(&["send", batch["id"].as_str().unwrap(), "--prompt", "more"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no live stream session"), "{err}");
+
+    // The session's process killed under Fracta: failed, with the signal; resumable.
+    let pid = p.agent(&id)["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let start = Instant::now();
+    let failed = loop {
+        let a = p.agent(&id);
+        if a["status"] == "failed" {
+            break a;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{a:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        failed["error"].as_str().unwrap().contains("SIGKILL"),
+        "{failed:#}"
+    );
+    assert!(!pid_alive(pid));
+    let out = p.run(&["send", &id, "--prompt", "more"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an ended session takes no sends"
+    );
+    let again = p.json(&["resume", &id, "--prompt", "after the crash", "--json"]);
+    assert_eq!(again["result"], "RESUMED", "{again:#}");
+    assert_eq!(
+        again["resume_token"], three["resume_token"],
+        "the same conversation"
+    );
+    assert!(server.stop());
+}
+
+#[test]
+fn runtimes_without_a_session_say_so() {
+    let p = Project::new(script());
+    for rt in ["codex", "opencode"] {
+        let out = p.run(&[
+            "spawn",
+            "--mode",
+            "stream",
+            "--runtime",
+            rt,
+            "--task",
+            "t",
+            "--prompt",
+            "x",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("stream mode for"), "{err}");
+        assert!(err.contains("--mode batch"), "{err}");
+    }
+}
+
+/// `agents.stream_idle_timeout_secs`: a session with no next turn is closed, recorded with
+/// why, and can be resumed later.
+#[test]
+fn an_idle_session_is_closed_and_resumable() {
+    let p = Project::new(script());
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        cfg.replacen("agents:\n", "agents:\n  stream_idle_timeout_secs: 1\n", 1),
+    )
+    .unwrap();
+    // stdin stays open (no more turns, no end of input): only the idle timeout ends it.
+    let mut child = p
+        .command(&[
+            "spawn",
+            "--mode",
+            "stream",
+            "--json",
+            "--task",
+            "chat",
+            "--prompt",
+            "first turn",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let status = wait_child(&mut child, Duration::from_secs(120));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["result"], "ANSWER-ONE");
+    let events = p.events(v["id"].as_str().unwrap());
+    let idle = events
+        .iter()
+        .find(|e| e["payload"]["status"] == "idle")
+        .expect("an idle event");
+    assert!(
+        idle["payload"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("session closed"),
+        "{idle:#}"
+    );
+    let again = p.json(&[
+        "resume",
+        v["id"].as_str().unwrap(),
+        "--prompt",
+        "after the crash",
+        "--json",
+    ]);
+    assert_eq!(again["result"], "RESUMED");
+}
