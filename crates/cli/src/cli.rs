@@ -45,6 +45,9 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Send the next turn to a live stream session (run by `fracta serve`)
     Send(SendArgs),
+    /// Attach to a live stream session: each line you type is a turn, its events show live;
+    /// Ctrl-C detaches and leaves the session running
+    Attach(IdArgs),
     /// Stop a running agent and everything it started
     Stop(IdArgs),
     /// List agents (running first; children under their parent)

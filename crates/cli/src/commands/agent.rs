@@ -429,6 +429,43 @@ pub fn send(cfg: LoadedConfig, a: SendArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `fracta attach`: type turns into a session the control plane runs and watch it live.
+pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::require(&cfg, "`fracta attach`")?;
+    let agent = client.agent(&a.id)?;
+    if agent.status.is_terminal() {
+        return Err(Failure::msg(
+            exit::USAGE,
+            format!(
+                "agent {} has ended ({}); resume it with `fracta resume {} --prompt ...`",
+                agent.id,
+                agent.status.as_str(),
+                agent.id
+            ),
+        ));
+    }
+    eprintln!(
+        "attached to {} ({} on {}): type a line to send it; Ctrl-C detaches and leaves it running",
+        agent.id, agent.task, agent.runtime
+    );
+    // Turns go in from another thread, each with its own connection, without waiting.
+    let sender = Client::require(&cfg, "`fracta attach`")?;
+    let id = agent.id.clone();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line.trim().is_empty() {
+                continue;
+            }
+            if let Err(e) = sender.send(&id, &line, false) {
+                output::warning(&e.to_string());
+            }
+        }
+    });
+    let after = open_store(&cfg)?.event_count(&agent.id)?;
+    follow_remote(&client, &agent, after, false)
+}
+
 pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
     if let Some(client) = Client::discover(&cfg) {
         let before = client.agent(&a.id)?;

@@ -232,3 +232,60 @@ fn an_idle_session_is_closed_and_resumable() {
     ]);
     assert_eq!(again["result"], "RESUMED");
 }
+
+/// `fracta attach`: a typed line is the session's next turn and its events show live; the
+/// attach ends when the session does (here: stopped from another terminal).
+#[test]
+fn attach_sends_typed_lines_and_shows_the_session_live() {
+    let p = Project::new(script());
+    let server = Serve::start(&p);
+    let v = p.json(&[
+        "spawn",
+        "--detach",
+        "--json",
+        "--mode",
+        "stream",
+        "--task",
+        "chat",
+        "--prompt",
+        "first turn",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    while p.agent(&id)["result"] != "ANSWER-ONE" {
+        assert!(start.elapsed() < Duration::from_secs(60), "no first turn");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut attach = p
+        .command(&["attach", &id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = attach.stdin.take().unwrap();
+    stdin.write_all(b"second turn\n").unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    while p.agent(&id)["result"] != "ANSWER-TWO" {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the typed turn was not sent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = p.json(&["stop", &id, "--json"]);
+    assert_eq!(stopped["status"], "stopped");
+    let status = wait_child(&mut attach, Duration::from_secs(30));
+    drop(stdin);
+    let out = attach.wait_with_output().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "attach ends with the session's outcome (stopped)"
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("user: second turn"), "{shown}");
+    assert!(shown.contains("assistant: ANSWER-TWO"), "{shown}");
+    assert!(server.stop());
+}
