@@ -319,7 +319,7 @@ fn no_secret_reaches_any_output() {
     const S_VAR: &str = "SENTINEL-DOLLARVAR-5d4c3b";
     const S_HELPER: &str = "SENTINEL-HELPER-aa01";
     let p = Project::new(script(
-        "rules:\n  - when: { contains: \"show env claude\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Bash, input: { command: \"echo $ANTHROPIC_API_KEY $MY_API_TOKEN\" } }]\n  - when: { contains: \"show env codex\", has_tools: true }\n    reply:\n      tool_calls: [{ name: exec_command, input: { cmd: \"echo $FAKE_OPENAI_KEY $MY_API_TOKEN\" } }]\n  - when: { contains: \"show env opencode\", has_tools: true }\n    reply:\n      tool_calls: [{ name: bash, input: { command: \"echo $AWS_BEARER_TOKEN_BEDROCK $MY_API_TOKEN\", description: \"print\" } }]\n  - when: { contains: \"fail please\" }\n    repeat: true\n    reply: { error: { status: 500, message: \"outage\", should_retry: false, retry_after_ms: 0 } }\nfallback: \"done\"\n",
+        "rules:\n  - when: { contains: \"show env claude\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Bash, input: { command: \"echo $ANTHROPIC_API_KEY $MY_API_TOKEN\" } }]\n  - when: { contains: \"show env codex\", has_tools: true }\n    reply:\n      tool_calls: [{ name: exec_command, input: { cmd: \"echo $FAKE_OPENAI_KEY $MY_API_TOKEN GATEWAYTOKEN $FRACTA_AGENT_TOKEN\" } }]\n  - when: { contains: \"show env opencode\", has_tools: true }\n    reply:\n      tool_calls: [{ name: bash, input: { command: \"echo $AWS_BEARER_TOKEN_BEDROCK $MY_API_TOKEN GATEWAYTOKEN $FRACTA_AGENT_TOKEN\", description: \"print\" } }]\n  - when: { contains: \"fail please\" }\n    repeat: true\n    reply: { error: { status: 500, message: \"outage\", should_retry: false, retry_after_ms: 0 } }\nfallback: \"done\"\n",
     ));
     let helper = p.path().join("helper.sh");
     std::fs::write(&helper, format!("#!/bin/sh\necho {S_HELPER}\n")).unwrap();
@@ -499,10 +499,39 @@ project:
             .any(|r| r.body.to_string().contains(S_VAR)),
         "the agents printed their env to the model"
     );
-    // ...but nothing Fracta wrote contains them.
-    let sentinels = [S_CMD, S_ENV, S_VAR, S_HELPER];
+    // The agent's own gateway token reached the agent (it printed it to the model)...
+    let gateway_tokens: Vec<String> = p
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            let body = r.body.to_string();
+            body.split("GATEWAYTOKEN ")
+                .skip(1)
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                        .collect::<String>()
+                })
+                .filter(|t| t.len() >= 16)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        !gateway_tokens.is_empty(),
+        "an agent printed its gateway token: {:?}",
+        p.requests()
+            .iter()
+            .map(|r| r.body.to_string())
+            .filter_map(|b| b
+                .find("GATEWAYTOKEN")
+                .map(|i| b[i..(i + 400).min(b.len())].to_string()))
+            .collect::<Vec<_>>()
+    );
+    // ...but nothing Fracta wrote contains any of them.
+    let mut sentinels: Vec<&str> = vec![S_CMD, S_ENV, S_VAR, S_HELPER];
+    sentinels.extend(gateway_tokens.iter().map(String::as_str));
     for (name, text) in &outputs {
-        for s in sentinels {
+        for s in &sentinels {
             assert!(!text.contains(s), "{s} leaked into {name}:\n{text}");
         }
     }
@@ -520,7 +549,7 @@ project:
             continue;
         }
         let bytes = std::fs::read(&f).unwrap();
-        for sentinel in sentinels {
+        for sentinel in &sentinels {
             assert!(
                 !contains(&bytes, sentinel.as_bytes()),
                 "{sentinel} leaked into {}",
