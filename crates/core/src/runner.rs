@@ -737,6 +737,9 @@ impl Runner {
         let mut stdin = if stream { proc.stdin.take() } else { None };
         let mut waiting: Option<tokio::sync::oneshot::Sender<AgentRecord>> = None;
         let mut idle_since: Option<tokio::time::Instant> = None;
+        // Turns of this session so far, and the session's cumulative cost as last reported.
+        let mut session_turn = turn;
+        let mut session_cost = 0.0_f64;
         let idle_timeout = opts.idle_timeout.unwrap_or(DEFAULT_STREAM_IDLE);
         if let Some(w) = stdin.as_mut() {
             let line = adapter.stream_input(prompt) + "\n";
@@ -764,7 +767,8 @@ impl Runner {
                     let parsed = parser.parse_line(&line);
                     self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
                     if stdin.is_some() && parser.take_turn_end() {
-                        let rec = self.end_turn(&agent.id, parser.outcome())?;
+                        let rec = self.end_turn(&agent.id, session_turn, &mut session_cost, parser.outcome())?;
+                        session_turn += 1;
                         if let Some(w) = waiting.take() {
                             let _ = w.send(rec);
                         }
@@ -825,8 +829,17 @@ impl Runner {
             }
         }
         let exit = proc.wait().await;
-        self.finish(&agent.id, turn, parser.outcome(), &exit, &spec, observer)
-            .await
+        // A session recorded each turn's usage as it ended.
+        let usage_turn = (!stream).then_some(turn);
+        self.finish(
+            &agent.id,
+            usage_turn,
+            parser.outcome(),
+            &exit,
+            &spec,
+            observer,
+        )
+        .await
     }
 
     /// A stream session's turn has ended: record its result, usage and resume token (the
@@ -834,16 +847,30 @@ impl Runner {
     fn end_turn(
         &self,
         id: &str,
+        turn: u32,
+        session_cost: &mut f64,
         outcome: &crate::adapter::Outcome,
     ) -> Result<AgentRecord, RunError> {
         let mut agent = self.store.get_agent(id)?;
+        // Tokens are per turn; Claude's cost is the session's running total.
+        let cost = outcome.cost_usd.map(|total| {
+            let delta = (total - *session_cost).max(0.0);
+            *session_cost = total;
+            delta
+        });
+        let usage = &outcome.usage;
+        self.store.record_usage(&UsageRecord {
+            agent_id: agent.id.clone(),
+            turn,
+            model: outcome.model.clone().or(agent.model.clone()),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_usd: cost,
+            at: jiff::Timestamp::now(),
+        })?;
         let mut meta = agent.meta.clone();
-        meta["turns"] = json!(
-            meta.get("turns")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-                + 1
-        );
+        meta["turns"] = json!(turn);
         meta["last_turn_ok"] = json!(outcome.success != Some(false));
         agent = self.store.update_agent(
             id,
@@ -879,7 +906,7 @@ impl Runner {
     async fn finish(
         &self,
         id: &str,
-        turn: u32,
+        usage_turn: Option<u32>,
         outcome: &crate::adapter::Outcome,
         exit: &ExitInfo,
         spec: &crate::launch::LaunchSpec,
@@ -931,17 +958,19 @@ impl Runner {
                 }
             }
         }
-        let usage = &outcome.usage;
-        self.store.record_usage(&UsageRecord {
-            agent_id: agent.id.clone(),
-            turn,
-            model: outcome.model.clone().or(agent.model.clone()),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cached_tokens: usage.cached_tokens,
-            cost_usd: outcome.cost_usd,
-            at: jiff::Timestamp::now(),
-        })?;
+        if let Some(turn) = usage_turn {
+            let usage = &outcome.usage;
+            self.store.record_usage(&UsageRecord {
+                agent_id: agent.id.clone(),
+                turn,
+                model: outcome.model.clone().or(agent.model.clone()),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cached_tokens: usage.cached_tokens,
+                cost_usd: outcome.cost_usd,
+                at: jiff::Timestamp::now(),
+            })?;
+        }
         let mut meta = agent.meta.clone();
         if !stderr_tail.is_empty() {
             meta["stderr_tail"] = json!(stderr_tail);

@@ -69,6 +69,12 @@ fn a_terminal_session_takes_a_turn_per_line_and_keeps_its_context() {
     assert_eq!(v["mode"], "stream");
     assert_eq!(v["result"], "ANSWER-THREE");
     assert_context_kept(&p);
+    // Usage is the sum of the three turns (each request carries Claude's ~29k-token prompt).
+    let input = v["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(
+        input > 2 * 20_000,
+        "three turns' tokens, not the last one's: {v:#}"
+    );
     // One process served all three turns.
     let events = p.events(v["id"].as_str().unwrap());
     let started = events
