@@ -84,6 +84,9 @@ pub struct StreamTurn {
 /// A stream session's queue of turns (sends to a busy session wait here, in order).
 pub type Inbox = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StreamTurn>>>;
 
+/// OpenCode's step limit per run when the runtime sets no `max_steps` (the seed's 20).
+pub const DEFAULT_OPENCODE_MAX_STEPS: u32 = 20;
+
 /// How long a stream session may wait for its next turn before it is closed (and can be
 /// resumed later).
 pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(15 * 60);
@@ -737,6 +740,11 @@ impl Runner {
         let mut stdin = if stream { proc.stdin.take() } else { None };
         let mut waiting: Option<tokio::sync::oneshot::Sender<AgentRecord>> = None;
         let mut idle_since: Option<tokio::time::Instant> = None;
+        // OpenCode safety (the seed's step monitoring): count its steps; warn at 5, 10, 15, 20;
+        // past `max_steps` (default 20), abort the run and record why.
+        let max_steps = (rt.adapter == AdapterKind::Opencode)
+            .then(|| rt.max_steps.unwrap_or(DEFAULT_OPENCODE_MAX_STEPS));
+        let mut steps: u32 = 0;
         // Turns of this session so far, and the session's cumulative cost as last reported.
         let mut session_turn = turn;
         let mut session_cost = 0.0_f64;
@@ -766,6 +774,24 @@ impl Runner {
                     }
                     let parsed = parser.parse_line(&line);
                     self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
+                    if let Some(limit) = max_steps {
+                        let started = parsed.events.iter().filter(|e| matches!(e, Event::Step(s) if s.phase == crate::event::StepPhase::Started)).count() as u32;
+                        for _ in 0..started {
+                            steps += 1;
+                            if steps.is_multiple_of(5) && steps <= 20 {
+                                tracing::warn!(agent = %agent.id, "opencode has taken {steps} steps (max_steps {limit})");
+                            }
+                            if steps == limit + 1 && interrupted.is_none() {
+                                let why = format!("opencode took more than {limit} steps (max_steps): aborted");
+                                tracing::warn!(agent = %agent.id, "{why}");
+                                self.store.transition(&agent.id, &AgentStatus::ACTIVE, AgentStatus::Failed, &AgentPatch { error: Some(Some(why.clone())), ..AgentPatch::default() })?;
+                                self.persist(&agent, &[Event::Error(ErrorEvent { message: why })], None, true, observer)?;
+                                interrupted = Some("max_steps");
+                                local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                                self.spawn_killer(proc.pid, proc.identity.clone());
+                            }
+                        }
+                    }
                     if stdin.is_some() && parser.take_turn_end() {
                         let rec = self.end_turn(&agent.id, session_turn, &mut session_cost, parser.outcome())?;
                         session_turn += 1;

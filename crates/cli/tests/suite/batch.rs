@@ -389,3 +389,38 @@ per_runtime!(
     missing_cli,
     fracta_killed
 );
+
+/// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the
+/// runtime's `max_steps`; the agent fails saying so, with a warning at each fifth step.
+#[test]
+fn opencode_past_max_steps_is_aborted() {
+    let p = Project::with_keys(
+        script(
+            "rules:\n  - when: { contains: \"loop forever\", anywhere: true, has_tools: true }\n    repeat: true\n    reply:\n      tool_calls: [{ name: bash, input: { command: \"git status\", description: \"look\" } }]\nfallback: \"A title\"\n",
+        ),
+        "      max_steps: 6\n",
+    );
+    let (code, v) = p.spawn_json(&[
+        "--task",
+        "loop",
+        "--runtime",
+        "opencode",
+        "--prompt",
+        "loop forever",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["status"], "failed");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("more than 6 steps (max_steps)"), "{err}");
+    let events = p.events(v["id"].as_str().unwrap());
+    let steps = events
+        .iter()
+        .filter(|e| e["kind"] == "step" && e["payload"]["phase"] == "started")
+        .count();
+    assert!(
+        (7..=9).contains(&steps),
+        "stopped soon after the limit: {steps} steps"
+    );
+    let log = std::fs::read_to_string(p.path().join(".fracta/fracta.log")).unwrap();
+    assert!(log.contains("opencode has taken 5 steps"), "{log}");
+}
