@@ -20,162 +20,18 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fracta_model_server::{ModelServer, Script};
 use serde_json::Value;
 
+mod common;
+
+use common::{Project, git, repo_root};
+
 const PROMPT: &str = "Reply with ok";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// The three runtimes, pointed at the scripted model server (as the test harness does).
-fn config(url: &str) -> String {
-    format!(
-        r#"agents:
-  default_runtime: claude
-  agent_runtimes:
-    claude:
-      adapter: claude
-      model: claude-sonnet-4-5
-      env:
-        ANTHROPIC_BASE_URL: {url}
-        ANTHROPIC_API_KEY: sk-ant-test
-    codex:
-      adapter: codex
-      model: gpt-5.5
-      env:
-        FAKE_OPENAI_KEY: sk-openai-test
-      native_config:
-        model_provider: fake
-        model_providers:
-          fake:
-            name: Fake
-            base_url: {url}/v1
-            env_key: FAKE_OPENAI_KEY
-            wire_api: responses
-            request_max_retries: 0
-            stream_max_retries: 0
-    opencode:
-      adapter: opencode
-      model: fake/m
-      env:
-        OPENCODE_DISABLE_MODELS_FETCH: "1"
-        NPM_CONFIG_OFFLINE: "true"
-      native_config:
-        provider:
-          fake:
-            npm: "@ai-sdk/anthropic"
-            options:
-              baseURL: {url}/v1
-              apiKey: sk-oc-test
-            models:
-              m:
-                name: m
-project:
-  default_base_branch: main
-  allowed_tools: [Read, Write, Edit, Glob, Grep, "Bash(git *)"]
-"#
-    )
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The environment every process gets: what a user's shell would pass to `fracta`.
-fn base_env(home: &Path) -> BTreeMap<String, String> {
-    let bin = repo_root().join("node_modules/.bin");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    BTreeMap::from([
-        ("PATH".to_string(), path),
-        ("HOME".to_string(), home.display().to_string()),
-        ("NO_COLOR".to_string(), "1".to_string()),
-    ])
-}
-
-struct Project {
-    dir: tempfile::TempDir,
-    env: BTreeMap<String, String>,
-}
-
-impl Project {
-    fn new(url: &str, leaf: bool) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("home")).unwrap();
-        git(root, &["init", "-q", "-b", "main"]);
-        std::fs::write(root.join("README.md"), "bench project\n").unwrap();
-        std::fs::write(root.join(".gitignore"), ".fracta/\nhome/\n").unwrap();
-        git(root, &["add", "."]);
-        git(
-            root,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-q",
-                "-m",
-                "init",
-            ],
-        );
-        let mut cfg = config(url);
-        if leaf {
-            cfg = cfg.replacen("agents:\n", "agents:\n  budgets:\n    max_depth: 0\n", 1);
-        }
-        std::fs::write(root.join("fracta.yaml"), cfg).unwrap();
-        let env = base_env(&root.join("home"));
-        Project { dir, env }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn fracta(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fracta"));
-        c.args(args)
-            .current_dir(self.path())
-            .env_clear()
-            .envs(&self.env)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.fracta(args).output().unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "fracta {args:?} printed no JSON ({e}); exit {:?}\nstdout: {}\nstderr: {}",
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-}
 
 /// `LaunchSpec::display_command`'s quoting, to compare our argv with `meta.command`.
 fn display_command(program: &str, args: &[String]) -> String {

@@ -45,6 +45,8 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Send the next turn to a live stream session (run by `fracta serve`)
     Send(SendArgs),
+    /// Add input to the turn in flight of a live Codex session (turn/steer)
+    Steer(SteerArgs),
     /// Attach to a live stream session: each line you type is a turn, its events show live;
     /// Ctrl-C detaches and leaves the session running
     Attach(IdArgs),
@@ -136,6 +138,18 @@ pub struct SendArgs {
     /// Return at once (the turn is queued) instead of waiting for its end
     #[arg(long)]
     pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SteerArgs {
+    /// Agent id (or a unique prefix) of a live Codex stream session
+    pub id: String,
+    /// The input to add to the turn in flight
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: String,
+    /// Print the agent as one JSON object
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,9 @@ use serde_json::json;
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::event::Event;
-use crate::runner::{Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest, StreamTurn};
+use crate::runner::{
+    Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest, SteerRequest, StreamTurn,
+};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,9 @@ pub enum ControlError {
         "agent {id} has no live stream session (it is {status}): `send` needs a running stream session; resume an ended agent instead"
     )]
     NoSession { id: String, status: &'static str },
+    /// A steer the session could not take (not codex, no turn in flight, refused).
+    #[error("{0}")]
+    Steer(String),
     #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
@@ -61,8 +66,14 @@ struct State {
     tokens: HashMap<String, String>,
     /// Agents whose run this supervisor owns → "ended" signal.
     live: HashMap<String, watch::Receiver<bool>>,
-    /// Live stream sessions → their turn queue.
-    sessions: HashMap<String, mpsc::Sender<StreamTurn>>,
+    /// Live stream sessions → their turn queue and steering input.
+    sessions: HashMap<String, SessionHandle>,
+}
+
+#[derive(Clone)]
+struct SessionHandle {
+    turns: mpsc::Sender<StreamTurn>,
+    steer: mpsc::Sender<SteerRequest>,
 }
 
 /// What a background run does.
@@ -259,13 +270,22 @@ impl Supervisor {
                 .get_agent(id)
                 .is_ok_and(|a| a.mode == fracta_state::Mode::Stream);
         let mut inbox = None;
+        let mut steer = None;
         if let Ok(mut st) = self.state.lock() {
             st.tokens.insert(token.clone(), id.to_string());
             st.live.insert(id.to_string(), done_rx);
             if stream {
                 let (tx, rx) = mpsc::channel(64);
-                st.sessions.insert(id.to_string(), tx);
+                let (steer_tx, steer_rx) = mpsc::channel(16);
+                st.sessions.insert(
+                    id.to_string(),
+                    SessionHandle {
+                        turns: tx,
+                        steer: steer_tx,
+                    },
+                );
                 inbox = Some(Arc::new(tokio::sync::Mutex::new(rx)));
+                steer = Some(Arc::new(tokio::sync::Mutex::new(steer_rx)));
             }
         }
         // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
@@ -289,6 +309,7 @@ impl Supervisor {
                         token: token.clone(),
                     }),
                 inbox,
+                steer,
                 idle_timeout: me
                     .runner
                     .cfg
@@ -341,7 +362,7 @@ impl Supervisor {
             .state
             .lock()
             .ok()
-            .and_then(|st| st.sessions.get(&agent.id).cloned());
+            .and_then(|st| st.sessions.get(&agent.id).map(|s| s.turns.clone()));
         let Some(tx) = tx else {
             return Err(ControlError::NoSession {
                 id: agent.id.clone(),
@@ -366,6 +387,53 @@ impl Supervisor {
             }
         }
         Ok(self.runner.store.get_agent(&agent.id)?)
+    }
+
+    /// Add input to the turn in flight of a live Codex session (`turn/steer`).
+    pub async fn steer(
+        &self,
+        caller: &Caller,
+        id: &str,
+        prompt: &str,
+    ) -> Result<AgentRecord, ControlError> {
+        let agent = self.authorize(caller, id)?;
+        if agent.adapter != fracta_config::AdapterKind::Codex.as_str() {
+            return Err(ControlError::Steer(format!(
+                "{} (agent {} runs {})",
+                crate::adapter::STEER_CODEX_ONLY,
+                agent.id,
+                agent.adapter
+            )));
+        }
+        let tx = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|st| st.sessions.get(&agent.id).map(|s| s.steer.clone()));
+        let Some(tx) = tx else {
+            return Err(ControlError::NoSession {
+                id: agent.id.clone(),
+                status: agent.status.as_str(),
+            });
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        let req = SteerRequest {
+            prompt: prompt.to_string(),
+            done: done_tx,
+        };
+        let gone = || ControlError::NoSession {
+            id: agent.id.clone(),
+            status: "ended",
+        };
+        tx.send(req).await.map_err(|_| gone())?;
+        match tokio::time::timeout(Duration::from_secs(30), done_rx).await {
+            Ok(Ok(Ok(()))) => Ok(self.runner.store.get_agent(&agent.id)?),
+            Ok(Ok(Err(e))) => Err(ControlError::Steer(e)),
+            Ok(Err(_)) => Err(gone()),
+            Err(_) => Err(ControlError::Steer(
+                "the session did not take the input within 30 s".into(),
+            )),
+        }
     }
 
     /// Whether the agent has a live stream session here.
@@ -434,6 +502,29 @@ impl Supervisor {
                 let _ = rx.wait_for(|d| *d).await;
             }
         }
+    }
+
+    /// Close every live session: an idle one ends at once (recorded as closed, resumable), a
+    /// busy one after its turn in flight. Waits up to `timeout` for them; returns how many
+    /// ended.
+    pub async fn close_sessions(&self, timeout: Duration) -> usize {
+        let pending: Vec<watch::Receiver<bool>> = match self.state.lock() {
+            Ok(mut st) => {
+                let ids: Vec<String> = st.sessions.drain().map(|(id, _)| id).collect();
+                ids.iter()
+                    .filter_map(|id| st.live.get(id).cloned())
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let mut ended = 0;
+        let until = tokio::time::Instant::now() + timeout;
+        for mut rx in pending {
+            if let Ok(Ok(_)) = tokio::time::timeout_at(until, rx.wait_for(|d| *d)).await {
+                ended += 1;
+            }
+        }
+        ended
     }
 
     /// Stop an agent and its whole subtree (children first).

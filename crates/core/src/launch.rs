@@ -22,6 +22,17 @@ pub struct LaunchSpec {
     /// user's own login, so credentials are never copied.
     pub links: Vec<LinkSpec>,
     pub stdin: Stdin,
+    /// Where a stream session is reached when not over stdin/stdout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Endpoint {
+    /// OpenCode's HTTP server (`opencode serve`): basic auth as user `opencode` with the
+    /// password the session's env var `password_env` holds.
+    OpenCodeHttp { url: String, password_env: String },
 }
 
 #[derive(Debug, Clone, Serialize)]

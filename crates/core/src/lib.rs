@@ -10,4 +10,5 @@ pub mod launch;
 pub mod redact;
 pub mod runner;
 pub mod task;
+pub mod transport;
 pub mod workspace;

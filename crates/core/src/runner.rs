@@ -13,7 +13,7 @@ use fracta_state::{
 };
 use serde_json::json;
 
-use crate::adapter::{Adapter, LaunchContext, adapter_for};
+use crate::adapter::{Adapter, LaunchContext, SessionKeys, StreamSession, adapter_for};
 use crate::backend::local::{self, ExitInfo};
 use crate::credentials::{self, RequestContext, ResolvedAuth};
 use crate::event::{ErrorEvent, Event, MessageEvent, Role};
@@ -70,7 +70,43 @@ pub struct RunOptions {
     /// For a stream session: where its next turns come from. The session lives while a sender
     /// is alive and it has not been idle for `idle_timeout`.
     pub inbox: Option<Inbox>,
+    /// Steering input for the turn in flight (Codex's `turn/steer`).
+    pub steer: Option<SteerInbox>,
     pub idle_timeout: Option<Duration>,
+}
+
+/// Input for the turn in flight; `done` says whether the session took it.
+#[derive(Debug)]
+pub struct SteerRequest {
+    pub prompt: String,
+    pub done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+pub type SteerInbox = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<SteerRequest>>>;
+
+/// Where a live session's messages go: the process's stdin (one line each), or a transport
+/// task (OpenCode's HTTP server).
+enum Wire {
+    Stdin(tokio::process::ChildStdin),
+    Channel(tokio::sync::mpsc::UnboundedSender<String>),
+}
+
+impl Wire {
+    async fn write(&mut self, lines: Vec<String>) -> Result<(), String> {
+        for l in lines {
+            match self {
+                Wire::Stdin(w) => {
+                    tokio::io::AsyncWriteExt::write_all(w, format!("{l}\n").as_bytes())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Wire::Channel(tx) => tx
+                    .send(l)
+                    .map_err(|_| "the session's transport has ended".to_string())?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One turn handed to a live stream session; `done` gets the agent's record once the turn
@@ -213,6 +249,13 @@ pub fn locate_binary(
     ))
 }
 
+/// A loopback port nobody listens on now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p)
@@ -293,13 +336,6 @@ impl Runner {
             .mode
             .or(task.defaults.mode)
             .unwrap_or(self.cfg.config.agents.default_mode);
-        let rt_adapter = adapter_for(rt.adapter);
-        if mode == Mode::Stream && rt_adapter.kind() != AdapterKind::Claude {
-            return Err(RunError::Usage(format!(
-                "stream mode for {} is not available yet (Claude Code sessions are); use --mode batch",
-                rt_adapter.binary()
-            )));
-        }
         let tier = req.tier.or(task.defaults.tier);
         let model = req
             .model
@@ -625,7 +661,28 @@ impl Runner {
                 Ok(a) => a,
                 Err(e) => return self.fail_before_start(&agent, &e.to_string(), observer),
             };
+        let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
+        // A session served over the network gets its own port and password.
+        let keys = if stream && rt.adapter == AdapterKind::Opencode {
+            match free_port() {
+                Ok(port) => {
+                    let secret = crate::control_plane::new_token();
+                    self.redactor.add(&secret);
+                    Some(SessionKeys { port, secret })
+                }
+                Err(e) => {
+                    return self.fail_before_start(
+                        &agent,
+                        &format!("no free loopback port for the session: {e}"),
+                        observer,
+                    );
+                }
+            }
+        } else {
+            None
+        };
         let ctx = LaunchContext {
+            session: keys.as_ref(),
             agent_id: &agent.id,
             prompt,
             model: agent.model.as_deref(),
@@ -639,7 +696,6 @@ impl Runner {
             api_key_helper: auth.api_key_helper.as_ref(),
             gateway: opts.gateway.as_ref(),
         };
-        let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
         let launched = if stream {
             adapter.stream_launch(&ctx)
         } else {
@@ -677,6 +733,15 @@ impl Runner {
             Ok(p) => p,
             Err(e) => return self.fail_before_start(&agent, &e, observer),
         };
+        if !home.as_os_str().is_empty()
+            && let Err(e) = std::fs::create_dir_all(&home)
+        {
+            return self.fail_before_start(
+                &agent,
+                &format!("cannot create the runtime home {}: {e}", home.display()),
+                observer,
+            );
+        }
         if let Err(e) = local::write_files(&spec) {
             return self.fail_before_start(&agent, &e.to_string(), observer);
         }
@@ -734,14 +799,45 @@ impl Runner {
             observer,
         )?;
 
-        let mut parser = adapter.parser();
+        // A stream session speaks the runtime's protocol: on the process's stdin, or through a
+        // transport task (OpenCode's HTTP server). Its first turn goes in at once, then turns
+        // come from the inbox and steering input from the steer channel.
+        let mut session: Box<dyn StreamSession> = if stream {
+            adapter.stream_session(resume_token)
+        } else {
+            Box::new(crate::adapter::BatchParser(adapter.parser()))
+        };
+        let mut incoming: Option<tokio::sync::mpsc::UnboundedReceiver<String>> = None;
+        let mut wire: Option<Wire> = None;
+        if stream {
+            match &spec.endpoint {
+                Some(crate::launch::Endpoint::OpenCodeHttp { url, password_env }) => {
+                    let password = spec.env.get(password_env).cloned().unwrap_or_default();
+                    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+                    let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(crate::transport::opencode(
+                        crate::transport::OpenCodeTarget {
+                            url: url.clone(),
+                            password,
+                            resume: resume_token.map(str::to_string),
+                        },
+                        out_rx,
+                        in_tx,
+                    ));
+                    wire = Some(Wire::Channel(out_tx));
+                    incoming = Some(in_rx);
+                }
+                None => wire = proc.stdin.take().map(Wire::Stdin),
+            }
+        }
         let mut interrupted = None;
-        // A stream session: the first turn goes in on stdin, then turns come from the inbox.
-        let mut stdin = if stream { proc.stdin.take() } else { None };
+        let mut closed_by_us = false;
+        let mut aborted_turn: Option<String> = None;
         let mut waiting: Option<tokio::sync::oneshot::Sender<AgentRecord>> = None;
         let mut idle_since: Option<tokio::time::Instant> = None;
-        // OpenCode safety (the seed's step monitoring): count its steps; warn at 5, 10, 15, 20;
-        // past `max_steps` (default 20), abort the run and record why.
+        // OpenCode safety (the seed's step monitoring): count its steps per turn; warn at 5,
+        // 10, 15, 20; past `max_steps` (default 20), abort the turn (a session) or the run
+        // (batch) and record why.
         let max_steps = (rt.adapter == AdapterKind::Opencode)
             .then(|| rt.max_steps.unwrap_or(DEFAULT_OPENCODE_MAX_STEPS));
         let mut steps: u32 = 0;
@@ -749,11 +845,10 @@ impl Runner {
         let mut session_turn = turn;
         let mut session_cost = 0.0_f64;
         let idle_timeout = opts.idle_timeout.unwrap_or(DEFAULT_STREAM_IDLE);
-        if let Some(w) = stdin.as_mut() {
-            let line = adapter.stream_input(prompt) + "\n";
-            if let Err(e) = tokio::io::AsyncWriteExt::write_all(w, line.as_bytes()).await {
-                tracing::warn!(agent = %agent.id, "could not hand the session its first turn: {e}");
-            }
+        if let Some(w) = wire.as_mut()
+            && let Err(e) = w.write(session.open(prompt)).await
+        {
+            tracing::warn!(agent = %agent.id, "could not hand the session its first turn: {e}");
         }
         let wall_clock = agent
             .meta
@@ -766,39 +861,31 @@ impl Runner {
         let mut sigterm =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         loop {
-            tokio::select! {
+            // What the session said: the process's stdout, or the transport's messages (then
+            // stdout is only the server's log).
+            let said: Option<String> = tokio::select! {
                 line = proc.next_line() => {
-                    let Some(line) = line else { break };
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let parsed = parser.parse_line(&line);
-                    self.persist(&agent, &parsed.events, Some(&line), parsed.understood, observer)?;
-                    if let Some(limit) = max_steps {
-                        let started = parsed.events.iter().filter(|e| matches!(e, Event::Step(s) if s.phase == crate::event::StepPhase::Started)).count() as u32;
-                        for _ in 0..started {
-                            steps += 1;
-                            if steps.is_multiple_of(5) && steps <= 20 {
-                                tracing::warn!(agent = %agent.id, "opencode has taken {steps} steps (max_steps {limit})");
-                            }
-                            if steps == limit + 1 && interrupted.is_none() {
-                                let why = format!("opencode took more than {limit} steps (max_steps): aborted");
-                                tracing::warn!(agent = %agent.id, "{why}");
-                                self.store.transition(&agent.id, &AgentStatus::ACTIVE, AgentStatus::Failed, &AgentPatch { error: Some(Some(why.clone())), ..AgentPatch::default() })?;
-                                self.persist(&agent, &[Event::Error(ErrorEvent { message: why })], None, true, observer)?;
-                                interrupted = Some("max_steps");
-                                local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                                self.spawn_killer(proc.pid, proc.identity.clone());
-                            }
+                    match line {
+                        None => break,
+                        Some(l) if incoming.is_some() => {
+                            tracing::debug!(agent = %agent.id, "{}: {}", adapter.binary(), self.redactor.redact(&l));
+                            None
                         }
+                        Some(l) => Some(l),
                     }
-                    if stdin.is_some() && parser.take_turn_end() {
-                        let rec = self.end_turn(&agent.id, session_turn, &mut session_cost, parser.outcome())?;
-                        session_turn += 1;
-                        if let Some(w) = waiting.take() {
-                            let _ = w.send(rec);
+                }
+                msg = async { match incoming.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } }, if incoming.is_some() => {
+                    match msg {
+                        Some(m) => Some(m),
+                        None => {
+                            // The transport gave up (it said why): the session is over.
+                            incoming = None;
+                            if wire.take().is_some() {
+                                closed_by_us = true;
+                                self.close_process(&proc);
+                            }
+                            None
                         }
-                        idle_since = Some(tokio::time::Instant::now());
                     }
                 }
                 next = async {
@@ -806,61 +893,198 @@ impl Runner {
                         Some(inbox) => inbox.lock().await.recv().await,
                         None => std::future::pending().await,
                     }
-                }, if stdin.is_some() && idle_since.is_some() => {
+                }, if wire.is_some() && idle_since.is_some() => {
                     match next {
                         Some(turn) => {
                             idle_since = None;
+                            steps = 0;
                             self.persist(&agent, &[Event::Message(MessageEvent { role: Role::User, text: turn.prompt.clone() })], None, true, observer)?;
                             waiting = turn.done;
-                            let line = adapter.stream_input(&turn.prompt) + "\n";
-                            if let Some(w) = stdin.as_mut()
-                                && let Err(e) = tokio::io::AsyncWriteExt::write_all(w, line.as_bytes()).await
+                            let lines = session.send(&turn.prompt);
+                            if let Some(w) = wire.as_mut()
+                                && let Err(e) = w.write(lines).await
                             {
                                 tracing::warn!(agent = %agent.id, "the session no longer takes input: {e}");
-                                stdin = None;
+                                wire = None;
                             }
                         }
-                        // Nobody can send any more: close the session.
-                        None => { stdin = None; }
+                        // Nobody can send any more (end of input, control plane shutting
+                        // down): close the session.
+                        None => {
+                            self.persist(&agent, &[Event::status("idle", Some("no more turns can come: session closed; resume it later".into()))], None, true, observer)?;
+                            if let Some(w) = wire.take() {
+                                closed_by_us = true;
+                                self.close_wire(w, &proc);
+                            }
+                        }
                     }
+                    None
+                }
+                steer = async {
+                    match opts.steer.as_ref() {
+                        Some(rx) => rx.lock().await.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if wire.is_some() => {
+                    if let Some(req) = steer {
+                        let answer = match session.steer(&req.prompt) {
+                            Ok(lines) if idle_since.is_none() => {
+                                self.persist(&agent, &[Event::Message(MessageEvent { role: Role::User, text: req.prompt.clone() })], None, true, observer)?;
+                                match wire.as_mut() {
+                                    Some(w) => w.write(lines).await,
+                                    None => Err("the session has ended".into()),
+                                }
+                            }
+                            Ok(_) => Err("no turn is in flight to steer; send the input as the next turn (fracta send)".into()),
+                            Err(e) => Err(e),
+                        };
+                        let _ = req.done.send(answer);
+                    }
+                    None
                 }
                 _ = async {
                     match idle_since {
                         Some(t) => tokio::time::sleep_until(t + idle_timeout).await,
                         None => std::future::pending().await,
                     }
-                }, if stdin.is_some() && idle_since.is_some() => {
+                }, if wire.is_some() && idle_since.is_some() => {
                     tracing::info!(agent = %agent.id, "stream session idle for {} s: closing it", idle_timeout.as_secs());
                     self.persist(&agent, &[Event::status("idle", Some(format!("no turn for {} s: session closed; resume it later", idle_timeout.as_secs())))], None, true, observer)?;
-                    stdin = None;
+                    if let Some(w) = wire.take() {
+                        closed_by_us = true;
+                        self.close_wire(w, &proc);
+                    }
+                    None
                 }
                 _ = tokio::time::sleep_until(deadline), if interrupted.is_none() && !over_time => {
                     over_time = true;
                     tracing::warn!(agent = %agent.id, "wall-clock budget of {wall_clock} s exceeded; stopping it");
                     local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
                     self.spawn_killer(proc.pid, proc.identity.clone());
+                    None
                 }
                 _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
                     interrupted = Some("interrupted (Ctrl-C)");
                     self.mark_stopped(&agent.id, "interrupted (Ctrl-C)")?;
                     local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
                     self.spawn_killer(proc.pid, proc.identity.clone());
+                    None
                 }
                 _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } }, if interrupted.is_none() => {
+                    if closed_by_us {
+                        // The session is already closing (its control plane closed it).
+                        continue;
+                    }
+                    if wire.is_some() && idle_since.is_some() {
+                        // An idle session when Fracta shuts down: close it as the idle timeout
+                        // would; it ends recorded and resumable.
+                        tracing::info!(agent = %agent.id, "fracta is shutting down: closing the idle session");
+                        self.persist(&agent, &[Event::status("idle", Some("fracta is shutting down: session closed; resume it later".into()))], None, true, observer)?;
+                        if let Some(w) = wire.take() {
+                            closed_by_us = true;
+                            self.close_wire(w, &proc);
+                        }
+                        continue;
+                    }
                     interrupted = Some("fracta received SIGTERM");
                     self.mark_stopped(&agent.id, "fracta received SIGTERM")?;
                     local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
                     self.spawn_killer(proc.pid, proc.identity.clone());
+                    None
+                }
+            };
+            let Some(line) = said else { continue };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let parsed = session.parse_line(&line);
+            self.persist(
+                &agent,
+                &parsed.events,
+                Some(&line),
+                parsed.understood,
+                observer,
+            )?;
+            let answers = session.take_output();
+            if !answers.is_empty()
+                && let Some(w) = wire.as_mut()
+                && let Err(e) = w.write(answers).await
+            {
+                tracing::warn!(agent = %agent.id, "could not answer the session: {e}");
+            }
+            if let Some(limit) = max_steps {
+                let started = parsed.events.iter().filter(|e| matches!(e, Event::Step(s) if s.phase == crate::event::StepPhase::Started)).count() as u32;
+                for _ in 0..started {
+                    steps += 1;
+                    if steps.is_multiple_of(5) && steps <= 20 {
+                        tracing::warn!(agent = %agent.id, "opencode has taken {steps} steps (max_steps {limit})");
+                    }
+                    if steps == limit + 1 && interrupted.is_none() {
+                        let why =
+                            format!("opencode took more than {limit} steps (max_steps): aborted");
+                        tracing::warn!(agent = %agent.id, "{why}");
+                        self.persist(
+                            &agent,
+                            &[Event::Error(ErrorEvent {
+                                message: why.clone(),
+                            })],
+                            None,
+                            true,
+                            observer,
+                        )?;
+                        let abort = session.interrupt();
+                        match wire.as_mut() {
+                            // A live session: abort the turn; the session goes on.
+                            Some(w) if !abort.is_empty() => {
+                                aborted_turn = Some(why);
+                                if let Err(e) = w.write(abort).await {
+                                    tracing::warn!(agent = %agent.id, "could not abort the turn: {e}");
+                                }
+                            }
+                            _ => {
+                                self.store.transition(
+                                    &agent.id,
+                                    &AgentStatus::ACTIVE,
+                                    AgentStatus::Failed,
+                                    &AgentPatch {
+                                        error: Some(Some(why.clone())),
+                                        ..AgentPatch::default()
+                                    },
+                                )?;
+                                interrupted = Some("max_steps");
+                                local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                                self.spawn_killer(proc.pid, proc.identity.clone());
+                            }
+                        }
+                    }
                 }
             }
+            if wire.is_some() && session.take_turn_end() {
+                let rec = self.end_turn(
+                    &agent.id,
+                    session_turn,
+                    &mut session_cost,
+                    session.outcome(),
+                    aborted_turn.take(),
+                )?;
+                session_turn += 1;
+                if let Some(w) = waiting.take() {
+                    let _ = w.send(rec);
+                }
+                idle_since = Some(tokio::time::Instant::now());
+            }
         }
-        let exit = proc.wait().await;
+        let mut exit = proc.wait().await;
+        if closed_by_us && exit.signal.is_some() {
+            // A session server Fracta closed (it has no stdin to close) ends by our signal.
+            exit.code = Some(0);
+        }
         // A session recorded each turn's usage as it ended.
         let usage_turn = (!stream).then_some(turn);
         self.finish(
             &agent.id,
             usage_turn,
-            parser.outcome(),
+            session.outcome(),
             &exit,
             &spec,
             observer,
@@ -876,8 +1100,10 @@ impl Runner {
         turn: u32,
         session_cost: &mut f64,
         outcome: &crate::adapter::Outcome,
+        aborted: Option<String>,
     ) -> Result<AgentRecord, RunError> {
         let mut agent = self.store.get_agent(id)?;
+        let error = aborted.or_else(|| outcome.error.clone());
         // Tokens are per turn; Claude's cost is the session's running total.
         let cost = outcome.cost_usd.map(|total| {
             let delta = (total - *session_cost).max(0.0);
@@ -897,18 +1123,34 @@ impl Runner {
         })?;
         let mut meta = agent.meta.clone();
         meta["turns"] = json!(turn);
-        meta["last_turn_ok"] = json!(outcome.success != Some(false));
+        meta["last_turn_ok"] = json!(outcome.success != Some(false) && error.is_none());
         agent = self.store.update_agent(
             id,
             &AgentPatch {
                 resume_token: outcome.resume_token.clone().map(Some),
                 result: Some(outcome.result.clone().map(|r| self.redactor.redact(&r))),
-                error: Some(outcome.error.clone().map(|e| self.redactor.redact(&e))),
+                error: Some(error.map(|e| self.redactor.redact(&e))),
                 meta: Some(meta),
                 ..AgentPatch::default()
             },
         )?;
         Ok(agent)
+    }
+
+    /// End a live session: close its stdin (the CLI ends on its own), or stop its server.
+    fn close_wire(&self, wire: Wire, proc: &local::LocalProcess) {
+        match wire {
+            Wire::Stdin(w) => drop(w),
+            Wire::Channel(tx) => {
+                drop(tx);
+                self.close_process(proc);
+            }
+        }
+    }
+
+    fn close_process(&self, proc: &local::LocalProcess) {
+        local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+        self.spawn_killer(proc.pid, proc.identity.clone());
     }
 
     fn spawn_killer(&self, pid: u32, identity: Option<String>) {

@@ -109,6 +109,14 @@ pub struct SendBody {
     pub timeout_secs: Option<u64>,
 }
 
+/// Body of `POST /v1/agents/{id}/steer`: input for the turn in flight (Codex only).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SteerBody {
+    /// The input to add to the turn in flight.
+    pub prompt: String,
+}
+
 /// `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Health {

@@ -22,7 +22,9 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, EventRecord, StoreErro
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::api::{ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SendBody, SpawnArgs};
+use crate::api::{
+    ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SendBody, SpawnArgs, SteerBody,
+};
 
 /// An API error: a status and a message a person can act on.
 pub struct ApiError(StatusCode, String);
@@ -38,7 +40,7 @@ impl From<ControlError> for ApiError {
         let status = match &e {
             ControlError::Budget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ControlError::NoSession { .. } => StatusCode::CONFLICT,
+            ControlError::NoSession { .. } | ControlError::Steer(_) => StatusCode::CONFLICT,
             ControlError::Store(StoreError::NotFound { .. })
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
                 StatusCode::NOT_FOUND
@@ -99,6 +101,7 @@ pub fn router(sup: Arc<Supervisor>, admin_token: String) -> Router {
         .route("/v1/agents/{id}/stop", post(stop))
         .route("/v1/agents/{id}/resume", post(resume))
         .route("/v1/agents/{id}/send", post(send))
+        .route("/v1/agents/{id}/steer", post(steer))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
             require_admin,
@@ -207,6 +210,14 @@ async fn send(
     Ok(Json(
         api.sup.send(&Caller::User, &id, &body.prompt, wait).await?,
     ))
+}
+
+async fn steer(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<SteerBody>,
+) -> Result<Json<AgentRecord>, ApiError> {
+    Ok(Json(api.sup.steer(&Caller::User, &id, &body.prompt).await?))
 }
 
 /// `Last-Event-ID` is `AGENT:SEQ`; for a one-agent stream, the seq to go on after.

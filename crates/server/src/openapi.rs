@@ -8,7 +8,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use crate::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs};
+use crate::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs, SteerBody};
 
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -71,6 +71,7 @@ pub fn document() -> Value {
     add::<SpawnArgs>(&mut generator, &mut schemas);
     add::<ResumeBody>(&mut generator, &mut schemas);
     add::<SendBody>(&mut generator, &mut schemas);
+    add::<SteerBody>(&mut generator, &mut schemas);
     add::<Health>(&mut generator, &mut schemas);
     add::<ApiErrorBody>(&mut generator, &mut schemas);
     add::<AgentRecord>(&mut generator, &mut schemas);
@@ -146,6 +147,12 @@ pub fn document() -> Value {
                 "parameters": [id_param()],
                 "requestBody": body("SendBody"),
                 "responses": with_errors(json!({ "200": ok("The agent after the turn (its result is the turn's final message)", agent.clone()) }))
+            } },
+            "/v1/agents/{id}/steer": { "post": {
+                "operationId": "steerTurn", "summary": "Add input to the turn in flight of a live Codex session (turn/steer); 409 for other runtimes, or with no turn in flight",
+                "parameters": [id_param()],
+                "requestBody": body("SteerBody"),
+                "responses": with_errors(json!({ "200": ok("The agent (the turn goes on with the added input)", agent.clone()) }))
             } },
             "/v1/agents/{id}/resume": { "post": {
                 "operationId": "resumeAgent", "summary": "Run a new turn of an ended agent's conversation (returns at once)",

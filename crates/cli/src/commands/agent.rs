@@ -14,7 +14,9 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 use serde::Serialize;
 
 use super::client::Client;
-use crate::cli::{IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SendArgs, SpawnArgs, TierArg};
+use crate::cli::{
+    IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SendArgs, SpawnArgs, SteerArgs, TierArg,
+};
 use crate::exit::{self, Failure};
 use crate::output::{self, DIM, GREEN, RED, YELLOW};
 
@@ -427,6 +429,32 @@ pub fn send(cfg: LoadedConfig, a: SendArgs) -> anyhow::Result<ExitCode> {
         Some(false) => Err(Failure::reported(exit::FAILURE)),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// `fracta steer`: input for the turn in flight of a Codex session the control plane runs.
+pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
+    let agent = open_store(&cfg)?
+        .get_agent(&a.id)
+        .map_err(|e| run_error(e.into()))?;
+    if agent.adapter != "codex" {
+        return Err(Failure::msg(
+            exit::USAGE,
+            format!(
+                "{} (agent {} runs {})",
+                fracta_core::adapter::STEER_CODEX_ONLY,
+                agent.id,
+                agent.adapter
+            ),
+        ));
+    }
+    let client = Client::require(&cfg, "`fracta steer`")?;
+    let agent = client.steer(&agent.id, &a.prompt)?;
+    if a.json {
+        output::json(&AgentJson::from(&agent))?;
+    } else {
+        println!("steered the turn in flight of agent {}", agent.id);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `fracta attach`: type turns into a session the control plane runs and watch it live.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use fracta_config::LoadedConfig;
-use fracta_server::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs};
+use fracta_server::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs, SteerBody};
 use fracta_server::discovery;
 use fracta_state::{AgentRecord, EventRecord};
 use futures::StreamExt;
@@ -146,6 +146,15 @@ impl Client {
                 prompt: prompt.to_string(),
                 wait: Some(wait),
                 timeout_secs: None,
+            },
+        )
+    }
+
+    pub fn steer(&self, id: &str, prompt: &str) -> anyhow::Result<AgentRecord> {
+        self.post(
+            &format!("/v1/agents/{id}/steer"),
+            &SteerBody {
+                prompt: prompt.to_string(),
             },
         )
     }

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(a) => agent::resume(load(cli.config.as_deref())?, a),
         Command::Stop(a) => agent::stop(load(cli.config.as_deref())?, a),
         Command::Send(a) => agent::send(load(cli.config.as_deref())?, a),
+        Command::Steer(a) => agent::steer(load(cli.config.as_deref())?, a),
         Command::Attach(a) => agent::attach(load(cli.config.as_deref())?, a),
         Command::Ps(a) => agent::ps(load(cli.config.as_deref())?, a),
         Command::Show(a) => agent::show(load(cli.config.as_deref())?, a),

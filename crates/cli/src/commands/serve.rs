@@ -1,7 +1,8 @@
 //! `fracta serve`: the long-running control plane. It hosts the HTTP API and the MCP gateway on
 //! one loopback address, writes `.fracta/serve.json` (URL, pid, admin token, mode 0600) so CLI
 //! commands find it, reconciles agents a previous control plane left running, and on SIGINT or
-//! SIGTERM stops the agents it runs (recorded as `stopped`) and removes the file.
+//! SIGTERM closes its idle stream sessions (they end recorded and resumable), stops the agents
+//! it runs, busy sessions included (recorded as `stopped`), and removes the file.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -54,8 +55,15 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("shutting down: stopping the agents this control plane runs");
+        eprintln!(
+            "shutting down: closing stream sessions, stopping the agents this control plane runs"
+        );
         discovery::remove_if_ours(&fracta_dir, pid);
+        // Sessions first: an idle one is closed as its idle timeout would (resumable later);
+        // a busy one was stopped by the signal.
+        supervisor
+            .close_sessions(std::time::Duration::from_secs(5))
+            .await;
         for id in supervisor.live_ids() {
             if let Err(e) = supervisor.stop_tree(&id).await {
                 tracing::warn!(agent = %id, "stop on shutdown failed: {e}");

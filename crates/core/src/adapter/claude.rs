@@ -7,8 +7,8 @@ use fracta_config::AdapterKind;
 use serde_json::{Value, json};
 
 use super::{
-    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, merge_json, str_at, u64_at,
-    ws,
+    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, StreamSession, merge_json,
+    str_at, u64_at, ws,
 };
 use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, SessionEvent, TextEvent, ToolCallEvent, ToolResultEvent,
@@ -76,12 +76,8 @@ impl Adapter for Claude {
         Ok(spec)
     }
 
-    fn stream_input(&self, prompt: &str) -> String {
-        json!({
-            "type": "user",
-            "message": { "role": "user", "content": [{ "type": "text", "text": prompt }] }
-        })
-        .to_string()
+    fn stream_session(&self, _resume_token: Option<&str>) -> Box<dyn StreamSession> {
+        Box::new(ClaudeSession(ClaudeParser::default()))
     }
 
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
@@ -147,6 +143,7 @@ impl Adapter for Claude {
             },
             links: vec![],
             stdin: Stdin::Null,
+            endpoint: None,
         })
     }
 
@@ -314,5 +311,39 @@ impl EventParser for ClaudeParser {
 
     fn take_turn_end(&mut self) -> bool {
         std::mem::take(&mut self.turn_end)
+    }
+}
+
+/// A Claude stream session: each turn is one user message line on stdin.
+pub struct ClaudeSession(ClaudeParser);
+
+impl ClaudeSession {
+    fn user_message(prompt: &str) -> String {
+        json!({
+            "type": "user",
+            "message": { "role": "user", "content": [{ "type": "text", "text": prompt }] }
+        })
+        .to_string()
+    }
+}
+
+impl EventParser for ClaudeSession {
+    fn parse_line(&mut self, line: &str) -> Parsed {
+        self.0.parse_line(line)
+    }
+    fn outcome(&self) -> &Outcome {
+        self.0.outcome()
+    }
+    fn take_turn_end(&mut self) -> bool {
+        self.0.take_turn_end()
+    }
+}
+
+impl StreamSession for ClaudeSession {
+    fn open(&mut self, prompt: &str) -> Vec<String> {
+        vec![Self::user_message(prompt)]
+    }
+    fn send(&mut self, prompt: &str) -> Vec<String> {
+        vec![Self::user_message(prompt)]
     }
 }

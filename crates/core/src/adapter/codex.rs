@@ -12,8 +12,8 @@ use fracta_config::AdapterKind;
 use serde_json::{Value, json};
 
 use super::{
-    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, merge_json, str_at, u64_at,
-    ws,
+    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, StreamSession, merge_json,
+    str_at, u64_at, ws,
 };
 use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
@@ -184,7 +184,34 @@ impl Adapter for Codex {
             files,
             links,
             stdin: Stdin::Null,
+            endpoint: None,
         })
+    }
+
+    /// `codex app-server --listen stdio://`: the same home, config and gateway as a batch
+    /// run; the model as a `-c` override. (The runtime's `args` are `codex exec` flags and are
+    /// not passed.)
+    fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let mut spec = self.batch_launch(ctx)?;
+        let mut args = vec![
+            "app-server".to_string(),
+            "--listen".into(),
+            "stdio://".into(),
+        ];
+        if let Some(m) = ctx.model {
+            args.extend([
+                "-c".into(),
+                format!("model={}", Value::String(m.to_string())),
+            ]);
+        }
+        args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
+        spec.args = args;
+        spec.stdin = Stdin::Piped;
+        Ok(spec)
+    }
+
+    fn stream_session(&self, resume_token: Option<&str>) -> Box<dyn StreamSession> {
+        Box::new(super::codex_app::CodexAppSession::new(resume_token))
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
@@ -205,7 +232,7 @@ pub struct CodexParser {
     outcome: Outcome,
 }
 
-fn item_events(item: &Value, completed: bool, outcome: &mut Outcome) -> Vec<Event> {
+pub(crate) fn item_events(item: &Value, completed: bool, outcome: &mut Outcome) -> Vec<Event> {
     let id = str_at(item, "id").map(str::to_string);
     match str_at(item, "type").unwrap_or("") {
         "agent_message" if completed => {

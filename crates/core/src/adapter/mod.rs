@@ -5,6 +5,7 @@
 
 pub mod claude;
 pub mod codex;
+pub mod codex_app;
 pub mod opencode;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,16 @@ pub struct LaunchContext<'a> {
     /// Fracta's MCP gateway, registered in the runtime's config as server `fracta`; the token
     /// reaches the CLI only as the env var `FRACTA_AGENT_TOKEN`.
     pub gateway: Option<&'a crate::runner::Gateway>,
+    /// A stream session served over the network: its port and per-session password.
+    pub session: Option<&'a SessionKeys>,
+}
+
+/// What Fracta generates for a session it reaches over the network.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    pub port: u16,
+    /// Per-session password (registered with the redactor).
+    pub secret: String,
 }
 
 /// A runtime auth resolver projected into the CLI's own config.
@@ -99,6 +110,53 @@ pub trait EventParser: Send {
     }
 }
 
+/// A live session's protocol: turns in, events out. Each method returns the messages to hand
+/// the session (lines on its stdin, or requests for its transport); `parse_line` may queue
+/// answers (`take_output`), e.g. Codex's `turn/start` once its thread exists.
+pub trait StreamSession: EventParser {
+    /// Start the session with its first turn.
+    fn open(&mut self, prompt: &str) -> Vec<String>;
+    /// The next turn.
+    fn send(&mut self, prompt: &str) -> Vec<String>;
+    /// Add input to the turn in flight (Codex's `turn/steer`).
+    fn steer(&mut self, prompt: &str) -> Result<Vec<String>, String> {
+        let _ = prompt;
+        Err(STEER_CODEX_ONLY.into())
+    }
+    /// Abort the turn in flight without ending the session; empty when the runtime has no
+    /// such request (then the process is signalled).
+    fn interrupt(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Messages queued by `parse_line`.
+    fn take_output(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+pub const STEER_CODEX_ONLY: &str = "turn/steer is supported by codex only";
+
+/// A batch run's parser, seen as a session that takes no input.
+pub struct BatchParser(pub Box<dyn EventParser>);
+
+impl EventParser for BatchParser {
+    fn parse_line(&mut self, line: &str) -> Parsed {
+        self.0.parse_line(line)
+    }
+    fn outcome(&self) -> &Outcome {
+        self.0.outcome()
+    }
+}
+
+impl StreamSession for BatchParser {
+    fn open(&mut self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn send(&mut self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> AdapterKind;
     /// The CLI's executable name.
@@ -108,18 +166,19 @@ pub trait Adapter: Send + Sync {
     /// Describe a batch run (a new conversation, or a resumed one).
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError>;
     /// Describe a stream session: one long-lived process taking turns as they come (the first
-    /// turn is `ctx.prompt`). `Unsupported` where this runtime's session is not built.
+    /// turn is `ctx.prompt`). `Unsupported` where this runtime has no session.
     fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let _ = ctx;
         Err(AdapterError::Unsupported(format!(
-            "stream mode for {} is not available yet (Claude Code sessions are); use --mode batch",
+            "stream mode for {} is not available; use --mode batch",
             self.binary()
         )))
     }
-    /// The line that hands a stream session its next turn (written to its stdin).
-    fn stream_input(&self, prompt: &str) -> String {
-        let _ = prompt;
-        String::new()
+    /// The protocol side of a stream session: what to write to start it and to hand it turns,
+    /// and the parser of what it says. `resume_token` continues an earlier conversation.
+    fn stream_session(&self, resume_token: Option<&str>) -> Box<dyn StreamSession> {
+        let _ = resume_token;
+        Box::new(BatchParser(self.parser()))
     }
     fn parser(&self) -> Box<dyn EventParser>;
 }

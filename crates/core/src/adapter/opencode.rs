@@ -8,16 +8,22 @@ use fracta_config::AdapterKind;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, merge_json, str_at, u64_at,
-    ws,
+    Adapter, AdapterError, EventParser, LaunchContext, Outcome, Parsed, StreamSession, merge_json,
+    str_at, u64_at, ws,
 };
 use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
     TextEvent, ToolCallEvent, ToolResultEvent, UsageEvent,
 };
-use crate::launch::{FileSpec, LaunchSpec, Stdin};
+use crate::launch::{Endpoint, FileSpec, LaunchSpec, Stdin};
 
 pub struct OpenCode;
+
+/// The env var `opencode serve` takes its password from.
+pub const PASSWORD_ENV: &str = "OPENCODE_SERVER_PASSWORD";
+/// A session's database, in the agent's runtime home (`OPENCODE_DB`); a later batch resume
+/// of that agent uses it too.
+pub const DB_FILE: &str = "opencode.db";
 
 /// Keep OpenCode from reaching for the network on its own.
 const QUIET_ENV: &[(&str, &str)] = &[
@@ -119,10 +125,15 @@ impl Adapter for OpenCode {
         }
         args.extend(ctx.runtime.args.iter().cloned());
         args.push(ctx.prompt.to_string());
-        let env: BTreeMap<String, String> = QUIET_ENV
+        let mut env: BTreeMap<String, String> = QUIET_ENV
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // An agent that began as a session keeps its conversation in its own database.
+        let db = ctx.runtime_home.join(DB_FILE);
+        if ctx.resume_token.is_some() && db.is_file() {
+            env.insert("OPENCODE_DB".into(), db.display().to_string());
+        }
         Ok(LaunchSpec {
             program: self.binary().into(),
             args,
@@ -136,7 +147,57 @@ impl Adapter for OpenCode {
             }],
             links: vec![],
             stdin: Stdin::Null,
+            endpoint: None,
         })
+    }
+
+    /// `opencode serve` on the session's loopback port, with its own password (basic auth on
+    /// every call), its database in the agent's runtime home, and its config in
+    /// `OPENCODE_CONFIG_CONTENT` (nothing is written in the workspace).
+    fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
+        let Some(keys) = ctx.session else {
+            return Err(AdapterError::Other(
+                "an opencode session needs a port and a password".into(),
+            ));
+        };
+        let mut cfg = Self::config(ctx);
+        if let Some(m) = ctx.model {
+            cfg["model"] = json!(m);
+        }
+        let mut env: BTreeMap<String, String> = QUIET_ENV
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert(PASSWORD_ENV.into(), keys.secret.clone());
+        env.insert(
+            "OPENCODE_DB".into(),
+            ctx.runtime_home.join(DB_FILE).display().to_string(),
+        );
+        env.insert("OPENCODE_CONFIG_CONTENT".into(), cfg.to_string());
+        Ok(LaunchSpec {
+            program: self.binary().into(),
+            args: vec![
+                "serve".into(),
+                "--port".into(),
+                keys.port.to_string(),
+                "--hostname".into(),
+                "127.0.0.1".into(),
+            ],
+            env,
+            env_remove: vec![],
+            cwd: ctx.workspace.to_path_buf(),
+            files: vec![],
+            links: vec![],
+            stdin: Stdin::Null,
+            endpoint: Some(Endpoint::OpenCodeHttp {
+                url: format!("http://127.0.0.1:{}", keys.port),
+                password_env: PASSWORD_ENV.into(),
+            }),
+        })
+    }
+
+    fn stream_session(&self, _resume_token: Option<&str>) -> Box<dyn StreamSession> {
+        Box::new(OpenCodeSession::default())
     }
 
     fn parser(&self) -> Box<dyn EventParser> {
@@ -258,5 +319,212 @@ impl EventParser for OpenCodeParser {
 
     fn outcome(&self) -> &Outcome {
         &self.outcome
+    }
+}
+
+/// An `opencode serve` session: turns go to the transport as `{"op":"prompt"}` messages; what
+/// comes back are the server's bus events for this session (`message.part.updated`,
+/// `session.idle`, `session.error`, …) and the transport's own `fracta.*` messages.
+#[derive(Default)]
+pub struct OpenCodeSession {
+    outcome: Outcome,
+    cost: f64,
+    in_turn: bool,
+    /// The server said it was busy with this turn (an `idle` before that is a late one, e.g.
+    /// from aborting the turn before).
+    busy: bool,
+    turn_end: bool,
+    /// Messages of the user's (their parts are the prompts Fracta recorded itself).
+    user_messages: std::collections::BTreeSet<String>,
+    /// Tool calls already shown as started.
+    calls: std::collections::BTreeSet<String>,
+}
+
+impl OpenCodeSession {
+    fn turn(&mut self, prompt: &str) -> Vec<String> {
+        self.in_turn = true;
+        self.busy = false;
+        self.outcome.result = None;
+        self.outcome.error = None;
+        self.outcome.success = None;
+        self.outcome.usage = UsageEvent::default();
+        vec![json!({ "op": "prompt", "text": prompt }).to_string()]
+    }
+
+    fn fail(&mut self, message: String) -> Vec<Event> {
+        self.outcome.error = Some(message.clone());
+        self.outcome.success = Some(false);
+        if self.in_turn {
+            self.in_turn = false;
+            self.turn_end = true;
+        }
+        vec![Event::Error(ErrorEvent { message })]
+    }
+
+    fn part(&mut self, part: &Value) -> Vec<Event> {
+        if str_at(part, "messageID").is_some_and(|m| self.user_messages.contains(m)) {
+            return vec![];
+        }
+        let done = part.pointer("/time/end").is_some();
+        match str_at(part, "type").unwrap_or("") {
+            "step-start" => vec![Event::Step(StepEvent {
+                phase: StepPhase::Started,
+            })],
+            "step-finish" => {
+                let usage = UsageEvent {
+                    input_tokens: u64_at(part, &["tokens", "input"]),
+                    output_tokens: u64_at(part, &["tokens", "output"]),
+                    cached_tokens: u64_at(part, &["tokens", "cache", "read"]),
+                    cost_usd: part.get("cost").and_then(Value::as_f64),
+                };
+                let u = &mut self.outcome.usage;
+                u.input_tokens += usage.input_tokens;
+                u.output_tokens += usage.output_tokens;
+                u.cached_tokens += usage.cached_tokens;
+                if let Some(c) = usage.cost_usd {
+                    // The session's running total (per-turn deltas are taken when a turn ends).
+                    self.cost += c;
+                    self.outcome.cost_usd = Some(self.cost);
+                }
+                vec![
+                    Event::Step(StepEvent {
+                        phase: StepPhase::Finished,
+                    }),
+                    Event::Usage(usage),
+                ]
+            }
+            "text" if done => {
+                let text = str_at(part, "text").unwrap_or("").to_string();
+                self.outcome.result = Some(text.clone());
+                vec![Event::Message(MessageEvent {
+                    role: Role::Assistant,
+                    text,
+                })]
+            }
+            "reasoning" if done => vec![Event::Reasoning(TextEvent {
+                text: str_at(part, "text").unwrap_or("").to_string(),
+            })],
+            "tool" => {
+                let state = part.get("state").unwrap_or(&Value::Null);
+                let id = str_at(part, "callID").map(str::to_string);
+                let name = str_at(part, "tool").unwrap_or("").to_string();
+                let status = str_at(state, "status").unwrap_or("");
+                let mut events = Vec::new();
+                let key = id.clone().unwrap_or_default();
+                if status != "pending" && self.calls.insert(key) {
+                    events.push(Event::ToolCall(ToolCallEvent {
+                        id: id.clone(),
+                        name: name.clone(),
+                        input: state.get("input").cloned().unwrap_or(Value::Null),
+                    }));
+                }
+                if status == "completed" || status == "error" {
+                    events.push(Event::ToolResult(ToolResultEvent {
+                        id,
+                        name: Some(name),
+                        output: str_at(state, "output")
+                            .or_else(|| str_at(state, "error"))
+                            .unwrap_or("")
+                            .to_string(),
+                        is_error: status == "error",
+                    }));
+                }
+                events
+            }
+            _ => vec![],
+        }
+    }
+}
+
+impl EventParser for OpenCodeSession {
+    fn parse_line(&mut self, line: &str) -> Parsed {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            return Parsed::unknown("not JSON");
+        };
+        let props = v.get("properties").unwrap_or(&Value::Null);
+        match str_at(&v, "type").unwrap_or("") {
+            "fracta.session" => {
+                let sid = str_at(&v, "sessionID").unwrap_or("").to_string();
+                self.outcome.resume_token = Some(sid.clone());
+                Parsed::known(vec![Event::Session(SessionEvent {
+                    resume_token: sid,
+                    model: None,
+                })])
+            }
+            "fracta.error" => {
+                let message = str_at(&v, "message").unwrap_or("session error").to_string();
+                Parsed::known(self.fail(message))
+            }
+            "message.updated" => {
+                let info = props.get("info").unwrap_or(&Value::Null);
+                if str_at(info, "role") == Some("user")
+                    && let Some(id) = str_at(info, "id")
+                {
+                    self.user_messages.insert(id.to_string());
+                }
+                Parsed::known(vec![])
+            }
+            "message.part.updated" => {
+                let part = props.get("part").unwrap_or(&Value::Null);
+                Parsed::known(self.part(part))
+            }
+            "session.error" => {
+                let e = props.get("error").unwrap_or(&Value::Null);
+                let message = e
+                    .pointer("/data/message")
+                    .and_then(Value::as_str)
+                    .or_else(|| str_at(e, "name"))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string());
+                // The turn ends with the `session.idle` that follows.
+                self.outcome.error = Some(message.clone());
+                self.outcome.success = Some(false);
+                Parsed::known(vec![Event::Error(ErrorEvent { message })])
+            }
+            "session.status" => {
+                if props.pointer("/status/type").and_then(Value::as_str) == Some("busy") {
+                    self.busy = true;
+                }
+                Parsed::known(vec![])
+            }
+            "session.idle" => {
+                if self.in_turn && self.busy {
+                    self.in_turn = false;
+                    self.turn_end = true;
+                    if self.outcome.success.is_none() {
+                        self.outcome.success = Some(true);
+                    }
+                }
+                Parsed::known(vec![])
+            }
+            // Deltas and status flips: the completed parts and `session.idle` carry it all.
+            "message.part.delta" | "session.updated" | "session.diff" | "session.created" => {
+                Parsed::known(vec![])
+            }
+            "" => Parsed::unknown("JSON without a type"),
+            other => Parsed::known(vec![Event::Runtime(RuntimeEvent {
+                name: other.to_string(),
+            })]),
+        }
+    }
+
+    fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    fn take_turn_end(&mut self) -> bool {
+        std::mem::take(&mut self.turn_end)
+    }
+}
+
+impl StreamSession for OpenCodeSession {
+    fn open(&mut self, prompt: &str) -> Vec<String> {
+        self.turn(prompt)
+    }
+    fn send(&mut self, prompt: &str) -> Vec<String> {
+        self.turn(prompt)
+    }
+    fn interrupt(&mut self) -> Vec<String> {
+        vec![json!({ "op": "abort" }).to_string()]
     }
 }

@@ -79,6 +79,7 @@ fn launch(kind: AdapterKind, case: &Case) -> LaunchSpec {
         project: &project,
         env: &env,
         api_key_helper: case.helper.as_ref(),
+        session: None,
         gateway: None,
     };
     adapter_for(kind).batch_launch(&ctx).unwrap()
@@ -318,6 +319,7 @@ fn codex_native_config_that_is_not_toml_is_an_error() {
         project: &project,
         env: &env,
         api_key_helper: None,
+        session: None,
         gateway: None,
     };
     let e = adapter_for(AdapterKind::Codex)
@@ -493,6 +495,7 @@ fn gateway_is_registered_as_mcp_server_fracta() {
             project: &project,
             env: &env,
             api_key_helper: None,
+            session: None,
             gateway: Some(&gw),
         };
         let spec = adapter_for(kind).batch_launch(&ctx).unwrap();
