@@ -247,6 +247,9 @@ impl Drop for DirectSession {
     }
 }
 
+/// The quiet time before each measured turn.
+const GAP: Duration = Duration::from_millis(300);
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -281,6 +284,14 @@ fn main() {
     let url = server.url();
     // No child budget: sessions get no MCP gateway (it costs nothing per turn anyway).
     let p = Project::new(&url, true);
+    // Every live session holds a running slot; leave room for all of them.
+    let cfg = p.path().join("fracta.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replacen("  budgets:\n", "  budgets:\n    max_running: 64\n", 1),
+    )
+    .unwrap();
     let serve = Serve::start(&p);
     let http = reqwest::blocking::Client::new();
     eprintln!("session bench: {turns} turns per way, model server {url}");
@@ -297,11 +308,16 @@ fn main() {
         serve.send(&http, &id, "warm");
         let (mut d, mut a, mut c) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..turns {
+            // Claude does some work after a turn ends that delays a turn sent straight after
+            // it (~45 ms); give every measured turn the same quiet time before it.
+            std::thread::sleep(GAP);
             d.push(ms(direct.turn(&format!("turn {i}"))));
+            std::thread::sleep(GAP);
             let t = Instant::now();
             let rec = serve.send(&http, &id, &format!("turn {i}"));
             a.push(ms(t.elapsed()));
             assert_eq!(rec["result"], "ok", "{rec:#}");
+            std::thread::sleep(GAP);
             let t = Instant::now();
             let out = p
                 .fracta(&["send", &id, "--prompt", &format!("cli turn {i}"), "--json"])

@@ -33,6 +33,37 @@ pub enum Endpoint {
     /// OpenCode's HTTP server (`opencode serve`): basic auth as user `opencode` with the
     /// password the session's env var `password_env` holds.
     OpenCodeHttp { url: String, password_env: String },
+    /// Codex's app-server over WebSocket (`--listen ws://IP:PORT`): JSON-RPC, one message per
+    /// text frame, the upgrade authenticated with `Authorization: Bearer TOKEN`. The process
+    /// knows only the token's SHA-256 (`--ws-token-sha256 $(digest_env)`); the token itself
+    /// stays with Fracta.
+    CodexWs { url: String, digest_env: String },
+}
+
+/// Expand `$(NAME)` in `arg` from `env`, as Kubernetes expands a container's command and
+/// args: a name `env` lacks is left as written, and `$$` stands for a literal `$`.
+pub fn expand_env_refs(arg: &str, env: &std::collections::BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+            && let Some(value) = env.get(&inner[..end])
+        {
+            out.push_str(value);
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -76,5 +107,25 @@ impl LaunchSpec {
             })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod expand_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::expand_env_refs;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn env_refs_expand_as_kubernetes_does() {
+        let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
+        assert_eq!(expand_env_refs("--x=$(A)", &env), "--x=1");
+        assert_eq!(expand_env_refs("$(A)$(A)", &env), "11");
+        // Unknown names and escapes stay as written / become a literal `$`.
+        assert_eq!(expand_env_refs("$(B)", &env), "$(B)");
+        assert_eq!(expand_env_refs("$$(A)", &env), "$(A)");
+        assert_eq!(expand_env_refs("a$b$", &env), "a$b$");
+        assert_eq!(expand_env_refs("$(A", &env), "$(A");
     }
 }

@@ -250,6 +250,14 @@ pub fn locate_binary(
 }
 
 /// A loopback port nobody listens on now.
+/// `FRACTA_CODEX_TRANSPORT=ws`: run local Codex sessions as a Pod does, over
+/// `codex app-server --listen ws://127.0.0.1:PORT` with a capability token, instead of stdio.
+pub const CODEX_TRANSPORT_ENV: &str = "FRACTA_CODEX_TRANSPORT";
+
+fn codex_over_ws() -> bool {
+    std::env::var(CODEX_TRANSPORT_ENV).is_ok_and(|v| v == "ws")
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -663,12 +671,23 @@ impl Runner {
             };
         let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
         // A session served over the network gets its own port and password.
-        let keys = if stream && rt.adapter == AdapterKind::Opencode {
+        let networked = match rt.adapter {
+            AdapterKind::Opencode => true,
+            AdapterKind::Codex => codex_over_ws(),
+            AdapterKind::Claude => false,
+        };
+        let keys = if stream && networked {
             match free_port() {
                 Ok(port) => {
                     let secret = crate::control_plane::new_token();
                     self.redactor.add(&secret);
-                    Some(SessionKeys { port, secret })
+                    self.redactor
+                        .add(&crate::adapter::codex::sha256_hex(&secret));
+                    Some(SessionKeys {
+                        host: "127.0.0.1".into(),
+                        port,
+                        secret,
+                    })
                 }
                 Err(e) => {
                     return self.fail_before_start(
@@ -820,6 +839,21 @@ impl Runner {
                             url: url.clone(),
                             password,
                             resume: resume_token.map(str::to_string),
+                        },
+                        out_rx,
+                        in_tx,
+                    ));
+                    wire = Some(Wire::Channel(out_tx));
+                    incoming = Some(in_rx);
+                }
+                Some(crate::launch::Endpoint::CodexWs { url, .. }) => {
+                    let token = keys.as_ref().map(|k| k.secret.clone()).unwrap_or_default();
+                    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+                    let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
+                    tokio::spawn(crate::transport::codex_ws(
+                        crate::transport::CodexWsTarget {
+                            url: url.clone(),
+                            token,
                         },
                         out_rx,
                         in_tx,

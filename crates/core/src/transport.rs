@@ -187,3 +187,200 @@ pub async fn opencode(
     }
     forward.abort();
 }
+
+/// How long `codex app-server --listen ws://…` may take to accept the connection.
+pub const CODEX_WS_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A Codex app-server reached over WebSocket, and the session's capability token.
+pub struct CodexWsTarget {
+    pub url: String,
+    pub token: String,
+}
+
+/// Connect to `codex app-server --listen ws://…` (retrying until it listens), presenting the
+/// capability token as `Authorization: Bearer`, then carry the session's JSON-RPC messages:
+/// each of Fracta's messages one text frame out, each text frame in one message back.
+pub async fn codex_ws(
+    target: CodexWsTarget,
+    mut out: UnboundedReceiver<String>,
+    said: UnboundedSender<String>,
+) {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+    let until = tokio::time::Instant::now() + CODEX_WS_READY_TIMEOUT;
+    let socket = loop {
+        let mut request = match target.url.as_str().into_client_request() {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = said.send(fracta_error(format!(
+                    "bad app-server URL {}: {e}",
+                    target.url
+                )));
+                return;
+            }
+        };
+        match HeaderValue::from_str(&format!("Bearer {}", target.token)) {
+            Ok(v) => {
+                request.headers_mut().insert("authorization", v);
+            }
+            Err(_) => {
+                let _ = said.send(fracta_error(
+                    "the session's capability token is not a header value",
+                ));
+                return;
+            }
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => break socket,
+            // Refused with an HTTP answer (401: wrong token): retrying will not help.
+            Err(WsError::Http(r)) => {
+                let _ = said.send(fracta_error(format!(
+                    "codex app-server at {} refused the session: HTTP {}",
+                    target.url,
+                    r.status()
+                )));
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() >= until => {
+                let _ = said.send(fracta_error(format!(
+                    "codex app-server at {} did not accept a connection within {} s (last: {e})",
+                    target.url,
+                    CODEX_WS_READY_TIMEOUT.as_secs()
+                )));
+                return;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        tokio::select! {
+            msg = out.recv() => match msg {
+                Some(m) => {
+                    if let Err(e) = sink.send(Message::text(m)).await {
+                        let _ = said.send(fracta_error(format!("cannot write to codex app-server: {e}")));
+                        return;
+                    }
+                }
+                None => {
+                    // The session is over on Fracta's side.
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    if said.send(t.as_str().to_string()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    let _ = said.send(fracta_error("codex app-server closed the connection"));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    let _ = said.send(fracta_error(format!("codex app-server connection failed: {e}")));
+                    return;
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The real `codex app-server --listen ws://…` with a capability token's digest: the
+    /// transport is refused (HTTP 401, said at once, no retrying) with a wrong token, and
+    /// carries JSON-RPC both ways with the right one.
+    #[tokio::test]
+    async fn codex_ws_presents_the_capability_token() {
+        let codex = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/.bin/codex");
+        if !codex.is_file() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the pinned codex CLI is missing (npm ci)"
+            );
+            eprintln!("skipped: no node_modules/.bin/codex (run npm ci)");
+            return;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let token = "right-token-0123456789";
+        let mut child = tokio::process::Command::new(codex)
+            .args(["app-server", "--listen", &format!("ws://127.0.0.1:{port}")])
+            .args(["--ws-auth", "capability-token", "--ws-token-sha256"])
+            .arg(crate::adapter::codex::sha256_hex(token))
+            .env("CODEX_HOME", home.path())
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{port}");
+
+        // Wait until it listens, so the wrong token meets a server and not a closed port.
+        let until = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < until,
+                "app-server never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (said_tx, mut said_rx) = tokio::sync::mpsc::unbounded_channel();
+        let wrong = CodexWsTarget {
+            url: url.clone(),
+            token: "wrong".into(),
+        };
+        tokio::time::timeout(Duration::from_secs(10), codex_ws(wrong, out_rx, said_tx))
+            .await
+            .expect("a refused token is not retried");
+        let said = said_rx.recv().await.unwrap();
+        assert!(
+            said.contains("fracta.error") && said.contains("401"),
+            "{said}"
+        );
+
+        let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (said_tx, mut said_rx) = tokio::sync::mpsc::unbounded_channel();
+        let right = CodexWsTarget {
+            url,
+            token: token.into(),
+        };
+        let task = tokio::spawn(codex_ws(right, out_rx, said_tx));
+        out_tx
+            .send(json!({"id": 1, "method": "initialize", "params": {"clientInfo": {"name": "t", "version": "0"}}}).to_string())
+            .unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), said_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(v["id"], 1, "{answer}");
+        assert!(v.get("result").is_some(), "{answer}");
+        drop(out_tx);
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let _ = child.kill().await;
+    }
+}

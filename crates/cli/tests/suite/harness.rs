@@ -321,10 +321,22 @@ pub struct Serve {
 impl Serve {
     /// Start `fracta serve` in `p` and wait for its discovery file.
     pub fn start(p: &Project) -> Serve {
+        Self::start_with(p, &[])
+    }
+
+    /// `start`, with extra environment variables for `fracta serve`.
+    pub fn start_with(p: &Project, env: &[(&str, &str)]) -> Serve {
         let file = p.path().join(".fracta/serve.json");
         let _ = std::fs::remove_file(&file);
+        let child = p
+            .command(&["serve"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut s = Serve {
-            child: Some(p.start(&["serve"])),
+            child: Some(child),
             url: String::new(),
             token: String::new(),
         };

@@ -54,7 +54,24 @@ fn an_opencode_serve_session_takes_a_turn_per_line_and_keeps_its_context() {
     terminal_session("opencode");
 }
 
+/// The Pod's network path, here: `codex app-server --listen ws://127.0.0.1:PORT` with a
+/// per-session capability token (the process gets only its SHA-256, as an env var).
+#[test]
+fn a_codex_session_over_websocket_takes_a_turn_per_line_and_keeps_its_context() {
+    let (cmd, _p) = terminal_session_with("codex", &[("FRACTA_CODEX_TRANSPORT", "ws")]);
+    assert!(cmd.contains("--listen ws://127.0.0.1:"), "{cmd}");
+    assert!(
+        cmd.contains("--ws-auth capability-token --ws-token-sha256 '$(FRACTA_WS_TOKEN_SHA256)'"),
+        "{cmd}"
+    );
+}
+
 fn terminal_session(runtime: &str) {
+    terminal_session_with(runtime, &[]);
+}
+
+/// Returns the session's recorded command and its project.
+fn terminal_session_with(runtime: &str, env: &[(&str, &str)]) -> (String, Project) {
     let p = Project::new(script());
     let mut child = p
         .command(&[
@@ -69,6 +86,7 @@ fn terminal_session(runtime: &str) {
             "--prompt",
             "first turn",
         ])
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -110,6 +128,11 @@ fn terminal_session(runtime: &str) {
         .map(|e| e["payload"]["text"].as_str().unwrap())
         .collect();
     assert_eq!(users, ["first turn", "second turn", "third turn"]);
+    let cmd = p.agent(v["id"].as_str().unwrap())["meta"]["command"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (cmd, p)
 }
 
 #[test]
@@ -208,13 +231,22 @@ fn detached_session(runtime: &str) {
 /// (`turn/steer` naming that turn); other runtimes say they cannot.
 #[test]
 fn codex_steer_adds_input_to_the_turn_in_flight() {
+    codex_steer(&[]);
+}
+
+#[test]
+fn codex_steer_over_websocket_adds_input_to_the_turn_in_flight() {
+    codex_steer(&[("FRACTA_CODEX_TRANSPORT", "ws")]);
+}
+
+fn codex_steer(env: &[(&str, &str)]) {
     let script = Script::parse(
         "rules:\n  - when: { contains: \"EXTRA-INPUT\" }\n    reply: \"STEERED\"\n  - when: { contains: \"steer me\" }\n    reply: { text: \"HELD\", hold: steer }\nfallback: \"fine\"\n",
         "steer",
     )
     .unwrap();
     let p = Project::new(script);
-    let server = Serve::start(&p);
+    let server = Serve::start_with(&p, env);
     let v = p.json(&[
         "spawn",
         "--detach",

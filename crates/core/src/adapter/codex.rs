@@ -19,7 +19,7 @@ use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
     TextEvent, ToolCallEvent, ToolResultEvent, UsageEvent,
 };
-use crate::launch::{FileSpec, LaunchSpec, LinkSpec, Stdin};
+use crate::launch::{Endpoint, FileSpec, LaunchSpec, LinkSpec, Stdin};
 
 pub struct Codex;
 
@@ -193,11 +193,28 @@ impl Adapter for Codex {
     /// not passed.)
     fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let mut spec = self.batch_launch(ctx)?;
-        let mut args = vec![
-            "app-server".to_string(),
-            "--listen".into(),
-            "stdio://".into(),
-        ];
+        // Over stdio here; over WebSocket when Fracta must reach it through the network (a
+        // Pod), with a capability token made per session. The process gets only the token's
+        // SHA-256, as an env var its argv refers to.
+        let listen = match ctx.session {
+            Some(keys) => format!("ws://{}:{}", keys.host, keys.port),
+            None => "stdio://".into(),
+        };
+        let mut args = vec!["app-server".to_string(), "--listen".into(), listen.clone()];
+        if let Some(keys) = ctx.session {
+            args.extend([
+                "--ws-auth".into(),
+                "capability-token".into(),
+                "--ws-token-sha256".into(),
+                format!("$({WS_TOKEN_DIGEST_ENV})"),
+            ]);
+            spec.env
+                .insert(WS_TOKEN_DIGEST_ENV.into(), sha256_hex(&keys.secret));
+            spec.endpoint = Some(Endpoint::CodexWs {
+                url: listen,
+                digest_env: WS_TOKEN_DIGEST_ENV.into(),
+            });
+        }
         if let Some(m) = ctx.model {
             args.extend([
                 "-c".into(),
@@ -206,7 +223,11 @@ impl Adapter for Codex {
         }
         args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
         spec.args = args;
-        spec.stdin = Stdin::Piped;
+        spec.stdin = if ctx.session.is_some() {
+            Stdin::Null
+        } else {
+            Stdin::Piped
+        };
         Ok(spec)
     }
 
@@ -217,6 +238,17 @@ impl Adapter for Codex {
     fn parser(&self) -> Box<dyn EventParser> {
         Box::new(CodexParser::default())
     }
+}
+
+/// The env var that holds the SHA-256 (hex) of a WebSocket session's capability token.
+pub const WS_TOKEN_DIGEST_ENV: &str = "FRACTA_WS_TOKEN_SHA256";
+
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The user's own Codex login (`$CODEX_HOME/auth.json`, else `~/.codex/auth.json`), if any.

@@ -48,6 +48,8 @@ pub struct LaunchContext<'a> {
 /// What Fracta generates for a session it reaches over the network.
 #[derive(Debug, Clone)]
 pub struct SessionKeys {
+    /// The address the session's server binds (`127.0.0.1` here, `0.0.0.0` in a Pod).
+    pub host: String,
     pub port: u16,
     /// Per-session password (registered with the redactor).
     pub secret: String,

@@ -181,7 +181,7 @@ impl Adapter for OpenCode {
                 "--port".into(),
                 keys.port.to_string(),
                 "--hostname".into(),
-                "127.0.0.1".into(),
+                keys.host.clone(),
             ],
             env,
             env_remove: vec![],
@@ -190,7 +190,7 @@ impl Adapter for OpenCode {
             links: vec![],
             stdin: Stdin::Null,
             endpoint: Some(Endpoint::OpenCodeHttp {
-                url: format!("http://127.0.0.1:{}", keys.port),
+                url: format!("http://{}:{}", keys.host, keys.port),
                 password_env: PASSWORD_ENV.into(),
             }),
         })

@@ -138,25 +138,31 @@ pub fn spawn(
     program: &Path,
     env: &[(String, String)],
 ) -> Result<LocalProcess, LocalError> {
+    // `$(NAME)` in args means the env var's value, as in a Kubernetes container spec.
+    let vars: std::collections::BTreeMap<String, String> = env.iter().cloned().collect();
     let mut cmd = Command::new(program);
-    cmd.args(&spec.args)
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(
-            env.iter()
-                .filter(|(k, _)| k != "PWD" && k != "OLDPWD")
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        )
-        // Some CLIs (OpenCode) take their project folder from $PWD, not from the real cwd.
-        .env("PWD", &spec.cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(match spec.stdin {
-            Stdin::Null => Stdio::null(),
-            Stdin::Piped => Stdio::piped(),
-        })
-        .process_group(0)
-        .kill_on_drop(false);
+    cmd.args(
+        spec.args
+            .iter()
+            .map(|a| crate::launch::expand_env_refs(a, &vars)),
+    )
+    .current_dir(&spec.cwd)
+    .env_clear()
+    .envs(
+        env.iter()
+            .filter(|(k, _)| k != "PWD" && k != "OLDPWD")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
+    // Some CLIs (OpenCode) take their project folder from $PWD, not from the real cwd.
+    .env("PWD", &spec.cwd)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .stdin(match spec.stdin {
+        Stdin::Null => Stdio::null(),
+        Stdin::Piped => Stdio::piped(),
+    })
+    .process_group(0)
+    .kill_on_drop(false);
     let mut child = cmd.spawn().map_err(|source| LocalError::Spawn {
         program: program.display().to_string(),
         source,

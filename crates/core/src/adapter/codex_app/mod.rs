@@ -287,6 +287,18 @@ impl EventParser for CodexAppSession {
         let Ok(v) = serde_json::from_str::<Value>(line_) else {
             return Parsed::unknown("not JSON");
         };
+        // The WebSocket transport's own word: it could not connect, or the connection ended.
+        if str_at(&v, "type") == Some("fracta.error") {
+            let message = str_at(&v, "message")
+                .unwrap_or("the app-server connection failed")
+                .to_string();
+            self.outcome.error = Some(message.clone());
+            self.outcome.success = Some(false);
+            if self.turn_id.take().is_some() || !self.queued.is_empty() {
+                self.turn_end = true;
+            }
+            return Parsed::known(vec![Event::Error(ErrorEvent { message })]);
+        }
         let method = str_at(&v, "method").map(str::to_string);
         match (v.get("id"), method) {
             // A request of the server's (an approval, a question): Fracta's agents run
