@@ -41,6 +41,9 @@ pub enum Command {
     Config(ConfigCommand),
     /// Start an agent on a task and follow it to the end
     Spawn(SpawnArgs),
+    /// Print the Kubernetes objects a spawn would create (Secret, ConfigMap, Job or Pod), secrets
+    /// as references, to review or diff; takes the same flags as spawn
+    Render(SpawnArgs),
     /// Run a new turn of an ended agent's conversation, in the same workspace
     Resume(ResumeArgs),
     /// Send the next turn to a live stream session (run by `fracta serve`)

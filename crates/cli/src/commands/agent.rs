@@ -242,10 +242,8 @@ fn report(a: &AgentRecord, json: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
-    if a.detach {
-        return spawn_detached(&cfg, a);
-    }
+/// What `spawn` (and `render`) asks for; warns about the deprecated `--host-type`.
+pub fn spawn_request(a: SpawnArgs) -> SpawnRequest {
     let runtime_name = match (a.runtime, a.host_type) {
         (Some(r), _) => Some(r),
         (None, Some(h)) => {
@@ -254,7 +252,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => None,
     };
-    let req = SpawnRequest {
+    SpawnRequest {
         task: a.task,
         prompt: a.prompt,
         runtime: runtime_name,
@@ -269,14 +267,25 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
             ModeArg::Stream => Mode::Stream,
         }),
         parent_id: None,
-    };
+    }
+}
+
+pub fn run_failure(e: RunError) -> anyhow::Error {
+    run_error(e)
+}
+
+pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    if a.detach {
+        return spawn_detached(&cfg, a);
+    }
+    let json = a.json;
+    let req = spawn_request(a);
     let store = open_store(&cfg)?;
     let runner = Runner::new(Arc::new(cfg), store);
     let _ = runner.reconcile();
     // Check the request before anything starts (exit 2 on a bad one).
     runner.prepare(&req).map_err(run_error)?;
     let supervisor = Supervisor::new(Arc::new(runner));
-    let json = a.json;
     let rt = runtime()?;
     let agent = rt.block_on(async move {
         // This spawn hosts the MCP gateway for the life of its agent tree.
@@ -339,7 +348,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     // A stream session's stdin reader may still be blocked on a terminal that sends nothing:
     // do not wait for it.
     rt.shutdown_background();
-    report(&agent?, a.json)
+    report(&agent?, json)
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.

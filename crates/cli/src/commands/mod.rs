@@ -7,6 +7,7 @@ mod completions;
 mod config;
 mod init;
 mod model_server;
+mod render;
 mod serve;
 mod task;
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Completions(a) => completions::run(a),
         Command::Spawn(a) => agent::spawn(load(cli.config.as_deref())?, a),
+        Command::Render(a) => render::run(load(cli.config.as_deref())?, a),
         Command::Resume(a) => agent::resume(load(cli.config.as_deref())?, a),
         Command::Stop(a) => agent::stop(load(cli.config.as_deref())?, a),
         Command::Send(a) => agent::send(load(cli.config.as_deref())?, a),

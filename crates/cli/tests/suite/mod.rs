@@ -5,6 +5,7 @@ mod credentials;
 mod harness;
 mod init_cmd;
 mod logging;
+mod render_cmd;
 mod serve;
 mod spawn_cli;
 mod stream;

@@ -1,0 +1,45 @@
+//! `fracta render`: the Kubernetes objects a spawn would create, for review.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fracta_config::LoadedConfig;
+use fracta_core::runner::Runner;
+use fracta_kube::RenderError;
+
+use super::agent::{open_store, run_failure, spawn_request};
+use crate::cli::SpawnArgs;
+use crate::exit::{self, Failure};
+
+pub fn run(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
+    if a.detach {
+        return Err(Failure::msg(
+            exit::USAGE,
+            "`fracta render` starts nothing, so --detach means nothing to it",
+        ));
+    }
+    let json = a.json;
+    let namespace = cfg
+        .config
+        .runtime
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.namespace.clone())
+        .unwrap_or_else(|| "default".into());
+    let store = open_store(&cfg)?;
+    let cfg = Arc::new(cfg);
+    let runner = Runner::new(Arc::clone(&cfg), store);
+    let prepared = runner.prepare(&spawn_request(a)).map_err(run_failure)?;
+    let rendered = fracta_kube::render(&cfg, &prepared.agent, &namespace).map_err(|e| match e {
+        RenderError::Refused(_) | RenderError::Credentials { .. } => {
+            Failure::msg(exit::USAGE, e.to_string())
+        }
+        other => anyhow::Error::new(other),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rendered.to_list()?)?);
+    } else {
+        print!("{}", rendered.to_yaml()?);
+    }
+    Ok(ExitCode::SUCCESS)
+}

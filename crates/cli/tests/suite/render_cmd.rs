@@ -1,0 +1,117 @@
+//! `fracta render`: the Kubernetes objects a spawn would create, from the same flags as
+//! spawn, with secrets as references. (The objects of every runtime × mode × credential form
+//! are snapshot-tested and schema-checked in `crates/kube`.)
+
+use super::support::Project;
+
+const CONFIG: &str = r#"
+runtime:
+  backend: kubernetes
+  kubernetes:
+    image: registry.example/fracta/agent:1.2.3
+    namespace: agents
+auth:
+  credentials:
+    profiles:
+      p:
+        auth_origins:
+          key: { type: secret_env, env_name: RENDER_TEST_KEY }
+        default_binding: { type: bearer_env, auth_origin: key, env_name: OPENAI_API_KEY }
+agents:
+  default_runtime: claude
+  agent_runtimes:
+    claude:
+      adapter: claude
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: p
+"#;
+
+fn project() -> Project {
+    let p = Project::new();
+    p.write("fracta.yaml", CONFIG);
+    p
+}
+
+#[test]
+fn render_prints_the_objects_a_spawn_would_create() {
+    let p = project();
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--mode",
+            "stream",
+            "--task",
+            "review",
+            "--prompt",
+            "look",
+        ])
+        .env("RENDER_TEST_KEY", "SENTINEL-RENDER-4242")
+        .run();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!out.stdout.contains("SENTINEL-RENDER-4242"), "{out}");
+    let id = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fracta.dev/agent-id: "))
+        .unwrap()
+        .to_string();
+    let mut settings = p.settings();
+    settings.add_filter(&id, "[AGENT-ID]");
+    settings.add_filter(&id.to_ascii_lowercase(), "[agent-id]");
+    settings.bind(|| insta::assert_snapshot!(out.stdout));
+
+    // --json: one Kubernetes List.
+    let v = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "review",
+            "--prompt",
+            "look",
+            "--json",
+        ])
+        .run()
+        .json();
+    assert_eq!(v["kind"], "List");
+    let kinds: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["Secret", "ConfigMap", "Job"]);
+    // Nothing was recorded or started.
+    let ps = p.fracta(["ps", "--all", "--json"]).run().json();
+    assert_eq!(ps, serde_json::json!([]), "{ps}");
+}
+
+#[test]
+fn render_refuses_what_kubernetes_cannot_run() {
+    let p = project();
+    let out = p
+        .fracta([
+            "render", "--mode", "stream", "--task", "review", "--prompt", "look",
+        ])
+        .run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("run locally only"), "{out}");
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "nope",
+            "--task",
+            "t",
+            "--prompt",
+            "x",
+        ])
+        .run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("unknown runtime `nope`"), "{out}");
+}

@@ -1,0 +1,780 @@
+//! From an agent record to the Kubernetes objects that run it.
+
+use std::collections::BTreeMap;
+
+use fracta_config::{
+    AdapterKind, AuthOrigin, Binding, KubeEnvVar, LoadedConfig, RuntimeEntry, Scope,
+};
+use fracta_core::adapter::{AdapterError, ApiKeyHelper, LaunchContext, SessionKeys, adapter_for};
+use fracta_core::launch::LaunchSpec;
+use fracta_state::{AgentRecord, Mode};
+use indexmap::IndexMap;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, PodSpec,
+    PodTemplateSpec, Probe, Secret, SecretKeySelector, TCPSocketAction, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+/// Where the agent works in its container (an `emptyDir`).
+pub const WORKSPACE: &str = "/workspace";
+/// Fracta's private folder in the container (an `emptyDir`): the runtime's home and state.
+pub const FRACTA_DIR: &str = "/fracta";
+/// Where the init container finds the files the adapter writes (the agent's ConfigMap).
+pub const FILES_DIR: &str = "/etc/fracta/files";
+/// OpenCode's database folder in a stream Pod (an `emptyDir`, as the seed shows).
+pub const DATA_DIR: &str = "/data";
+/// The seed's ports: `codex app-server --listen ws://0.0.0.0:8080`, `opencode serve --port 4096`.
+pub const CODEX_PORT: u16 = 8080;
+pub const OPENCODE_PORT: u16 = 4096;
+/// The agent image built from `deployment/docker/agent.Dockerfile` (all three CLIs).
+pub const DEFAULT_IMAGE: &str = concat!("fracta/agent:", env!("CARGO_PKG_VERSION"));
+/// Commands the default image has for a Claude `apiKeyHelper` resolver to call.
+pub const DEFAULT_IMAGE_COMMANDS: &[&str] = &[
+    "sh", "bash", "cat", "echo", "printf", "env", "node", "curl", "jq", "git",
+];
+/// Server-side apply field manager.
+pub const FIELD_MANAGER: &str = "fracta";
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_AGENT: &str = "fracta.dev/agent-id";
+pub const LABEL_TASK: &str = "fracta.dev/task";
+pub const LABEL_RUNTIME: &str = "fracta.dev/runtime";
+pub const LABEL_PARENT: &str = "fracta.dev/parent";
+pub const LABEL_ROOT: &str = "fracta.dev/root";
+
+/// The env vars a session's secret reaches the process by (see the adapters).
+const SESSION_SECRET_ENVS: &[(&str, &str)] = &[
+    (
+        "OPENCODE_SERVER_PASSWORD",
+        "the per-session password Fracta makes",
+    ),
+    (
+        "FRACTA_WS_TOKEN_SHA256",
+        "the SHA-256 of the per-session capability token Fracta makes",
+    ),
+];
+/// Stands in for the session secret while rendering; never applied.
+const SESSION_PLACEHOLDER: &str = "session-secret";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("runtime `{runtime}`: {message}")]
+    Credentials { runtime: String, message: String },
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    #[error("cannot write the objects as YAML: {0}")]
+    Yaml(String),
+}
+
+/// Where a value of the per-agent Secret comes from; the control plane fills it at spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Made by Fracta for this session.
+    Session { what: String },
+    /// The output of a `command_output` origin, run by the control plane.
+    Command { profile: String, origin: String },
+    /// An env var of the control plane (a `secret_env` origin without `secret_ref`, or a
+    /// secret-looking profile `env` entry).
+    Env { name: String },
+    /// A secret-looking literal in the config (a profile `env` entry with no `${VAR}`).
+    Config { key: String },
+    /// A header of the request that asked for the spawn (`http_header_token`).
+    Header {
+        profile: String,
+        origin: String,
+        header: String,
+    },
+}
+
+impl SecretSource {
+    /// What `fracta render` shows instead of the value.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Session { what } => format!("<set at spawn: {what}>"),
+            SecretSource::Command { profile, origin } => format!(
+                "<set at spawn: output of command_output origin `{origin}` of profile `{profile}`>"
+            ),
+            SecretSource::Env { name } => {
+                format!("<set at spawn: the control plane's env var {name}>")
+            }
+            SecretSource::Config { key } => format!("<set at spawn: {key} of fracta.yaml>"),
+            SecretSource::Header {
+                profile,
+                origin,
+                header,
+            } => format!(
+                "<set at spawn: header {header} of the spawn request (origin `{origin}` of profile `{profile}`)>"
+            ),
+        }
+    }
+}
+
+/// What runs an agent: its workload, the files it needs and the secrets it references.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub namespace: String,
+    /// The name of every object of this agent: `fracta-<agent id, lowercase>`.
+    pub name: String,
+    pub secret: Option<Secret>,
+    pub secret_sources: BTreeMap<String, SecretSource>,
+    pub config_map: ConfigMap,
+    pub workload: Workload,
+}
+
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// A batch agent.
+    Job(Box<Job>),
+    /// A stream agent: its session's server.
+    Pod(Box<Pod>),
+}
+
+impl Rendered {
+    /// The objects in the order they are created, each with `apiVersion` and `kind`.
+    pub fn objects(&self) -> Result<Vec<serde_json::Value>, RenderError> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.secret {
+            out.push(typed(s, "v1", "Secret")?);
+        }
+        out.push(typed(&self.config_map, "v1", "ConfigMap")?);
+        out.push(match &self.workload {
+            Workload::Job(j) => typed(j.as_ref(), "batch/v1", "Job")?,
+            Workload::Pod(p) => typed(p.as_ref(), "v1", "Pod")?,
+        });
+        Ok(out)
+    }
+
+    /// The objects as YAML documents.
+    pub fn to_yaml(&self) -> Result<String, RenderError> {
+        let mut text = String::new();
+        for o in self.objects()? {
+            text.push_str("---\n");
+            text.push_str(
+                &serde_yaml_ng::to_string(&o).map_err(|e| RenderError::Yaml(e.to_string()))?,
+            );
+        }
+        Ok(text)
+    }
+
+    /// The objects as a Kubernetes `List`.
+    pub fn to_list(&self) -> Result<serde_json::Value, RenderError> {
+        Ok(serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": self.objects()? }))
+    }
+}
+
+/// k8s-openapi's types serialize without `apiVersion`/`kind` through serde_yaml; add them.
+fn typed<T: Serialize>(
+    v: &T,
+    api_version: &str,
+    kind: &str,
+) -> Result<serde_json::Value, RenderError> {
+    let mut json = serde_json::to_value(v).map_err(|e| RenderError::Yaml(e.to_string()))?;
+    if let Some(m) = json.as_object_mut() {
+        let mut out = serde_json::Map::new();
+        out.insert("apiVersion".into(), api_version.into());
+        out.insert("kind".into(), kind.into());
+        for (k, v) in std::mem::take(m) {
+            if k != "apiVersion" && k != "kind" {
+                out.insert(k, v);
+            }
+        }
+        *m = out;
+    }
+    Ok(json)
+}
+
+/// The agent's object name.
+pub fn object_name(agent_id: &str) -> String {
+    format!("fracta-{}", agent_id.to_ascii_lowercase())
+}
+
+/// A label value: at most 63 of `[A-Za-z0-9._-]`, starting and ending alphanumeric.
+pub fn label_value(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// The labels every object of the agent carries.
+pub fn labels(agent: &AgentRecord) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        (LABEL_MANAGED_BY.to_string(), "fracta".to_string()),
+        (LABEL_AGENT.to_string(), label_value(&agent.id)),
+        (LABEL_TASK.to_string(), label_value(&agent.task)),
+        (LABEL_RUNTIME.to_string(), label_value(&agent.runtime)),
+        (LABEL_ROOT.to_string(), label_value(&agent.root_id)),
+    ]);
+    if let Some(p) = &agent.parent_id {
+        l.insert(LABEL_PARENT.to_string(), label_value(p));
+    }
+    l
+}
+
+/// How one env var of the container gets its value.
+#[derive(Debug, Clone)]
+enum EnvValue {
+    Value(String),
+    /// A key of the agent's own Secret.
+    AgentSecret(String),
+    /// A key of the agent's ConfigMap.
+    AgentConfig(String),
+    From(Box<EnvVarSource>),
+}
+
+/// The Kubernetes side of a runtime's credential profile.
+#[derive(Default)]
+struct KubeAuth {
+    env: Vec<(String, EnvValue)>,
+    secrets: BTreeMap<String, SecretSource>,
+    api_key_helper: Option<ApiKeyHelper>,
+}
+
+/// A Secret key for an env var: `OPENAI_API_KEY` → `openai-api-key`.
+fn secret_key(env_name: &str) -> String {
+    env_name.to_ascii_lowercase().replace('_', "-")
+}
+
+fn plan_auth(
+    cfg: &LoadedConfig,
+    runtime: &str,
+    rt: &RuntimeEntry,
+) -> Result<KubeAuth, RenderError> {
+    let err = |message: String| RenderError::Credentials {
+        runtime: runtime.to_string(),
+        message,
+    };
+    let mut out = KubeAuth::default();
+    let Some(pname) = &rt.auth_profile else {
+        return Ok(out);
+    };
+    let profile = cfg
+        .config
+        .auth
+        .credentials
+        .profiles
+        .get(pname)
+        .ok_or_else(|| err(format!("auth_profile `{pname}` does not exist")))?;
+    for (k, v) in &profile.env {
+        if fracta_core::runner::is_secret_env(k, v) {
+            let refs = fracta_config::expand::references(v);
+            let source = match refs.first() {
+                Some(r) => SecretSource::Env {
+                    name: r.name.to_string(),
+                },
+                None => SecretSource::Config {
+                    key: format!("auth.credentials.profiles.{pname}.env.{k}"),
+                },
+            };
+            let key = secret_key(k);
+            out.secrets.insert(key.clone(), source);
+            out.env.push((k.clone(), EnvValue::AgentSecret(key)));
+        } else {
+            let val = fracta_config::expand::expand_env(v)
+                .map_err(|e| err(format!("auth.credentials.profiles.{pname}.env.{k}: {e}")))?;
+            out.env.push((k.clone(), EnvValue::Value(val)));
+        }
+    }
+    match rt
+        .auth_binding
+        .as_ref()
+        .or(profile.default_binding.as_ref())
+    {
+        None => {}
+        Some(Binding::ClaudeApiKeyHelper {
+            runtime_auth_resolver,
+        }) => {
+            let r = profile
+                .runtime_auth_resolvers
+                .get(runtime_auth_resolver)
+                .ok_or_else(|| {
+                    err(format!(
+                        "resolver `{runtime_auth_resolver}` is not in profile `{pname}`"
+                    ))
+                })?;
+            out.api_key_helper = Some(ApiKeyHelper {
+                command: r.command.clone(),
+                ttl_ms: r.ttl_ms,
+            });
+        }
+        Some(Binding::BearerEnv {
+            auth_origin,
+            env_name,
+        }) => {
+            let origin = profile.auth_origins.get(auth_origin).ok_or_else(|| {
+                err(format!(
+                    "origin `{auth_origin}` is not in profile `{pname}`"
+                ))
+            })?;
+            if origin.scope() == Scope::AgentRuntime {
+                return Err(err(format!(
+                    "origin `{auth_origin}` has `scope: agent_runtime`, which does not populate env vars by itself, so it cannot fill {env_name}; use `scope: any`"
+                )));
+            }
+            let key = secret_key(env_name);
+            let value = match origin {
+                AuthOrigin::SecretEnv {
+                    secret_ref: Some(r),
+                    ..
+                } => EnvValue::From(Box::new(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                })),
+                AuthOrigin::SecretEnv { env_name: from, .. } => {
+                    out.secrets
+                        .insert(key.clone(), SecretSource::Env { name: from.clone() });
+                    EnvValue::AgentSecret(key)
+                }
+                AuthOrigin::CommandOutput { .. } => {
+                    out.secrets.insert(
+                        key.clone(),
+                        SecretSource::Command {
+                            profile: pname.clone(),
+                            origin: auth_origin.clone(),
+                        },
+                    );
+                    EnvValue::AgentSecret(key)
+                }
+                AuthOrigin::HttpHeaderToken { header, .. } => {
+                    out.secrets.insert(
+                        key.clone(),
+                        SecretSource::Header {
+                            profile: pname.clone(),
+                            origin: auth_origin.clone(),
+                            header: header.clone().unwrap_or_else(|| "Authorization".into()),
+                        },
+                    );
+                    EnvValue::AgentSecret(key)
+                }
+            };
+            out.env.push((env_name.clone(), value));
+        }
+    }
+    Ok(out)
+}
+
+fn kube_env_var(v: &KubeEnvVar) -> (String, EnvValue) {
+    let value = match (&v.value, &v.value_from) {
+        (_, Some(from)) => EnvValue::From(Box::new(EnvVarSource {
+            secret_key_ref: from.secret_key_ref.as_ref().map(|r| SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: r.optional,
+            }),
+            config_map_key_ref: from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| ConfigMapKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: r.optional,
+                }),
+            field_ref: from.field_ref.as_ref().map(|f| ObjectFieldSelector {
+                api_version: None,
+                field_path: f.field_path.clone(),
+            }),
+            ..EnvVarSource::default()
+        })),
+        (Some(val), None) => EnvValue::Value(val.clone()),
+        (None, None) => EnvValue::Value(String::new()),
+    };
+    (v.name.clone(), value)
+}
+
+/// Render the objects that run `agent` (as `Runner::prepare` made it) in `namespace`.
+pub fn render(
+    cfg: &LoadedConfig,
+    agent: &AgentRecord,
+    namespace: &str,
+) -> Result<Rendered, RenderError> {
+    let rt = cfg
+        .config
+        .agents
+        .agent_runtimes
+        .get(&agent.runtime)
+        .ok_or_else(|| RenderError::Refused(format!("unknown runtime `{}`", agent.runtime)))?;
+    let stream = agent.mode == Mode::Stream;
+    if stream && rt.adapter == AdapterKind::Claude {
+        return Err(RenderError::Refused(format!(
+            "runtime `{}`: Claude Code stream sessions run locally only (the seed's capability table: K8s stream N/A for Claude); use --mode batch on Kubernetes, or runtime.backend: local",
+            agent.runtime
+        )));
+    }
+    let image = rt
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.image.clone())
+        .or_else(|| {
+            cfg.config
+                .runtime
+                .kubernetes
+                .as_ref()
+                .and_then(|k| k.image.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
+    let auth = plan_auth(cfg, &agent.runtime, rt)?;
+    if let Some(h) = &auth.api_key_helper {
+        let program = h.command.split_whitespace().next().unwrap_or("");
+        let base = program.rsplit('/').next().unwrap_or(program);
+        if image == DEFAULT_IMAGE && !DEFAULT_IMAGE_COMMANDS.contains(&base) {
+            return Err(RenderError::Credentials {
+                runtime: agent.runtime.clone(),
+                message: format!(
+                    "the apiKeyHelper resolver runs `{program}` inside the agent's container, and the default image {DEFAULT_IMAGE} does not have it (it has: {}); build an image FROM it that does and set agents.agent_runtimes.{}.kubernetes.image",
+                    DEFAULT_IMAGE_COMMANDS.join(", "),
+                    agent.runtime
+                ),
+            });
+        }
+    }
+
+    let adapter = adapter_for(rt.adapter);
+    let keys = stream.then(|| SessionKeys {
+        host: "0.0.0.0".into(),
+        port: if rt.adapter == AdapterKind::Codex {
+            CODEX_PORT
+        } else {
+            OPENCODE_PORT
+        },
+        secret: SESSION_PLACEHOLDER.into(),
+    });
+    let literal_env: BTreeMap<String, String> = auth
+        .env
+        .iter()
+        .filter_map(|(k, v)| match v {
+            EnvValue::Value(s) => Some((k.clone(), s.clone())),
+            _ => None,
+        })
+        .collect();
+    let workspace = std::path::PathBuf::from(WORKSPACE);
+    let home = std::path::PathBuf::from(FRACTA_DIR).join("home");
+    let state = std::path::PathBuf::from(FRACTA_DIR).join("state");
+    let project = &cfg.config.project;
+    let ctx = LaunchContext {
+        agent_id: &agent.id,
+        prompt: &agent.prompt,
+        model: agent.model.as_deref(),
+        resume_token: agent.resume_token.as_deref(),
+        workspace: &workspace,
+        runtime_home: &home,
+        runtime_state: &state,
+        runtime: rt,
+        project,
+        env: &literal_env,
+        api_key_helper: auth.api_key_helper.as_ref(),
+        gateway: None,
+        session: keys.as_ref(),
+    };
+    let spec: LaunchSpec = if stream {
+        adapter.stream_launch(&ctx)?
+    } else {
+        adapter.batch_launch(&ctx)?
+    };
+
+    let name = object_name(&agent.id);
+    let labels = labels(agent);
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels.clone()),
+        ..ObjectMeta::default()
+    };
+
+    // The files the adapter writes, copied into place by an init container.
+    let mut data = BTreeMap::new();
+    let mut script = vec!["set -eu".to_string()];
+    for (i, f) in spec.files.iter().enumerate() {
+        let key = format!("file-{i}");
+        data.insert(key.clone(), f.contents.clone());
+        let path = f.path.display().to_string();
+        let dir = f
+            .path
+            .parent()
+            .map_or_else(|| "/".to_string(), |d| d.display().to_string());
+        script.push(format!(
+            "mkdir -p {} && cp {FILES_DIR}/{key} {}",
+            sh_quote(&dir),
+            sh_quote(&path)
+        ));
+    }
+
+    // The container's env: the adapter's, the profile's, the runtime's `kubernetes.env`, then
+    // the binding (later wins, as locally).
+    let mut secrets = auth.secrets.clone();
+    let mut env: IndexMap<String, EnvValue> = IndexMap::new();
+    for (k, v) in &spec.env {
+        let value = if let Some((_, what)) = SESSION_SECRET_ENVS.iter().find(|(n, _)| n == k) {
+            let key = secret_key(k);
+            secrets.insert(
+                key.clone(),
+                SecretSource::Session {
+                    what: (*what).to_string(),
+                },
+            );
+            EnvValue::AgentSecret(key)
+        } else if k == "OPENCODE_CONFIG_CONTENT" {
+            data.insert("opencode-config.json".into(), v.clone());
+            EnvValue::AgentConfig("opencode-config.json".into())
+        } else if k == "OPENCODE_DB" && stream {
+            EnvValue::Value(format!("{DATA_DIR}/opencode.db"))
+        } else {
+            EnvValue::Value(v.clone())
+        };
+        env.insert(k.clone(), value);
+    }
+    let (binding, profile_env): (Vec<_>, Vec<_>) = auth.env.iter().cloned().partition(|(k, _)| {
+        matches!(
+            rt.auth_binding.as_ref().or_else(|| rt
+                .auth_profile
+                .as_ref()
+                .and_then(|p| cfg.config.auth.credentials.profiles.get(p))
+                .and_then(|p| p.default_binding.as_ref())),
+            Some(Binding::BearerEnv { env_name, .. }) if env_name == k
+        )
+    });
+    for (k, v) in profile_env {
+        env.insert(k, v);
+    }
+    if let Some(k) = &rt.kubernetes {
+        for v in k.env.to_list() {
+            let (k, v) = kube_env_var(&v);
+            env.insert(k, v);
+        }
+    }
+    for (k, v) in binding {
+        env.insert(k, v);
+    }
+    for r in &spec.env_remove {
+        env.shift_remove(r);
+    }
+    let env: Vec<EnvVar> = env
+        .into_iter()
+        .map(|(k, v)| match v {
+            EnvValue::Value(value) => EnvVar {
+                name: k,
+                value: Some(value),
+                value_from: None,
+            },
+            EnvValue::AgentSecret(key) => EnvVar {
+                name: k,
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: name.clone(),
+                        key,
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+            EnvValue::AgentConfig(key) => EnvVar {
+                name: k,
+                value: None,
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: name.clone(),
+                        key,
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            },
+            EnvValue::From(from) => EnvVar {
+                name: k,
+                value: None,
+                value_from: Some(*from),
+            },
+        })
+        .collect();
+
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    };
+    let empty = |name: &str| Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    };
+    let mut volumes = vec![
+        empty("workspace"),
+        empty("fracta"),
+        Volume {
+            name: "files".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let mut mounts = vec![mount("workspace", WORKSPACE), mount("fracta", FRACTA_DIR)];
+    let mut container = Container {
+        name: adapter.binary().into(),
+        image: Some(image.clone()),
+        command: Some(vec![spec.program.clone()]),
+        args: Some(spec.args.clone()),
+        working_dir: Some(WORKSPACE.into()),
+        ..Container::default()
+    };
+    if let Some(k) = &keys {
+        container.ports = Some(vec![ContainerPort {
+            container_port: i32::from(k.port),
+            name: Some("session".into()),
+            ..ContainerPort::default()
+        }]);
+        match rt.adapter {
+            // The seed: a TCP readiness probe; the app-server has no liveness endpoint.
+            AdapterKind::Codex => {
+                container.readiness_probe = Some(Probe {
+                    tcp_socket: Some(TCPSocketAction {
+                        port: IntOrString::Int(i32::from(k.port)),
+                        host: None,
+                    }),
+                    initial_delay_seconds: Some(1),
+                    period_seconds: Some(2),
+                    ..Probe::default()
+                });
+            }
+            // `GET /global/health` answers 401 without the password, and an httpGet probe's
+            // headers are plain text in the Pod spec, so the probe runs in the container and
+            // reads the password from its env: `node` is in every image that runs opencode
+            // from npm.
+            _ => {
+                let probe = |initial, period| Probe {
+                    exec: Some(ExecAction {
+                        command: Some(vec![
+                            "node".into(),
+                            "-e".into(),
+                            opencode_health_probe(k.port),
+                        ]),
+                    }),
+                    initial_delay_seconds: Some(initial),
+                    period_seconds: Some(period),
+                    timeout_seconds: Some(5),
+                    ..Probe::default()
+                };
+                container.readiness_probe = Some(probe(3, 5));
+                container.liveness_probe = Some(probe(5, 10));
+                volumes.push(empty("data"));
+                mounts.push(mount("data", DATA_DIR));
+            }
+        }
+    }
+    container.env = Some(env);
+    container.volume_mounts = Some(mounts.clone());
+    let files = !spec.files.is_empty();
+    if !files {
+        volumes.retain(|v| v.name != "files");
+    }
+    let init = files.then(|| Container {
+        name: "files".into(),
+        image: Some(image),
+        command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
+        volume_mounts: Some(
+            mounts
+                .into_iter()
+                .chain([mount("files", FILES_DIR)])
+                .collect(),
+        ),
+        ..Container::default()
+    });
+    let wall_clock = agent
+        .meta
+        .get("budgets")
+        .and_then(|b| b.get("wall_clock_secs"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| cfg.config.agents.budgets.wall_clock_secs());
+    let deadline = i64::try_from(wall_clock).unwrap_or(i64::MAX);
+    let pod_spec = PodSpec {
+        restart_policy: Some("Never".into()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        init_containers: init.map(|c| vec![c]),
+        containers: vec![container],
+        volumes: Some(volumes),
+        active_deadline_seconds: stream.then_some(deadline),
+        ..PodSpec::default()
+    };
+    let workload = if stream {
+        Workload::Pod(Box::new(Pod {
+            metadata: meta(&name),
+            spec: Some(pod_spec),
+            status: None,
+        }))
+    } else {
+        Workload::Job(Box::new(Job {
+            metadata: meta(&name),
+            spec: Some(JobSpec {
+                // Fracta decides about retries.
+                backoff_limit: Some(0),
+                active_deadline_seconds: Some(deadline),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels.clone()),
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod_spec),
+                },
+                ..JobSpec::default()
+            }),
+            status: None,
+        }))
+    };
+    let secret = (!secrets.is_empty()).then(|| Secret {
+        metadata: meta(&name),
+        type_: Some("Opaque".into()),
+        string_data: Some(
+            secrets
+                .iter()
+                .map(|(k, s)| (k.clone(), s.describe()))
+                .collect(),
+        ),
+        ..Secret::default()
+    });
+    Ok(Rendered {
+        namespace: namespace.to_string(),
+        name: name.clone(),
+        secret,
+        secret_sources: secrets,
+        config_map: ConfigMap {
+            metadata: meta(&name),
+            data: Some(data),
+            ..ConfigMap::default()
+        },
+        workload,
+    })
+}
+
+/// A probe for `opencode serve`'s `GET /global/health` with the password from the env.
+fn opencode_health_probe(port: u16) -> String {
+    format!(
+        "fetch('http://127.0.0.1:{port}/global/health',{{headers:{{authorization:'Basic '+Buffer.from('opencode:'+process.env.OPENCODE_SERVER_PASSWORD).toString('base64')}}}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+    )
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

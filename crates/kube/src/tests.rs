@@ -1,0 +1,377 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use fracta_config::LoadedConfig;
+use fracta_state::{AgentRecord, Mode};
+
+use crate::render::{RenderError, render};
+
+/// Every credential form: an `apiKeyHelper` resolver (claude), a `secret_env` origin kept in
+/// a cluster Secret (`secret_ref`, codex), a `command_output` origin (opencode), a
+/// `secret_env` origin materialized from the control plane's env and a secret-looking
+/// profile env entry (codex_env); `kubernetes.env` in list form (with `valueFrom`) and map
+/// form; per-runtime and cluster-wide images.
+pub const CONFIG: &str = r#"
+runtime:
+  backend: kubernetes
+  kubernetes:
+    image: registry.example/fracta/agent:1.2.3
+    namespace: agents
+auth:
+  credentials:
+    profiles:
+      bedrock:
+        runtime_auth_resolvers:
+          token:
+            type: command
+            command: "printf %s \"$BEDROCK_TOKEN\""
+            ttl_ms: 300000
+        env:
+          CLAUDE_CODE_USE_BEDROCK: "1"
+          AWS_REGION: ap-southeast-2
+        default_binding:
+          type: claude_api_key_helper
+          runtime_auth_resolver: token
+      openai_secret:
+        auth_origins:
+          openai:
+            type: secret_env
+            env_name: OPENAI_API_KEY
+            secret_ref: { name: openai, key: api-key }
+        default_binding: { type: bearer_env, auth_origin: openai, env_name: OPENAI_API_KEY }
+      opencode_bedrock:
+        auth_origins:
+          token:
+            type: command_output
+            command: ["aws-token-helper", "--region", "ap-southeast-2"]
+        env:
+          AWS_REGION: ap-southeast-2
+        default_binding: { type: bearer_env, auth_origin: token, env_name: AWS_BEARER_TOKEN_BEDROCK }
+      from_env:
+        auth_origins:
+          key:
+            type: secret_env
+            env_name: FRACTA_TEST_OPENAI_KEY
+        env:
+          EXTRA_API_TOKEN: "${FRACTA_TEST_EXTRA_TOKEN}"
+          LITERAL_SECRET_KEY: do-not-print-this-literal
+        default_binding: { type: bearer_env, auth_origin: key, env_name: OPENAI_API_KEY }
+agents:
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      auth_profile: bedrock
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: openai_secret
+      kubernetes:
+        image: registry.example/fracta/agent-codex:1.2.3
+        env:
+          RUST_LOG: warn
+    opencode:
+      adapter: opencode
+      model: amazon-bedrock/claude
+      auth_profile: opencode_bedrock
+      kubernetes:
+        image: registry.example/fracta/agent-opencode:1.2.3
+        env:
+          - name: OPENCODE_DB
+            value: /data/opencode.db
+          - name: NODE_NAME
+            valueFrom:
+              fieldRef: { fieldPath: spec.nodeName }
+          - name: PROXY_URL
+            valueFrom:
+              configMapKeyRef: { name: proxy, key: url }
+    codex_env:
+      adapter: codex
+      auth_profile: from_env
+project:
+  default_base_branch: main
+  allowed_tools: [Read, Write, Edit, "Bash(git *)"]
+"#;
+
+fn cfg() -> LoadedConfig {
+    fracta_config::parse(CONFIG, Path::new("/project/fracta.yaml")).unwrap()
+}
+
+fn agent(runtime: &str, adapter: &str, mode: Mode, model: Option<&str>) -> AgentRecord {
+    let mut a = AgentRecord::new("review", runtime, adapter, mode, "Review the change.");
+    a.id = "01JAGENT0000000000000000AB".into();
+    a.root_id = a.id.clone();
+    a.model = model.map(str::to_string);
+    a
+}
+
+/// (snapshot name, runtime, adapter, mode, model)
+const CASES: &[(&str, &str, &str, Mode, Option<&str>)] = &[
+    (
+        "claude_batch_api_key_helper",
+        "claude",
+        "claude",
+        Mode::Batch,
+        Some("claude-sonnet-4-5"),
+    ),
+    (
+        "codex_batch_secret_ref",
+        "codex",
+        "codex",
+        Mode::Batch,
+        Some("gpt-5.5"),
+    ),
+    (
+        "codex_stream_secret_ref",
+        "codex",
+        "codex",
+        Mode::Stream,
+        Some("gpt-5.5"),
+    ),
+    (
+        "opencode_batch_command_output",
+        "opencode",
+        "opencode",
+        Mode::Batch,
+        Some("amazon-bedrock/claude"),
+    ),
+    (
+        "opencode_stream_command_output",
+        "opencode",
+        "opencode",
+        Mode::Stream,
+        Some("amazon-bedrock/claude"),
+    ),
+    (
+        "codex_env_batch_secret_env",
+        "codex_env",
+        "codex",
+        Mode::Batch,
+        None,
+    ),
+];
+
+fn rendered(name: &str) -> String {
+    let (_, runtime, adapter, mode, model) = CASES.iter().find(|c| c.0 == name).unwrap();
+    render(&cfg(), &agent(runtime, adapter, *mode, *model), "agents")
+        .unwrap()
+        .to_yaml()
+        .unwrap()
+}
+
+#[test]
+fn rendered_objects_for_every_runtime_mode_and_credential_form() {
+    for (name, ..) in CASES {
+        insta::assert_snapshot!(*name, rendered(name));
+    }
+}
+
+#[test]
+fn claude_stream_on_kubernetes_is_refused() {
+    let e = render(
+        &cfg(),
+        &agent("claude", "claude", Mode::Stream, None),
+        "agents",
+    )
+    .unwrap_err();
+    assert!(matches!(e, RenderError::Refused(_)));
+    assert!(e.to_string().contains("run locally only"), "{e}");
+}
+
+#[test]
+fn a_resolver_the_default_image_lacks_is_refused() {
+    let text = CONFIG
+        .replace("    image: registry.example/fracta/agent:1.2.3\n", "")
+        .replace("printf %s", "my-token-helper");
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let e = render(
+        &cfg,
+        &agent("claude", "claude", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("my-token-helper") && msg.contains("kubernetes.image"),
+        "{msg}"
+    );
+}
+
+/// No secret value is ever part of what is rendered: plant sentinels in every place a
+/// secret can come from and look for them in the output.
+#[test]
+fn no_secret_value_is_rendered() {
+    // SAFETY: set once, before any thread of this test reads the environment.
+    unsafe {
+        std::env::set_var("FRACTA_TEST_OPENAI_KEY", "SENTINEL-OPENAI-31337");
+        std::env::set_var("FRACTA_TEST_EXTRA_TOKEN", "SENTINEL-EXTRA-31337");
+        std::env::set_var("BEDROCK_TOKEN", "SENTINEL-BEDROCK-31337");
+    }
+    for (name, ..) in CASES {
+        let text = rendered(name);
+        for s in ["SENTINEL-", "do-not-print-this-literal"] {
+            assert!(!text.contains(s), "{name} shows a secret:\n{text}");
+        }
+    }
+}
+
+/// Every rendered object passes the real Kubernetes OpenAPI schemas (strict: no unknown
+/// fields), with `kubernetes-validate` from PyPI (installed by `.ci/run`).
+#[test]
+fn rendered_objects_pass_the_kubernetes_schemas() {
+    let dir = tempfile_dir();
+    let mut files = Vec::new();
+    for (name, ..) in CASES {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, rendered(name)).unwrap();
+        files.push(path);
+    }
+    crate::tests::validate(&files);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("fracta-kube-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The Kubernetes version our k8s-openapi types target (feature `v1_33`).
+pub const KUBERNETES_VERSION: &str = "1.33.0";
+
+/// Run `kubernetes-validate --strict` on `files`; required under CI.
+pub fn validate(files: &[std::path::PathBuf]) {
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .args(files)
+        .output();
+    match out {
+        Ok(o) => assert!(
+            o.status.success(),
+            "kubernetes-validate rejected the objects:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "kubernetes-validate is not installed ({e}): pip install -r scripts/requirements-ci.txt"
+            );
+            eprintln!("skipped: kubernetes-validate is not installed ({e})");
+        }
+    }
+}
+
+/// The validator itself rejects a broken object (so a pass means something).
+#[test]
+fn the_schema_check_rejects_a_broken_object() {
+    if std::process::Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubernetes-validate is not installed"
+        );
+        return;
+    }
+    let dir = tempfile_dir();
+    let path = dir.join("broken.yaml");
+    let text = rendered("codex_batch_secret_ref").replace("backoffLimit: 0", "backoffLimit: zero");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a Job with backoffLimit: zero passed"
+    );
+}
+
+fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The control plane's deployment file passes the Kubernetes schemas, and the `fracta.yaml` its
+/// ConfigMap holds is a valid Fracta config for the Kubernetes backend.
+#[test]
+fn the_control_plane_deployment_file_is_valid() {
+    let path = repo_root().join("deployment/k8s/manifests/fracta-controlplane.yaml");
+    validate(std::slice::from_ref(&path));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ConfigMap",
+            "PersistentVolumeClaim",
+            "Deployment",
+            "Service"
+        ]
+    );
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .and_then(|d| d["data"]["fracta.yaml"].as_str())
+        .unwrap();
+    let cfg = fracta_config::parse(config, Path::new("/var/lib/fracta/fracta.yaml")).unwrap();
+    assert_eq!(
+        cfg.config.runtime.backend,
+        fracta_config::Backend::Kubernetes
+    );
+    // Least privilege: only namespaced Jobs, Pods, Pods/log, Secrets and ConfigMaps.
+    let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+    let mut resources: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+        })
+        .collect();
+    resources.sort_unstable();
+    assert_eq!(
+        resources,
+        ["configmaps", "jobs", "pods", "pods/log", "secrets"]
+    );
+}
+
+/// The agent images pin the CLI versions the tests run (package.json).
+#[test]
+fn the_agent_images_pin_the_tested_cli_versions() {
+    let pkg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("package.json")).unwrap())
+            .unwrap();
+    let deps = &pkg["dependencies"];
+    let pins = [
+        ("CLAUDE_CODE_VERSION", "@anthropic-ai/claude-code"),
+        ("CODEX_VERSION", "@openai/codex"),
+        ("OPENCODE_VERSION", "opencode-ai"),
+    ];
+    for file in ["agent", "agent-claude", "agent-codex", "agent-opencode"] {
+        let text = std::fs::read_to_string(
+            repo_root().join(format!("deployment/docker/{file}.Dockerfile")),
+        )
+        .unwrap();
+        for (arg, package) in pins {
+            let want = deps[package].as_str().unwrap();
+            assert!(
+                text.contains(&format!("ARG {arg}={want}\n")),
+                "{file}.Dockerfile does not pin {package} at {want}"
+            );
+        }
+    }
+}
