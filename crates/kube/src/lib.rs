@@ -7,9 +7,14 @@
 //! is rendered with a description of where each value comes from, and filled only when it is
 //! applied.
 
+pub mod client;
 pub mod render;
 
-pub use render::{RenderError, Rendered, SecretSource, render};
+pub use client::{KubeBackend, KubeError, Phase};
+pub use render::{RenderError, Rendered, SecretSource, Workload, render};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod client_tests;

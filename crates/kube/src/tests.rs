@@ -98,6 +98,10 @@ fn cfg() -> LoadedConfig {
     fracta_config::parse(CONFIG, Path::new("/project/fracta.yaml")).unwrap()
 }
 
+pub(crate) fn agent_for(runtime: &str, adapter: &str, mode: Mode) -> AgentRecord {
+    agent(runtime, adapter, mode, None)
+}
+
 fn agent(runtime: &str, adapter: &str, mode: Mode, model: Option<&str>) -> AgentRecord {
     let mut a = AgentRecord::new("review", runtime, adapter, mode, "Review the change.");
     a.id = "01JAGENT0000000000000000AB".into();

@@ -1,0 +1,534 @@
+//! The calls Fracta makes to the Kubernetes API: apply an agent's objects (server-side apply
+//! under the `fracta` field manager, the Secret and ConfigMap owned by the workload so that
+//! deleting it cleans them up), watch its Pod, follow its log, stop it and clean up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::{Client, Config};
+use serde::Serialize;
+
+use crate::render::{FIELD_MANAGER, LABEL_AGENT, Rendered, Workload};
+
+/// How often a call the API answered 5xx or 429 is tried in all.
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+    #[error(
+        "Kubernetes refused to {action} {object}: forbidden ({message}); the control plane's ServiceAccount needs the Role in deployment/k8s/manifests/fracta-controlplane.yaml"
+    )]
+    Forbidden {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("Kubernetes could not {action} {object}: conflict ({message})")]
+    Conflict {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("Kubernetes could not {action} {object}: not found ({message})")]
+    NotFound {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("Kubernetes answered {code} to {action} {object}: {message}")]
+    Api {
+        code: u16,
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("cannot {action} {object}: {message}")]
+    Other {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("the per-agent Secret needs `{0}`, which was not materialized")]
+    MissingSecret(String),
+}
+
+impl KubeError {
+    fn from_kube(e: kube::Error, action: &'static str, object: &str) -> Self {
+        let object = object.to_string();
+        match e {
+            kube::Error::Api(s) => {
+                let message = if s.message.is_empty() {
+                    s.reason.clone()
+                } else {
+                    s.message.clone()
+                };
+                match s.code {
+                    403 => KubeError::Forbidden {
+                        action,
+                        object,
+                        message,
+                    },
+                    404 => KubeError::NotFound {
+                        action,
+                        object,
+                        message,
+                    },
+                    409 => KubeError::Conflict {
+                        action,
+                        object,
+                        message,
+                    },
+                    code => KubeError::Api {
+                        code,
+                        action,
+                        object,
+                        message,
+                    },
+                }
+            }
+            other => KubeError::Other {
+                action,
+                object,
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(self, KubeError::Api { code, .. } if *code >= 500 || *code == 429)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KubeError::NotFound { .. })
+    }
+}
+
+/// Where an agent's workload stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Not running yet (scheduling, pulling the image, waiting for its Secret).
+    Pending {
+        detail: Option<String>,
+    },
+    /// Its agent container runs in this Pod.
+    Running {
+        pod: String,
+    },
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+}
+
+/// Waiting reasons that will not resolve by waiting longer.
+const FATAL_WAITING: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+];
+
+/// A Pod's phase, as far as the agent is concerned (its main container is `container`).
+pub fn pod_phase(pod: &Pod, container: &str) -> Phase {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(status) = &pod.status else {
+        return Phase::Pending { detail: None };
+    };
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        let Some(state) = &cs.state else { continue };
+        if let Some(w) = &state.waiting {
+            let reason = w.reason.clone().unwrap_or_default();
+            if FATAL_WAITING.contains(&reason.as_str()) {
+                let what = if reason.contains("Image") {
+                    format!("cannot pull image {}", cs.image)
+                } else {
+                    format!("cannot start container {}", cs.name)
+                };
+                return Phase::Failed {
+                    reason: format!(
+                        "{what}: {reason}{}",
+                        w.message
+                            .as_ref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    ),
+                };
+            }
+        }
+        if let Some(t) = &state.terminated
+            && (cs.name == container || t.exit_code != 0)
+        {
+            let reason = t.reason.clone().unwrap_or_default();
+            if reason == "OOMKilled" {
+                return Phase::Failed {
+                    reason: format!(
+                        "container {} was OOMKilled (exit {}): it needs more memory",
+                        cs.name, t.exit_code
+                    ),
+                };
+            }
+            if t.exit_code != 0 {
+                return Phase::Failed {
+                    reason: format!(
+                        "container {} exited {}{}",
+                        cs.name,
+                        t.exit_code,
+                        t.message
+                            .as_ref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ),
+                };
+            }
+            if cs.name == container {
+                return Phase::Succeeded;
+            }
+        }
+    }
+    match status.phase.as_deref() {
+        Some("Running") => Phase::Running { pod: name },
+        Some("Succeeded") => Phase::Succeeded,
+        Some("Failed") => Phase::Failed {
+            reason: match (&status.reason, &status.message) {
+                (Some(r), Some(m)) => format!("{r}: {m}"),
+                (Some(r), None) => r.clone(),
+                (None, Some(m)) => m.clone(),
+                (None, None) => "the Pod failed".into(),
+            },
+        },
+        _ => Phase::Pending {
+            detail: status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.status == "False" && c.message.is_some())
+                .and_then(|c| c.message.clone()),
+        },
+    }
+}
+
+/// A Job's outcome from its conditions, if it has ended.
+pub fn job_phase(job: &Job) -> Option<Phase> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    for c in conditions.iter().filter(|c| c.status == "True") {
+        match c.type_.as_str() {
+            "Complete" | "SuccessCriteriaMet" => return Some(Phase::Succeeded),
+            "Failed" | "FailureTarget" => {
+                let reason = match c.reason.as_deref() {
+                    Some("DeadlineExceeded") => format!(
+                        "deadline exceeded: the agent ran past its wall-clock budget ({} s)",
+                        job.spec
+                            .as_ref()
+                            .and_then(|s| s.active_deadline_seconds)
+                            .unwrap_or_default()
+                    ),
+                    Some(r) => format!(
+                        "{r}{}",
+                        c.message
+                            .as_ref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ),
+                    None => "the Job failed".into(),
+                };
+                return Some(Phase::Failed { reason });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The Kubernetes backend's client, bound to one namespace.
+#[derive(Clone)]
+pub struct KubeBackend {
+    client: Client,
+    namespace: String,
+}
+
+impl KubeBackend {
+    /// In-cluster config in a Pod, else the kubeconfig (its `context`, if given); the namespace
+    /// from `fracta.yaml`, else the context's.
+    pub async fn connect(
+        section: Option<&fracta_config::KubernetesSection>,
+    ) -> Result<Self, KubeError> {
+        let context = section.and_then(|s| s.context.clone());
+        let config = match context {
+            Some(c) => Config::from_kubeconfig(&kube::config::KubeConfigOptions {
+                context: Some(c.clone()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| KubeError::Config(format!("kubeconfig context `{c}`: {e}")))?,
+            None => Config::infer()
+                .await
+                .map_err(|e| KubeError::Config(e.to_string()))?,
+        };
+        let namespace = section
+            .and_then(|s| s.namespace.clone())
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
+        Ok(KubeBackend { client, namespace })
+    }
+
+    pub fn new(client: Client, namespace: impl Into<String>) -> Self {
+        KubeBackend {
+            client,
+            namespace: namespace.into(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Server-side apply of one object, retried while the API answers 5xx or 429.
+    async fn apply_one<K>(&self, obj: &K, name: &str, object: &str) -> Result<K, KubeError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + Serialize
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let api: Api<K> = self.api();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        retry(|| async {
+            api.patch(name, &pp, &Patch::Apply(obj))
+                .await
+                .map_err(|e| KubeError::from_kube(e, "apply", object))
+        })
+        .await
+    }
+
+    /// Create (or update) the agent's objects: the workload first, then its Secret (with the
+    /// values materialized for it) and ConfigMap, owned by the workload.
+    pub async fn apply(
+        &self,
+        r: &Rendered,
+        secret_values: &BTreeMap<String, String>,
+    ) -> Result<(), KubeError> {
+        let (uid, api_version, kind) = match &r.workload {
+            Workload::Job(j) => {
+                let out = self
+                    .apply_one(j.as_ref(), &r.name, &format!("Job {}", r.name))
+                    .await?;
+                (out.metadata.uid, "batch/v1", "Job")
+            }
+            Workload::Pod(p) => {
+                let out = self
+                    .apply_one(p.as_ref(), &r.name, &format!("Pod {}", r.name))
+                    .await?;
+                (out.metadata.uid, "v1", "Pod")
+            }
+        };
+        let owner = uid.map(|uid| {
+            vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: r.name.clone(),
+                uid,
+                block_owner_deletion: Some(true),
+                controller: Some(false),
+            }]
+        });
+        if let Some(secret) = &r.secret {
+            let mut s: Secret = secret.clone();
+            let mut data = BTreeMap::new();
+            for key in r.secret_sources.keys() {
+                let v = secret_values
+                    .get(key)
+                    .ok_or_else(|| KubeError::MissingSecret(key.clone()))?;
+                data.insert(key.clone(), v.clone());
+            }
+            s.string_data = Some(data);
+            s.metadata.owner_references.clone_from(&owner);
+            self.apply_one(&s, &r.name, &format!("Secret {}", r.name))
+                .await?;
+        }
+        let mut cm: ConfigMap = r.config_map.clone();
+        cm.metadata.owner_references = owner;
+        self.apply_one(&cm, &r.name, &format!("ConfigMap {}", r.name))
+            .await?;
+        Ok(())
+    }
+
+    /// Watch the agent's Pod until its agent container runs or it has ended.
+    pub async fn wait_started(
+        &self,
+        agent_id: &str,
+        container: &str,
+        timeout: Duration,
+    ) -> Result<Phase, KubeError> {
+        let api: Api<Pod> = self.api();
+        let wp = WatchParams::default()
+            .labels(&format!("{LABEL_AGENT}={agent_id}"))
+            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
+        let object = format!("the Pod of agent {agent_id}");
+        let stream = api
+            .watch(&wp, "0")
+            .await
+            .map_err(|e| KubeError::from_kube(e, "watch", &object))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut last = Phase::Pending { detail: None };
+        let until = tokio::time::Instant::now() + timeout;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, stream.next()).await {
+            let ev = ev.map_err(|e| KubeError::from_kube(e, "watch", &object))?;
+            match ev {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    last = pod_phase(&p, container);
+                    if !matches!(last, Phase::Pending { .. }) {
+                        return Ok(last);
+                    }
+                }
+                WatchEvent::Deleted(_) => {
+                    return Ok(Phase::Failed {
+                        reason: "the Pod was deleted".into(),
+                    });
+                }
+                WatchEvent::Bookmark(_) => {}
+                WatchEvent::Error(e) => {
+                    return Err(KubeError::Api {
+                        code: e.code,
+                        action: "watch",
+                        object,
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// The agent container's log, line by line, from the start, following until it ends.
+    pub async fn follow_log(
+        &self,
+        pod: &str,
+        container: &str,
+    ) -> Result<impl Stream<Item = Result<String, std::io::Error>> + use<>, KubeError> {
+        let api: Api<Pod> = self.api();
+        let lp = LogParams {
+            container: Some(container.to_string()),
+            follow: true,
+            ..LogParams::default()
+        };
+        let reader = api
+            .log_stream(pod, &lp)
+            .await
+            .map_err(|e| KubeError::from_kube(e, "follow the log of", &format!("Pod {pod}")))?;
+        Ok(reader.lines().into_stream().map_err(std::io::Error::other))
+    }
+
+    /// The Job's outcome, once it has one.
+    pub async fn job_outcome(&self, name: &str) -> Result<Option<Phase>, KubeError> {
+        let api: Api<Job> = self.api();
+        let job = retry(|| async {
+            api.get(name)
+                .await
+                .map_err(|e| KubeError::from_kube(e, "read", &format!("Job {name}")))
+        })
+        .await?;
+        Ok(job_phase(&job))
+    }
+
+    /// Stop the agent: delete its workload (its Pods, Secret and ConfigMap go with it). An
+    /// object already gone is fine.
+    pub async fn stop(&self, r: &Rendered) -> Result<(), KubeError> {
+        let dp = DeleteParams::background();
+        let res =
+            match &r.workload {
+                Workload::Job(_) => {
+                    let api: Api<Job> = self.api();
+                    retry(|| async {
+                        api.delete(&r.name, &dp).await.map(|_| ()).map_err(|e| {
+                            KubeError::from_kube(e, "delete", &format!("Job {}", r.name))
+                        })
+                    })
+                    .await
+                }
+                Workload::Pod(_) => {
+                    let api: Api<Pod> = self.api();
+                    retry(|| async {
+                        api.delete(&r.name, &dp).await.map(|_| ()).map_err(|e| {
+                            KubeError::from_kube(e, "delete", &format!("Pod {}", r.name))
+                        })
+                    })
+                    .await
+                }
+            };
+        match res {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Remove everything of the agent: the workload, and its Secret and ConfigMap (owned by it,
+    /// but deleted here too, so nothing waits on the garbage collector).
+    pub async fn clean_up(&self, r: &Rendered) -> Result<(), KubeError> {
+        self.stop(r).await?;
+        let dp = DeleteParams::background();
+        if r.secret.is_some() {
+            let api: Api<Secret> = self.api();
+            match api.delete(&r.name, &dp).await {
+                Ok(_) => {}
+                Err(e) => {
+                    let e = KubeError::from_kube(e, "delete", &format!("Secret {}", r.name));
+                    if !e.is_not_found() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        let api: Api<ConfigMap> = self.api();
+        match api.delete(&r.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "delete", &format!("ConfigMap {}", r.name));
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+}
+
+/// Try `f` up to `ATTEMPTS` times while it fails with a 5xx or 429.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KubeError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if e.retryable() && attempt < ATTEMPTS => {
+                tracing::warn!("{e}; trying again");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The exact API calls — method, path, query, body — a spawn, a status watch, a log follow, a
+//! stop and a clean-up send, against a mocked API server (kube-rs's `tower_test` pattern),
+//! including the API answering 403, 404, 409 and 500.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock;
+
+use crate::client::{KubeBackend, KubeError, Phase};
+use crate::render::{Rendered, render};
+use crate::tests::{CONFIG, agent_for};
+
+/// One call the mocked API expects, and its answer.
+struct Expect {
+    method: &'static str,
+    /// Path and query, exactly.
+    uri: String,
+    status: u16,
+    /// The answer's body; `None` echoes the request's body (as apply does).
+    body: Option<String>,
+}
+
+fn expect(method: &'static str, uri: &str, status: u16, body: Option<Value>) -> Expect {
+    Expect {
+        method,
+        uri: uri.to_string(),
+        status,
+        body: body.map(|b| b.to_string()),
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: String,
+}
+
+/// A client whose API server answers `script` in order and records every call.
+fn mocked(script: Vec<Expect>) -> (KubeBackend, tokio::task::JoinHandle<Vec<Call>>) {
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let task = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        for e in script {
+            let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+                .await
+                .unwrap_or_else(|_| panic!("no call came for {} {}", e.method, e.uri))
+                .expect("the client is gone");
+            let call = Call {
+                method: req.method().to_string(),
+                uri: req.uri().to_string(),
+                content_type: req
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default(),
+                body: String::from_utf8(req.into_body().collect_bytes().await.unwrap().to_vec())
+                    .unwrap(),
+            };
+            assert_eq!(
+                (call.method.as_str(), call.uri.as_str()),
+                (e.method, e.uri.as_str()),
+                "{call:#?}"
+            );
+            let body = e.body.unwrap_or_else(|| call.body.clone());
+            send.send_response(
+                Response::builder()
+                    .status(e.status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.into_bytes()))
+                    .unwrap(),
+            );
+            calls.push(call);
+        }
+        calls
+    });
+    (
+        KubeBackend::new(kube::Client::new(service, "agents"), "agents"),
+        task,
+    )
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+const NAME: &str = "fracta-01jagent0000000000000000ab";
+const ID: &str = "01JAGENT0000000000000000AB";
+
+fn apply_uri(group_path: &str, plural: &str) -> String {
+    format!("{group_path}/namespaces/agents/{plural}/{NAME}?&force=true&fieldManager=fracta")
+}
+
+fn rendered(runtime: &str, adapter: &str) -> Rendered {
+    let cfg = fracta_config::parse(CONFIG, std::path::Path::new("/p/fracta.yaml")).unwrap();
+    render(
+        &cfg,
+        &agent_for(runtime, adapter, fracta_state::Mode::Batch),
+        "agents",
+    )
+    .unwrap()
+}
+
+/// The Job as the API returns it after apply: with a uid.
+fn created_job(r: &Rendered) -> Value {
+    let mut v = r.objects().unwrap().pop().unwrap();
+    v["metadata"]["uid"] = json!("uid-job-1");
+    v
+}
+
+#[tokio::test]
+async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
+    let r = rendered("codex_env", "codex");
+    let (kube, calls) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/batch/v1", "jobs"),
+            200,
+            Some(created_job(&r)),
+        ),
+        expect("PATCH", &apply_uri("/api/v1", "secrets"), 200, None),
+        expect("PATCH", &apply_uri("/api/v1", "configmaps"), 200, None),
+    ]);
+    let values = BTreeMap::from([
+        ("openai-api-key".to_string(), "SENTINEL-VALUE-1".to_string()),
+        (
+            "extra-api-token".to_string(),
+            "SENTINEL-VALUE-2".to_string(),
+        ),
+        (
+            "literal-secret-key".to_string(),
+            "SENTINEL-VALUE-3".to_string(),
+        ),
+    ]);
+    kube.apply(&r, &values).await.unwrap();
+    let calls = calls.await.unwrap();
+    for c in &calls {
+        // Server-side apply, under Fracta's field manager.
+        assert_eq!(c.content_type, "application/apply-patch+yaml", "{c:#?}");
+    }
+    let job: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["spec"]["backoffLimit"], 0);
+    assert_eq!(job["metadata"]["labels"]["fracta.dev/agent-id"], ID);
+    assert!(
+        !calls[0].body.contains("SENTINEL"),
+        "a secret value in the Job"
+    );
+    let secret: Value = serde_json::from_str(&calls[1].body).unwrap();
+    assert_eq!(secret["stringData"]["openai-api-key"], "SENTINEL-VALUE-1");
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].as_str(),
+            owner["uid"].as_str(),
+            owner["name"].as_str()
+        ),
+        (Some("Job"), Some("uid-job-1"), Some(NAME))
+    );
+    let cm: Value = serde_json::from_str(&calls[2].body).unwrap();
+    assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-job-1");
+    assert!(
+        !calls[2].body.contains("SENTINEL"),
+        "a secret value in the ConfigMap"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_value_that_was_not_materialized_is_an_error_not_a_blank() {
+    let r = rendered("codex_env", "codex");
+    let (kube, _calls) = mocked(vec![expect(
+        "PATCH",
+        &apply_uri("/apis/batch/v1", "jobs"),
+        200,
+        Some(created_job(&r)),
+    )]);
+    let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
+    assert!(matches!(e, KubeError::MissingSecret(_)), "{e}");
+}
+
+#[tokio::test]
+async fn forbidden_and_conflict_answers_are_errors_that_say_what_to_do() {
+    let r = rendered("codex", "codex");
+    let (kube, _c) = mocked(vec![expect(
+        "PATCH",
+        &apply_uri("/apis/batch/v1", "jobs"),
+        403,
+        Some(status(
+            403,
+            "Forbidden",
+            "jobs.batch is forbidden: User \"system:serviceaccount:agents:default\" cannot patch resource \"jobs\"",
+        )),
+    )]);
+    let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
+    assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
+    assert!(e.to_string().contains("fracta-controlplane.yaml"), "{e}");
+
+    let (kube, _c) = mocked(vec![expect(
+        "PATCH",
+        &apply_uri("/apis/batch/v1", "jobs"),
+        409,
+        Some(status(
+            409,
+            "Conflict",
+            "Apply failed with 1 conflict: conflict with \"kubectl\"",
+        )),
+    )]);
+    let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
+    assert!(matches!(e, KubeError::Conflict { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("Job {NAME}")), "{e}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let r = rendered("codex", "codex");
+    let boom = || {
+        Some(status(
+            500,
+            "InternalError",
+            "etcdserver: request timed out",
+        ))
+    };
+    // Two 500s, then the API recovers.
+    let (kube, calls) = mocked(vec![
+        expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
+        expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/batch/v1", "jobs"),
+            200,
+            Some(created_job(&r)),
+        ),
+        expect("PATCH", &apply_uri("/api/v1", "configmaps"), 200, None),
+    ]);
+    kube.apply(&r, &BTreeMap::new()).await.unwrap();
+    assert_eq!(calls.await.unwrap().len(), 4);
+    // Three 500s: given up, with the API's words.
+    let (kube, _c) = mocked(vec![
+        expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
+        expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
+        expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
+    ]);
+    let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
+    assert!(matches!(e, KubeError::Api { code: 500, .. }), "{e}");
+    assert!(e.to_string().contains("etcdserver"), "{e}");
+}
+
+fn pod(phase: &str, container_state: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": NAME, "namespace": "agents", "resourceVersion": "7"},
+           "status": {"phase": phase, "containerStatuses": [{
+               "name": "codex", "image": "registry.example/fracta/agent-codex:1.2.3", "imageID": "",
+               "ready": false, "restartCount": 0, "state": container_state}]}})
+}
+
+fn watch_body(events: &[(&str, Value)]) -> String {
+    events
+        .iter()
+        .map(|(t, o)| json!({"type": t, "object": o}).to_string() + "\n")
+        .collect()
+}
+
+fn watch_uri() -> String {
+    format!(
+        "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=60&labelSelector=fracta.dev%2Fagent-id%3D{ID}&allowWatchBookmarks=true&resourceVersion=0"
+    )
+}
+
+async fn watched(events: &[(&str, Value)]) -> Phase {
+    let (kube, calls) = mocked(vec![Expect {
+        method: "GET",
+        uri: watch_uri(),
+        status: 200,
+        body: Some(watch_body(events)),
+    }]);
+    let phase = kube
+        .wait_started(ID, "codex", Duration::from_secs(60))
+        .await
+        .unwrap();
+    calls.await.unwrap();
+    phase
+}
+
+#[tokio::test]
+async fn the_status_watch_maps_pod_states_to_the_agent() {
+    let pending = pod(
+        "Pending",
+        json!({"waiting": {"reason": "ContainerCreating"}}),
+    );
+    let running = pod(
+        "Running",
+        json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}}),
+    );
+    assert_eq!(
+        watched(&[("ADDED", pending.clone()), ("MODIFIED", running)]).await,
+        Phase::Running { pod: NAME.into() }
+    );
+    let pull = pod(
+        "Pending",
+        json!({"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}}),
+    );
+    let Phase::Failed { reason } = watched(&[("ADDED", pending), ("MODIFIED", pull)]).await else {
+        panic!("an image pull error is a failure")
+    };
+    assert!(
+        reason.contains("cannot pull image registry.example/fracta/agent-codex:1.2.3")
+            && reason.contains("manifest unknown"),
+        "{reason}"
+    );
+    let oom = pod(
+        "Failed",
+        json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
+    );
+    let Phase::Failed { reason } = watched(&[("ADDED", oom)]).await else {
+        panic!("an OOM kill is a failure")
+    };
+    assert!(reason.contains("OOMKilled (exit 137)"), "{reason}");
+}
+
+#[tokio::test]
+async fn job_deadline_exceeded_is_a_failure_naming_the_budget() {
+    let r = rendered("codex", "codex");
+    let mut job = created_job(&r);
+    job["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
+        "reason": "DeadlineExceeded", "message": "Job was active longer than specified deadline"}]});
+    let (kube, _c) = mocked(vec![expect(
+        "GET",
+        &format!("/apis/batch/v1/namespaces/agents/jobs/{NAME}"),
+        200,
+        Some(job),
+    )]);
+    let Some(Phase::Failed { reason }) = kube.job_outcome(NAME).await.unwrap() else {
+        panic!("a failed Job")
+    };
+    assert!(reason.contains("wall-clock budget (3600 s)"), "{reason}");
+}
+
+/// The agent's log becomes the same normalized events as a local run's stdout.
+#[tokio::test]
+async fn the_log_follow_feeds_the_runtime_parser() {
+    let lines = [
+        r#"{"type":"thread.started","thread_id":"0199-thread"}"#,
+        r#"{"type":"turn.started"}"#,
+        r#"{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"done"}}"#,
+        r#"{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":2}}"#,
+    ];
+    let (kube, calls) = mocked(vec![Expect {
+        method: "GET",
+        uri: format!("/api/v1/namespaces/agents/pods/{NAME}/log?&container=codex&follow=true"),
+        status: 200,
+        body: Some(lines.join("\n") + "\n"),
+    }]);
+    let log = kube.follow_log(NAME, "codex").await.unwrap();
+    let got: Vec<String> = log.map(|l| l.unwrap()).collect().await;
+    calls.await.unwrap();
+    assert_eq!(got, lines);
+    let mut parser = fracta_core::adapter::adapter_for(fracta_config::AdapterKind::Codex).parser();
+    let kinds: Vec<String> = got
+        .iter()
+        .flat_map(|l| parser.parse_line(l).events)
+        .map(|e| e.kind().to_string())
+        .collect();
+    assert_eq!(kinds, ["session", "step", "message", "step", "usage"]);
+    assert_eq!(parser.outcome().result.as_deref(), Some("done"));
+    assert_eq!(
+        parser.outcome().resume_token.as_deref(),
+        Some("0199-thread")
+    );
+}
+
+#[tokio::test]
+async fn stop_and_clean_up_delete_in_the_background_and_a_missing_object_is_fine() {
+    let r = rendered("codex_env", "codex");
+    let gone = || Some(status(404, "NotFound", "jobs.batch \"x\" not found"));
+    let (kube, calls) = mocked(vec![
+        expect(
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{NAME}?"),
+            404,
+            gone(),
+        ),
+        expect(
+            "DELETE",
+            &format!("/api/v1/namespaces/agents/secrets/{NAME}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
+        expect(
+            "DELETE",
+            &format!("/api/v1/namespaces/agents/configmaps/{NAME}?"),
+            404,
+            gone(),
+        ),
+    ]);
+    kube.clean_up(&r).await.unwrap();
+    let calls = calls.await.unwrap();
+    let body: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(body["propagationPolicy"], "Background");
+    // Any other failure is reported.
+    let (kube, _c) = mocked(vec![expect(
+        "DELETE",
+        &format!("/apis/batch/v1/namespaces/agents/jobs/{NAME}?"),
+        403,
+        Some(status(403, "Forbidden", "cannot delete jobs")),
+    )]);
+    let e = kube.stop(&r).await.unwrap_err();
+    assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
+}
