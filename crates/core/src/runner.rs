@@ -37,6 +37,10 @@ pub enum RunError {
     Other(String),
 }
 
+/// What the local runner says when the config asks for the Kubernetes backend where only the
+/// foreground batch spawn runs there yet.
+pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs only foreground batch spawns so far (`fracta spawn` without --detach); the control plane, MCP children, stream sessions and resume run agents locally only: set runtime.backend: local for them";
+
 /// A request to start an agent.
 #[derive(Debug, Clone, Default)]
 pub struct SpawnRequest {
@@ -431,6 +435,9 @@ impl Runner {
         opts: &RunOptions,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
+        if self.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
+            return self.fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
+        }
         let base = self
             .cfg
             .config
@@ -488,6 +495,9 @@ impl Runner {
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
         self.reconcile()?;
+        if self.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
+            return Err(RunError::Usage(KUBERNETES_NOT_HERE.into()));
+        }
         let agent = self.store.get_agent(id)?;
         if !agent.status.is_terminal() {
             return Err(RunError::Usage(format!(
@@ -545,6 +555,19 @@ impl Runner {
     }
 
     /// Persist events (redacted), then show them.
+    /// Persist events of an agent that another backend runs (Kubernetes): redacted, in
+    /// order, before the observer sees them.
+    pub fn record_events(
+        &self,
+        agent: &AgentRecord,
+        events: &[Event],
+        raw: Option<&str>,
+        understood: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        self.persist(agent, events, raw, understood, observer)
+    }
+
     fn persist(
         &self,
         agent: &AgentRecord,

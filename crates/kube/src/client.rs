@@ -93,11 +93,24 @@ impl KubeError {
                     },
                 }
             }
-            other => KubeError::Other {
-                action,
-                object,
-                message: other.to_string(),
-            },
+            other => {
+                // The whole chain: "client error (Connect): tcp connect error: Connection refused".
+                let mut message = other.to_string();
+                let mut source = std::error::Error::source(&other);
+                while let Some(s) = source {
+                    let s_text = s.to_string();
+                    if !message.contains(&s_text) {
+                        message.push_str(": ");
+                        message.push_str(&s_text);
+                    }
+                    source = s.source();
+                }
+                KubeError::Other {
+                    action,
+                    object,
+                    message,
+                }
+            }
         }
     }
 
@@ -377,13 +390,14 @@ impl KubeBackend {
         Ok(())
     }
 
-    /// Watch the agent's Pod until its agent container runs or it has ended.
+    /// Watch the agent's Pod until its agent container runs or it has ended; the phase, and
+    /// the Pod's name once there is one.
     pub async fn wait_started(
         &self,
         agent_id: &str,
         container: &str,
         timeout: Duration,
-    ) -> Result<Phase, KubeError> {
+    ) -> Result<(Phase, Option<String>), KubeError> {
         let api: Api<Pod> = self.api();
         let wp = WatchParams::default()
             .labels(&format!("{LABEL_AGENT}={agent_id}"))
@@ -395,20 +409,25 @@ impl KubeBackend {
             .map_err(|e| KubeError::from_kube(e, "watch", &object))?;
         let mut stream = std::pin::pin!(stream);
         let mut last = Phase::Pending { detail: None };
+        let mut pod = None;
         let until = tokio::time::Instant::now() + timeout;
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, stream.next()).await {
             let ev = ev.map_err(|e| KubeError::from_kube(e, "watch", &object))?;
             match ev {
                 WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    pod.clone_from(&p.metadata.name);
                     last = pod_phase(&p, container);
                     if !matches!(last, Phase::Pending { .. }) {
-                        return Ok(last);
+                        return Ok((last, pod));
                     }
                 }
                 WatchEvent::Deleted(_) => {
-                    return Ok(Phase::Failed {
-                        reason: "the Pod was deleted".into(),
-                    });
+                    return Ok((
+                        Phase::Failed {
+                            reason: "the Pod was deleted".into(),
+                        },
+                        pod,
+                    ));
                 }
                 WatchEvent::Bookmark(_) => {}
                 WatchEvent::Error(e) => {
@@ -421,7 +440,7 @@ impl KubeBackend {
                 }
             }
         }
-        Ok(last)
+        Ok((last, pod))
     }
 
     /// The agent container's log, line by line, from the start, following until it ends.

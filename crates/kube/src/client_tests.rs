@@ -282,10 +282,11 @@ async fn watched(events: &[(&str, Value)]) -> Phase {
         status: 200,
         body: Some(watch_body(events)),
     }]);
-    let phase = kube
+    let (phase, pod) = kube
         .wait_started(ID, "codex", Duration::from_secs(60))
         .await
         .unwrap();
+    assert_eq!(pod.as_deref(), Some(NAME));
     calls.await.unwrap();
     phase
 }
@@ -414,4 +415,179 @@ async fn stop_and_clean_up_delete_in_the_background_and_a_missing_object_is_fine
     )]);
     let e = kube.stop(&r).await.unwrap_err();
     assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
+}
+
+/// A runner on a real state store, with the test config.
+fn runner(dir: &std::path::Path) -> fracta_core::runner::Runner {
+    let cfg = fracta_config::parse(CONFIG, &dir.join("fracta.yaml")).unwrap();
+    let store =
+        fracta_state::open_store(&fracta_state::StateConfig::sqlite(dir.join("state.db"))).unwrap();
+    fracta_core::runner::Runner::new(std::sync::Arc::new(cfg), store)
+}
+
+fn recorded(r: &fracta_core::runner::Runner, runtime: &str) -> fracta_state::AgentRecord {
+    let prepared = r
+        .prepare(&fracta_core::runner::SpawnRequest {
+            task: "review".into(),
+            prompt: Some("Review the change.".into()),
+            runtime: Some(runtime.into()),
+            ..Default::default()
+        })
+        .unwrap();
+    r.record(prepared).unwrap()
+}
+
+/// `fracta spawn` on the Kubernetes backend, call by call: apply, watch the Pod start, follow
+/// its log into the store, read the Job's outcome, clean up.
+#[tokio::test]
+async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path());
+    let agent = recorded(&runner, "codex");
+    let id = agent.id.clone();
+    let name = crate::render::object_name(&id);
+    let pod_name = format!("{name}-x7k2p");
+    let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent, "agents").unwrap();
+    let mut job = created_job(&r);
+    let mut running = pod(
+        "Running",
+        json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}}),
+    );
+    running["metadata"]["name"] = json!(pod_name);
+    let lines = [
+        r#"{"type":"thread.started","thread_id":"0199-thread"}"#,
+        r#"{"type":"turn.started"}"#,
+        r#"{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"LGTM"}}"#,
+        r#"{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":2}}"#,
+    ];
+    let apply = |group: &str, plural: &str| {
+        format!("{group}/namespaces/agents/{plural}/{name}?&force=true&fieldManager=fracta")
+    };
+    let mut done = job.clone();
+    done["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+    job["metadata"]["uid"] = json!("uid-job-1");
+    let (kube, calls) = mocked(vec![
+        expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
+        expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
+        Expect {
+            method: "GET",
+            uri: format!(
+                "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=290&labelSelector=fracta.dev%2Fagent-id%3D{id}&allowWatchBookmarks=true&resourceVersion=0"
+            ),
+            status: 200,
+            body: Some(watch_body(&[("ADDED", running)])),
+        },
+        Expect {
+            method: "GET",
+            uri: format!(
+                "/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"
+            ),
+            status: 200,
+            body: Some(lines.join("\n") + "\n"),
+        },
+        expect(
+            "GET",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
+            200,
+            Some(done),
+        ),
+        expect(
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
+        expect(
+            "DELETE",
+            &format!("/api/v1/namespaces/agents/configmaps/{name}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
+    ]);
+    let rec = crate::run::run_batch(
+        &runner,
+        &kube,
+        agent,
+        &Default::default(),
+        &mut fracta_core::runner::Quiet,
+    )
+    .await
+    .unwrap();
+    calls.await.unwrap();
+    assert_eq!(rec.status, fracta_state::AgentStatus::Succeeded, "{rec:#?}");
+    assert_eq!(rec.result.as_deref(), Some("LGTM"));
+    assert_eq!(rec.resume_token.as_deref(), Some("0199-thread"));
+    assert_eq!(rec.usage.input_tokens, 10);
+    let events = runner.store.events(&id, 0, None).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "status", "session", "step", "message", "step", "usage", "status"
+        ]
+    );
+    // Each event keeps the log line it came from.
+    assert_eq!(events[1].raw.as_deref(), Some(lines[0]));
+}
+
+/// An image that cannot be pulled fails the agent with the reason, and its objects are
+/// removed.
+#[tokio::test]
+async fn an_image_pull_error_fails_the_agent_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner(dir.path());
+    let agent = recorded(&runner, "codex");
+    let id = agent.id.clone();
+    let name = crate::render::object_name(&id);
+    let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
+    let mut job = created_job(&render(&cfg, &agent, "agents").unwrap());
+    job["metadata"]["uid"] = json!("uid-job-2");
+    let pull = pod(
+        "Pending",
+        json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
+    );
+    let apply = |group: &str, plural: &str| {
+        format!("{group}/namespaces/agents/{plural}/{name}?&force=true&fieldManager=fracta")
+    };
+    let (kube, calls) = mocked(vec![
+        expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
+        expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
+        Expect {
+            method: "GET",
+            uri: format!(
+                "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=290&labelSelector=fracta.dev%2Fagent-id%3D{id}&allowWatchBookmarks=true&resourceVersion=0"
+            ),
+            status: 200,
+            body: Some(watch_body(&[("ADDED", pull)])),
+        },
+        expect(
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
+        expect(
+            "DELETE",
+            &format!("/api/v1/namespaces/agents/configmaps/{name}?"),
+            404,
+            Some(status(404, "NotFound", "gone")),
+        ),
+    ]);
+    let rec = crate::run::run_batch(
+        &runner,
+        &kube,
+        agent,
+        &Default::default(),
+        &mut fracta_core::runner::Quiet,
+    )
+    .await
+    .unwrap();
+    calls.await.unwrap();
+    assert_eq!(rec.status, fracta_state::AgentStatus::Failed);
+    let err = rec.error.unwrap();
+    assert!(
+        err.contains("cannot pull image") && err.contains("ImagePullBackOff"),
+        "{err}"
+    );
 }

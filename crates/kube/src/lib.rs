@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod render;
+pub mod run;
 
 pub use client::{KubeBackend, KubeError, Phase};
 pub use render::{RenderError, Rendered, SecretSource, Workload, render};

@@ -285,6 +285,9 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let _ = runner.reconcile();
     // Check the request before anything starts (exit 2 on a bad one).
     runner.prepare(&req).map_err(run_error)?;
+    if runner.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
+        return spawn_on_kubernetes(runner, &req, json);
+    }
     let supervisor = Supervisor::new(Arc::new(runner));
     let rt = runtime()?;
     let agent = rt.block_on(async move {
@@ -349,6 +352,39 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     // do not wait for it.
     rt.shutdown_background();
     report(&agent?, json)
+}
+
+/// A foreground batch spawn on the Kubernetes backend: the agent runs as a Job; its log is
+/// its event stream.
+fn spawn_on_kubernetes(runner: Runner, req: &SpawnRequest, json: bool) -> anyhow::Result<ExitCode> {
+    let prepared = runner.prepare(req).map_err(run_error)?;
+    if prepared.agent.mode == fracta_state::Mode::Stream {
+        return Err(Failure::msg(
+            exit::USAGE,
+            "stream sessions on the Kubernetes backend are not built yet (the Pods they need are: see `fracta render --mode stream`); use --mode batch, or runtime.backend: local",
+        ));
+    }
+    let rt = runtime()?;
+    let agent = rt.block_on(async {
+        let kube = fracta_kube::KubeBackend::connect(runner.cfg.config.runtime.kubernetes.as_ref())
+            .await
+            .map_err(|e| {
+                Failure::msg(
+                    exit::FAILURE,
+                    format!("{e}\n  = help: runtime.backend is kubernetes: Fracta needs a kubeconfig (or to run in a Pod); set runtime.kubernetes.context to pick a context"),
+                )
+            })?;
+        let agent = runner.record(prepared).map_err(run_error)?;
+        let mut view = LiveView::new();
+        let done = if json {
+            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), &mut fracta_core::runner::Quiet).await
+        } else {
+            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), &mut view).await
+        };
+        view.finish();
+        done.map_err(run_error)
+    })?;
+    report(&agent, json)
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.

@@ -115,3 +115,69 @@ fn render_refuses_what_kubernetes_cannot_run() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("unknown runtime `nope`"), "{out}");
 }
+
+/// `runtime.backend: kubernetes` without a cluster: no kubeconfig is a clear error before
+/// anything is recorded; an API server that does not answer fails the recorded agent with
+/// the reason (the calls themselves are tested against a mocked API in `crates/kube`).
+#[test]
+fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
+    let p = project();
+    let out = p
+        .fracta([
+            "spawn",
+            "--runtime",
+            "codex",
+            "--task",
+            "review",
+            "--prompt",
+            "look",
+        ])
+        .env("RENDER_TEST_KEY", "SENTINEL-RENDER-4242")
+        .env(
+            "KUBECONFIG",
+            p.join("missing-kubeconfig").display().to_string(),
+        )
+        .run();
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("kubeconfig"), "{out}");
+    assert_eq!(
+        p.fracta(["ps", "--all", "--json"]).run().json(),
+        serde_json::json!([])
+    );
+
+    p.write(
+        "kubeconfig",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: ctx\n  context: {cluster: c, user: u, namespace: agents}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {token: SENTINEL-KUBE-TOKEN}\n",
+    );
+    let out = p
+        .fracta([
+            "spawn",
+            "--runtime",
+            "codex",
+            "--task",
+            "review",
+            "--prompt",
+            "look",
+            "--json",
+        ])
+        .env("RENDER_TEST_KEY", "SENTINEL-RENDER-4242")
+        .env("KUBECONFIG", p.join("kubeconfig").display().to_string())
+        .run();
+    assert_eq!(out.code, 1, "{out}");
+    let v = out.json();
+    assert_eq!(v["status"], "failed", "{v:#}");
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("apply Job fracta-"), "{err}");
+    for s in ["SENTINEL-RENDER-4242", "SENTINEL-KUBE-TOKEN"] {
+        assert!(!out.stdout.contains(s) && !out.stderr.contains(s), "{out}");
+    }
+    // The control plane does not run agents there yet, and says so.
+    let out = p
+        .fracta(["resume", v["id"].as_str().unwrap(), "--prompt", "again"])
+        .run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("runtime.backend is kubernetes"),
+        "{out}"
+    );
+}

@@ -1,0 +1,311 @@
+//! A batch agent on Kubernetes, end to end: render its objects, materialize the secrets its
+//! Secret holds, apply, watch its Pod start, read its log into the same normalized events as
+//! a local run (persisted before they are shown), take the Job's outcome, record the agent's
+//! end with the reason, and clean up its objects.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use fracta_core::adapter::adapter_for;
+use fracta_core::credentials::{RequestContext, materialize};
+use fracta_core::event::{ErrorEvent, Event};
+use fracta_core::runner::{Observer, RunError, Runner};
+use fracta_state::{AgentPatch, AgentRecord, AgentStatus, Mode, UsageRecord};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::client::{KubeBackend, Phase};
+use crate::render::{Rendered, SecretSource, render};
+
+/// How long a Pod may take to start (scheduling, image pull) before the agent fails.
+pub const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the Job may take to report its outcome once its log has ended.
+pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The values of the agent's Secret, made now. Every value is registered with the redactor.
+pub async fn materialize_secrets(
+    runner: &Runner,
+    r: &Rendered,
+    request: &RequestContext,
+) -> Result<BTreeMap<String, String>, String> {
+    let profiles = &runner.cfg.config.auth.credentials.profiles;
+    let mut out = BTreeMap::new();
+    for (key, source) in &r.secret_sources {
+        let value = match source {
+            SecretSource::Session { .. } => fracta_core::control_plane::new_token(),
+            SecretSource::Env { name } => match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v,
+                _ => {
+                    return Err(format!(
+                        "the agent's Secret takes `{key}` from ${name}, which is not set in Fracta's environment"
+                    ));
+                }
+            },
+            SecretSource::Config { key: path } => {
+                let mut parts = path.split('.');
+                let (Some(p), Some(k)) = (parts.nth(3), parts.nth(1)) else {
+                    return Err(format!("no config entry {path}"));
+                };
+                profiles
+                    .get(p)
+                    .and_then(|pr| pr.env.get(k))
+                    .cloned()
+                    .ok_or_else(|| format!("no config entry {path}"))?
+            }
+            SecretSource::Command { profile, origin }
+            | SecretSource::Header {
+                profile, origin, ..
+            } => {
+                let o = profiles
+                    .get(profile)
+                    .and_then(|p| p.auth_origins.get(origin))
+                    .ok_or_else(|| format!("no origin `{origin}` in profile `{profile}`"))?;
+                materialize(profile, origin, o, request, &runner.redactor)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        runner.redactor.add(&value);
+        out.insert(key.clone(), value);
+    }
+    Ok(out)
+}
+
+/// Run a recorded batch agent as a Kubernetes Job, to its end.
+pub async fn run_batch(
+    runner: &Runner,
+    kube: &KubeBackend,
+    agent: AgentRecord,
+    request: &RequestContext,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    if agent.mode != Mode::Batch {
+        return Err(RunError::Usage(
+            "stream sessions on the Kubernetes backend are not built yet; use --mode batch".into(),
+        ));
+    }
+    let rendered = match render(&runner.cfg, &agent, kube.namespace()) {
+        Ok(r) => r,
+        Err(e) => return fail(runner, &agent, &e.to_string(), observer),
+    };
+    let values = match materialize_secrets(runner, &rendered, request).await {
+        Ok(v) => v,
+        Err(e) => return fail(runner, &agent, &e, observer),
+    };
+    let container = adapter_for(
+        runner
+            .cfg
+            .config
+            .agents
+            .agent_runtimes
+            .get(&agent.runtime)
+            .map_or(fracta_config::AdapterKind::Claude, |r| r.adapter),
+    )
+    .binary();
+    let mut meta = agent.meta.clone();
+    meta["kubernetes"] = json!({ "namespace": kube.namespace(), "job": rendered.name });
+    let agent = runner.store.update_agent(
+        &agent.id,
+        &AgentPatch {
+            // Not a process of this host: local reconciling leaves it alone.
+            host: Some(Some(format!("kubernetes/{}", kube.namespace()))),
+            meta: Some(meta),
+            ..AgentPatch::default()
+        },
+    )?;
+    if let Err(e) = kube.apply(&rendered, &values).await {
+        let _ = kube.clean_up(&rendered).await;
+        return fail(runner, &agent, &e.to_string(), observer);
+    }
+    let (phase, pod) = match kube.wait_started(&agent.id, container, START_TIMEOUT).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = kube.clean_up(&rendered).await;
+            return fail(runner, &agent, &e.to_string(), observer);
+        }
+    };
+    let pod = match (phase, pod) {
+        (Phase::Failed { reason }, _) => {
+            let _ = kube.clean_up(&rendered).await;
+            return fail(runner, &agent, &reason, observer);
+        }
+        (Phase::Pending { detail }, _) => {
+            let _ = kube.clean_up(&rendered).await;
+            let why = format!(
+                "the agent's Pod did not start within {} s{}",
+                START_TIMEOUT.as_secs(),
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
+            );
+            return fail(runner, &agent, &why, observer);
+        }
+        (_, Some(pod)) => pod,
+        (_, None) => {
+            let _ = kube.clean_up(&rendered).await;
+            return fail(runner, &agent, "the agent's Pod has no name", observer);
+        }
+    };
+    runner.store.transition(
+        &agent.id,
+        &[AgentStatus::Queued, AgentStatus::Starting],
+        AgentStatus::Running,
+        &AgentPatch {
+            started_at: Some(Some(jiff::Timestamp::now())),
+            ..AgentPatch::default()
+        },
+    )?;
+    let agent = runner.store.get_agent(&agent.id)?;
+    runner.record_events(
+        &agent,
+        &[Event::status("running", Some(format!("pod {pod}")))],
+        None,
+        true,
+        observer,
+    )?;
+
+    let mut parser =
+        adapter_for(runner.cfg.config.agents.agent_runtimes[&agent.runtime].adapter).parser();
+    match kube.follow_log(&pod, container).await {
+        Ok(lines) => {
+            let mut lines = std::pin::pin!(lines);
+            while let Some(line) = lines.next().await {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let parsed = parser.parse_line(&line);
+                runner.record_events(
+                    &agent,
+                    &parsed.events,
+                    Some(&line),
+                    parsed.understood,
+                    observer,
+                )?;
+            }
+        }
+        Err(e) => {
+            runner.record_events(
+                &agent,
+                &[Event::Error(ErrorEvent {
+                    message: e.to_string(),
+                })],
+                None,
+                true,
+                observer,
+            )?;
+        }
+    }
+    // The Job's own word on how it ended.
+    let until = tokio::time::Instant::now() + OUTCOME_TIMEOUT;
+    let outcome = loop {
+        match kube.job_outcome(&rendered.name).await {
+            Ok(Some(p)) => break p,
+            Ok(None) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(None) => {
+                break Phase::Failed {
+                    reason: format!(
+                        "the Job reported no outcome within {} s of its log ending",
+                        OUTCOME_TIMEOUT.as_secs()
+                    ),
+                };
+            }
+            Err(e) => {
+                break Phase::Failed {
+                    reason: e.to_string(),
+                };
+            }
+        }
+    };
+    if let Err(e) = kube.clean_up(&rendered).await {
+        tracing::warn!(agent = %agent.id, "could not clean up the agent's objects: {e}");
+    }
+    let o = parser.outcome();
+    let succeeded = outcome == Phase::Succeeded && o.success != Some(false);
+    let error = (!succeeded).then(|| {
+        let mut parts = Vec::new();
+        if let Phase::Failed { reason } = &outcome {
+            parts.push(format!("{} on Kubernetes: {reason}", agent.adapter));
+        }
+        if let Some(e) = &o.error {
+            parts.push(format!("runtime error: {}", runner.redactor.redact(e)));
+        }
+        if parts.is_empty() {
+            parts.push("the agent did not succeed".into());
+        }
+        parts.join("; ")
+    });
+    runner.store.record_usage(&UsageRecord {
+        agent_id: agent.id.clone(),
+        turn: 1,
+        model: o.model.clone().or(agent.model.clone()),
+        input_tokens: o.usage.input_tokens,
+        output_tokens: o.usage.output_tokens,
+        cached_tokens: o.usage.cached_tokens,
+        cost_usd: o.cost_usd,
+        at: jiff::Timestamp::now(),
+    })?;
+    let to = if succeeded {
+        AgentStatus::Succeeded
+    } else {
+        AgentStatus::Failed
+    };
+    runner.store.transition(
+        &agent.id,
+        &AgentStatus::ACTIVE,
+        to,
+        &AgentPatch {
+            resume_token: o.resume_token.clone().map(Some),
+            result: o.result.clone().map(|r| Some(runner.redactor.redact(&r))),
+            error: error.clone().map(Some),
+            ..AgentPatch::default()
+        },
+    )?;
+    let rec = runner.store.get_agent(&agent.id)?;
+    let mut evs = Vec::new();
+    if let Some(e) = &error
+        && o.error.is_none()
+    {
+        evs.push(Event::Error(ErrorEvent { message: e.clone() }));
+    }
+    evs.push(Event::status(rec.status.as_str(), error));
+    runner.record_events(&rec, &evs, None, true, observer)?;
+    Ok(rec)
+}
+
+/// Record that the agent failed before its CLI ran, and why.
+fn fail(
+    runner: &Runner,
+    agent: &AgentRecord,
+    why: &str,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    let why = runner.redactor.redact(why);
+    runner.record_events(
+        agent,
+        &[Event::Error(ErrorEvent {
+            message: why.clone(),
+        })],
+        None,
+        true,
+        observer,
+    )?;
+    runner.store.transition(
+        &agent.id,
+        &AgentStatus::ACTIVE,
+        AgentStatus::Failed,
+        &AgentPatch {
+            error: Some(Some(why.clone())),
+            ..AgentPatch::default()
+        },
+    )?;
+    let rec = runner.store.get_agent(&agent.id)?;
+    runner.record_events(
+        &rec,
+        &[Event::status("failed", Some(why))],
+        None,
+        true,
+        observer,
+    )?;
+    Ok(rec)
+}
