@@ -19,3 +19,5 @@ mod tests;
 
 #[cfg(test)]
 mod client_tests;
+#[cfg(test)]
+mod pod_tests;

@@ -1,0 +1,468 @@
+//! The network path of stream Pods, without a cluster: the rendered Pod of a Codex and an
+//! OpenCode stream agent is run on this machine as a kubelet would run it — its env resolved
+//! from the values, the agent's Secret and ConfigMap and the cluster's Secrets it references,
+//! its init container's script run to put the files in place, `$(VAR)` expanded in its args,
+//! its readiness probe run — with only its paths (`/workspace`, `/fracta`, `/data`) moved into
+//! a temp folder and its port onto a free loopback one. Fracta's own transport and session code
+//! then drive it over the network (WebSocket with the capability token; HTTP + SSE with the
+//! password), against the scripted model server, for two turns that keep their context.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fracta_config::AdapterKind;
+use fracta_core::adapter::{StreamSession, adapter_for};
+use fracta_core::transport;
+use fracta_model_server::{ModelServer, Script};
+use fracta_state::{AgentRecord, Mode};
+use k8s_openapi::api::core::v1::{Container, Pod};
+use tokio::sync::mpsc;
+
+use crate::render::{Rendered, Workload, render};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn clis_present() -> bool {
+    let ok = ["codex", "opencode"]
+        .iter()
+        .all(|c| repo_root().join("node_modules/.bin").join(c).is_file());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "the pinned CLIs are missing (npm ci)"
+    );
+    ok
+}
+
+fn config(url: &str) -> String {
+    format!(
+        r#"
+runtime:
+  backend: kubernetes
+auth:
+  credentials:
+    profiles:
+      fake_openai:
+        auth_origins:
+          key:
+            type: secret_env
+            env_name: FAKE_OPENAI_KEY
+            secret_ref: {{ name: fake-openai, key: api-key }}
+        default_binding: {{ type: bearer_env, auth_origin: key, env_name: FAKE_OPENAI_KEY }}
+agents:
+  agent_runtimes:
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: fake_openai
+      native_config:
+        model_provider: fake
+        model_providers:
+          fake:
+            name: Fake
+            base_url: {url}/v1
+            env_key: FAKE_OPENAI_KEY
+            wire_api: responses
+            request_max_retries: 0
+            stream_max_retries: 0
+    opencode:
+      adapter: opencode
+      model: fake/m
+      kubernetes:
+        env:
+          OPENCODE_DISABLE_MODELS_FETCH: "1"
+          NPM_CONFIG_OFFLINE: "true"
+      native_config:
+        provider:
+          fake:
+            npm: "@ai-sdk/anthropic"
+            options:
+              baseURL: {url}/v1
+              apiKey: sk-oc-test
+            models:
+              m:
+                name: m
+"#
+    )
+}
+
+/// A stream Pod's container running on this machine.
+struct LocalPod {
+    child: tokio::process::Child,
+    env: BTreeMap<String, String>,
+    port: u16,
+    /// The readiness probe's exec command, if it has one, as it would run in the container.
+    probe: Option<Vec<String>>,
+    _root: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run the Pod's agent container as a kubelet would (see the module's comment).
+fn run_locally(
+    r: &Rendered,
+    secret_values: &BTreeMap<String, String>,
+    cluster_secrets: &BTreeMap<(&str, &str), &str>,
+) -> LocalPod {
+    let Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let pod: &Pod = pod;
+    let spec = pod.spec.as_ref().unwrap();
+    let container: &Container = &spec.containers[0];
+    let pod_port = container.ports.as_ref().unwrap()[0].container_port;
+    let root = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let moved = |s: &str| -> String {
+        // One pass: placeholders first, so a moved path is not moved again.
+        const DIRS: [&str; 4] = ["/etc/fracta/files", "/workspace", "/fracta", "/data"];
+        let mut s = s.to_string();
+        for (i, dir) in DIRS.iter().enumerate() {
+            s = s.replace(dir, &format!("\u{0}{i}\u{0}"));
+        }
+        for (i, dir) in DIRS.iter().enumerate() {
+            let local = root.path().join(dir.trim_start_matches('/'));
+            s = s.replace(&format!("\u{0}{i}\u{0}"), &local.display().to_string());
+        }
+        s.replace(&format!("0.0.0.0:{pod_port}"), &format!("127.0.0.1:{port}"))
+    };
+    for dir in ["workspace", "fracta", "data", "etc/fracta/files", "home"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    // The ConfigMap volume, then the init container's own script.
+    let data = r.config_map.data.clone().unwrap_or_default();
+    for (k, v) in &data {
+        std::fs::write(root.path().join("etc/fracta/files").join(k), v).unwrap();
+    }
+    if let Some(init) = spec.init_containers.as_ref().and_then(|c| c.first()) {
+        let cmd = init.command.as_ref().unwrap();
+        assert_eq!(cmd[..2], ["sh".to_string(), "-c".to_string()]);
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(moved(&cmd[2]))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The container's env, resolved as the kubelet does.
+    let mut env = BTreeMap::new();
+    for e in container.env.iter().flatten() {
+        let value = match (&e.value, &e.value_from) {
+            (Some(v), _) => moved(v),
+            (None, Some(from)) => {
+                if let Some(s) = &from.secret_key_ref {
+                    if s.name == r.name {
+                        secret_values[&s.key].clone()
+                    } else {
+                        cluster_secrets[&(s.name.as_str(), s.key.as_str())].to_string()
+                    }
+                } else if let Some(c) = &from.config_map_key_ref {
+                    assert_eq!(c.name, r.name);
+                    data[&c.key].clone()
+                } else {
+                    continue;
+                }
+            }
+            (None, None) => String::new(),
+        };
+        env.insert(e.name.clone(), value);
+    }
+    // What the image provides.
+    let bin = repo_root().join("node_modules/.bin");
+    let mut image_env = env.clone();
+    image_env.insert(
+        "PATH".into(),
+        format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+    );
+    image_env.insert(
+        "HOME".into(),
+        root.path().join("home").display().to_string(),
+    );
+    let args: Vec<String> = container
+        .args
+        .iter()
+        .flatten()
+        .map(|a| moved(&fracta_core::launch::expand_env_refs(a, &env)))
+        .map(|a| {
+            if a == pod_port.to_string() {
+                port.to_string()
+            } else {
+                a
+            }
+        })
+        .map(|a| {
+            if a == "0.0.0.0" {
+                "127.0.0.1".into()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let program = bin.join(&container.command.as_ref().unwrap()[0]);
+    let workdir = moved(container.working_dir.as_deref().unwrap());
+    let child = tokio::process::Command::new(program)
+        .args(&args)
+        .current_dir(&workdir)
+        .env_clear()
+        .envs(&image_env)
+        .env("PWD", &workdir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(std::env::temp_dir().join(format!("fracta-pod-{port}.log")))
+                .map(std::process::Stdio::from)
+                .unwrap_or_else(|_| std::process::Stdio::null()),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.exec.as_ref())
+        .and_then(|e| e.command.clone())
+        .map(|c| {
+            c.into_iter()
+                .map(|a| a.replace(&format!(":{pod_port}/"), &format!(":{port}/")))
+                .collect()
+        });
+    LocalPod {
+        child,
+        env: image_env,
+        port,
+        probe,
+        _root: root,
+    }
+}
+
+/// Run the probe command as the kubelet would in the container (with its env).
+async fn probe_passes(pod: &LocalPod, env: &BTreeMap<String, String>) -> bool {
+    let cmd = pod.probe.as_ref().unwrap();
+    let run = tokio::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .status();
+    // The probe's timeoutSeconds.
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), run).await,
+        Ok(Ok(s)) if s.success()
+    )
+}
+
+/// Drive a session over its transport for each of `turns`; the result of each.
+async fn converse(
+    mut session: Box<dyn StreamSession>,
+    out: mpsc::UnboundedSender<String>,
+    mut said: mpsc::UnboundedReceiver<String>,
+    turns: &[&str],
+) -> Vec<Option<String>> {
+    let mut results = Vec::new();
+    for (i, t) in turns.iter().enumerate() {
+        let msgs = if i == 0 {
+            session.open(t)
+        } else {
+            session.send(t)
+        };
+        for m in msgs {
+            out.send(m).unwrap();
+        }
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(90), said.recv())
+                .await
+                .expect("the session said nothing for 90 s")
+                .expect("the transport ended");
+            let parsed = session.parse_line(&m);
+            for e in &parsed.events {
+                assert!(
+                    !matches!(e, fracta_core::event::Event::Error(_)),
+                    "the session failed: {e:?} ({m})"
+                );
+            }
+            for o in session.take_output() {
+                out.send(o).unwrap();
+            }
+            if session.take_turn_end() {
+                break;
+            }
+        }
+        results.push(session.outcome().result.clone());
+    }
+    results
+}
+
+fn agent(runtime: &str) -> AgentRecord {
+    let mut a = AgentRecord::new("chat", runtime, runtime, Mode::Stream, "first turn");
+    a.model = Some(
+        if runtime == "codex" {
+            "gpt-5.5"
+        } else {
+            "fake/m"
+        }
+        .into(),
+    );
+    a
+}
+
+async fn model_server() -> ModelServer {
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"first turn\", has_tools: true }\n    reply: \"ANSWER-ONE\"\n  - when: { contains: \"second turn\", has_tools: true }\n    reply: \"ANSWER-TWO\"\nfallback: \"fine\"\n",
+        "pod",
+    )
+    .unwrap();
+    ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn assert_second_turn_carries_the_first(server: &ModelServer) {
+    let bodies: Vec<String> = server
+        .model_requests()
+        .into_iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("second turn"))
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("first turn") && b.contains("ANSWER-ONE")),
+        "no second-turn request carries the first turn: {bodies:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token() {
+    if !clis_present() {
+        return;
+    }
+    let server = model_server().await;
+    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex"), "agents").unwrap();
+    // The control plane's side: the token it keeps; the Pod's Secret holds its digest.
+    let token = fracta_core::control_plane::new_token();
+    let values = BTreeMap::from([(
+        "fracta-ws-token-sha256".to_string(),
+        fracta_core::adapter::codex::sha256_hex(&token),
+    )]);
+    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let pod = run_locally(&r, &values, &cluster);
+    assert!(
+        pod.probe.is_none(),
+        "codex's readiness probe is a TCP probe"
+    );
+    let url = format!("ws://127.0.0.1:{}", pod.port);
+    // A wrong token is refused.
+    let (_o, out_rx) = mpsc::unbounded_channel();
+    let (said_tx, mut said_rx) = mpsc::unbounded_channel();
+    transport::codex_ws(
+        transport::CodexWsTarget {
+            url: url.clone(),
+            token: "forged".into(),
+        },
+        out_rx,
+        said_tx,
+    )
+    .await;
+    let refused = said_rx.recv().await.unwrap();
+    assert!(refused.contains("401"), "{refused}");
+    // The right one carries the session.
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (said_tx, said_rx) = mpsc::unbounded_channel();
+    tokio::spawn(transport::codex_ws(
+        transport::CodexWsTarget { url, token },
+        out_rx,
+        said_tx,
+    ));
+    let session = adapter_for(AdapterKind::Codex).stream_session(None);
+    let results = converse(session, out_tx, said_rx, &["first turn", "second turn"]).await;
+    assert_eq!(
+        results,
+        [Some("ANSWER-ONE".into()), Some("ANSWER-TWO".into())]
+    );
+    assert_second_turn_carries_the_first(&server);
+    // The cluster Secret's key reached the model as the provider's credential.
+    assert!(
+        server.model_requests().iter().all(|r| r
+            .headers
+            .get("authorization")
+            .is_some_and(|h| h.contains("sk-openai-test"))),
+        "the key from secretKeyRef did not reach the model"
+    );
+    drop(pod);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_probe_passes() {
+    if !clis_present() {
+        return;
+    }
+    let server = model_server().await;
+    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("opencode"), "agents").unwrap();
+    let password = fracta_core::control_plane::new_token();
+    let values = BTreeMap::from([("opencode-server-password".to_string(), password.clone())]);
+    let mut pod = run_locally(&r, &values, &BTreeMap::new());
+    let url = format!("http://127.0.0.1:{}", pod.port);
+    // The readiness probe, as the kubelet runs it: passes once the server is up, with the
+    // password from the container's env; fails with another password.
+    let until = tokio::time::Instant::now() + Duration::from_secs(90);
+    while !probe_passes(&pod, &pod.env).await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the readiness probe never passed; opencode exited: {:?}",
+            pod.child.try_wait()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let mut wrong = pod.env.clone();
+    wrong.insert("OPENCODE_SERVER_PASSWORD".into(), "forged".into());
+    assert!(
+        !probe_passes(&pod, &wrong).await,
+        "the probe passed with a wrong password"
+    );
+
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (said_tx, said_rx) = mpsc::unbounded_channel();
+    tokio::spawn(transport::opencode(
+        transport::OpenCodeTarget {
+            url,
+            password,
+            resume: None,
+        },
+        out_rx,
+        said_tx,
+    ));
+    let session = adapter_for(AdapterKind::Opencode).stream_session(None);
+    let results = converse(session, out_tx, said_rx, &["first turn", "second turn"]).await;
+    assert_eq!(
+        results,
+        [Some("ANSWER-ONE".into()), Some("ANSWER-TWO".into())]
+    );
+    assert_second_turn_carries_the_first(&server);
+    // Its database is on the /data volume.
+    assert_eq!(
+        pod.env
+            .get("OPENCODE_DB")
+            .map(|p| p.ends_with("data/opencode.db")),
+        Some(true)
+    );
+}
