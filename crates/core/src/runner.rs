@@ -39,7 +39,7 @@ pub enum RunError {
 
 /// What the local runner says when the config asks for the Kubernetes backend where only the
 /// foreground batch spawn runs there yet.
-pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs only foreground batch spawns so far (`fracta spawn` without --detach); the control plane, MCP children, stream sessions and resume run agents locally only: set runtime.backend: local for them";
+pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents only so far; stream sessions and resume run locally only: set runtime.backend: local for them";
 
 /// A request to start an agent.
 #[derive(Debug, Clone, Default)]
@@ -147,7 +147,29 @@ pub struct Runner {
     pub cfg: Arc<LoadedConfig>,
     pub store: Arc<dyn Store>,
     pub redactor: Redactor,
+    /// Where agents run when `runtime.backend` is not local (set by the binary).
+    remote: std::sync::OnceLock<Arc<dyn RemoteBackend>>,
 }
+
+/// A backend that runs agents off this machine (Kubernetes). The binary provides it, so that
+/// this crate does not depend on the cluster client.
+pub trait RemoteBackend: Send + Sync {
+    /// Run a recorded batch agent to its end.
+    fn run_batch<'a>(
+        &'a self,
+        runner: &'a Runner,
+        agent: AgentRecord,
+        observer: &'a mut dyn Observer,
+    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>>;
+    /// Stop an agent it runs (already recorded as stopped).
+    fn stop<'a>(
+        &'a self,
+        agent: &'a AgentRecord,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// The `host` of agents a remote backend runs: `kubernetes/<namespace>`.
+pub const REMOTE_HOST_PREFIX: &str = "kubernetes/";
 
 /// This machine's name, recorded on agents so that only this host judges their processes.
 pub fn hostname() -> String {
@@ -288,7 +310,13 @@ impl Runner {
             cfg,
             store,
             redactor: Redactor::new(),
+            remote: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Run agents on `remote` when `runtime.backend` asks for it.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteBackend>) {
+        let _ = self.remote.set(remote);
     }
 
     fn runtime(&self, name: &str) -> Result<&RuntimeEntry, RunError> {
@@ -436,7 +464,12 @@ impl Runner {
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
         if self.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
-            return self.fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
+            return match self.remote.get() {
+                Some(remote) if agent.mode == fracta_state::Mode::Batch => {
+                    remote.run_batch(self, agent, observer).await
+                }
+                _ => self.fail_before_start(&agent, KUBERNETES_NOT_HERE, observer),
+            };
         }
         let base = self
             .cfg
@@ -1385,6 +1418,17 @@ impl Runner {
         let agent = self.store.get_agent(id)?;
         if agent.status.is_terminal() {
             return Ok(agent);
+        }
+        if agent
+            .host
+            .as_deref()
+            .is_some_and(|h| h.starts_with(REMOTE_HOST_PREFIX))
+            && let Some(remote) = self.remote.get()
+        {
+            self.mark_stopped(&agent.id, "stopped by request")?;
+            remote.stop(&agent).await.map_err(RunError::Other)?;
+            tracing::info!(agent = %agent.id, "agent stopped");
+            return Ok(self.store.get_agent(&agent.id)?);
         }
         if let Some(h) = &agent.host
             && *h != hostname()

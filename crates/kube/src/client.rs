@@ -505,6 +505,31 @@ impl KubeBackend {
         }
     }
 
+    /// Stop an agent known only by its id (from another process): delete its Job or Pod,
+    /// whichever it has.
+    pub async fn stop_agent(&self, agent_id: &str) -> Result<(), KubeError> {
+        let name = crate::render::object_name(agent_id);
+        let dp = DeleteParams::background();
+        let jobs: Api<Job> = self.api();
+        let pods: Api<Pod> = self.api();
+        for res in [
+            jobs.delete(&name, &dp)
+                .await
+                .map(|_| ())
+                .map_err(|e| KubeError::from_kube(e, "delete", &format!("Job {name}"))),
+            pods.delete(&name, &dp)
+                .await
+                .map(|_| ())
+                .map_err(|e| KubeError::from_kube(e, "delete", &format!("Pod {name}"))),
+        ] {
+            match res {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Remove everything of the agent: the workload, and its Secret and ConfigMap (owned by it,
     /// but deleted here too, so nothing waits on the garbage collector).
     pub async fn clean_up(&self, r: &Rendered) -> Result<(), KubeError> {

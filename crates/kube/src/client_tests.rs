@@ -591,3 +591,28 @@ async fn an_image_pull_error_fails_the_agent_and_cleans_up() {
         "{err}"
     );
 }
+
+/// `fracta stop` from another process knows only the agent's id: its Job and its Pod are
+/// deleted, whichever exists.
+#[tokio::test]
+async fn stopping_by_id_deletes_the_job_or_the_pod() {
+    let gone = || Some(status(404, "NotFound", "not found"));
+    let (kube, calls) = mocked(vec![
+        expect(
+            "DELETE",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{NAME}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
+        expect(
+            "DELETE",
+            &format!("/api/v1/namespaces/agents/pods/{NAME}?"),
+            404,
+            gone(),
+        ),
+    ]);
+    kube.stop_agent(ID).await.unwrap();
+    let calls = calls.await.unwrap();
+    let body: Value = serde_json::from_str(&calls[1].body).unwrap();
+    assert_eq!(body["propagationPolicy"], "Background");
+}

@@ -108,7 +108,11 @@ pub async fn run_batch(
         &agent.id,
         &AgentPatch {
             // Not a process of this host: local reconciling leaves it alone.
-            host: Some(Some(format!("kubernetes/{}", kube.namespace()))),
+            host: Some(Some(format!(
+                "{}{}",
+                fracta_core::runner::REMOTE_HOST_PREFIX,
+                kube.namespace()
+            ))),
             meta: Some(meta),
             ..AgentPatch::default()
         },
@@ -308,4 +312,54 @@ fn fail(
         observer,
     )?;
     Ok(rec)
+}
+
+/// The Kubernetes backend as the runner sees it: it connects on first use, so a config that
+/// names the backend costs nothing until an agent runs there.
+pub struct KubeRemote {
+    section: Option<fracta_config::KubernetesSection>,
+    backend: tokio::sync::OnceCell<KubeBackend>,
+}
+
+impl KubeRemote {
+    pub fn new(section: Option<fracta_config::KubernetesSection>) -> Self {
+        KubeRemote {
+            section,
+            backend: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn backend(&self) -> Result<&KubeBackend, crate::KubeError> {
+        self.backend
+            .get_or_try_init(|| KubeBackend::connect(self.section.as_ref()))
+            .await
+    }
+}
+
+impl fracta_core::runner::RemoteBackend for KubeRemote {
+    fn run_batch<'a>(
+        &'a self,
+        runner: &'a Runner,
+        agent: AgentRecord,
+        observer: &'a mut dyn Observer,
+    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
+        Box::pin(async move {
+            match self.backend().await {
+                Ok(kube) => {
+                    run_batch(runner, kube, agent, &RequestContext::default(), observer).await
+                }
+                Err(e) => fail(runner, &agent, &e.to_string(), observer),
+            }
+        })
+    }
+
+    fn stop<'a>(
+        &'a self,
+        agent: &'a AgentRecord,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let kube = self.backend().await.map_err(|e| e.to_string())?;
+            kube.stop_agent(&agent.id).await.map_err(|e| e.to_string())
+        })
+    }
 }

@@ -25,6 +25,17 @@ pub fn open_store(cfg: &LoadedConfig) -> anyhow::Result<Arc<dyn Store>> {
     fracta_state::open_store(&sc).map_err(|e| anyhow::anyhow!("cannot open the state store: {e}"))
 }
 
+/// The runner, with the Kubernetes backend behind it when `runtime.backend` asks for it.
+pub fn new_runner(cfg: LoadedConfig, store: Arc<dyn Store>) -> Runner {
+    let section = cfg.config.runtime.kubernetes.clone();
+    let kube = cfg.config.runtime.backend == fracta_config::Backend::Kubernetes;
+    let runner = Runner::new(Arc::new(cfg), store);
+    if kube {
+        runner.set_remote(Arc::new(fracta_kube::run::KubeRemote::new(section)));
+    }
+    runner
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,7 +125,7 @@ fn control_error(e: ControlError) -> anyhow::Error {
 /// the gateway over HTTP on loopback.
 pub fn mcp_stdio(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store);
+    let runner = new_runner(cfg, store);
     let _ = runner.reconcile();
     let supervisor = Supervisor::new(Arc::new(runner));
     runtime()?.block_on(async move {
@@ -281,7 +292,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let json = a.json;
     let req = spawn_request(a);
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store);
+    let runner = new_runner(cfg, store);
     let _ = runner.reconcile();
     // Check the request before anything starts (exit 2 on a bad one).
     runner.prepare(&req).map_err(run_error)?;
@@ -547,7 +558,7 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
         return follow_remote(&client, &before, seq, a.json);
     }
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store);
+    let runner = new_runner(cfg, store);
     let rt = runtime()?;
     let agent = if a.json {
         rt.block_on(runner.resume(&a.id, &a.prompt, &mut fracta_core::runner::Quiet))
@@ -564,7 +575,7 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
 pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let client = Client::discover(&cfg);
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store);
+    let runner = new_runner(cfg, store);
     let before = runner
         .store
         .get_agent(&a.id)
@@ -595,7 +606,7 @@ pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
 
 pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store.clone());
+    let runner = new_runner(cfg, store.clone());
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
     if a.json {
@@ -686,7 +697,7 @@ pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
         Some(c) => c.list(true)?,
         None => {
             let store = open_store(&cfg)?;
-            let runner = Runner::new(Arc::new(cfg), store.clone());
+            let runner = new_runner(cfg, store.clone());
             let _ = runner.reconcile();
             store.list_agents(&AgentFilter::default())?
         }
@@ -776,7 +787,7 @@ pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store.clone());
+    let runner = new_runner(cfg, store.clone());
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
     let print = |e: &fracta_state::EventRecord| -> anyhow::Result<()> {

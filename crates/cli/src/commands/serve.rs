@@ -9,16 +9,15 @@ use std::sync::Arc;
 
 use fracta_config::LoadedConfig;
 use fracta_core::control_plane::{Supervisor, new_token};
-use fracta_core::runner::Runner;
 use fracta_server::discovery::{self, ServeInfo};
 
-use super::agent::{open_store, runtime};
+use super::agent::{new_runner, open_store, runtime};
 use crate::cli::ServeArgs;
 
 pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let fracta_dir = std::path::absolute(cfg.fracta_dir()).unwrap_or_else(|_| cfg.fracta_dir());
     let store = open_store(&cfg)?;
-    let runner = Runner::new(Arc::new(cfg), store);
+    let runner = new_runner(cfg, store);
     // Agents a control plane (or a foreground spawn) left running when it died.
     match runner.reconcile() {
         Ok(lost) if !lost.is_empty() => {

@@ -181,3 +181,83 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
         "{out}"
     );
 }
+
+/// The control plane runs batch agents on the Kubernetes backend too (here it cannot reach
+/// the API server, and the agent fails saying so); stream sessions there are refused.
+#[test]
+fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
+    use super::harness::{Project as Live, Serve};
+    let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
+    std::fs::write(p.path().join("fracta.yaml"), CONFIG).unwrap();
+    std::fs::write(
+        p.path().join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: ctx\n  context: {cluster: c, user: u, namespace: agents}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    let kubeconfig = p.path().join("kubeconfig").display().to_string();
+    let server = Serve::start_with(&p, &[("KUBECONFIG", &kubeconfig), ("RENDER_TEST_KEY", "k")]);
+    let v = p.json(&[
+        "spawn",
+        "--detach",
+        "--json",
+        "--runtime",
+        "codex",
+        "--task",
+        "t",
+        "--prompt",
+        "hi",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    let start = std::time::Instant::now();
+    let a = loop {
+        let a = p.agent(&id);
+        if a["status"] == "failed" {
+            break a;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{a:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let err = a["error"].as_str().unwrap();
+    assert!(
+        err.contains("cannot apply Job fracta-") && err.contains("Connection refused"),
+        "{err}"
+    );
+    assert!(
+        a["workspace"].is_null(),
+        "no local worktree for a Kubernetes agent: {a:#}"
+    );
+    let s = p.json(&[
+        "spawn",
+        "--detach",
+        "--json",
+        "--runtime",
+        "codex",
+        "--mode",
+        "stream",
+        "--task",
+        "t",
+        "--prompt",
+        "hi",
+    ]);
+    let sid = s["id"].as_str().unwrap().to_string();
+    let start = std::time::Instant::now();
+    let a = loop {
+        let a = p.agent(&sid);
+        if a["status"] == "failed" {
+            break a;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{a:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        a["error"].as_str().unwrap().contains("batch agents only"),
+        "{a:#}"
+    );
+    assert!(server.stop());
+}
