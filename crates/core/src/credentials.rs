@@ -43,6 +43,85 @@ pub struct RequestContext {
     pub headers: BTreeMap<String, String>,
 }
 
+/// A profile's name, its entry and the binding in force.
+pub type ProfileBinding<'a> = (&'a str, &'a Profile, Option<&'a Binding>);
+
+/// A runtime's credential profile (its name and entry) and the binding in force: the
+/// runtime's `auth_binding`, else the profile's `default_binding`. `None` without a profile.
+pub fn profile_binding<'a>(
+    cfg: &'a LoadedConfig,
+    runtime_name: &str,
+    rt: &'a RuntimeEntry,
+) -> Result<Option<ProfileBinding<'a>>, CredentialError> {
+    let Some(pname) = &rt.auth_profile else {
+        if rt.auth_binding.is_some() {
+            return Err(CredentialError::Binding {
+                runtime: runtime_name.into(),
+                message: "auth_binding needs an auth_profile".into(),
+            });
+        }
+        return Ok(None);
+    };
+    let Some(profile) = cfg.config.auth.credentials.profiles.get(pname) else {
+        return Err(CredentialError::Binding {
+            runtime: runtime_name.into(),
+            message: format!("auth_profile `{pname}` does not exist"),
+        });
+    };
+    let binding = rt
+        .auth_binding
+        .as_ref()
+        .or(profile.default_binding.as_ref());
+    Ok(Some((pname.as_str(), profile, binding)))
+}
+
+/// The resolver a `claude_api_key_helper` binding names, as Claude's `apiKeyHelper`.
+pub fn api_key_helper(
+    runtime_name: &str,
+    pname: &str,
+    profile: &Profile,
+    resolver: &str,
+) -> Result<ApiKeyHelper, CredentialError> {
+    let r = profile
+        .runtime_auth_resolvers
+        .get(resolver)
+        .ok_or_else(|| CredentialError::Binding {
+            runtime: runtime_name.into(),
+            message: format!("resolver `{resolver}` is not in profile `{pname}`"),
+        })?;
+    Ok(ApiKeyHelper {
+        command: r.command.clone(),
+        ttl_ms: r.ttl_ms,
+    })
+}
+
+/// The origin a `bearer_env` binding names; it must populate env vars (`scope: any`).
+pub fn bearer_origin<'a>(
+    runtime_name: &str,
+    pname: &str,
+    profile: &'a Profile,
+    origin: &str,
+    env_name: &str,
+) -> Result<&'a AuthOrigin, CredentialError> {
+    let o = profile
+        .auth_origins
+        .get(origin)
+        .ok_or_else(|| CredentialError::Binding {
+            runtime: runtime_name.into(),
+            message: format!("origin `{origin}` is not in profile `{pname}`"),
+        })?;
+    if o.scope() == Scope::AgentRuntime {
+        return Err(CredentialError::Origin {
+            profile: pname.into(),
+            origin: origin.into(),
+            message: format!(
+                "`scope: agent_runtime` does not populate env vars by itself, so it cannot fill {env_name}; use `scope: any`"
+            ),
+        });
+    }
+    Ok(o)
+}
+
 pub async fn resolve(
     cfg: &LoadedConfig,
     runtime_name: &str,
@@ -51,22 +130,10 @@ pub async fn resolve(
     redactor: &Redactor,
 ) -> Result<ResolvedAuth, CredentialError> {
     let mut out = ResolvedAuth::default();
-    let Some(pname) = &rt.auth_profile else {
-        if rt.auth_binding.is_some() {
-            return Err(CredentialError::Binding {
-                runtime: runtime_name.into(),
-                message: "auth_binding needs an auth_profile".into(),
-            });
-        }
+    let Some((pname, profile, binding)) = profile_binding(cfg, runtime_name, rt)? else {
         return Ok(out);
     };
-    let Some(profile) = cfg.config.auth.credentials.profiles.get(pname) else {
-        return Err(CredentialError::Binding {
-            runtime: runtime_name.into(),
-            message: format!("auth_profile `{pname}` does not exist"),
-        });
-    };
-    out.profile = Some(pname.clone());
+    out.profile = Some(pname.to_string());
     for (k, v) in &profile.env {
         let val = fracta_config::expand::expand_env(v).map_err(|e| CredentialError::Binding {
             runtime: runtime_name.into(),
@@ -80,50 +147,23 @@ pub async fn resolve(
     out.require_env = profile.assertions.require_env.clone();
     out.forbid_env = profile.assertions.forbid_env.clone();
 
-    match rt
-        .auth_binding
-        .as_ref()
-        .or(profile.default_binding.as_ref())
-    {
+    match binding {
         None => {}
         Some(Binding::ClaudeApiKeyHelper {
             runtime_auth_resolver,
         }) => {
-            let r = profile
-                .runtime_auth_resolvers
-                .get(runtime_auth_resolver)
-                .ok_or_else(|| CredentialError::Binding {
-                    runtime: runtime_name.into(),
-                    message: format!(
-                        "resolver `{runtime_auth_resolver}` is not in profile `{pname}`"
-                    ),
-                })?;
-            out.api_key_helper = Some(ApiKeyHelper {
-                command: r.command.clone(),
-                ttl_ms: r.ttl_ms,
-            });
+            out.api_key_helper = Some(api_key_helper(
+                runtime_name,
+                pname,
+                profile,
+                runtime_auth_resolver,
+            )?);
         }
         Some(Binding::BearerEnv {
             auth_origin,
             env_name,
         }) => {
-            let origin =
-                profile
-                    .auth_origins
-                    .get(auth_origin)
-                    .ok_or_else(|| CredentialError::Binding {
-                        runtime: runtime_name.into(),
-                        message: format!("origin `{auth_origin}` is not in profile `{pname}`"),
-                    })?;
-            if origin.scope() == Scope::AgentRuntime {
-                return Err(CredentialError::Origin {
-                    profile: pname.clone(),
-                    origin: auth_origin.clone(),
-                    message: format!(
-                        "`scope: agent_runtime` does not populate env vars by itself, so it cannot fill {env_name}; use `scope: any`"
-                    ),
-                });
-            }
+            let origin = bearer_origin(runtime_name, pname, profile, auth_origin, env_name)?;
             let value = materialize(pname, auth_origin, origin, request, redactor).await?;
             out.binding_env.insert(env_name.clone(), value);
         }

@@ -437,89 +437,137 @@ fn recorded(r: &fracta_core::runner::Runner, runtime: &str) -> fracta_state::Age
     r.record(prepared).unwrap()
 }
 
+/// A recorded codex batch agent, the Job the API answers its apply with, and the calls that
+/// create its objects and watch its Pod (which the watch reports as `pod`).
+struct BatchRun {
+    _dir: tempfile::TempDir,
+    runner: fracta_core::runner::Runner,
+    agent: fracta_state::AgentRecord,
+    name: String,
+    job: Value,
+}
+
+impl BatchRun {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = runner(dir.path());
+        let agent = recorded(&runner, "codex");
+        let name = crate::render::object_name(&agent.id);
+        let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
+        let job = created_job(&render(&cfg, &agent, "agents").unwrap());
+        BatchRun {
+            _dir: dir,
+            runner,
+            agent,
+            name,
+            job,
+        }
+    }
+
+    /// Apply the Job (answered with a uid) and the ConfigMap, then watch the Pod.
+    fn start_calls(&self, mut pod: Value, pod_name: &str) -> Vec<Expect> {
+        let name = &self.name;
+        let apply = |group: &str, plural: &str| {
+            format!("{group}/namespaces/agents/{plural}/{name}?&force=true&fieldManager=fracta")
+        };
+        let mut job = self.job.clone();
+        job["metadata"]["uid"] = json!("uid-job-1");
+        pod["metadata"]["name"] = json!(pod_name);
+        vec![
+            expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
+            expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
+            Expect {
+                method: "GET",
+                uri: format!(
+                    "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=290&labelSelector=fracta.dev%2Fagent-id%3D{}&allowWatchBookmarks=true&resourceVersion=0",
+                    self.agent.id
+                ),
+                status: 200,
+                body: Some(watch_body(&[("ADDED", pod)])),
+            },
+        ]
+    }
+
+    /// Delete the Job (200) and the ConfigMap (`cm_status`).
+    fn clean_up_calls(&self, cm_status: u16) -> Vec<Expect> {
+        vec![
+            expect(
+                "DELETE",
+                &format!("/apis/batch/v1/namespaces/agents/jobs/{}?", self.name),
+                200,
+                Some(status(200, "", "")),
+            ),
+            expect(
+                "DELETE",
+                &format!("/api/v1/namespaces/agents/configmaps/{}?", self.name),
+                cm_status,
+                Some(status(cm_status, "", "")),
+            ),
+        ]
+    }
+
+    async fn run(
+        self,
+        calls: Vec<Expect>,
+    ) -> (
+        fracta_core::runner::Runner,
+        fracta_state::AgentRecord,
+        tempfile::TempDir,
+    ) {
+        let (kube, answered) = mocked(calls);
+        let rec = crate::run::run_batch(
+            &self.runner,
+            &kube,
+            self.agent,
+            &Default::default(),
+            &mut fracta_core::runner::Quiet,
+        )
+        .await
+        .unwrap();
+        answered.await.unwrap();
+        (self.runner, rec, self._dir)
+    }
+}
+
 /// `fracta spawn` on the Kubernetes backend, call by call: apply, watch the Pod start, follow
 /// its log into the store, read the Job's outcome, clean up.
 #[tokio::test]
 async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let runner = runner(dir.path());
-    let agent = recorded(&runner, "codex");
-    let id = agent.id.clone();
-    let name = crate::render::object_name(&id);
+    let b = BatchRun::new();
+    let name = b.name.clone();
     let pod_name = format!("{name}-x7k2p");
-    let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
-    let r = render(&cfg, &agent, "agents").unwrap();
-    let mut job = created_job(&r);
-    let mut running = pod(
+    let running = pod(
         "Running",
         json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}}),
     );
-    running["metadata"]["name"] = json!(pod_name);
     let lines = [
         r#"{"type":"thread.started","thread_id":"0199-thread"}"#,
         r#"{"type":"turn.started"}"#,
         r#"{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"LGTM"}}"#,
         r#"{"type":"turn.completed","usage":{"input_tokens":10,"cached_input_tokens":0,"output_tokens":2}}"#,
     ];
-    let apply = |group: &str, plural: &str| {
-        format!("{group}/namespaces/agents/{plural}/{name}?&force=true&fieldManager=fracta")
-    };
-    let mut done = job.clone();
+    let mut done = b.job.clone();
     done["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
-    job["metadata"]["uid"] = json!("uid-job-1");
-    let (kube, calls) = mocked(vec![
-        expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
-        expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
-        Expect {
-            method: "GET",
-            uri: format!(
-                "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=290&labelSelector=fracta.dev%2Fagent-id%3D{id}&allowWatchBookmarks=true&resourceVersion=0"
-            ),
-            status: 200,
-            body: Some(watch_body(&[("ADDED", running)])),
-        },
-        Expect {
-            method: "GET",
-            uri: format!(
-                "/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"
-            ),
-            status: 200,
-            body: Some(lines.join("\n") + "\n"),
-        },
-        expect(
-            "GET",
-            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
-            200,
-            Some(done),
-        ),
-        expect(
-            "DELETE",
-            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}?"),
-            200,
-            Some(status(200, "", "")),
-        ),
-        expect(
-            "DELETE",
-            &format!("/api/v1/namespaces/agents/configmaps/{name}?"),
-            200,
-            Some(status(200, "", "")),
-        ),
-    ]);
-    let rec = crate::run::run_batch(
-        &runner,
-        &kube,
-        agent,
-        &Default::default(),
-        &mut fracta_core::runner::Quiet,
-    )
-    .await
-    .unwrap();
-    calls.await.unwrap();
+    let mut calls = b.start_calls(running, &pod_name);
+    calls.push(Expect {
+        method: "GET",
+        uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
+        status: 200,
+        body: Some(lines.join("\n") + "\n"),
+    });
+    calls.push(expect(
+        "GET",
+        &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
+        200,
+        Some(done),
+    ));
+    calls.extend(b.clean_up_calls(200));
+    let (runner, rec, _dir) = b.run(calls).await;
     assert_eq!(rec.status, fracta_state::AgentStatus::Succeeded, "{rec:#?}");
     assert_eq!(rec.result.as_deref(), Some("LGTM"));
     assert_eq!(rec.resume_token.as_deref(), Some("0199-thread"));
     assert_eq!(rec.usage.input_tokens, 10);
-    let events = runner.store.events(&id, 0, None).unwrap();
+    let events = runner.store.events(&rec.id, 0, None).unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(
         kinds,
@@ -535,55 +583,14 @@ async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
 /// removed.
 #[tokio::test]
 async fn an_image_pull_error_fails_the_agent_and_cleans_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let runner = runner(dir.path());
-    let agent = recorded(&runner, "codex");
-    let id = agent.id.clone();
-    let name = crate::render::object_name(&id);
-    let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
-    let mut job = created_job(&render(&cfg, &agent, "agents").unwrap());
-    job["metadata"]["uid"] = json!("uid-job-2");
+    let b = BatchRun::new();
     let pull = pod(
         "Pending",
         json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}),
     );
-    let apply = |group: &str, plural: &str| {
-        format!("{group}/namespaces/agents/{plural}/{name}?&force=true&fieldManager=fracta")
-    };
-    let (kube, calls) = mocked(vec![
-        expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
-        expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
-        Expect {
-            method: "GET",
-            uri: format!(
-                "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=290&labelSelector=fracta.dev%2Fagent-id%3D{id}&allowWatchBookmarks=true&resourceVersion=0"
-            ),
-            status: 200,
-            body: Some(watch_body(&[("ADDED", pull)])),
-        },
-        expect(
-            "DELETE",
-            &format!("/apis/batch/v1/namespaces/agents/jobs/{name}?"),
-            200,
-            Some(status(200, "", "")),
-        ),
-        expect(
-            "DELETE",
-            &format!("/api/v1/namespaces/agents/configmaps/{name}?"),
-            404,
-            Some(status(404, "NotFound", "gone")),
-        ),
-    ]);
-    let rec = crate::run::run_batch(
-        &runner,
-        &kube,
-        agent,
-        &Default::default(),
-        &mut fracta_core::runner::Quiet,
-    )
-    .await
-    .unwrap();
-    calls.await.unwrap();
+    let mut calls = b.start_calls(pull, &b.name.clone());
+    calls.extend(b.clean_up_calls(404));
+    let (_runner, rec, _dir) = b.run(calls).await;
     assert_eq!(rec.status, fracta_state::AgentStatus::Failed);
     let err = rec.error.unwrap();
     assert!(

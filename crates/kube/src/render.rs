@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use fracta_config::{
-    AdapterKind, AuthOrigin, Binding, KubeEnvVar, LoadedConfig, RuntimeEntry, Scope,
-};
+use fracta_config::{AdapterKind, AuthOrigin, Binding, KubeEnvVar, LoadedConfig, RuntimeEntry};
 use fracta_core::adapter::{AdapterError, ApiKeyHelper, LaunchContext, SessionKeys, adapter_for};
+use fracta_core::credentials::{self, CredentialError};
 use fracta_core::launch::LaunchSpec;
 use fracta_state::{AgentRecord, Mode};
 use indexmap::IndexMap;
@@ -68,6 +67,8 @@ pub enum RenderError {
     Credentials { runtime: String, message: String },
     #[error(transparent)]
     Adapter(#[from] AdapterError),
+    #[error(transparent)]
+    Profile(#[from] CredentialError),
     #[error("cannot write the objects as YAML: {0}")]
     Yaml(String),
 }
@@ -262,16 +263,9 @@ fn plan_auth(
         message,
     };
     let mut out = KubeAuth::default();
-    let Some(pname) = &rt.auth_profile else {
+    let Some((pname, profile, binding)) = credentials::profile_binding(cfg, runtime, rt)? else {
         return Ok(out);
     };
-    let profile = cfg
-        .config
-        .auth
-        .credentials
-        .profiles
-        .get(pname)
-        .ok_or_else(|| err(format!("auth_profile `{pname}` does not exist")))?;
     for (k, v) in &profile.env {
         if fracta_core::runner::is_secret_env(k, v) {
             let refs = fracta_config::expand::references(v);
@@ -292,42 +286,24 @@ fn plan_auth(
             out.env.push((k.clone(), EnvValue::Value(val)));
         }
     }
-    match rt
-        .auth_binding
-        .as_ref()
-        .or(profile.default_binding.as_ref())
-    {
+    match binding {
         None => {}
         Some(Binding::ClaudeApiKeyHelper {
             runtime_auth_resolver,
         }) => {
-            let r = profile
-                .runtime_auth_resolvers
-                .get(runtime_auth_resolver)
-                .ok_or_else(|| {
-                    err(format!(
-                        "resolver `{runtime_auth_resolver}` is not in profile `{pname}`"
-                    ))
-                })?;
-            out.api_key_helper = Some(ApiKeyHelper {
-                command: r.command.clone(),
-                ttl_ms: r.ttl_ms,
-            });
+            out.api_key_helper = Some(credentials::api_key_helper(
+                runtime,
+                pname,
+                profile,
+                runtime_auth_resolver,
+            )?);
         }
         Some(Binding::BearerEnv {
             auth_origin,
             env_name,
         }) => {
-            let origin = profile.auth_origins.get(auth_origin).ok_or_else(|| {
-                err(format!(
-                    "origin `{auth_origin}` is not in profile `{pname}`"
-                ))
-            })?;
-            if origin.scope() == Scope::AgentRuntime {
-                return Err(err(format!(
-                    "origin `{auth_origin}` has `scope: agent_runtime`, which does not populate env vars by itself, so it cannot fill {env_name}; use `scope: any`"
-                )));
-            }
+            let origin =
+                credentials::bearer_origin(runtime, pname, profile, auth_origin, env_name)?;
             let key = secret_key(env_name);
             let value = match origin {
                 AuthOrigin::SecretEnv {
@@ -350,7 +326,7 @@ fn plan_auth(
                     out.secrets.insert(
                         key.clone(),
                         SecretSource::Command {
-                            profile: pname.clone(),
+                            profile: pname.to_string(),
                             origin: auth_origin.clone(),
                         },
                     );
@@ -360,7 +336,7 @@ fn plan_auth(
                     out.secrets.insert(
                         key.clone(),
                         SecretSource::Header {
-                            profile: pname.clone(),
+                            profile: pname.to_string(),
                             origin: auth_origin.clone(),
                             header: header.clone().unwrap_or_else(|| "Authorization".into()),
                         },

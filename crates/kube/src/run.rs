@@ -92,16 +92,22 @@ pub async fn run_batch(
         Ok(v) => v,
         Err(e) => return fail(runner, &agent, &e, observer),
     };
-    let container = adapter_for(
-        runner
-            .cfg
-            .config
-            .agents
-            .agent_runtimes
-            .get(&agent.runtime)
-            .map_or(fracta_config::AdapterKind::Claude, |r| r.adapter),
-    )
-    .binary();
+    let Some(kind) = runner
+        .cfg
+        .config
+        .agents
+        .agent_runtimes
+        .get(&agent.runtime)
+        .map(|r| r.adapter)
+    else {
+        return fail(
+            runner,
+            &agent,
+            &format!("unknown runtime `{}`", agent.runtime),
+            observer,
+        );
+    };
+    let container = adapter_for(kind).binary();
     let mut meta = agent.meta.clone();
     meta["kubernetes"] = json!({ "namespace": kube.namespace(), "job": rendered.name });
     let agent = runner.store.update_agent(
@@ -166,8 +172,7 @@ pub async fn run_batch(
         observer,
     )?;
 
-    let mut parser =
-        adapter_for(runner.cfg.config.agents.agent_runtimes[&agent.runtime].adapter).parser();
+    let mut parser = adapter_for(kind).parser();
     match kube.follow_log(&pod, container).await {
         Ok(lines) => {
             let mut lines = std::pin::pin!(lines);

@@ -31,7 +31,7 @@ pub fn run(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let runner = Runner::new(Arc::clone(&cfg), store);
     let prepared = runner.prepare(&spawn_request(a)).map_err(run_failure)?;
     let rendered = fracta_kube::render(&cfg, &prepared.agent, &namespace).map_err(|e| match e {
-        RenderError::Refused(_) | RenderError::Credentials { .. } => {
+        RenderError::Refused(_) | RenderError::Credentials { .. } | RenderError::Profile(_) => {
             Failure::msg(exit::USAGE, e.to_string())
         }
         other => anyhow::Error::new(other),

@@ -258,6 +258,22 @@ impl Project {
         }
     }
 
+    /// Wait until agent `id` is `status`.
+    pub fn wait_for_agent(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let a = self.agent(id);
+            if a["status"] == status {
+                return a;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "not {status} within {timeout:?}: {a:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A file on a branch of the project's repository.
     pub fn show_file(&self, branch: &str, path: &str) -> Option<String> {
         let out = Command::new("git")

@@ -2,6 +2,8 @@
 //! spawn, with secrets as references. (The objects of every runtime × mode × credential form
 //! are snapshot-tested and schema-checked in `crates/kube`.)
 
+use std::time::Duration;
+
 use super::support::Project;
 
 const CONFIG: &str = r#"
@@ -27,6 +29,13 @@ agents:
       model: gpt-5.5
       auth_profile: p
 "#;
+
+/// A kubeconfig whose API server does not answer (nothing listens on port 9).
+fn unreachable_kubeconfig(token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"http://127.0.0.1:9\"}}\ncontexts:\n- name: ctx\n  context: {{cluster: c, user: u, namespace: agents}}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {{token: {token}}}\n"
+    )
+}
 
 fn project() -> Project {
     let p = Project::new();
@@ -145,10 +154,7 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
         serde_json::json!([])
     );
 
-    p.write(
-        "kubeconfig",
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: ctx\n  context: {cluster: c, user: u, namespace: agents}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {token: SENTINEL-KUBE-TOKEN}\n",
-    );
+    p.write("kubeconfig", unreachable_kubeconfig("SENTINEL-KUBE-TOKEN"));
     let out = p
         .fracta([
             "spawn",
@@ -189,11 +195,7 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
     use super::harness::{Project as Live, Serve};
     let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
     std::fs::write(p.path().join("fracta.yaml"), CONFIG).unwrap();
-    std::fs::write(
-        p.path().join("kubeconfig"),
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: ctx\n  context: {cluster: c, user: u, namespace: agents}\ncurrent-context: ctx\nusers:\n- name: u\n  user: {token: t}\n",
-    )
-    .unwrap();
+    std::fs::write(p.path().join("kubeconfig"), unreachable_kubeconfig("t")).unwrap();
     let kubeconfig = p.path().join("kubeconfig").display().to_string();
     let server = Serve::start_with(&p, &[("KUBECONFIG", &kubeconfig), ("RENDER_TEST_KEY", "k")]);
     let v = p.json(&[
@@ -207,19 +209,7 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
         "--prompt",
         "hi",
     ]);
-    let id = v["id"].as_str().unwrap().to_string();
-    let start = std::time::Instant::now();
-    let a = loop {
-        let a = p.agent(&id);
-        if a["status"] == "failed" {
-            break a;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "{a:#}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let a = p.wait_for_agent(v["id"].as_str().unwrap(), "failed", Duration::from_secs(30));
     let err = a["error"].as_str().unwrap();
     assert!(
         err.contains("cannot apply Job fracta-") && err.contains("Connection refused"),
@@ -242,19 +232,7 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
         "--prompt",
         "hi",
     ]);
-    let sid = s["id"].as_str().unwrap().to_string();
-    let start = std::time::Instant::now();
-    let a = loop {
-        let a = p.agent(&sid);
-        if a["status"] == "failed" {
-            break a;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "{a:#}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let a = p.wait_for_agent(s["id"].as_str().unwrap(), "failed", Duration::from_secs(30));
     assert!(
         a["error"].as_str().unwrap().contains("batch agents only"),
         "{a:#}"
