@@ -41,6 +41,9 @@ pub enum RunError {
 /// foreground batch spawn runs there yet.
 pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents only so far; stream sessions and resume run locally only: set runtime.backend: local for them";
 
+/// The seed's capability table: Claude Code stream sessions run locally only.
+pub const CLAUDE_STREAM_LOCAL_ONLY: &str = "Claude Code stream sessions run locally only (the seed's capability table: K8s stream N/A for Claude); use --mode batch on Kubernetes, or runtime.backend: local";
+
 /// A request to start an agent.
 #[derive(Debug, Clone, Default)]
 pub struct SpawnRequest {
@@ -467,6 +470,9 @@ impl Runner {
             return match self.remote.get() {
                 Some(remote) if agent.mode == fracta_state::Mode::Batch => {
                     remote.run_batch(self, agent, observer).await
+                }
+                _ if agent.adapter == "claude" => {
+                    self.fail_before_start(&agent, CLAUDE_STREAM_LOCAL_ONLY, observer)
                 }
                 _ => self.fail_before_start(&agent, KUBERNETES_NOT_HERE, observer),
             };

@@ -393,8 +393,9 @@ pub fn render(
     let stream = agent.mode == Mode::Stream;
     if stream && rt.adapter == AdapterKind::Claude {
         return Err(RenderError::Refused(format!(
-            "runtime `{}`: Claude Code stream sessions run locally only (the seed's capability table: K8s stream N/A for Claude); use --mode batch on Kubernetes, or runtime.backend: local",
-            agent.runtime
+            "runtime `{}`: {}",
+            agent.runtime,
+            fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY
         )));
     }
     let image = rt

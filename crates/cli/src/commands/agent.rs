@@ -369,6 +369,12 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
 /// its event stream.
 fn spawn_on_kubernetes(runner: Runner, req: &SpawnRequest, json: bool) -> anyhow::Result<ExitCode> {
     let prepared = runner.prepare(req).map_err(run_error)?;
+    if prepared.agent.mode == fracta_state::Mode::Stream && prepared.agent.adapter == "claude" {
+        return Err(Failure::msg(
+            exit::USAGE,
+            fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY,
+        ));
+    }
     if prepared.agent.mode == fracta_state::Mode::Stream {
         return Err(Failure::msg(
             exit::USAGE,

@@ -239,3 +239,24 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
     );
     assert!(server.stop());
 }
+
+/// A Claude stream spawn on the Kubernetes backend is refused with the seed's reason.
+#[test]
+fn a_claude_stream_spawn_on_kubernetes_is_refused_with_the_seeds_reason() {
+    let p = project();
+    let out = p
+        .fracta([
+            "spawn",
+            "--mode",
+            "stream",
+            "--runtime",
+            "claude",
+            "--task",
+            "t",
+            "--prompt",
+            "hi",
+        ])
+        .run();
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("K8s stream N/A for Claude"), "{out}");
+}
