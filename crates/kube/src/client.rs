@@ -135,6 +135,12 @@ pub enum Phase {
     Running {
         pod: String,
     },
+    /// Its agent container ran and ended (its log is there to read): with a non-zero exit
+    /// or an OOM kill, `failure` says so.
+    Exited {
+        pod: String,
+        failure: Option<String>,
+    },
     Succeeded,
     Failed {
         reason: String,
@@ -186,31 +192,31 @@ pub fn pod_phase(pod: &Pod, container: &str) -> Phase {
         if let Some(t) = &state.terminated
             && (cs.name == container || t.exit_code != 0)
         {
-            let reason = t.reason.clone().unwrap_or_default();
-            if reason == "OOMKilled" {
+            let failure = if t.reason.as_deref() == Some("OOMKilled") {
+                Some(format!(
+                    "container {} was OOMKilled (exit {}): it needs more memory",
+                    cs.name, t.exit_code
+                ))
+            } else if t.exit_code != 0 {
+                Some(format!(
+                    "container {} exited {}{}",
+                    cs.name,
+                    t.exit_code,
+                    t.message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ))
+            } else {
+                None
+            };
+            if cs.name != container {
+                // An init container failed: the agent never ran.
                 return Phase::Failed {
-                    reason: format!(
-                        "container {} was OOMKilled (exit {}): it needs more memory",
-                        cs.name, t.exit_code
-                    ),
+                    reason: failure.unwrap_or_default(),
                 };
             }
-            if t.exit_code != 0 {
-                return Phase::Failed {
-                    reason: format!(
-                        "container {} exited {}{}",
-                        cs.name,
-                        t.exit_code,
-                        t.message
-                            .as_ref()
-                            .map(|m| format!(": {m}"))
-                            .unwrap_or_default()
-                    ),
-                };
-            }
-            if cs.name == container {
-                return Phase::Succeeded;
-            }
+            return Phase::Exited { pod: name, failure };
         }
     }
     match status.phase.as_deref() {

@@ -321,7 +321,11 @@ async fn the_status_watch_maps_pod_states_to_the_agent() {
         "Failed",
         json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}),
     );
-    let Phase::Failed { reason } = watched(&[("ADDED", oom)]).await else {
+    let Phase::Exited {
+        failure: Some(reason),
+        ..
+    } = watched(&[("ADDED", oom)]).await
+    else {
         panic!("an OOM kill is a failure")
     };
     assert!(reason.contains("OOMKilled (exit 137)"), "{reason}");
@@ -622,4 +626,56 @@ async fn stopping_by_id_deletes_the_job_or_the_pod() {
     let calls = calls.await.unwrap();
     let body: Value = serde_json::from_str(&calls[1].body).unwrap();
     assert_eq!(body["propagationPolicy"], "Background");
+}
+
+/// A CLI that fails: its log is still read (the runtime's own error event is recorded), and
+/// the agent's error says how the container ended, the runtime's error and the log's tail.
+#[tokio::test]
+async fn a_failing_cli_is_recorded_with_its_exit_its_error_and_its_log_tail() {
+    let b = BatchRun::new();
+    let name = b.name.clone();
+    let pod_name = format!("{name}-q9z8w");
+    let exited = pod(
+        "Failed",
+        json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+    );
+    let lines = [
+        r#"{"type":"thread.started","thread_id":"0199-thread"}"#,
+        r#"{"type":"turn.failed","error":{"message":"unexpected status 500 Internal Server Error"}}"#,
+        "Error: stream disconnected before completion",
+    ];
+    let mut failed = b.job.clone();
+    failed["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+    let mut calls = b.start_calls(exited, &pod_name);
+    calls.push(Expect {
+        method: "GET",
+        uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
+        status: 200,
+        body: Some(lines.join("\n") + "\n"),
+    });
+    calls.push(expect(
+        "GET",
+        &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
+        200,
+        Some(failed),
+    ));
+    calls.extend(b.clean_up_calls(200));
+    let (runner, rec, _dir) = b.run(calls).await;
+    assert_eq!(rec.status, fracta_state::AgentStatus::Failed);
+    let err = rec.error.clone().unwrap();
+    for part in [
+        "container codex exited 1",
+        "unexpected status 500",
+        "stream disconnected before completion",
+    ] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
+    let events = runner.store.events(&rec.id, 0, None).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "error" && e.payload.to_string().contains("unexpected status 500")),
+        "{events:#?}"
+    );
 }

@@ -134,7 +134,14 @@ pub async fn run_batch(
             return fail(runner, &agent, &e.to_string(), observer);
         }
     };
+    // A container that already ended still has its log: read it (the runtime's own error
+    // events are there), then say how it ended.
+    let mut exit_failure = None;
     let pod = match (phase, pod) {
+        (Phase::Exited { pod, failure }, _) => {
+            exit_failure = failure;
+            pod
+        }
         (Phase::Failed { reason }, _) => {
             let _ = kube.clean_up(&rendered).await;
             return fail(runner, &agent, &reason, observer);
@@ -173,6 +180,7 @@ pub async fn run_batch(
     )?;
 
     let mut parser = adapter_for(kind).parser();
+    let mut log_tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     match kube.follow_log(&pod, container).await {
         Ok(lines) => {
             let mut lines = std::pin::pin!(lines);
@@ -182,6 +190,14 @@ pub async fn run_batch(
                     continue;
                 }
                 let parsed = parser.parse_line(&line);
+                // The log holds stderr too: keep the last lines the parser did not know, for
+                // the error.
+                if !parsed.understood {
+                    log_tail.push_back(line.clone());
+                    if log_tail.len() > 10 {
+                        log_tail.pop_front();
+                    }
+                }
                 runner.record_events(
                     &agent,
                     &parsed.events,
@@ -230,11 +246,24 @@ pub async fn run_batch(
         tracing::warn!(agent = %agent.id, "could not clean up the agent's objects: {e}");
     }
     let o = parser.outcome();
-    let succeeded = outcome == Phase::Succeeded && o.success != Some(false);
+    let succeeded =
+        outcome == Phase::Succeeded && exit_failure.is_none() && o.success != Some(false);
     let error = (!succeeded).then(|| {
         let mut parts = Vec::new();
-        if let Phase::Failed { reason } = &outcome {
-            parts.push(format!("{} on Kubernetes: {reason}", agent.adapter));
+        // How the container ended says more than the Job's summary of it.
+        if let Some(f) = exit_failure.as_ref().or(match &outcome {
+            Phase::Failed { reason } => Some(reason),
+            _ => None,
+        }) {
+            parts.push(format!("{} on Kubernetes: {f}", agent.adapter));
+        }
+        if !log_tail.is_empty() {
+            parts.push(format!(
+                "log: {}",
+                runner
+                    .redactor
+                    .redact(&log_tail.iter().cloned().collect::<Vec<_>>().join("\n"))
+            ));
         }
         if let Some(e) = &o.error {
             parts.push(format!("runtime error: {}", runner.redactor.redact(e)));
