@@ -162,6 +162,7 @@ pub trait RemoteBackend: Send + Sync {
         &'a self,
         runner: &'a Runner,
         agent: AgentRecord,
+        gateway: Option<&'a Gateway>,
         observer: &'a mut dyn Observer,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>>;
     /// Stop an agent it runs (already recorded as stopped).
@@ -469,7 +470,9 @@ impl Runner {
         if self.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
             return match self.remote.get() {
                 Some(remote) if agent.mode == fracta_state::Mode::Batch => {
-                    remote.run_batch(self, agent, observer).await
+                    remote
+                        .run_batch(self, agent, opts.gateway.as_ref(), observer)
+                        .await
                 }
                 _ if agent.adapter == "claude" => {
                     self.fail_before_start(&agent, CLAUDE_STREAM_LOCAL_ONLY, observer)

@@ -524,6 +524,7 @@ impl BatchRun {
             &kube,
             self.agent,
             &Default::default(),
+            None,
             &mut fracta_core::runner::Quiet,
         )
         .await

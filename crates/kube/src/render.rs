@@ -84,6 +84,8 @@ pub enum SecretSource {
     /// An env var of the control plane (a `secret_env` origin without `secret_ref`, or a
     /// secret-looking profile `env` entry).
     Env { name: String },
+    /// The agent's token for Fracta's MCP gateway (the control plane's).
+    GatewayToken,
     /// A secret-looking literal in the config (a profile `env` entry with no `${VAR}`).
     Config { key: String },
     /// A header of the request that asked for the spawn (`http_header_token`).
@@ -106,6 +108,9 @@ impl SecretSource {
                 format!("<set at spawn: the control plane's env var {name}>")
             }
             SecretSource::Config { key } => format!("<set at spawn: {key} of fracta.yaml>"),
+            SecretSource::GatewayToken => {
+                "<set at spawn: the agent's token for Fracta's MCP gateway>".into()
+            }
             SecretSource::Header {
                 profile,
                 origin,
@@ -384,6 +389,17 @@ pub fn render(
     agent: &AgentRecord,
     namespace: &str,
 ) -> Result<Rendered, RenderError> {
+    render_with(cfg, agent, namespace, None)
+}
+
+/// `render`, with Fracta's MCP gateway registered in the runtime's config (as server
+/// `fracta`; the agent's token reaches the container from its Secret, as `FRACTA_AGENT_TOKEN`).
+pub fn render_with(
+    cfg: &LoadedConfig,
+    agent: &AgentRecord,
+    namespace: &str,
+    gateway: Option<&fracta_core::runner::Gateway>,
+) -> Result<Rendered, RenderError> {
     let rt = cfg
         .config
         .agents
@@ -460,7 +476,7 @@ pub fn render(
         project,
         env: &literal_env,
         api_key_helper: auth.api_key_helper.as_ref(),
-        gateway: None,
+        gateway,
         session: keys.as_ref(),
     };
     let spec: LaunchSpec = if stream {
@@ -541,6 +557,14 @@ pub fn render(
     }
     for (k, v) in binding {
         env.insert(k, v);
+    }
+    if gateway.is_some() {
+        let key = secret_key(fracta_core::runner::AGENT_TOKEN_ENV);
+        secrets.insert(key.clone(), SecretSource::GatewayToken);
+        env.insert(
+            fracta_core::runner::AGENT_TOKEN_ENV.to_string(),
+            EnvValue::AgentSecret(key),
+        );
     }
     for r in &spec.env_remove {
         env.shift_remove(r);

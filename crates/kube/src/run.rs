@@ -15,7 +15,8 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::client::{KubeBackend, Phase};
-use crate::render::{Rendered, SecretSource, render};
+use crate::render::{Rendered, SecretSource, render_with};
+use fracta_core::runner::Gateway;
 
 /// How long a Pod may take to start (scheduling, image pull) before the agent fails.
 pub const START_TIMEOUT: Duration = Duration::from_secs(600);
@@ -27,12 +28,19 @@ pub async fn materialize_secrets(
     runner: &Runner,
     r: &Rendered,
     request: &RequestContext,
+    gateway: Option<&Gateway>,
 ) -> Result<BTreeMap<String, String>, String> {
     let profiles = &runner.cfg.config.auth.credentials.profiles;
     let mut out = BTreeMap::new();
     for (key, source) in &r.secret_sources {
         let value = match source {
             SecretSource::Session { .. } => fracta_core::control_plane::new_token(),
+            SecretSource::GatewayToken => match gateway {
+                Some(g) => g.token.clone(),
+                None => {
+                    return Err("the agent's Secret needs a gateway token, and it has none".into());
+                }
+            },
             SecretSource::Env { name } => match std::env::var(name) {
                 Ok(v) if !v.is_empty() => v,
                 _ => {
@@ -71,12 +79,14 @@ pub async fn materialize_secrets(
     Ok(out)
 }
 
-/// Run a recorded batch agent as a Kubernetes Job, to its end.
+/// Run a recorded batch agent as a Kubernetes Job, to its end. With `gateway`, the agent can
+/// spawn children through Fracta's MCP gateway at that (in-cluster) URL.
 pub async fn run_batch(
     runner: &Runner,
     kube: &KubeBackend,
     agent: AgentRecord,
     request: &RequestContext,
+    gateway: Option<&Gateway>,
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
     if agent.mode != Mode::Batch {
@@ -84,11 +94,11 @@ pub async fn run_batch(
             "stream sessions on the Kubernetes backend are not built yet; use --mode batch".into(),
         ));
     }
-    let rendered = match render(&runner.cfg, &agent, kube.namespace()) {
+    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
         Ok(r) => r,
         Err(e) => return fail(runner, &agent, &e.to_string(), observer),
     };
-    let values = match materialize_secrets(runner, &rendered, request).await {
+    let values = match materialize_secrets(runner, &rendered, request, gateway).await {
         Ok(v) => v,
         Err(e) => return fail(runner, &agent, &e, observer),
     };
@@ -353,13 +363,22 @@ fn fail(
 pub struct KubeRemote {
     section: Option<fracta_config::KubernetesSection>,
     backend: tokio::sync::OnceCell<KubeBackend>,
+    /// Where agents in the cluster reach this control plane's MCP gateway.
+    gateway_url: Option<String>,
 }
+
+/// The env var that tells the control plane its MCP gateway's in-cluster URL (the deployment
+/// file sets it to its Service); without it, agents in the cluster get no gateway.
+pub const GATEWAY_URL_ENV: &str = "FRACTA_GATEWAY_URL";
 
 impl KubeRemote {
     pub fn new(section: Option<fracta_config::KubernetesSection>) -> Self {
         KubeRemote {
             section,
             backend: tokio::sync::OnceCell::new(),
+            gateway_url: std::env::var(GATEWAY_URL_ENV)
+                .ok()
+                .filter(|u| !u.is_empty()),
         }
     }
 
@@ -375,12 +394,29 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
         &'a self,
         runner: &'a Runner,
         agent: AgentRecord,
+        gateway: Option<&'a Gateway>,
         observer: &'a mut dyn Observer,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
+        // The control plane's gateway, at the URL the cluster reaches it by.
+        let gateway = match (gateway, &self.gateway_url) {
+            (Some(g), Some(url)) => Some(Gateway {
+                url: url.clone(),
+                token: g.token.clone(),
+            }),
+            _ => None,
+        };
         Box::pin(async move {
             match self.backend().await {
                 Ok(kube) => {
-                    run_batch(runner, kube, agent, &RequestContext::default(), observer).await
+                    run_batch(
+                        runner,
+                        kube,
+                        agent,
+                        &RequestContext::default(),
+                        gateway.as_ref(),
+                        observer,
+                    )
+                    .await
                 }
                 Err(e) => fail(runner, &agent, &e.to_string(), observer),
             }

@@ -379,3 +379,39 @@ fn the_agent_images_pin_the_tested_cli_versions() {
         }
     }
 }
+
+/// Under a control plane in the cluster, an agent that may spawn children gets Fracta's MCP
+/// gateway at its in-cluster URL; its token comes from the agent's Secret.
+#[test]
+fn an_agent_in_the_cluster_reaches_the_gateway_with_its_token_from_its_secret() {
+    let gateway = fracta_core::runner::Gateway {
+        url: "http://fracta-controlplane.agents.svc:8080/mcp".into(),
+        token: "SENTINEL-GATEWAY-TOKEN".into(),
+    };
+    for (runtime, adapter) in [
+        ("claude", "claude"),
+        ("codex", "codex"),
+        ("opencode", "opencode"),
+    ] {
+        let r = crate::render::render_with(
+            &cfg(),
+            &agent(runtime, adapter, Mode::Batch, None),
+            "agents",
+            Some(&gateway),
+        )
+        .unwrap();
+        let text = r.to_yaml().unwrap();
+        assert!(!text.contains("SENTINEL-GATEWAY-TOKEN"), "{text}");
+        assert!(
+            text.contains("http://fracta-controlplane.agents.svc:8080/mcp"),
+            "{runtime}: {text}"
+        );
+        assert_eq!(
+            r.secret_sources.get("fracta-agent-token"),
+            Some(&crate::render::SecretSource::GatewayToken)
+        );
+        if runtime == "claude" {
+            insta::assert_snapshot!("claude_batch_with_gateway", text);
+        }
+    }
+}

@@ -394,9 +394,9 @@ fn spawn_on_kubernetes(runner: Runner, req: &SpawnRequest, json: bool) -> anyhow
         let agent = runner.record(prepared).map_err(run_error)?;
         let mut view = LiveView::new();
         let done = if json {
-            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), &mut fracta_core::runner::Quiet).await
+            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), None, &mut fracta_core::runner::Quiet).await
         } else {
-            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), &mut view).await
+            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), None, &mut view).await
         };
         view.finish();
         done.map_err(run_error)

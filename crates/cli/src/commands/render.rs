@@ -30,12 +30,24 @@ pub fn run(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let cfg = Arc::new(cfg);
     let runner = Runner::new(Arc::clone(&cfg), store);
     let prepared = runner.prepare(&spawn_request(a)).map_err(run_failure)?;
-    let rendered = fracta_kube::render(&cfg, &prepared.agent, &namespace).map_err(|e| match e {
-        RenderError::Refused(_) | RenderError::Credentials { .. } | RenderError::Profile(_) => {
-            Failure::msg(exit::USAGE, e.to_string())
-        }
-        other => anyhow::Error::new(other),
-    })?;
+    // Under a control plane in the cluster (FRACTA_GATEWAY_URL set), an agent that may spawn
+    // children gets the gateway; its token is a Secret reference here.
+    let budgets = cfg.config.agents.budgets;
+    let gateway = std::env::var(fracta_kube::run::GATEWAY_URL_ENV)
+        .ok()
+        .filter(|u| !u.is_empty() && budgets.max_depth() > 0 && budgets.max_children() > 0)
+        .map(|url| fracta_core::runner::Gateway {
+            url,
+            token: String::new(),
+        });
+    let rendered =
+        fracta_kube::render::render_with(&cfg, &prepared.agent, &namespace, gateway.as_ref())
+            .map_err(|e| match e {
+                RenderError::Refused(_)
+                | RenderError::Credentials { .. }
+                | RenderError::Profile(_) => Failure::msg(exit::USAGE, e.to_string()),
+                other => anyhow::Error::new(other),
+            })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rendered.to_list()?)?);
     } else {
