@@ -127,6 +127,50 @@ pub struct StreamTurn {
 /// A stream session's queue of turns (sends to a busy session wait here, in order).
 pub type Inbox = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StreamTurn>>>;
 
+/// OpenCode safety (the seed's step monitoring): count the steps a run (a turn, in a session)
+/// starts; warn at every fifth up to 20; past the runtime's `max_steps`, say why to abort.
+pub struct StepMonitor {
+    limit: u32,
+    steps: u32,
+}
+
+impl StepMonitor {
+    /// For OpenCode runtimes; `None` for the others.
+    pub fn for_runtime(rt: &RuntimeEntry) -> Option<Self> {
+        (rt.adapter == AdapterKind::Opencode).then(|| StepMonitor {
+            limit: rt.max_steps.unwrap_or(DEFAULT_OPENCODE_MAX_STEPS),
+            steps: 0,
+        })
+    }
+
+    pub fn new_turn(&mut self) {
+        self.steps = 0;
+    }
+
+    /// Count the steps `events` start; once the count passes the limit, the reason to abort.
+    pub fn observe(&mut self, agent_id: &str, events: &[Event]) -> Option<String> {
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, Event::Step(s) if s.phase == crate::event::StepPhase::Started))
+            .count();
+        let limit = self.limit;
+        let mut why = None;
+        for _ in 0..started {
+            self.steps += 1;
+            let steps = self.steps;
+            if steps.is_multiple_of(5) && steps <= 20 {
+                tracing::warn!(agent = %agent_id, "opencode has taken {steps} steps (max_steps {limit})");
+            }
+            if steps == limit + 1 {
+                let w = format!("opencode took more than {limit} steps (max_steps): aborted");
+                tracing::warn!(agent = %agent_id, "{w}");
+                why = Some(w);
+            }
+        }
+        why
+    }
+}
+
 /// OpenCode's step limit per run when the runtime sets no `max_steps` (the seed's 20).
 pub const DEFAULT_OPENCODE_MAX_STEPS: u32 = 20;
 
@@ -937,9 +981,7 @@ impl Runner {
         // OpenCode safety (the seed's step monitoring): count its steps per turn; warn at 5,
         // 10, 15, 20; past `max_steps` (default 20), abort the turn (a session) or the run
         // (batch) and record why.
-        let max_steps = (rt.adapter == AdapterKind::Opencode)
-            .then(|| rt.max_steps.unwrap_or(DEFAULT_OPENCODE_MAX_STEPS));
-        let mut steps: u32 = 0;
+        let mut monitor = StepMonitor::for_runtime(&rt);
         // Turns of this session so far, and the session's cumulative cost as last reported.
         let mut session_turn = turn;
         let mut session_cost = 0.0_f64;
@@ -996,7 +1038,9 @@ impl Runner {
                     match next {
                         Some(turn) => {
                             idle_since = None;
-                            steps = 0;
+                            if let Some(m) = monitor.as_mut() {
+                                m.new_turn();
+                            }
                             self.persist(&agent, &[Event::Message(MessageEvent { role: Role::User, text: turn.prompt.clone() })], None, true, observer)?;
                             waiting = turn.done;
                             let lines = session.send(&turn.prompt);
@@ -1111,50 +1155,42 @@ impl Runner {
             {
                 tracing::warn!(agent = %agent.id, "could not answer the session: {e}");
             }
-            if let Some(limit) = max_steps {
-                let started = parsed.events.iter().filter(|e| matches!(e, Event::Step(s) if s.phase == crate::event::StepPhase::Started)).count() as u32;
-                for _ in 0..started {
-                    steps += 1;
-                    if steps.is_multiple_of(5) && steps <= 20 {
-                        tracing::warn!(agent = %agent.id, "opencode has taken {steps} steps (max_steps {limit})");
-                    }
-                    if steps == limit + 1 && interrupted.is_none() {
-                        let why =
-                            format!("opencode took more than {limit} steps (max_steps): aborted");
-                        tracing::warn!(agent = %agent.id, "{why}");
-                        self.persist(
-                            &agent,
-                            &[Event::Error(ErrorEvent {
-                                message: why.clone(),
-                            })],
-                            None,
-                            true,
-                            observer,
-                        )?;
-                        let abort = session.interrupt();
-                        match wire.as_mut() {
-                            // A live session: abort the turn; the session goes on.
-                            Some(w) if !abort.is_empty() => {
-                                aborted_turn = Some(why);
-                                if let Err(e) = w.write(abort).await {
-                                    tracing::warn!(agent = %agent.id, "could not abort the turn: {e}");
-                                }
-                            }
-                            _ => {
-                                self.store.transition(
-                                    &agent.id,
-                                    &AgentStatus::ACTIVE,
-                                    AgentStatus::Failed,
-                                    &AgentPatch {
-                                        error: Some(Some(why.clone())),
-                                        ..AgentPatch::default()
-                                    },
-                                )?;
-                                interrupted = Some("max_steps");
-                                local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                                self.spawn_killer(proc.pid, proc.identity.clone());
-                            }
+            if let Some(why) = monitor
+                .as_mut()
+                .and_then(|m| m.observe(&agent.id, &parsed.events))
+                && interrupted.is_none()
+            {
+                self.persist(
+                    &agent,
+                    &[Event::Error(ErrorEvent {
+                        message: why.clone(),
+                    })],
+                    None,
+                    true,
+                    observer,
+                )?;
+                let abort = session.interrupt();
+                match wire.as_mut() {
+                    // A live session: abort the turn; the session goes on.
+                    Some(w) if !abort.is_empty() => {
+                        aborted_turn = Some(why);
+                        if let Err(e) = w.write(abort).await {
+                            tracing::warn!(agent = %agent.id, "could not abort the turn: {e}");
                         }
+                    }
+                    _ => {
+                        self.store.transition(
+                            &agent.id,
+                            &AgentStatus::ACTIVE,
+                            AgentStatus::Failed,
+                            &AgentPatch {
+                                error: Some(Some(why.clone())),
+                                ..AgentPatch::default()
+                            },
+                        )?;
+                        interrupted = Some("max_steps");
+                        local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
+                        self.spawn_killer(proc.pid, proc.identity.clone());
                     }
                 }
             }

@@ -453,9 +453,13 @@ struct BatchRun {
 
 impl BatchRun {
     fn new() -> Self {
+        Self::of("codex")
+    }
+
+    fn of(runtime: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let runner = runner(dir.path());
-        let agent = recorded(&runner, "codex");
+        let agent = recorded(&runner, runtime);
         let name = crate::render::object_name(&agent.id);
         let cfg = fracta_config::parse(CONFIG, &dir.path().join("fracta.yaml")).unwrap();
         let job = created_job(&render(&cfg, &agent, "agents").unwrap());
@@ -679,4 +683,48 @@ async fn a_failing_cli_is_recorded_with_its_exit_its_error_and_its_log_tail() {
             .any(|e| e.kind == "error" && e.payload.to_string().contains("unexpected status 500")),
         "{events:#?}"
     );
+}
+
+/// OpenCode safety on Kubernetes: past the runtime's `max_steps` (2 here) the Job is deleted
+/// and the agent fails saying why.
+#[tokio::test]
+async fn an_opencode_job_past_max_steps_is_deleted_and_fails_saying_why() {
+    let b = BatchRun::of("opencode_plain");
+    let name = b.name.clone();
+    let pod_name = format!("{name}-s7t3p");
+    let mut running = pod(
+        "Running",
+        json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}}),
+    );
+    running["status"]["containerStatuses"][0]["name"] = json!("opencode");
+    let step = r#"{"type":"step_start","sessionID":"ses_1","part":{"type":"step-start"}}"#;
+    let mut calls = b.start_calls(running, &pod_name);
+    calls.push(Expect {
+        method: "GET",
+        uri: format!(
+            "/api/v1/namespaces/agents/pods/{pod_name}/log?&container=opencode&follow=true"
+        ),
+        status: 200,
+        body: Some([step; 5].join("\n") + "\n"),
+    });
+    // The abort: the Job deleted; then the clean-up.
+    calls.push(expect(
+        "DELETE",
+        &format!("/apis/batch/v1/namespaces/agents/jobs/{name}?"),
+        200,
+        Some(status(200, "", "")),
+    ));
+    calls.extend(b.clean_up_calls(404));
+    let (runner, rec, _dir) = b.run(calls).await;
+    assert_eq!(rec.status, fracta_state::AgentStatus::Failed);
+    let err = rec.error.clone().unwrap();
+    assert!(err.contains("more than 2 steps (max_steps)"), "{err}");
+    let steps = runner
+        .store
+        .events(&rec.id, 0, None)
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "step")
+        .count();
+    assert_eq!(steps, 3, "the log was read up to the step past the limit");
 }

@@ -191,6 +191,15 @@ pub async fn run_batch(
 
     let mut parser = adapter_for(kind).parser();
     let mut log_tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // OpenCode safety, as locally: past max_steps the Job is deleted and the agent fails.
+    let mut monitor = runner
+        .cfg
+        .config
+        .agents
+        .agent_runtimes
+        .get(&agent.runtime)
+        .and_then(fracta_core::runner::StepMonitor::for_runtime);
+    let mut aborted: Option<String> = None;
     match kube.follow_log(&pod, container).await {
         Ok(lines) => {
             let mut lines = std::pin::pin!(lines);
@@ -215,6 +224,25 @@ pub async fn run_batch(
                     parsed.understood,
                     observer,
                 )?;
+                if let Some(why) = monitor
+                    .as_mut()
+                    .and_then(|m| m.observe(&agent.id, &parsed.events))
+                {
+                    runner.record_events(
+                        &agent,
+                        &[Event::Error(ErrorEvent {
+                            message: why.clone(),
+                        })],
+                        None,
+                        true,
+                        observer,
+                    )?;
+                    aborted = Some(why);
+                    if let Err(e) = kube.stop(&rendered).await {
+                        tracing::warn!(agent = %agent.id, "could not stop the agent's Job: {e}");
+                    }
+                    break;
+                }
             }
         }
         Err(e) => {
@@ -229,26 +257,32 @@ pub async fn run_batch(
             )?;
         }
     }
-    // The Job's own word on how it ended.
+    // The Job's own word on how it ended (none for a Job Fracta deleted).
     let until = tokio::time::Instant::now() + OUTCOME_TIMEOUT;
-    let outcome = loop {
-        match kube.job_outcome(&rendered.name).await {
-            Ok(Some(p)) => break p,
-            Ok(None) if tokio::time::Instant::now() < until => {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Ok(None) => {
-                break Phase::Failed {
-                    reason: format!(
-                        "the Job reported no outcome within {} s of its log ending",
-                        OUTCOME_TIMEOUT.as_secs()
-                    ),
-                };
-            }
-            Err(e) => {
-                break Phase::Failed {
-                    reason: e.to_string(),
-                };
+    let outcome = if aborted.is_some() {
+        Phase::Failed {
+            reason: "stopped by Fracta".into(),
+        }
+    } else {
+        loop {
+            match kube.job_outcome(&rendered.name).await {
+                Ok(Some(p)) => break p,
+                Ok(None) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok(None) => {
+                    break Phase::Failed {
+                        reason: format!(
+                            "the Job reported no outcome within {} s of its log ending",
+                            OUTCOME_TIMEOUT.as_secs()
+                        ),
+                    };
+                }
+                Err(e) => {
+                    break Phase::Failed {
+                        reason: e.to_string(),
+                    };
+                }
             }
         }
     };
@@ -256,10 +290,15 @@ pub async fn run_batch(
         tracing::warn!(agent = %agent.id, "could not clean up the agent's objects: {e}");
     }
     let o = parser.outcome();
-    let succeeded =
-        outcome == Phase::Succeeded && exit_failure.is_none() && o.success != Some(false);
+    let succeeded = outcome == Phase::Succeeded
+        && exit_failure.is_none()
+        && aborted.is_none()
+        && o.success != Some(false);
     let error = (!succeeded).then(|| {
         let mut parts = Vec::new();
+        if let Some(why) = &aborted {
+            parts.push(why.clone());
+        }
         // How the container ended says more than the Job's summary of it.
         if let Some(f) = exit_failure.as_ref().or(match &outcome {
             Phase::Failed { reason } => Some(reason),

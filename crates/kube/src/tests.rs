@@ -89,6 +89,9 @@ agents:
     codex_env:
       adapter: codex
       auth_profile: from_env
+    opencode_plain:
+      adapter: opencode
+      max_steps: 2
 project:
   default_base_branch: main
   allowed_tools: [Read, Write, Edit, "Bash(git *)"]
