@@ -127,6 +127,33 @@ pub struct StreamTurn {
 /// A stream session's queue of turns (sends to a busy session wait here, in order).
 pub type Inbox = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<StreamTurn>>>;
 
+/// End a live session: close its stdin (the CLI ends on its own), or stop its server.
+fn close_wire(wire: Wire, work: &mut dyn crate::backend::Workload) {
+    match wire {
+        Wire::Stdin(w) => drop(w),
+        Wire::Channel(tx) => {
+            drop(tx);
+            work.terminate();
+        }
+    }
+}
+
+/// What `Runner::drive` takes over once an agent's CLI runs.
+pub struct Launched<'a> {
+    /// This turn's number (1 for a first run).
+    pub turn: u32,
+    pub prompt: &'a str,
+    pub resume_token: Option<&'a str>,
+    pub stream: bool,
+    /// The process's stdin, for a session spoken there.
+    pub stdin: Option<tokio::process::ChildStdin>,
+    /// Where the session is reached over the network instead, and its secret (OpenCode's
+    /// password, Codex's capability token).
+    pub connect: Option<(crate::launch::Endpoint, String)>,
+    /// The files Fracta wrote, kept out of the agent's commits.
+    pub files: &'a [crate::launch::FileSpec],
+}
+
 /// OpenCode safety (the seed's step monitoring): count the steps a run (a turn, in a session)
 /// starts; warn at every fifth up to 20; past the runtime's `max_steps`, say why to abort.
 pub struct StepMonitor {
@@ -927,6 +954,61 @@ impl Runner {
             observer,
         )?;
 
+        // Where its session is reached when not over stdin: the endpoint and its secret.
+        let connect = spec.endpoint.clone().map(|e| {
+            let secret = match &e {
+                crate::launch::Endpoint::OpenCodeHttp { password_env, .. } => {
+                    spec.env.get(password_env).cloned().unwrap_or_default()
+                }
+                crate::launch::Endpoint::CodexWs { .. } => {
+                    keys.as_ref().map(|k| k.secret.clone()).unwrap_or_default()
+                }
+            };
+            (e, secret)
+        });
+        let stdin = proc.stdin.take();
+        let files: Vec<crate::launch::FileSpec> = spec.files.clone();
+        self.drive(
+            agent,
+            &rt,
+            Launched {
+                turn,
+                prompt,
+                resume_token,
+                stream,
+                stdin,
+                connect,
+                files: &files,
+            },
+            Box::new(proc),
+            opts,
+            observer,
+        )
+        .await
+    }
+
+    /// Drive a launched agent to its end: its session protocol (a stream) or its output (a
+    /// batch run); turns from the inbox, steering, budgets and stops; then record how it
+    /// ended. `work` is what runs it: a local process, or a remote backend's Pod.
+    pub async fn drive(
+        &self,
+        agent: AgentRecord,
+        rt: &RuntimeEntry,
+        launched: Launched<'_>,
+        mut work: Box<dyn crate::backend::Workload>,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let Launched {
+            turn,
+            prompt,
+            resume_token,
+            stream,
+            stdin,
+            connect,
+            files,
+        } = launched;
+        let adapter = adapter_for(rt.adapter);
         // A stream session speaks the runtime's protocol: on the process's stdin, or through a
         // transport task (OpenCode's HTTP server). Its first turn goes in at once, then turns
         // come from the inbox and steering input from the steer channel.
@@ -938,14 +1020,13 @@ impl Runner {
         let mut incoming: Option<tokio::sync::mpsc::UnboundedReceiver<String>> = None;
         let mut wire: Option<Wire> = None;
         if stream {
-            match &spec.endpoint {
-                Some(crate::launch::Endpoint::OpenCodeHttp { url, password_env }) => {
-                    let password = spec.env.get(password_env).cloned().unwrap_or_default();
+            match connect {
+                Some((crate::launch::Endpoint::OpenCodeHttp { url, .. }, password)) => {
                     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
                     let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
                     tokio::spawn(crate::transport::opencode(
                         crate::transport::OpenCodeTarget {
-                            url: url.clone(),
+                            url,
                             password,
                             resume: resume_token.map(str::to_string),
                         },
@@ -955,22 +1036,18 @@ impl Runner {
                     wire = Some(Wire::Channel(out_tx));
                     incoming = Some(in_rx);
                 }
-                Some(crate::launch::Endpoint::CodexWs { url, .. }) => {
-                    let token = keys.as_ref().map(|k| k.secret.clone()).unwrap_or_default();
+                Some((crate::launch::Endpoint::CodexWs { url, .. }, token)) => {
                     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
                     let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
                     tokio::spawn(crate::transport::codex_ws(
-                        crate::transport::CodexWsTarget {
-                            url: url.clone(),
-                            token,
-                        },
+                        crate::transport::CodexWsTarget { url, token },
                         out_rx,
                         in_tx,
                     ));
                     wire = Some(Wire::Channel(out_tx));
                     incoming = Some(in_rx);
                 }
-                None => wire = proc.stdin.take().map(Wire::Stdin),
+                None => wire = stdin.map(Wire::Stdin),
             }
         }
         let mut interrupted = None;
@@ -981,7 +1058,7 @@ impl Runner {
         // OpenCode safety (the seed's step monitoring): count its steps per turn; warn at 5,
         // 10, 15, 20; past `max_steps` (default 20), abort the turn (a session) or the run
         // (batch) and record why.
-        let mut monitor = StepMonitor::for_runtime(&rt);
+        let mut monitor = StepMonitor::for_runtime(rt);
         // Turns of this session so far, and the session's cumulative cost as last reported.
         let mut session_turn = turn;
         let mut session_cost = 0.0_f64;
@@ -1005,7 +1082,7 @@ impl Runner {
             // What the session said: the process's stdout, or the transport's messages (then
             // stdout is only the server's log).
             let said: Option<String> = tokio::select! {
-                line = proc.next_line() => {
+                line = work.next_line() => {
                     match line {
                         None => break,
                         Some(l) if incoming.is_some() => {
@@ -1023,7 +1100,7 @@ impl Runner {
                             incoming = None;
                             if wire.take().is_some() {
                                 closed_by_us = true;
-                                self.close_process(&proc);
+                                work.terminate();
                             }
                             None
                         }
@@ -1057,7 +1134,7 @@ impl Runner {
                             self.persist(&agent, &[Event::status("idle", Some("no more turns can come: session closed; resume it later".into()))], None, true, observer)?;
                             if let Some(w) = wire.take() {
                                 closed_by_us = true;
-                                self.close_wire(w, &proc);
+                                close_wire(w, work.as_mut());
                             }
                         }
                     }
@@ -1095,22 +1172,20 @@ impl Runner {
                     self.persist(&agent, &[Event::status("idle", Some(format!("no turn for {} s: session closed; resume it later", idle_timeout.as_secs())))], None, true, observer)?;
                     if let Some(w) = wire.take() {
                         closed_by_us = true;
-                        self.close_wire(w, &proc);
+                        close_wire(w, work.as_mut());
                     }
                     None
                 }
                 _ = tokio::time::sleep_until(deadline), if interrupted.is_none() && !over_time => {
                     over_time = true;
                     tracing::warn!(agent = %agent.id, "wall-clock budget of {wall_clock} s exceeded; stopping it");
-                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                    self.spawn_killer(proc.pid, proc.identity.clone());
+                    work.terminate();
                     None
                 }
                 _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
                     interrupted = Some("interrupted (Ctrl-C)");
                     self.mark_stopped(&agent.id, "interrupted (Ctrl-C)")?;
-                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                    self.spawn_killer(proc.pid, proc.identity.clone());
+                    work.terminate();
                     None
                 }
                 _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending::<()>().await } }, if interrupted.is_none() => {
@@ -1125,14 +1200,13 @@ impl Runner {
                         self.persist(&agent, &[Event::status("idle", Some("fracta is shutting down: session closed; resume it later".into()))], None, true, observer)?;
                         if let Some(w) = wire.take() {
                             closed_by_us = true;
-                            self.close_wire(w, &proc);
+                            close_wire(w, work.as_mut());
                         }
                         continue;
                     }
                     interrupted = Some("fracta received SIGTERM");
                     self.mark_stopped(&agent.id, "fracta received SIGTERM")?;
-                    local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                    self.spawn_killer(proc.pid, proc.identity.clone());
+                    work.terminate();
                     None
                 }
             };
@@ -1189,8 +1263,7 @@ impl Runner {
                             },
                         )?;
                         interrupted = Some("max_steps");
-                        local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-                        self.spawn_killer(proc.pid, proc.identity.clone());
+                        work.terminate();
                     }
                 }
             }
@@ -1209,7 +1282,7 @@ impl Runner {
                 idle_since = Some(tokio::time::Instant::now());
             }
         }
-        let mut exit = proc.wait().await;
+        let mut exit = work.wait().await;
         if closed_by_us && exit.signal.is_some() {
             // A session server Fracta closed (it has no stdin to close) ends by our signal.
             exit.code = Some(0);
@@ -1221,7 +1294,7 @@ impl Runner {
             usage_turn,
             session.outcome(),
             &exit,
-            &spec,
+            files,
             observer,
         )
         .await
@@ -1272,28 +1345,6 @@ impl Runner {
         Ok(agent)
     }
 
-    /// End a live session: close its stdin (the CLI ends on its own), or stop its server.
-    fn close_wire(&self, wire: Wire, proc: &local::LocalProcess) {
-        match wire {
-            Wire::Stdin(w) => drop(w),
-            Wire::Channel(tx) => {
-                drop(tx);
-                self.close_process(proc);
-            }
-        }
-    }
-
-    fn close_process(&self, proc: &local::LocalProcess) {
-        local::signal_group(proc.pid, nix::sys::signal::Signal::SIGTERM);
-        self.spawn_killer(proc.pid, proc.identity.clone());
-    }
-
-    fn spawn_killer(&self, pid: u32, identity: Option<String>) {
-        tokio::spawn(async move {
-            local::stop_group(pid, identity.as_deref(), STOP_GRACE).await;
-        });
-    }
-
     fn mark_stopped(&self, id: &str, why: &str) -> Result<bool, RunError> {
         Ok(self.store.transition(
             id,
@@ -1312,7 +1363,7 @@ impl Runner {
         usage_turn: Option<u32>,
         outcome: &crate::adapter::Outcome,
         exit: &ExitInfo,
-        spec: &crate::launch::LaunchSpec,
+        files: &[crate::launch::FileSpec],
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
         let agent = self.store.get_agent(id)?;
@@ -1344,8 +1395,7 @@ impl Runner {
             && agent.branch.is_some()
             && let Some(ws) = agent.workspace.as_deref()
         {
-            let exclude: Vec<PathBuf> = spec
-                .files
+            let exclude: Vec<PathBuf> = files
                 .iter()
                 .filter(|f| f.in_workspace)
                 .map(|f| f.path.clone())
