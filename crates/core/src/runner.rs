@@ -39,7 +39,7 @@ pub enum RunError {
 
 /// What the local runner says when the config asks for the Kubernetes backend where only the
 /// foreground batch spawn runs there yet.
-pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents only so far; stream sessions and resume run locally only: set runtime.backend: local for them";
+pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far; resume runs locally only: set runtime.backend: local for it";
 
 /// The seed's capability table: Claude Code stream sessions run locally only.
 pub const CLAUDE_STREAM_LOCAL_ONLY: &str = "Claude Code stream sessions run locally only (the seed's capability table: K8s stream N/A for Claude); use --mode batch on Kubernetes, or runtime.backend: local";
@@ -234,6 +234,14 @@ pub trait RemoteBackend: Send + Sync {
         runner: &'a Runner,
         agent: AgentRecord,
         gateway: Option<&'a Gateway>,
+        observer: &'a mut dyn Observer,
+    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>>;
+    /// Run a recorded stream agent's session to its end (turns from `opts`' inbox).
+    fn run_stream<'a>(
+        &'a self,
+        runner: &'a Runner,
+        agent: AgentRecord,
+        opts: &'a RunOptions,
         observer: &'a mut dyn Observer,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>>;
     /// Stop an agent it runs (already recorded as stopped).
@@ -547,6 +555,9 @@ impl Runner {
                 }
                 _ if agent.adapter == "claude" => {
                     self.fail_before_start(&agent, CLAUDE_STREAM_LOCAL_ONLY, observer)
+                }
+                Some(remote) if opts.inbox.is_some() => {
+                    remote.run_stream(self, agent, opts, observer).await
                 }
                 _ => self.fail_before_start(&agent, KUBERNETES_NOT_HERE, observer),
             };

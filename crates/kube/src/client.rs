@@ -147,6 +147,14 @@ pub enum Phase {
     },
 }
 
+/// A stream agent's Pod, ready: where its session server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyPod {
+    pub name: String,
+    pub ip: String,
+    pub port: u16,
+}
+
 /// Waiting reasons that will not resolve by waiting longer.
 const FATAL_WAITING: &[&str] = &[
     "ErrImagePull",
@@ -449,6 +457,95 @@ impl KubeBackend {
         Ok((last, pod))
     }
 
+    /// Watch a stream agent's Pod until it is Ready (its readiness probe passes): its name,
+    /// IP and session port. A Pod that fails first is an error with the reason.
+    pub async fn wait_ready(
+        &self,
+        agent_id: &str,
+        container: &str,
+        timeout: Duration,
+    ) -> Result<ReadyPod, String> {
+        let api: Api<Pod> = self.api();
+        let wp = WatchParams::default()
+            .labels(&format!("{LABEL_AGENT}={agent_id}"))
+            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
+        let object = format!("the Pod of agent {agent_id}");
+        let stream = api
+            .watch(&wp, "0")
+            .await
+            .map_err(|e| KubeError::from_kube(e, "watch", &object).to_string())?;
+        let mut stream = std::pin::pin!(stream);
+        let until = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, stream.next()).await {
+            let ev = ev.map_err(|e| KubeError::from_kube(e, "watch", &object).to_string())?;
+            match ev {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    match pod_phase(&p, container) {
+                        Phase::Failed { reason } => return Err(reason),
+                        Phase::Exited { failure, .. } | Phase::Pending { detail: failure }
+                            if failure.is_some() =>
+                        {
+                            last = failure;
+                        }
+                        Phase::Exited { .. } | Phase::Succeeded => {
+                            return Err("the session's server ended before it was ready".into());
+                        }
+                        _ => {}
+                    }
+                    let ready = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+                    let port = p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.containers.iter().find(|c| c.name == container))
+                        .and_then(|c| c.ports.as_ref())
+                        .and_then(|ports| ports.first())
+                        .and_then(|p| u16::try_from(p.container_port).ok());
+                    if let (true, Some(ip), Some(port)) = (ready, ip, port) {
+                        return Ok(ReadyPod {
+                            name: p.metadata.name.clone().unwrap_or_default(),
+                            ip,
+                            port,
+                        });
+                    }
+                }
+                WatchEvent::Deleted(_) => return Err("the Pod was deleted".into()),
+                WatchEvent::Bookmark(_) => {}
+                WatchEvent::Error(e) => return Err(e.message),
+            }
+        }
+        Err(format!(
+            "the session's Pod was not ready within {} s{}",
+            timeout.as_secs(),
+            last.map(|l| format!(": {l}")).unwrap_or_default()
+        ))
+    }
+
+    /// How a Pod's agent container ended: its exit code, or `None` when the Pod is gone.
+    pub async fn pod_exit(&self, name: &str, container: &str) -> Result<Option<i32>, KubeError> {
+        let api: Api<Pod> = self.api();
+        match api.get(name).await {
+            Ok(p) => Ok(p
+                .status
+                .and_then(|s| s.container_statuses)
+                .and_then(|cs| cs.into_iter().find(|c| c.name == container))
+                .and_then(|c| c.state)
+                .and_then(|s| s.terminated)
+                .map(|t| t.exit_code)),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "read", &format!("Pod {name}"));
+                if e.is_not_found() { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
     /// The agent container's log, line by line, from the start, following until it ends.
     pub async fn follow_log(
         &self,
@@ -534,6 +631,18 @@ impl KubeBackend {
             }
         }
         Ok(())
+    }
+
+    /// Delete a session's Pod (an already deleted one is fine).
+    pub async fn stop_agent_pod(&self, pod: &str) -> Result<(), KubeError> {
+        let api: Api<Pod> = self.api();
+        match api.delete(pod, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "delete", &format!("Pod {pod}"));
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
     }
 
     /// Remove everything of the agent: the workload, and its Secret and ConfigMap (owned by it,

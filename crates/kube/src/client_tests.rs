@@ -18,26 +18,29 @@ use crate::render::{Rendered, render};
 use crate::tests::{CONFIG, agent_for};
 
 /// One call the mocked API expects, and its answer.
-struct Expect {
-    method: &'static str,
+pub(crate) struct Expect {
+    pub method: &'static str,
     /// Path and query, exactly.
-    uri: String,
-    status: u16,
+    pub uri: String,
+    pub status: u16,
     /// The answer's body; `None` echoes the request's body (as apply does).
-    body: Option<String>,
+    pub body: Option<String>,
+    /// Answer only after the next expected call has been answered (a log that follows).
+    pub hold: bool,
 }
 
-fn expect(method: &'static str, uri: &str, status: u16, body: Option<Value>) -> Expect {
+pub(crate) fn expect(method: &'static str, uri: &str, status: u16, body: Option<Value>) -> Expect {
     Expect {
         method,
         uri: uri.to_string(),
         status,
         body: body.map(|b| b.to_string()),
+        hold: false,
     }
 }
 
 #[derive(Debug)]
-struct Call {
+pub(crate) struct Call {
     method: String,
     uri: String,
     content_type: String,
@@ -45,10 +48,11 @@ struct Call {
 }
 
 /// A client whose API server answers `script` in order and records every call.
-fn mocked(script: Vec<Expect>) -> (KubeBackend, tokio::task::JoinHandle<Vec<Call>>) {
+pub(crate) fn mocked(script: Vec<Expect>) -> (KubeBackend, tokio::task::JoinHandle<Vec<Call>>) {
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         let mut calls = Vec::new();
+        let mut held: Option<(mock::SendResponse<Response<Body>>, String)> = None;
         for e in script {
             let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
                 .await
@@ -71,13 +75,22 @@ fn mocked(script: Vec<Expect>) -> (KubeBackend, tokio::task::JoinHandle<Vec<Call
                 "{call:#?}"
             );
             let body = e.body.unwrap_or_else(|| call.body.clone());
-            send.send_response(
+            let answer = |status: u16, body: String| {
                 Response::builder()
-                    .status(e.status)
+                    .status(status)
                     .header("content-type", "application/json")
                     .body(Body::from(body.into_bytes()))
-                    .unwrap(),
-            );
+                    .unwrap()
+            };
+            let earlier = held.take();
+            if e.hold {
+                held = Some((send, body));
+            } else {
+                send.send_response(answer(e.status, body));
+            }
+            if let Some((s, b)) = earlier {
+                s.send_response(answer(200, b));
+            }
             calls.push(call);
         }
         calls
@@ -88,7 +101,7 @@ fn mocked(script: Vec<Expect>) -> (KubeBackend, tokio::task::JoinHandle<Vec<Call
     )
 }
 
-fn status(code: u16, reason: &str, message: &str) -> Value {
+pub(crate) fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
 }
@@ -262,7 +275,7 @@ fn pod(phase: &str, container_state: Value) -> Value {
                "ready": false, "restartCount": 0, "state": container_state}]}})
 }
 
-fn watch_body(events: &[(&str, Value)]) -> String {
+pub(crate) fn watch_body(events: &[(&str, Value)]) -> String {
     events
         .iter()
         .map(|(t, o)| json!({"type": t, "object": o}).to_string() + "\n")
@@ -281,6 +294,7 @@ async fn watched(events: &[(&str, Value)]) -> Phase {
         uri: watch_uri(),
         status: 200,
         body: Some(watch_body(events)),
+        hold: false,
     }]);
     let (phase, pod) = kube
         .wait_started(ID, "codex", Duration::from_secs(60))
@@ -363,6 +377,7 @@ async fn the_log_follow_feeds_the_runtime_parser() {
         uri: format!("/api/v1/namespaces/agents/pods/{NAME}/log?&container=codex&follow=true"),
         status: 200,
         body: Some(lines.join("\n") + "\n"),
+        hold: false,
     }]);
     let log = kube.follow_log(NAME, "codex").await.unwrap();
     let got: Vec<String> = log.map(|l| l.unwrap()).collect().await;
@@ -492,6 +507,7 @@ impl BatchRun {
                 ),
                 status: 200,
                 body: Some(watch_body(&[("ADDED", pod)])),
+                hold: false,
             },
         ]
     }
@@ -563,6 +579,7 @@ async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
         uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
         status: 200,
         body: Some(lines.join("\n") + "\n"),
+        hold: false,
     });
     calls.push(expect(
         "GET",
@@ -658,6 +675,7 @@ async fn a_failing_cli_is_recorded_with_its_exit_its_error_and_its_log_tail() {
         uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
         status: 200,
         body: Some(lines.join("\n") + "\n"),
+        hold: false,
     });
     calls.push(expect(
         "GET",
@@ -706,6 +724,7 @@ async fn an_opencode_job_past_max_steps_is_deleted_and_fails_saying_why() {
         ),
         status: 200,
         body: Some([step; 5].join("\n") + "\n"),
+        hold: false,
     });
     // The abort: the Job deleted; then the clean-up.
     calls.push(expect(

@@ -466,3 +466,232 @@ async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_p
         Some(true)
     );
 }
+
+/// A Codex stream agent under the control plane on Kubernetes, end to end without a cluster:
+/// the API (mocked) takes its Pod, Secret and ConfigMap; the Pod runs on this machine as a
+/// kubelet would run it (from exactly what was applied); the watch reports it ready; the
+/// runner's own session loop drives it over WebSocket for two turns; closing the session
+/// deletes the Pod, and the agent ends `succeeded`, resumable, its objects cleaned up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codex_stream_agent_runs_as_a_pod_the_control_plane_reaches_over_the_network() {
+    stream_agent_as_a_pod("codex").await;
+}
+
+/// The same for OpenCode (HTTP + SSE with the session's password).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opencode_stream_agent_runs_as_a_pod_the_control_plane_reaches_over_the_network() {
+    stream_agent_as_a_pod("opencode").await;
+}
+
+async fn stream_agent_as_a_pod(runtime: &str) {
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock;
+
+    if !clis_present() {
+        return;
+    }
+    let server = model_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_text = config(&server.url());
+    let cfg = fracta_config::parse(&cfg_text, &dir.path().join("fracta.yaml")).unwrap();
+    let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
+        dir.path().join("state.db"),
+    ))
+    .unwrap();
+    let runner = std::sync::Arc::new(fracta_core::runner::Runner::new(
+        std::sync::Arc::new(cfg.clone()),
+        store,
+    ));
+    let prepared = runner
+        .prepare(&fracta_core::runner::SpawnRequest {
+            task: "chat".into(),
+            prompt: Some("first turn".into()),
+            runtime: Some(runtime.into()),
+            mode: Some(fracta_config::Mode::Stream),
+            ..Default::default()
+        })
+        .unwrap();
+    let agent = runner.record(prepared).unwrap();
+    let id = agent.id.clone();
+    let name = crate::render::object_name(&id);
+    // What the control plane will apply, rendered here too, to run the Pod locally.
+    let rendered = render(&cfg, &agent, "agents").unwrap();
+
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let kube = crate::client::KubeBackend::new(kube::Client::new(service, "agents"), "agents");
+    let ok = |body: String| {
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from(body.into_bytes()))
+            .unwrap()
+    };
+    let gone = || {
+        Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+                    .to_string()
+                    .into_bytes(),
+            ))
+            .unwrap()
+    };
+    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let api = tokio::spawn({
+        let name = name.clone();
+        let container = runtime.to_string();
+        async move {
+            let mut calls: Vec<String> = Vec::new();
+            let mut secret_values = BTreeMap::new();
+            let mut pod = None;
+            let mut held_log = None;
+            loop {
+                let Ok(Some((req, send))) =
+                    tokio::time::timeout(Duration::from_secs(120), handle.next_request()).await
+                else {
+                    break;
+                };
+                let line = format!("{} {}", req.method(), req.uri().path());
+                let method = req.method().clone();
+                let path = req.uri().path().to_string();
+                let body =
+                    String::from_utf8(req.into_body().collect_bytes().await.unwrap().to_vec())
+                        .unwrap();
+                calls.push(line);
+                match (method.as_str(), path.as_str()) {
+                    ("PATCH", p) if p.ends_with(&format!("/pods/{name}")) => {
+                        let mut v: Value = serde_json::from_str(&body).unwrap();
+                        v["metadata"]["uid"] = json!("uid-pod-1");
+                        send.send_response(ok(v.to_string()));
+                    }
+                    ("PATCH", p) if p.contains("/secrets/") => {
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        for (k, val) in v["stringData"].as_object().unwrap() {
+                            secret_values.insert(k.clone(), val.as_str().unwrap().to_string());
+                        }
+                        send.send_response(ok(body));
+                    }
+                    ("PATCH", p) if p.contains("/configmaps/") => {
+                        // Everything is applied: the kubelet starts the Pod.
+                        pod = Some(run_locally(&rendered, &secret_values, &cluster));
+                        send.send_response(ok(body));
+                    }
+                    ("GET", p) if p.ends_with("/pods") => {
+                        let port = pod.as_ref().unwrap().port;
+                        let ready = json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "namespace": "agents"},
+                        "spec": {"containers": [{"name": container, "ports": [{"containerPort": port}]}]},
+                        "status": {"phase": "Running", "podIP": "127.0.0.1",
+                            "conditions": [{"type": "Ready", "status": "True"}]}});
+                        send.send_response(ok(json!({"type": "ADDED", "object": ready})
+                            .to_string()
+                            + "\n"));
+                    }
+                    ("GET", p) if p.ends_with("/log") => held_log = Some(send),
+                    ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) && pod.is_some() => {
+                        // The Pod goes: its container and its log end.
+                        drop(pod.take());
+                        send.send_response(ok(
+                            json!({"kind": "Status", "status": "Success"}).to_string()
+                        ));
+                        if let Some(l) = held_log.take() {
+                            l.send_response(ok(String::new()));
+                        }
+                    }
+                    ("GET", p) if p.ends_with(&format!("/pods/{name}")) => {
+                        send.send_response(gone())
+                    }
+                    ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) => {
+                        send.send_response(gone())
+                    }
+                    ("DELETE", p) if p.ends_with(&format!("/configmaps/{name}")) => {
+                        send.send_response(ok(
+                            json!({"kind": "Status", "status": "Success"}).to_string()
+                        ));
+                        break;
+                    }
+                    ("DELETE", _) => send.send_response(ok(
+                        json!({"kind": "Status", "status": "Success"}).to_string(),
+                    )),
+                    other => panic!("unexpected call {other:?}"),
+                }
+            }
+            calls
+        }
+    });
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let opts = fracta_core::runner::RunOptions {
+        inbox: Some(std::sync::Arc::new(tokio::sync::Mutex::new(rx))),
+        ..Default::default()
+    };
+    let run = {
+        let runner = std::sync::Arc::clone(&runner);
+        tokio::spawn(async move {
+            crate::run::run_stream(
+                &runner,
+                &kube,
+                agent,
+                None,
+                &opts,
+                &mut fracta_core::runner::Quiet,
+            )
+            .await
+        })
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tx.send(fracta_core::runner::StreamTurn {
+        prompt: "second turn".into(),
+        done: Some(done_tx),
+    })
+    .await
+    .unwrap();
+    let two = match tokio::time::timeout(Duration::from_secs(120), done_rx)
+        .await
+        .expect("the second turn never ended")
+    {
+        Ok(two) => two,
+        Err(_) => {
+            let r = run.await;
+            let ev = runner.store.events(&id, 0, None).unwrap();
+            panic!(
+                "the session ended early: {:?}\n{:#?}",
+                r.map(|r| r.map(|a| a.error)),
+                ev.iter()
+                    .map(|e| (e.kind.clone(), e.payload.to_string()))
+                    .collect::<Vec<_>>()
+            )
+        }
+    };
+    assert_eq!(two.result.as_deref(), Some("ANSWER-TWO"), "{two:#?}");
+    assert_eq!(two.status, fracta_state::AgentStatus::Running);
+    drop(tx); // no more turns: the session closes
+    let rec = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the session never ended")
+        .unwrap()
+        .unwrap();
+    let calls = api.await.unwrap();
+    assert_eq!(rec.status, fracta_state::AgentStatus::Succeeded, "{rec:#?}");
+    assert!(rec.resume_token.is_some(), "{rec:#?}");
+    assert_second_turn_carries_the_first(&server);
+    let kinds: Vec<&str> = calls.iter().map(String::as_str).collect();
+    assert_eq!(
+        kinds,
+        [
+            format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
+            format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
+            format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+            "GET /api/v1/namespaces/agents/pods",
+            format!("GET /api/v1/namespaces/agents/pods/{name}/log").as_str(),
+            format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
+            format!("GET /api/v1/namespaces/agents/pods/{name}").as_str(),
+            format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
+            format!("DELETE /api/v1/namespaces/agents/secrets/{name}").as_str(),
+            format!("DELETE /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+        ]
+    );
+}

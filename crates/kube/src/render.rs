@@ -78,7 +78,12 @@ pub enum RenderError {
 #[serde(tag = "from", rename_all = "snake_case")]
 pub enum SecretSource {
     /// Made by Fracta for this session.
-    Session { what: String },
+    Session {
+        what: String,
+        /// The Secret holds the SHA-256 of the session's secret, not the secret.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        digest: bool,
+    },
     /// The output of a `command_output` origin, run by the control plane.
     Command { profile: String, origin: String },
     /// An env var of the control plane (a `secret_env` origin without `secret_ref`, or a
@@ -100,7 +105,7 @@ impl SecretSource {
     /// What `fracta render` shows instead of the value.
     pub fn describe(&self) -> String {
         match self {
-            SecretSource::Session { what } => format!("<set at spawn: {what}>"),
+            SecretSource::Session { what, .. } => format!("<set at spawn: {what}>"),
             SecretSource::Command { profile, origin } => format!(
                 "<set at spawn: output of command_output origin `{origin}` of profile `{profile}`>"
             ),
@@ -523,6 +528,7 @@ pub fn render_with(
                 key.clone(),
                 SecretSource::Session {
                     what: (*what).to_string(),
+                    digest: k == "FRACTA_WS_TOKEN_SHA256",
                 },
             );
             EnvValue::AgentSecret(key)

@@ -29,12 +29,16 @@ pub async fn materialize_secrets(
     r: &Rendered,
     request: &RequestContext,
     gateway: Option<&Gateway>,
+    session_secret: &str,
 ) -> Result<BTreeMap<String, String>, String> {
     let profiles = &runner.cfg.config.auth.credentials.profiles;
     let mut out = BTreeMap::new();
     for (key, source) in &r.secret_sources {
         let value = match source {
-            SecretSource::Session { .. } => fracta_core::control_plane::new_token(),
+            SecretSource::Session { digest: true, .. } => {
+                fracta_core::adapter::codex::sha256_hex(session_secret)
+            }
+            SecretSource::Session { .. } => session_secret.to_string(),
             SecretSource::GatewayToken => match gateway {
                 Some(g) => g.token.clone(),
                 None => {
@@ -91,14 +95,14 @@ pub async fn run_batch(
 ) -> Result<AgentRecord, RunError> {
     if agent.mode != Mode::Batch {
         return Err(RunError::Usage(
-            "stream sessions on the Kubernetes backend are not built yet; use --mode batch".into(),
+            "a stream agent on Kubernetes runs as a session (run_stream), not as a Job".into(),
         ));
     }
     let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
         Ok(r) => r,
         Err(e) => return fail(runner, &agent, &e.to_string(), observer),
     };
-    let values = match materialize_secrets(runner, &rendered, request, gateway).await {
+    let values = match materialize_secrets(runner, &rendered, request, gateway, "").await {
         Ok(v) => v,
         Err(e) => return fail(runner, &agent, &e, observer),
     };
@@ -462,6 +466,28 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
         })
     }
 
+    fn run_stream<'a>(
+        &'a self,
+        runner: &'a Runner,
+        agent: AgentRecord,
+        opts: &'a fracta_core::runner::RunOptions,
+        observer: &'a mut dyn Observer,
+    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
+        let gateway = match (&opts.gateway, &self.gateway_url) {
+            (Some(g), Some(url)) => Some(Gateway {
+                url: url.clone(),
+                token: g.token.clone(),
+            }),
+            _ => None,
+        };
+        Box::pin(async move {
+            match self.backend().await {
+                Ok(kube) => run_stream(runner, kube, agent, gateway.as_ref(), opts, observer).await,
+                Err(e) => fail(runner, &agent, &e.to_string(), observer),
+            }
+        })
+    }
+
     fn stop<'a>(
         &'a self,
         agent: &'a AgentRecord,
@@ -471,4 +497,222 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
             kube.stop_agent(&agent.id).await.map_err(|e| e.to_string())
         })
     }
+}
+
+/// A stream agent's Pod, as the runner drives it: its log is its output (the session itself
+/// is spoken over the network), deleting it ends it.
+pub struct PodWorkload {
+    kube: KubeBackend,
+    pod: String,
+    container: String,
+    log: Option<futures::stream::BoxStream<'static, Result<String, std::io::Error>>>,
+    /// The log being opened: kept here, so that a `next_line` cancelled by the runner's
+    /// `select!` loses nothing.
+    opening: Option<futures::future::BoxFuture<'static, Option<LogStream>>>,
+    log_opened: bool,
+    deleted: bool,
+}
+
+type LogStream = futures::stream::BoxStream<'static, Result<String, std::io::Error>>;
+
+impl fracta_core::backend::Workload for PodWorkload {
+    fn next_line(&mut self) -> futures::future::BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            if !self.log_opened {
+                let opening = self.opening.get_or_insert_with(|| {
+                    let (kube, pod, container) =
+                        (self.kube.clone(), self.pod.clone(), self.container.clone());
+                    Box::pin(async move {
+                        match kube.follow_log(&pod, &container).await {
+                            Ok(s) => Some(s.boxed()),
+                            Err(e) => {
+                                tracing::warn!("cannot follow the session Pod's log: {e}");
+                                None
+                            }
+                        }
+                    })
+                });
+                self.log = opening.await;
+                self.opening = None;
+                self.log_opened = true;
+            }
+            match self.log.as_mut() {
+                // The log ends when the container does.
+                Some(log) => log.next().await.and_then(Result::ok),
+                None => None,
+            }
+        })
+    }
+
+    fn terminate(&mut self) {
+        self.deleted = true;
+        let kube = self.kube.clone();
+        let pod = self.pod.clone();
+        tokio::spawn(async move {
+            if let Err(e) = kube.stop_agent_pod(&pod).await {
+                tracing::warn!("could not delete the session's Pod {pod}: {e}");
+            }
+        });
+    }
+
+    fn wait(
+        self: Box<Self>,
+    ) -> futures::future::BoxFuture<'static, fracta_core::backend::local::ExitInfo> {
+        Box::pin(async move {
+            let code = self.kube.pod_exit(&self.pod, &self.container).await;
+            fracta_core::backend::local::ExitInfo {
+                code: code.as_ref().ok().copied().flatten(),
+                // A Pod Fracta deleted ended as a process it signalled would.
+                signal: (self.deleted && !matches!(code, Ok(Some(_)))).then_some(15),
+                stderr_tail: match code {
+                    Err(e) => e.to_string(),
+                    Ok(_) => String::new(),
+                },
+            }
+        })
+    }
+}
+
+/// How long a session's Pod may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Run a recorded stream agent as a Pod: apply it, wait until it is ready, then drive its
+/// session over the network (Codex: WebSocket with the capability token; OpenCode: HTTP + SSE
+/// with the password) exactly as a local session; clean up at the end.
+pub async fn run_stream(
+    runner: &Runner,
+    kube: &KubeBackend,
+    agent: AgentRecord,
+    gateway: Option<&Gateway>,
+    opts: &fracta_core::runner::RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    let Some(rt) = runner
+        .cfg
+        .config
+        .agents
+        .agent_runtimes
+        .get(&agent.runtime)
+        .cloned()
+    else {
+        return fail(
+            runner,
+            &agent,
+            &format!("unknown runtime `{}`", agent.runtime),
+            observer,
+        );
+    };
+    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
+        Ok(r) => r,
+        Err(e) => return fail(runner, &agent, &e.to_string(), observer),
+    };
+    let secret = fracta_core::control_plane::new_token();
+    runner.redactor.add(&secret);
+    runner
+        .redactor
+        .add(&fracta_core::adapter::codex::sha256_hex(&secret));
+    let values = match materialize_secrets(runner, &rendered, &opts.request, gateway, &secret).await
+    {
+        Ok(v) => v,
+        Err(e) => return fail(runner, &agent, &e, observer),
+    };
+    let container = adapter_for(rt.adapter).binary();
+    let mut meta = agent.meta.clone();
+    meta["kubernetes"] = json!({ "namespace": kube.namespace(), "pod": rendered.name });
+    meta["turns"] = json!(1);
+    let agent = runner.store.update_agent(
+        &agent.id,
+        &AgentPatch {
+            host: Some(Some(format!(
+                "{}{}",
+                fracta_core::runner::REMOTE_HOST_PREFIX,
+                kube.namespace()
+            ))),
+            meta: Some(meta),
+            ..AgentPatch::default()
+        },
+    )?;
+    if let Err(e) = kube.apply(&rendered, &values).await {
+        let _ = kube.clean_up(&rendered).await;
+        return fail(runner, &agent, &e.to_string(), observer);
+    }
+    let ready = match kube.wait_ready(&agent.id, container, READY_TIMEOUT).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = kube.clean_up(&rendered).await;
+            return fail(runner, &agent, &e, observer);
+        }
+    };
+    let endpoint = match rt.adapter {
+        fracta_config::AdapterKind::Codex => fracta_core::launch::Endpoint::CodexWs {
+            url: format!("ws://{}:{}", ready.ip, ready.port),
+            digest_env: String::new(),
+        },
+        _ => fracta_core::launch::Endpoint::OpenCodeHttp {
+            url: format!("http://{}:{}", ready.ip, ready.port),
+            password_env: String::new(),
+        },
+    };
+    runner.store.transition(
+        &agent.id,
+        &[AgentStatus::Queued, AgentStatus::Starting],
+        AgentStatus::Running,
+        &AgentPatch {
+            started_at: Some(Some(jiff::Timestamp::now())),
+            ..AgentPatch::default()
+        },
+    )?;
+    let agent = runner.store.get_agent(&agent.id)?;
+    runner.record_events(
+        &agent,
+        &[Event::status(
+            "running",
+            Some(format!("pod {} at {}:{}", ready.name, ready.ip, ready.port)),
+        )],
+        None,
+        true,
+        observer,
+    )?;
+    let prompt = agent.prompt.clone();
+    runner.record_events(
+        &agent,
+        &[Event::Message(fracta_core::event::MessageEvent {
+            role: fracta_core::event::Role::User,
+            text: prompt.clone(),
+        })],
+        None,
+        true,
+        observer,
+    )?;
+    let work = PodWorkload {
+        kube: kube.clone(),
+        pod: ready.name,
+        container: container.to_string(),
+        log: None,
+        opening: None,
+        log_opened: false,
+        deleted: false,
+    };
+    let done = runner
+        .drive(
+            agent,
+            &rt,
+            fracta_core::runner::Launched {
+                turn: 1,
+                prompt: &prompt,
+                resume_token: None,
+                stream: true,
+                stdin: None,
+                connect: Some((endpoint, secret)),
+                files: &[],
+            },
+            Box::new(work),
+            opts,
+            observer,
+        )
+        .await;
+    if let Err(e) = kube.clean_up(&rendered).await {
+        tracing::warn!("could not clean up the session's objects: {e}");
+    }
+    done
 }

@@ -295,9 +295,19 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let runner = new_runner(cfg, store);
     let _ = runner.reconcile();
     // Check the request before anything starts (exit 2 on a bad one).
-    runner.prepare(&req).map_err(run_error)?;
+    let first = runner.prepare(&req).map_err(run_error)?;
     if runner.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
-        return spawn_on_kubernetes(runner, &req, json);
+        if first.agent.mode == fracta_state::Mode::Stream && first.agent.adapter == "claude" {
+            return Err(Failure::msg(
+                exit::USAGE,
+                fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY,
+            ));
+        }
+        // A batch agent runs as a Job from here; a stream session is hosted by this
+        // process's control plane like a local one, its server a Pod.
+        if first.agent.mode == fracta_state::Mode::Batch {
+            return spawn_on_kubernetes(runner, &req, json);
+        }
     }
     let supervisor = Supervisor::new(Arc::new(runner));
     let rt = runtime()?;
@@ -369,18 +379,6 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
 /// its event stream.
 fn spawn_on_kubernetes(runner: Runner, req: &SpawnRequest, json: bool) -> anyhow::Result<ExitCode> {
     let prepared = runner.prepare(req).map_err(run_error)?;
-    if prepared.agent.mode == fracta_state::Mode::Stream && prepared.agent.adapter == "claude" {
-        return Err(Failure::msg(
-            exit::USAGE,
-            fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY,
-        ));
-    }
-    if prepared.agent.mode == fracta_state::Mode::Stream {
-        return Err(Failure::msg(
-            exit::USAGE,
-            "stream sessions on the Kubernetes backend are not built yet (the Pods they need are: see `fracta render --mode stream`); use --mode batch, or runtime.backend: local",
-        ));
-    }
     let rt = runtime()?;
     let agent = rt.block_on(async {
         let kube = fracta_kube::KubeBackend::connect(runner.cfg.config.runtime.kubernetes.as_ref())
