@@ -978,7 +978,6 @@ impl Runner {
             (e, secret)
         });
         let stdin = proc.stdin.take();
-        let files: Vec<crate::launch::FileSpec> = spec.files.clone();
         self.drive(
             agent,
             &rt,
@@ -989,7 +988,7 @@ impl Runner {
                 stream,
                 stdin,
                 connect,
-                files: &files,
+                files: &spec.files,
             },
             Box::new(proc),
             opts,

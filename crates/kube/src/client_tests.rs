@@ -512,6 +512,29 @@ impl BatchRun {
         ]
     }
 
+    /// The agent container's log, followed: `lines`.
+    fn log_call(&self, pod_name: &str, container: &str, lines: &[&str]) -> Expect {
+        Expect {
+            method: "GET",
+            uri: format!(
+                "/api/v1/namespaces/agents/pods/{pod_name}/log?&container={container}&follow=true"
+            ),
+            status: 200,
+            body: Some(lines.join("\n") + "\n"),
+            hold: false,
+        }
+    }
+
+    /// The Job read for its outcome, answered as `job`.
+    fn outcome_call(&self, job: Value) -> Expect {
+        expect(
+            "GET",
+            &format!("/apis/batch/v1/namespaces/agents/jobs/{}", self.name),
+            200,
+            Some(job),
+        )
+    }
+
     /// Delete the Job (200) and the ConfigMap (`cm_status`).
     fn clean_up_calls(&self, cm_status: u16) -> Vec<Expect> {
         vec![
@@ -574,19 +597,8 @@ async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
     let mut done = b.job.clone();
     done["status"] = json!({"conditions": [{"type": "Complete", "status": "True"}]});
     let mut calls = b.start_calls(running, &pod_name);
-    calls.push(Expect {
-        method: "GET",
-        uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
-        status: 200,
-        body: Some(lines.join("\n") + "\n"),
-        hold: false,
-    });
-    calls.push(expect(
-        "GET",
-        &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
-        200,
-        Some(done),
-    ));
+    calls.push(b.log_call(&pod_name, "codex", &lines));
+    calls.push(b.outcome_call(done));
     calls.extend(b.clean_up_calls(200));
     let (runner, rec, _dir) = b.run(calls).await;
     assert_eq!(rec.status, fracta_state::AgentStatus::Succeeded, "{rec:#?}");
@@ -670,19 +682,8 @@ async fn a_failing_cli_is_recorded_with_its_exit_its_error_and_its_log_tail() {
     failed["status"] = json!({"conditions": [{"type": "Failed", "status": "True",
         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
     let mut calls = b.start_calls(exited, &pod_name);
-    calls.push(Expect {
-        method: "GET",
-        uri: format!("/api/v1/namespaces/agents/pods/{pod_name}/log?&container=codex&follow=true"),
-        status: 200,
-        body: Some(lines.join("\n") + "\n"),
-        hold: false,
-    });
-    calls.push(expect(
-        "GET",
-        &format!("/apis/batch/v1/namespaces/agents/jobs/{name}"),
-        200,
-        Some(failed),
-    ));
+    calls.push(b.log_call(&pod_name, "codex", &lines));
+    calls.push(b.outcome_call(failed));
     calls.extend(b.clean_up_calls(200));
     let (runner, rec, _dir) = b.run(calls).await;
     assert_eq!(rec.status, fracta_state::AgentStatus::Failed);
@@ -717,15 +718,7 @@ async fn an_opencode_job_past_max_steps_is_deleted_and_fails_saying_why() {
     running["status"]["containerStatuses"][0]["name"] = json!("opencode");
     let step = r#"{"type":"step_start","sessionID":"ses_1","part":{"type":"step-start"}}"#;
     let mut calls = b.start_calls(running, &pod_name);
-    calls.push(Expect {
-        method: "GET",
-        uri: format!(
-            "/api/v1/namespaces/agents/pods/{pod_name}/log?&container=opencode&follow=true"
-        ),
-        status: 200,
-        body: Some([step; 5].join("\n") + "\n"),
-        hold: false,
-    });
+    calls.push(b.log_call(&pod_name, "opencode", &[step; 5]));
     // The abort: the Job deleted; then the clean-up.
     calls.push(expect(
         "DELETE",

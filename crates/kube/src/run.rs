@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::client::{KubeBackend, Phase};
-use crate::render::{Rendered, SecretSource, render_with};
+use crate::render::{Rendered, SecretSource, Workload, render_with};
 use fracta_core::runner::Gateway;
 
 /// How long a Pod may take to start (scheduling, image pull) before the agent fails.
@@ -98,55 +98,19 @@ pub async fn run_batch(
             "a stream agent on Kubernetes runs as a session (run_stream), not as a Job".into(),
         ));
     }
-    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
-        Ok(r) => r,
-        Err(e) => return fail(runner, &agent, &e.to_string(), observer),
+    let Placed {
+        agent,
+        rendered,
+        rt,
+    } = match place(runner, kube, agent, request, gateway, "", observer).await? {
+        Ok(p) => p,
+        Err(failed) => return Ok(failed),
     };
-    let values = match materialize_secrets(runner, &rendered, request, gateway, "").await {
-        Ok(v) => v,
-        Err(e) => return fail(runner, &agent, &e, observer),
-    };
-    let Some(kind) = runner
-        .cfg
-        .config
-        .agents
-        .agent_runtimes
-        .get(&agent.runtime)
-        .map(|r| r.adapter)
-    else {
-        return fail(
-            runner,
-            &agent,
-            &format!("unknown runtime `{}`", agent.runtime),
-            observer,
-        );
-    };
+    let kind = rt.adapter;
     let container = adapter_for(kind).binary();
-    let mut meta = agent.meta.clone();
-    meta["kubernetes"] = json!({ "namespace": kube.namespace(), "job": rendered.name });
-    let agent = runner.store.update_agent(
-        &agent.id,
-        &AgentPatch {
-            // Not a process of this host: local reconciling leaves it alone.
-            host: Some(Some(format!(
-                "{}{}",
-                fracta_core::runner::REMOTE_HOST_PREFIX,
-                kube.namespace()
-            ))),
-            meta: Some(meta),
-            ..AgentPatch::default()
-        },
-    )?;
-    if let Err(e) = kube.apply(&rendered, &values).await {
-        let _ = kube.clean_up(&rendered).await;
-        return fail(runner, &agent, &e.to_string(), observer);
-    }
     let (phase, pod) = match kube.wait_started(&agent.id, container, START_TIMEOUT).await {
         Ok(p) => p,
-        Err(e) => {
-            let _ = kube.clean_up(&rendered).await;
-            return fail(runner, &agent, &e.to_string(), observer);
-        }
+        Err(e) => return abandon(runner, kube, &rendered, &agent, &e.to_string(), observer).await,
     };
     // A container that already ended still has its log: read it (the runtime's own error
     // events are there), then say how it ended.
@@ -157,52 +121,28 @@ pub async fn run_batch(
             pod
         }
         (Phase::Failed { reason }, _) => {
-            let _ = kube.clean_up(&rendered).await;
-            return fail(runner, &agent, &reason, observer);
+            return abandon(runner, kube, &rendered, &agent, &reason, observer).await;
         }
         (Phase::Pending { detail }, _) => {
-            let _ = kube.clean_up(&rendered).await;
             let why = format!(
                 "the agent's Pod did not start within {} s{}",
                 START_TIMEOUT.as_secs(),
                 detail.map(|d| format!(": {d}")).unwrap_or_default()
             );
-            return fail(runner, &agent, &why, observer);
+            return abandon(runner, kube, &rendered, &agent, &why, observer).await;
         }
         (_, Some(pod)) => pod,
         (_, None) => {
-            let _ = kube.clean_up(&rendered).await;
-            return fail(runner, &agent, "the agent's Pod has no name", observer);
+            let why = "the agent's Pod has no name";
+            return abandon(runner, kube, &rendered, &agent, why, observer).await;
         }
     };
-    runner.store.transition(
-        &agent.id,
-        &[AgentStatus::Queued, AgentStatus::Starting],
-        AgentStatus::Running,
-        &AgentPatch {
-            started_at: Some(Some(jiff::Timestamp::now())),
-            ..AgentPatch::default()
-        },
-    )?;
-    let agent = runner.store.get_agent(&agent.id)?;
-    runner.record_events(
-        &agent,
-        &[Event::status("running", Some(format!("pod {pod}")))],
-        None,
-        true,
-        observer,
-    )?;
+    let agent = mark_running(runner, &agent, format!("pod {pod}"), observer)?;
 
     let mut parser = adapter_for(kind).parser();
     let mut log_tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     // OpenCode safety, as locally: past max_steps the Job is deleted and the agent fails.
-    let mut monitor = runner
-        .cfg
-        .config
-        .agents
-        .agent_runtimes
-        .get(&agent.runtime)
-        .and_then(fracta_core::runner::StepMonitor::for_runtime);
+    let mut monitor = fracta_core::runner::StepMonitor::for_runtime(&rt);
     let mut aborted: Option<String> = None;
     match kube.follow_log(&pod, container).await {
         Ok(lines) => {
@@ -364,6 +304,121 @@ pub async fn run_batch(
     Ok(rec)
 }
 
+/// An agent whose objects are in the cluster, and what they are.
+struct Placed {
+    agent: AgentRecord,
+    rendered: Rendered,
+    rt: fracta_config::RuntimeEntry,
+}
+
+/// Render an agent's objects, materialize its Secret's values (`session_secret` for a
+/// session's password or token digest), record where it runs and apply them. `Err` is the
+/// agent recorded as failed, with why.
+async fn place(
+    runner: &Runner,
+    kube: &KubeBackend,
+    agent: AgentRecord,
+    request: &RequestContext,
+    gateway: Option<&Gateway>,
+    session_secret: &str,
+    observer: &mut dyn Observer,
+) -> Result<Result<Placed, AgentRecord>, RunError> {
+    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
+        Ok(r) => r,
+        Err(e) => return fail(runner, &agent, &e.to_string(), observer).map(Err),
+    };
+    // `render` refuses an unknown runtime, so this lookup finds it.
+    let Some(rt) = runner
+        .cfg
+        .config
+        .agents
+        .agent_runtimes
+        .get(&agent.runtime)
+        .cloned()
+    else {
+        let why = format!("unknown runtime `{}`", agent.runtime);
+        return fail(runner, &agent, &why, observer).map(Err);
+    };
+    let values =
+        match materialize_secrets(runner, &rendered, request, gateway, session_secret).await {
+            Ok(v) => v,
+            Err(e) => return fail(runner, &agent, &e, observer).map(Err),
+        };
+    let mut meta = agent.meta.clone();
+    match rendered.workload {
+        Workload::Job(_) => {
+            meta["kubernetes"] = json!({ "namespace": kube.namespace(), "job": rendered.name });
+        }
+        Workload::Pod(_) => {
+            meta["kubernetes"] = json!({ "namespace": kube.namespace(), "pod": rendered.name });
+            meta["turns"] = json!(1);
+        }
+    }
+    let agent = runner.store.update_agent(
+        &agent.id,
+        &AgentPatch {
+            // Not a process of this host: local reconciling leaves it alone.
+            host: Some(Some(format!(
+                "{}{}",
+                fracta_core::runner::REMOTE_HOST_PREFIX,
+                kube.namespace()
+            ))),
+            meta: Some(meta),
+            ..AgentPatch::default()
+        },
+    )?;
+    if let Err(e) = kube.apply(&rendered, &values).await {
+        return abandon(runner, kube, &rendered, &agent, &e.to_string(), observer)
+            .await
+            .map(Err);
+    }
+    Ok(Ok(Placed {
+        agent,
+        rendered,
+        rt,
+    }))
+}
+
+/// Remove the agent's objects and record that it failed, and why.
+async fn abandon(
+    runner: &Runner,
+    kube: &KubeBackend,
+    rendered: &Rendered,
+    agent: &AgentRecord,
+    why: &str,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    let _ = kube.clean_up(rendered).await;
+    fail(runner, agent, why, observer)
+}
+
+/// The agent's CLI runs (in `detail`): record it.
+fn mark_running(
+    runner: &Runner,
+    agent: &AgentRecord,
+    detail: String,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    runner.store.transition(
+        &agent.id,
+        &[AgentStatus::Queued, AgentStatus::Starting],
+        AgentStatus::Running,
+        &AgentPatch {
+            started_at: Some(Some(jiff::Timestamp::now())),
+            ..AgentPatch::default()
+        },
+    )?;
+    let agent = runner.store.get_agent(&agent.id)?;
+    runner.record_events(
+        &agent,
+        &[Event::status("running", Some(detail))],
+        None,
+        true,
+        observer,
+    )?;
+    Ok(agent)
+}
+
 /// Record that the agent failed before its CLI ran, and why.
 fn fail(
     runner: &Runner,
@@ -425,6 +480,14 @@ impl KubeRemote {
         }
     }
 
+    /// The control plane's gateway, at the URL the cluster reaches it by (none without one).
+    fn in_cluster(&self, gateway: Option<&Gateway>) -> Option<Gateway> {
+        Some(Gateway {
+            url: self.gateway_url.clone()?,
+            token: gateway?.token.clone(),
+        })
+    }
+
     async fn backend(&self) -> Result<&KubeBackend, crate::KubeError> {
         self.backend
             .get_or_try_init(|| KubeBackend::connect(self.section.as_ref()))
@@ -440,14 +503,7 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
         gateway: Option<&'a Gateway>,
         observer: &'a mut dyn Observer,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
-        // The control plane's gateway, at the URL the cluster reaches it by.
-        let gateway = match (gateway, &self.gateway_url) {
-            (Some(g), Some(url)) => Some(Gateway {
-                url: url.clone(),
-                token: g.token.clone(),
-            }),
-            _ => None,
-        };
+        let gateway = self.in_cluster(gateway);
         Box::pin(async move {
             match self.backend().await {
                 Ok(kube) => {
@@ -473,13 +529,7 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
         opts: &'a fracta_core::runner::RunOptions,
         observer: &'a mut dyn Observer,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
-        let gateway = match (&opts.gateway, &self.gateway_url) {
-            (Some(g), Some(url)) => Some(Gateway {
-                url: url.clone(),
-                token: g.token.clone(),
-            }),
-            _ => None,
-        };
+        let gateway = self.in_cluster(opts.gateway.as_ref());
         Box::pin(async move {
             match self.backend().await {
                 Ok(kube) => run_stream(runner, kube, agent, gateway.as_ref(), opts, observer).await,
@@ -587,61 +637,33 @@ pub async fn run_stream(
     opts: &fracta_core::runner::RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
-    let Some(rt) = runner
-        .cfg
-        .config
-        .agents
-        .agent_runtimes
-        .get(&agent.runtime)
-        .cloned()
-    else {
-        return fail(
-            runner,
-            &agent,
-            &format!("unknown runtime `{}`", agent.runtime),
-            observer,
-        );
-    };
-    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
-        Ok(r) => r,
-        Err(e) => return fail(runner, &agent, &e.to_string(), observer),
-    };
     let secret = fracta_core::control_plane::new_token();
     runner.redactor.add(&secret);
     runner
         .redactor
         .add(&fracta_core::adapter::codex::sha256_hex(&secret));
-    let values = match materialize_secrets(runner, &rendered, &opts.request, gateway, &secret).await
+    let Placed {
+        agent,
+        rendered,
+        rt,
+    } = match place(
+        runner,
+        kube,
+        agent,
+        &opts.request,
+        gateway,
+        &secret,
+        observer,
+    )
+    .await?
     {
-        Ok(v) => v,
-        Err(e) => return fail(runner, &agent, &e, observer),
+        Ok(p) => p,
+        Err(failed) => return Ok(failed),
     };
     let container = adapter_for(rt.adapter).binary();
-    let mut meta = agent.meta.clone();
-    meta["kubernetes"] = json!({ "namespace": kube.namespace(), "pod": rendered.name });
-    meta["turns"] = json!(1);
-    let agent = runner.store.update_agent(
-        &agent.id,
-        &AgentPatch {
-            host: Some(Some(format!(
-                "{}{}",
-                fracta_core::runner::REMOTE_HOST_PREFIX,
-                kube.namespace()
-            ))),
-            meta: Some(meta),
-            ..AgentPatch::default()
-        },
-    )?;
-    if let Err(e) = kube.apply(&rendered, &values).await {
-        let _ = kube.clean_up(&rendered).await;
-        return fail(runner, &agent, &e.to_string(), observer);
-    }
     let ready = match kube.wait_ready(&agent.id, container, READY_TIMEOUT).await {
         Ok(r) => r,
-        Err(e) => {
-            let _ = kube.clean_up(&rendered).await;
-            return fail(runner, &agent, &e, observer);
-        }
+        Err(e) => return abandon(runner, kube, &rendered, &agent, &e, observer).await,
     };
     let endpoint = match rt.adapter {
         fracta_config::AdapterKind::Codex => fracta_core::launch::Endpoint::CodexWs {
@@ -653,26 +675,8 @@ pub async fn run_stream(
             password_env: String::new(),
         },
     };
-    runner.store.transition(
-        &agent.id,
-        &[AgentStatus::Queued, AgentStatus::Starting],
-        AgentStatus::Running,
-        &AgentPatch {
-            started_at: Some(Some(jiff::Timestamp::now())),
-            ..AgentPatch::default()
-        },
-    )?;
-    let agent = runner.store.get_agent(&agent.id)?;
-    runner.record_events(
-        &agent,
-        &[Event::status(
-            "running",
-            Some(format!("pod {} at {}:{}", ready.name, ready.ip, ready.port)),
-        )],
-        None,
-        true,
-        observer,
-    )?;
+    let detail = format!("pod {} at {}:{}", ready.name, ready.ip, ready.port);
+    let agent = mark_running(runner, &agent, detail, observer)?;
     let prompt = agent.prompt.clone();
     runner.record_events(
         &agent,
