@@ -95,10 +95,26 @@ fn parent_spawns_child(parent: &str, child: &str) {
         text.contains(&format!("  {}", kid["id"].as_str().unwrap())),
         "{text}"
     );
+    let model_requests = p.requests();
+    assert!(!model_requests.is_empty());
+    // The parent's first model request already offers Fracta's tools: the CLI waited for the
+    // gateway at start-up (Claude's `alwaysLoad`). Claude and OpenCode list them as tools;
+    // Codex names its MCP servers as deferred tool namespaces in the instructions.
+    let first = model_requests
+        .iter()
+        .find(|r| r.rule.as_deref() == Some("parent-delegates"))
+        .unwrap();
+    let (tools, spawn_tool) = match parent {
+        "claude" => (first.body["tools"].to_string(), "\"mcp__fracta__spawn\""),
+        "codex" => (first.body["input"].to_string(), "- mcp__fracta: "),
+        _ => (first.body["tools"].to_string(), "\"fracta_spawn\""),
+    };
+    assert!(
+        tools.contains(spawn_tool),
+        "{parent}'s first request lacks {spawn_tool}: {tools}"
+    );
     // No token in any output or in the store.
     let db = std::fs::read(p.path().join(".fracta/state.db")).unwrap();
-    let mcp_requests: Vec<_> = p.requests();
-    assert!(!mcp_requests.is_empty());
     for e in &events {
         assert!(
             !e.to_string().to_lowercase().contains("bearer "),

@@ -102,10 +102,14 @@ impl Adapter for Claude {
         let mut files = Vec::new();
         if let Some(g) = ctx.gateway {
             // The token stays in the env: Claude expands ${VAR} in MCP headers.
+            // `alwaysLoad`: Claude connects to the gateway at start-up and awaits it, so the
+            // tools are there on the first turn (never deferred behind tool search), and print
+            // mode does not poll for a pending server in 50-ms ticks before the first turn.
             let mcp = json!({ "mcpServers": { "fracta": {
                 "type": "http",
                 "url": g.url,
                 "headers": { "Authorization": format!("Bearer ${{{}}}", crate::runner::AGENT_TOKEN_ENV) },
+                "alwaysLoad": true,
             } } });
             let path = ctx.runtime_home.join("claude-mcp.json");
             args.extend(["--mcp-config".into(), path.display().to_string()]);
