@@ -168,13 +168,12 @@ pub fn create(
                 });
             };
             let branch = format!("fracta/{}-{short}", slug(task));
+            // Created here, so no other worktree has it checked out.
             let reference = repo
                 .branch(&branch, &base_commit, false)
                 .map_err(lib("creating branch", &top))?;
-            let mut opts = git2::WorktreeAddOptions::new();
-            opts.reference(Some(reference.get()));
-            repo.worktree(id, &path, Some(&opts))
-                .map_err(lib("adding worktree", &top))?;
+            let head = reference.get().name().unwrap_or_default().to_string();
+            add_worktree(&repo, id, &path, &head)?;
             Ok(Workspace {
                 path,
                 branch: Some(branch),
@@ -189,6 +188,42 @@ pub fn create(
             Ok(Workspace { path, branch: None })
         }
     }
+}
+
+/// `git worktree add PATH BRANCH` for a branch just created: the worktree's admin folder
+/// (`.git/worktrees/NAME` with `gitdir`, `commondir` and `HEAD`), the `.git` file in PATH, and
+/// a checkout of the branch. This is what libgit2's `git_worktree_add` writes, without its
+/// check that no other worktree has the branch checked out: that check opens every worktree
+/// of the repository, a cost that grew with each agent ever spawned there.
+fn add_worktree(
+    repo: &git2::Repository,
+    name: &str,
+    path: &Path,
+    head_ref: &str,
+) -> Result<(), WorkspaceError> {
+    let io = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| WorkspaceError::Io { path, source }
+    };
+    let admin_root = repo.commondir().join("worktrees");
+    std::fs::create_dir_all(&admin_root).map_err(io(&admin_root))?;
+    let admin = admin_root.join(name);
+    // Both new: an existing one is an error, never reused.
+    std::fs::create_dir(&admin).map_err(io(&admin))?;
+    std::fs::create_dir(path).map_err(io(path))?;
+    let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(io(&p));
+    write(path.join(".git"), format!("gitdir: {}\n", admin.display()))?;
+    write(admin.join("commondir"), "../..\n".to_string())?;
+    write(
+        admin.join("gitdir"),
+        format!("{}\n", path.join(".git").display()),
+    )?;
+    write(admin.join("HEAD"), format!("ref: {head_ref}\n"))?;
+    let wt = git2::Repository::open(path).map_err(lib("opening the new worktree", path))?;
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.safe();
+    wt.checkout_head(Some(&mut checkout))
+        .map_err(lib("checking out the worktree", path))
 }
 
 /// Keep the runtime files Fracta wrote into a worktree out of every commit made there, the
