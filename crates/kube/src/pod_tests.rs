@@ -100,6 +100,14 @@ struct LocalPod {
     _root: tempfile::TempDir,
 }
 
+impl Drop for LocalPod {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            fracta_core::backend::local::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -231,6 +239,9 @@ fn run_locally(
                 .map(std::process::Stdio::from)
                 .unwrap_or_else(|_| std::process::Stdio::null()),
         )
+        // Its own group, so the whole container goes at the end (the npm wrapper and the
+        // native binary it starts), as it would with its Pod.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .unwrap();
