@@ -1292,7 +1292,9 @@ impl Runner {
                 idle_since = Some(tokio::time::Instant::now());
             }
         }
+        tracing::debug!(agent = %agent.id, "output ended");
         let mut exit = work.wait().await;
+        tracing::debug!(agent = %agent.id, code = ?exit.code, signal = ?exit.signal, "process ended");
         if closed_by_us && exit.signal.is_some() {
             // A session server Fracta closed (it has no stdin to close) ends by our signal.
             exit.code = Some(0);
@@ -1421,6 +1423,7 @@ impl Runner {
                 }
             }
         }
+        tracing::debug!(agent = %agent.id, commit = ?commit, "leftovers checked");
         if let Some(turn) = usage_turn {
             let usage = &outcome.usage;
             self.store.record_usage(&UsageRecord {
