@@ -1,7 +1,8 @@
 //! Fracta's overhead over running an agent CLI by hand.
 //!
 //! For each runtime (claude, codex, opencode) the same one-turn prompt runs against the
-//! in-process scripted model server three ways, interleaved after one warm-up of each:
+//! in-process scripted model server four ways, interleaved (each run rotates their order and
+//! gives each the same quiet time before it) after one warm-up of each:
 //! - direct: the CLI by hand with the argv (`meta.command` of the first spawn), env and config
 //!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
 //! - direct fresh: the same in a new git worktree, the fresh state every spawn gives the CLI
@@ -32,6 +33,9 @@ mod common;
 use common::{Project, git, repo_root};
 
 const PROMPT: &str = "Reply with ok";
+
+/// Quiet time before each measured run.
+const SETTLE: Duration = Duration::from_millis(150);
 
 /// `LaunchSpec::display_command`'s quoting, to compare our argv with `meta.command`.
 fn display_command(program: &str, args: &[String]) -> String {
@@ -374,10 +378,20 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
     };
     for i in 0..runs {
         let f = fresh_copy(&d, &p, i + 1);
-        let a = run_direct(&d);
-        let c = run_direct(&f);
-        let (b, _, ph) = run_fracta(&p, rt);
-        let (l, _, _) = run_fracta(&leaf, rt);
+        // Each run starts the order one place further along, and each measurement starts
+        // after the same quiet time, so that what one leaves behind (a CLI's background
+        // helpers, page cache, the model server's state) falls on all four alike.
+        let (mut a, mut c, mut b, mut l) = Default::default();
+        let mut ph = Phases::default();
+        for k in 0..4 {
+            std::thread::sleep(SETTLE);
+            match (i + k) % 4 {
+                0 => a = run_direct(&d),
+                1 => c = run_direct(&f),
+                2 => (b, _, ph) = run_fracta(&p, rt),
+                _ => (l, _, _) = run_fracta(&leaf, rt),
+            }
+        }
         let t = Instant::now();
         let ps = p.fracta(&["ps", "--all", "--json"]).output().unwrap();
         assert!(ps.status.success());

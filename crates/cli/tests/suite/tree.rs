@@ -114,7 +114,9 @@ fn parent_spawns_child(parent: &str, child: &str) {
         "{parent}'s first request lacks {spawn_tool}: {tools}"
     );
     // No token in any output or in the store.
-    let db = std::fs::read(p.path().join(".fracta/state.db")).unwrap();
+    // The database and its write-ahead log, if one is left.
+    let mut db = std::fs::read(p.path().join(".fracta/state.db")).unwrap();
+    db.extend(std::fs::read(p.path().join(".fracta/state.db-wal")).unwrap_or_default());
     for e in &events {
         assert!(
             !e.to_string().to_lowercase().contains("bearer "),
