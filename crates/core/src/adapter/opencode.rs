@@ -77,11 +77,14 @@ impl OpenCode {
             "permission": Self::permissions(&ctx.project.allowed_tools),
         });
         if let Some(g) = ctx.gateway {
+            // The gateway takes the agent's bearer token, never OAuth: `oauth: false` also
+            // spares OpenCode ~100 ms of OAuth set-up between connecting and listing tools.
             cfg["mcp"] = json!({ "fracta": {
                 "type": "remote",
                 "url": g.url,
                 "enabled": true,
                 "headers": { "Authorization": format!("Bearer {{env:{}}}", crate::runner::AGENT_TOKEN_ENV) },
+                "oauth": false,
             } });
         }
         if let Some(native) = &ctx.runtime.native_config {
