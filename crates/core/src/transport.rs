@@ -327,9 +327,19 @@ mod tests {
             .env("HOME", home.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            // Its own group: the npm wrapper and the native app-server it starts both go at
+            // the end, whether the test passes or panics.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        struct Group(u32);
+        impl Drop for Group {
+            fn drop(&mut self) {
+                crate::backend::local::signal_group(self.0, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let _group = Group(child.id().unwrap());
         let url = format!("ws://127.0.0.1:{port}");
 
         // Wait until it listens, so the wrong token meets a server and not a closed port.
