@@ -651,7 +651,8 @@ impl Runner {
             .await
     }
 
-    fn fail_before_start(
+    /// Record that the agent failed before its CLI ran (on any backend), and why.
+    pub fn fail_before_start(
         &self,
         agent: &AgentRecord,
         why: &str,
@@ -659,10 +660,7 @@ impl Runner {
     ) -> Result<AgentRecord, RunError> {
         let why = self.redactor.redact(why);
         tracing::warn!(agent = %agent.id, "agent failed before start: {why}");
-        let ev = Event::Error(ErrorEvent {
-            message: why.clone(),
-        });
-        self.persist(agent, &[ev], None, true, observer)?;
+        self.record_error(agent, &why, observer)?;
         self.store.transition(
             &agent.id,
             &AgentStatus::ACTIVE,
@@ -678,7 +676,6 @@ impl Runner {
         Ok(rec)
     }
 
-    /// Persist events (redacted), then show them.
     /// Persist events of an agent that another backend runs (Kubernetes): redacted, in
     /// order, before the observer sees them.
     pub fn record_events(
@@ -692,6 +689,20 @@ impl Runner {
         self.persist(agent, events, raw, understood, observer)
     }
 
+    /// Persist one error event of the agent (why it failed, or why a turn was cut short).
+    pub fn record_error(
+        &self,
+        agent: &AgentRecord,
+        message: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let error = Event::Error(ErrorEvent {
+            message: message.to_string(),
+        });
+        self.persist(agent, &[error], None, true, observer)
+    }
+
+    /// Persist events (redacted), then show them.
     fn persist(
         &self,
         agent: &AgentRecord,
@@ -1244,15 +1255,7 @@ impl Runner {
                 .and_then(|m| m.observe(&agent.id, &parsed.events))
                 && interrupted.is_none()
             {
-                self.persist(
-                    &agent,
-                    &[Event::Error(ErrorEvent {
-                        message: why.clone(),
-                    })],
-                    None,
-                    true,
-                    observer,
-                )?;
+                self.record_error(&agent, &why, observer)?;
                 let abort = session.interrupt();
                 match wire.as_mut() {
                     // A live session: abort the turn; the session goes on.

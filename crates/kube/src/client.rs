@@ -404,6 +404,23 @@ impl KubeBackend {
         Ok(())
     }
 
+    /// A watch of the agent's Pod (found by its label) that the API server ends within
+    /// `timeout` (at most 290 s); `object` names it in errors.
+    async fn watch_agent_pod(
+        &self,
+        agent_id: &str,
+        timeout: Duration,
+        object: &str,
+    ) -> Result<impl Stream<Item = kube::Result<WatchEvent<Pod>>> + use<>, KubeError> {
+        let api: Api<Pod> = self.api();
+        let wp = WatchParams::default()
+            .labels(&format!("{LABEL_AGENT}={agent_id}"))
+            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
+        api.watch(&wp, "0")
+            .await
+            .map_err(|e| KubeError::from_kube(e, "watch", object))
+    }
+
     /// Watch the agent's Pod until its agent container runs or it has ended; the phase, and
     /// the Pod's name once there is one.
     pub async fn wait_started(
@@ -412,15 +429,8 @@ impl KubeBackend {
         container: &str,
         timeout: Duration,
     ) -> Result<(Phase, Option<String>), KubeError> {
-        let api: Api<Pod> = self.api();
-        let wp = WatchParams::default()
-            .labels(&format!("{LABEL_AGENT}={agent_id}"))
-            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
         let object = format!("the Pod of agent {agent_id}");
-        let stream = api
-            .watch(&wp, "0")
-            .await
-            .map_err(|e| KubeError::from_kube(e, "watch", &object))?;
+        let stream = self.watch_agent_pod(agent_id, timeout, &object).await?;
         let mut stream = std::pin::pin!(stream);
         let mut last = Phase::Pending { detail: None };
         let mut pod = None;
@@ -465,15 +475,11 @@ impl KubeBackend {
         container: &str,
         timeout: Duration,
     ) -> Result<ReadyPod, String> {
-        let api: Api<Pod> = self.api();
-        let wp = WatchParams::default()
-            .labels(&format!("{LABEL_AGENT}={agent_id}"))
-            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
         let object = format!("the Pod of agent {agent_id}");
-        let stream = api
-            .watch(&wp, "0")
+        let stream = self
+            .watch_agent_pod(agent_id, timeout, &object)
             .await
-            .map_err(|e| KubeError::from_kube(e, "watch", &object).to_string())?;
+            .map_err(|e| e.to_string())?;
         let mut stream = std::pin::pin!(stream);
         let until = tokio::time::Instant::now() + timeout;
         let mut last = None;

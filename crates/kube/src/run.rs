@@ -172,15 +172,7 @@ pub async fn run_batch(
                     .as_mut()
                     .and_then(|m| m.observe(&agent.id, &parsed.events))
                 {
-                    runner.record_events(
-                        &agent,
-                        &[Event::Error(ErrorEvent {
-                            message: why.clone(),
-                        })],
-                        None,
-                        true,
-                        observer,
-                    )?;
+                    runner.record_error(&agent, &why, observer)?;
                     aborted = Some(why);
                     if let Err(e) = kube.stop(&rendered).await {
                         tracing::warn!(agent = %agent.id, "could not stop the agent's Job: {e}");
@@ -189,17 +181,7 @@ pub async fn run_batch(
                 }
             }
         }
-        Err(e) => {
-            runner.record_events(
-                &agent,
-                &[Event::Error(ErrorEvent {
-                    message: e.to_string(),
-                })],
-                None,
-                true,
-                observer,
-            )?;
-        }
+        Err(e) => runner.record_error(&agent, &e.to_string(), observer)?,
     }
     // The Job's own word on how it ended (none for a Job Fracta deleted).
     let until = tokio::time::Instant::now() + OUTCOME_TIMEOUT;
@@ -325,7 +307,11 @@ async fn place(
 ) -> Result<Result<Placed, AgentRecord>, RunError> {
     let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
         Ok(r) => r,
-        Err(e) => return fail(runner, &agent, &e.to_string(), observer).map(Err),
+        Err(e) => {
+            return runner
+                .fail_before_start(&agent, &e.to_string(), observer)
+                .map(Err);
+        }
     };
     // `render` refuses an unknown runtime, so this lookup finds it.
     let Some(rt) = runner
@@ -337,12 +323,12 @@ async fn place(
         .cloned()
     else {
         let why = format!("unknown runtime `{}`", agent.runtime);
-        return fail(runner, &agent, &why, observer).map(Err);
+        return runner.fail_before_start(&agent, &why, observer).map(Err);
     };
     let values =
         match materialize_secrets(runner, &rendered, request, gateway, session_secret).await {
             Ok(v) => v,
-            Err(e) => return fail(runner, &agent, &e, observer).map(Err),
+            Err(e) => return runner.fail_before_start(&agent, &e, observer).map(Err),
         };
     let mut meta = agent.meta.clone();
     match rendered.workload {
@@ -389,7 +375,7 @@ async fn abandon(
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
     let _ = kube.clean_up(rendered).await;
-    fail(runner, agent, why, observer)
+    runner.fail_before_start(agent, why, observer)
 }
 
 /// The agent's CLI runs (in `detail`): record it.
@@ -417,43 +403,6 @@ fn mark_running(
         observer,
     )?;
     Ok(agent)
-}
-
-/// Record that the agent failed before its CLI ran, and why.
-fn fail(
-    runner: &Runner,
-    agent: &AgentRecord,
-    why: &str,
-    observer: &mut dyn Observer,
-) -> Result<AgentRecord, RunError> {
-    let why = runner.redactor.redact(why);
-    runner.record_events(
-        agent,
-        &[Event::Error(ErrorEvent {
-            message: why.clone(),
-        })],
-        None,
-        true,
-        observer,
-    )?;
-    runner.store.transition(
-        &agent.id,
-        &AgentStatus::ACTIVE,
-        AgentStatus::Failed,
-        &AgentPatch {
-            error: Some(Some(why.clone())),
-            ..AgentPatch::default()
-        },
-    )?;
-    let rec = runner.store.get_agent(&agent.id)?;
-    runner.record_events(
-        &rec,
-        &[Event::status("failed", Some(why))],
-        None,
-        true,
-        observer,
-    )?;
-    Ok(rec)
 }
 
 /// The Kubernetes backend as the runner sees it: it connects on first use, so a config that
@@ -517,7 +466,7 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
                     )
                     .await
                 }
-                Err(e) => fail(runner, &agent, &e.to_string(), observer),
+                Err(e) => runner.fail_before_start(&agent, &e.to_string(), observer),
             }
         })
     }
@@ -533,7 +482,7 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
         Box::pin(async move {
             match self.backend().await {
                 Ok(kube) => run_stream(runner, kube, agent, gateway.as_ref(), opts, observer).await,
-                Err(e) => fail(runner, &agent, &e.to_string(), observer),
+                Err(e) => runner.fail_before_start(&agent, &e.to_string(), observer),
             }
         })
     }
