@@ -63,6 +63,13 @@ impl Codex {
     }
 
     /// The per-runtime part: everything but the gateway.
+    ///
+    /// `features.plugins = false` turns off Codex's plugin marketplace, which at every start
+    /// syncs OpenAI's curated plugin repository (`git ls-remote https://github.com/openai/plugins`,
+    /// then the GitHub API, then an archive download). When any MCP server is configured —
+    /// Fracta's gateway always is, unless the agent may spawn no child — Codex 0.169 holds the
+    /// first turn until that sync has finished or failed. A runtime that wants plugins sets
+    /// `native_config.features.plugins: true`.
     fn static_config(ctx: &LaunchContext<'_>) -> Value {
         let mut cfg = json!({
             "approval_policy": "never",
@@ -70,6 +77,7 @@ impl Codex {
             "analytics": { "enabled": false },
             "feedback": { "enabled": false },
             "check_for_update_on_startup": false,
+            "features": { "plugins": false },
         });
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut cfg, native);

@@ -264,6 +264,8 @@ fn codex_launch() {
     let cfg: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     assert_eq!(cfg["approval_policy"].as_str(), Some("never"));
+    // No plugin marketplace sync holding the first turn (docs/cli-behaviour.md).
+    assert_eq!(cfg["features"]["plugins"].as_bool(), Some(false));
     assert_eq!(spec.args[..3], ["exec", "--json", "--skip-git-repo-check"]);
     assert_eq!(
         spec.args.last().unwrap(),
@@ -300,6 +302,20 @@ fn codex_launch_with_native_config() {
     // Fracta's own keys survive the merge; nulls (no TOML equivalent) are dropped.
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     assert!(!cfg.contains_key("notify"));
+}
+
+#[test]
+fn codex_native_config_can_turn_plugins_back_on() {
+    let spec = launch(
+        AdapterKind::Codex,
+        &Case {
+            native: Some(json!({ "features": { "plugins": true, "apps": false } })),
+            ..Case::default()
+        },
+    );
+    let cfg: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
+    assert_eq!(cfg["features"]["plugins"].as_bool(), Some(true));
+    assert_eq!(cfg["features"]["apps"].as_bool(), Some(false));
 }
 
 #[test]
