@@ -14,6 +14,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -288,6 +289,12 @@ impl ModelServer {
         let app = router(shared.clone());
         let mut sd = rx;
         let task = tokio::spawn(async move {
+            // Each SSE event goes out as it is written, not after the client's delayed ACK.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = sd.wait_for(|v| *v).await;
             });

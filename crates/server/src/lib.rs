@@ -14,6 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use fracta_core::control_plane::Supervisor;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -126,6 +127,13 @@ async fn start_with(
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // Small writes (SSE events, JSON answers) go out at once, not after the peer's
+        // delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY not set: {e}");
+            }
+        });
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;
