@@ -145,7 +145,10 @@ fn budgets_of(agent: &AgentRecord, default: &Budgets) -> Budgets {
 impl Supervisor {
     pub fn new(runner: Arc<Runner>) -> Arc<Supervisor> {
         let max = runner.cfg.config.agents.budgets.max_running().max(1) as usize;
-        let (events, _) = broadcast::channel(4096);
+        // A live tap only (the store is the record; a lagging receiver skips ahead), so a
+        // modest buffer: each slot holds a whole event, and 4096 of them cost ~0.5 ms of page
+        // faults at every start.
+        let (events, _) = broadcast::channel(1024);
         Arc::new(Supervisor {
             runner,
             gateway_url: OnceLock::new(),
