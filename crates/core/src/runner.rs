@@ -661,15 +661,7 @@ impl Runner {
         let why = self.redactor.redact(why);
         tracing::warn!(agent = %agent.id, "agent failed before start: {why}");
         self.record_error(agent, &why, observer)?;
-        self.store.transition(
-            &agent.id,
-            &AgentStatus::ACTIVE,
-            AgentStatus::Failed,
-            &AgentPatch {
-                error: Some(Some(why.clone())),
-                ..AgentPatch::default()
-            },
-        )?;
+        self.mark_failed(&agent.id, &why)?;
         let status = Event::status("failed", Some(why));
         let rec = self.store.get_agent(&agent.id)?;
         self.persist(&rec, &[status], None, true, observer)?;
@@ -1266,15 +1258,7 @@ impl Runner {
                         }
                     }
                     _ => {
-                        self.store.transition(
-                            &agent.id,
-                            &AgentStatus::ACTIVE,
-                            AgentStatus::Failed,
-                            &AgentPatch {
-                                error: Some(Some(why.clone())),
-                                ..AgentPatch::default()
-                            },
-                        )?;
+                        self.mark_failed(&agent.id, &why)?;
                         interrupted = Some("max_steps");
                         work.terminate();
                     }
@@ -1358,6 +1342,19 @@ impl Runner {
             },
         )?;
         Ok(agent)
+    }
+
+    /// Move a live agent to failed, with why (false if it had already ended).
+    fn mark_failed(&self, id: &str, why: &str) -> Result<bool, RunError> {
+        Ok(self.store.transition(
+            id,
+            &AgentStatus::ACTIVE,
+            AgentStatus::Failed,
+            &AgentPatch {
+                error: Some(Some(why.to_string())),
+                ..AgentPatch::default()
+            },
+        )?)
     }
 
     fn mark_stopped(&self, id: &str, why: &str) -> Result<bool, RunError> {
