@@ -306,7 +306,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         // A batch agent runs as a Job from here; a stream session is hosted by this
         // process's control plane like a local one, its server a Pod.
         if first.agent.mode == fracta_state::Mode::Batch {
-            return spawn_on_kubernetes(runner, &req, json);
+            return spawn_on_kubernetes(runner, first, json);
         }
     }
     let supervisor = Supervisor::new(Arc::new(runner));
@@ -377,8 +377,11 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
 
 /// A foreground batch spawn on the Kubernetes backend: the agent runs as a Job; its log is
 /// its event stream.
-fn spawn_on_kubernetes(runner: Runner, req: &SpawnRequest, json: bool) -> anyhow::Result<ExitCode> {
-    let prepared = runner.prepare(req).map_err(run_error)?;
+fn spawn_on_kubernetes(
+    runner: Runner,
+    prepared: fracta_core::runner::Prepared,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let agent = rt.block_on(async {
         let kube = fracta_kube::KubeBackend::connect(runner.cfg.config.runtime.kubernetes.as_ref())
