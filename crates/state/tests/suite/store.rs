@@ -580,3 +580,36 @@ fn status_and_mode_names() {
     assert!(!AgentStatus::Running.is_terminal());
     assert!(AgentStatus::Lost.is_terminal());
 }
+
+#[test]
+fn closing_keeps_the_wal_files_empty_and_everything_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let a = agent("kept");
+    for round in 0..2 {
+        let s = open_store(&StateConfig::sqlite(db.clone())).unwrap();
+        if round == 0 {
+            s.insert_agent(&a).unwrap();
+            assert!(
+                std::fs::metadata(dir.path().join("state.db-wal"))
+                    .unwrap()
+                    .len()
+                    > 0
+            );
+        } else {
+            // Reopening finds the kept (empty) files and the row, and writes again.
+            assert_eq!(s.get_agent(&a.id).unwrap().task, "kept");
+            s.insert_agent(&agent("second")).unwrap();
+        }
+        drop(s);
+        // The close-time checkpoint ran: the WAL is kept but empty, the row is in state.db.
+        let wal = std::fs::metadata(dir.path().join("state.db-wal")).unwrap();
+        assert_eq!(wal.len(), 0, "round {round}");
+        assert!(dir.path().join("state.db-shm").exists());
+    }
+    // A copy of state.db alone (no WAL beside it) has the row.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).unwrap();
+    let s = SqliteStore::open(&copy).unwrap();
+    assert_eq!(s.get_agent(&a.id).unwrap().task, "kept");
+}
