@@ -1,17 +1,21 @@
 //! Fracta's overhead over running an agent CLI by hand.
 //!
 //! For each runtime (claude, codex, opencode) the same one-turn prompt runs against the
-//! in-process scripted model server four ways, interleaved (each run rotates their order and
+//! in-process scripted model server five ways, interleaved (each run rotates their order and
 //! gives each the same quiet time before it) after one warm-up of each:
 //! - direct: the CLI by hand with the argv (`meta.command` of the first spawn), env and config
 //!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
+//! - direct + MCP: the same with the MCP wiring kept, pointed at an in-process MCP server that
+//!   answers at once with Fracta's own tool list (taken from `fracta mcp`), in a worktree of
+//!   its own: the CLI as a person would run it by hand with an MCP server, so that what the
+//!   CLI's own MCP client costs is told apart from what Fracta adds;
 //! - direct fresh: the same in a new git worktree, the fresh state every spawn gives the CLI
 //!   (Codex's home is shared by a runtime's agents, `.fracta/runtimes/<name>/codex-home`);
 //! - `fracta spawn --json`;
 //! - the same in a project whose budgets leave the agent no child to spawn (`max_depth: 0`):
 //!   Fracta then registers no MCP gateway, so this is Fracta without the CLI's MCP handshake.
 //!
-//! Prints medians, p90s, difference and ratio, and Fracta's own costs around the CLI process
+//! Prints medians, p90s, differences and ratios, and Fracta's own costs around the CLI process
 //! (from the agent's `created_at` / `started_at` / `ended_at`).
 //!
 //! `CARGO_TARGET_DIR=... cargo bench -p fracta --bench overhead`
@@ -20,9 +24,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fracta_model_server::{ModelServer, Script};
@@ -125,29 +131,11 @@ fn strip_mcp_toml(text: &str) -> String {
 /// therefore counts as Fracta's overhead.
 fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
     let ws = PathBuf::from(shown["workspace"].as_str().unwrap());
-    let home = p
-        .path()
-        .join(".fracta/runtimes")
-        .join(rt)
-        .join("codex-home");
-    let mut env = p.env.clone();
-    let extra: Vec<(&str, String)> = match rt {
-        "claude" => vec![
-            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
-            ("DISABLE_TELEMETRY", "1".into()),
-            ("DISABLE_AUTOUPDATER", "1".into()),
-            ("DISABLE_ERROR_REPORTING", "1".into()),
-            ("ANTHROPIC_BASE_URL", url.into()),
-            ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
-        ],
+    match rt {
         "codex" => {
             let f = ws.join(".codex/config.toml");
             let t = std::fs::read_to_string(&f).unwrap();
             std::fs::write(&f, strip_mcp_toml(&t)).unwrap();
-            vec![
-                ("CODEX_HOME", home.display().to_string()),
-                ("FAKE_OPENAI_KEY", "sk-openai-test".into()),
-            ]
         }
         "opencode" => {
             let f = ws.join("opencode.json");
@@ -156,19 +144,10 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
                 o.remove("mcp");
             }
             std::fs::write(&f, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
-            vec![
-                ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
-                ("OPENCODE_DISABLE_SHARE", "1".into()),
-                ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
-                ("NPM_CONFIG_OFFLINE", "true".into()),
-            ]
         }
-        _ => unreachable!(),
-    };
-    for (k, v) in extra {
-        env.insert(k.to_string(), v);
+        _ => {}
     }
-    env.insert("PWD".into(), ws.display().to_string());
+    let env = direct_env(rt, p, &ws, url);
     let command = shown["meta"]["command"].as_str().unwrap();
     let mut argv = split_command(command);
     assert_eq!(display_command(&argv[0], &argv[1..]), command);
@@ -198,6 +177,186 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
         cwd: ws,
         env,
     }
+}
+
+/// The environment of a CLI run by hand in `ws`: the project's, plus the env Fracta gives
+/// the runtime (the settings it pins, the model server's address and key, Codex's home).
+fn direct_env(rt: &str, p: &Project, ws: &Path, url: &str) -> BTreeMap<String, String> {
+    let home = p
+        .path()
+        .join(".fracta/runtimes")
+        .join(rt)
+        .join("codex-home");
+    let mut env = p.env.clone();
+    let extra: Vec<(&str, String)> = match rt {
+        "claude" => vec![
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("DISABLE_ERROR_REPORTING", "1".into()),
+            ("ANTHROPIC_BASE_URL", url.into()),
+            ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
+        ],
+        "codex" => vec![
+            ("CODEX_HOME", home.display().to_string()),
+            ("FAKE_OPENAI_KEY", "sk-openai-test".into()),
+        ],
+        "opencode" => vec![
+            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+            ("OPENCODE_DISABLE_SHARE", "1".into()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+            ("NPM_CONFIG_OFFLINE", "true".into()),
+        ],
+        _ => unreachable!(),
+    };
+    for (k, v) in extra {
+        env.insert(k.to_string(), v);
+    }
+    env.insert("PWD".into(), ws.display().to_string());
+    env
+}
+
+/// The first `http://127.0.0.1:PORT/mcp` in `text`: Fracta's gateway as the CLI was given it.
+fn gateway_url(text: &str) -> Option<String> {
+    const HEAD: &str = "http://127.0.0.1:";
+    let at = text.find(HEAD)?;
+    let rest = &text[at + HEAD.len()..];
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    (digits > 0 && rest[digits..].starts_with("/mcp"))
+        .then(|| format!("{HEAD}{}/mcp", &rest[..digits]))
+}
+
+/// The CLI by hand with the MCP wiring Fracta gave it (config files, `--mcp-config`, `-c`
+/// overrides), pointed at `mcp_url` instead of the gateway, in a new worktree of its own so
+/// that the plain direct runs keep their files without it. Built before `direct_for` strips
+/// the gateway from the first spawn's files.
+fn direct_mcp_for(rt: &str, p: &Project, shown: &Value, url: &str, mcp_url: &str) -> Direct {
+    let old_ws = PathBuf::from(shown["workspace"].as_str().unwrap());
+    let ws = p.path().join(".fracta/bench-mcp");
+    git(
+        p.path(),
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            "bench/mcp",
+            &ws.display().to_string(),
+            "main",
+        ],
+    );
+    let command = shown["meta"]["command"].as_str().unwrap();
+    let mut argv = split_command(command);
+    assert_eq!(argv.remove(0), rt, "{command}");
+    // Fracta's own wiring: the files it wrote, and Claude's `--mcp-config` file.
+    let mut texts: Vec<(PathBuf, String)> = [
+        ".claude/settings.json",
+        ".codex/config.toml",
+        "opencode.json",
+    ]
+    .iter()
+    .filter_map(|f| {
+        let text = std::fs::read_to_string(old_ws.join(f)).ok()?;
+        Some((ws.join(f), text))
+    })
+    .collect();
+    let mcp_config = argv.iter().position(|a| a == "--mcp-config").map(|i| i + 1);
+    if let Some(i) = mcp_config {
+        let text = std::fs::read_to_string(&argv[i]).unwrap();
+        let copy = p.path().join(".fracta/bench-mcp.json");
+        argv[i] = copy.display().to_string();
+        texts.push((copy, text));
+    }
+    let gateway = gateway_url(command)
+        .or_else(|| texts.iter().find_map(|(_, t)| gateway_url(t)))
+        .unwrap_or_else(|| panic!("no gateway URL in the {rt} spawn's command or files"));
+    for (path, text) in texts {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text.replace(&gateway, mcp_url)).unwrap();
+    }
+    let (old, new) = (old_ws.display().to_string(), ws.display().to_string());
+    let args: Vec<String> = argv
+        .iter()
+        .map(|a| a.replace(&gateway, mcp_url).replace(&old, &new))
+        .collect();
+    let mut env = direct_env(rt, p, &ws, url);
+    env.insert("FRACTA_AGENT_TOKEN".into(), "bench-token".into());
+    eprintln!("  direct + MCP: {}", display_command(rt, &args));
+    Direct {
+        program: repo_root().join("node_modules/.bin").join(rt),
+        args,
+        cwd: ws,
+        env,
+    }
+}
+
+/// Fracta's MCP tools as `tools/list` gives them, from `fracta mcp` over stdio.
+fn fracta_tools(p: &Project) -> Value {
+    let mut child = p
+        .fracta(&["mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = [
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+    ];
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["id"] == 2)
+        .map(|v| v["result"]["tools"].clone())
+        .filter(Value::is_array)
+        .expect("`fracta mcp` listed no tools")
+}
+
+/// An MCP server (streamable HTTP, JSON answers) that answers at once with `tools`: what the
+/// CLI connects to in the direct + MCP runs. Returns its URL.
+async fn start_mcp_stub(tools: Value) -> String {
+    use axum::Json;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+
+    async fn rpc(State(tools): State<Arc<Value>>, Json(req): Json<Value>) -> Response {
+        let Some(id) = req.get("id").cloned() else {
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let result = match req["method"].as_str() {
+            Some("initialize") => serde_json::json!({
+                "protocolVersion": req["params"]["protocolVersion"],
+                "capabilities": { "tools": {} },
+                "serverInfo": { "name": "fracta", "version": env!("CARGO_PKG_VERSION") },
+            }),
+            Some("tools/list") => serde_json::json!({ "tools": *tools }),
+            _ => serde_json::json!({}),
+        };
+        Json(serde_json::json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response()
+    }
+    let app = axum::Router::new()
+        .route(
+            "/mcp",
+            axum::routing::post(rpc)
+                .get(|| async { StatusCode::METHOD_NOT_ALLOWED })
+                .delete(|| async { StatusCode::METHOD_NOT_ALLOWED }),
+        )
+        .with_state(Arc::new(tools));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/mcp")
 }
 
 fn run_direct(d: &Direct) -> Duration {
@@ -349,6 +508,8 @@ fn median(v: &[f64]) -> f64 {
 struct Row {
     rt: String,
     direct: Vec<f64>,
+    /// The CLI by hand with an instant MCP server wired in.
+    direct_mcp: Vec<f64>,
     fresh: Vec<f64>,
     fracta: Vec<f64>,
     /// `fracta spawn` of an agent that gets no gateway (`max_depth: 0`).
@@ -358,18 +519,21 @@ struct Row {
     ps: Vec<f64>,
 }
 
-fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
+fn bench_runtime(rt: &str, runs: usize, url: &str, mcp_url: &str) -> Row {
     let p = Project::new(url, false);
     let leaf = Project::new(url, true);
     // Warm-up of Fracta; its workspace and files are what the direct runs reuse.
     let (_, shown, _) = run_fracta(&p, rt);
     run_fracta(&leaf, rt);
+    let m = direct_mcp_for(rt, &p, &shown, url, mcp_url);
     let d = direct_for(rt, &p, &shown, url);
+    run_direct(&m);
     run_direct(&d);
     run_direct(&fresh_copy(&d, &p, 0));
     let mut row = Row {
         rt: rt.to_string(),
         direct: vec![],
+        direct_mcp: vec![],
         fresh: vec![],
         fracta: vec![],
         leaf: vec![],
@@ -381,14 +545,15 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
         // Each run starts the order one place further along, and each measurement starts
         // after the same quiet time, so that what one leaves behind (a CLI's background
         // helpers, page cache, the model server's state) falls on all four alike.
-        let (mut a, mut c, mut b, mut l) = Default::default();
+        let (mut a, mut c, mut b, mut l, mut am) = Default::default();
         let mut ph = Phases::default();
-        for k in 0..4 {
+        for k in 0..5 {
             std::thread::sleep(SETTLE);
-            match (i + k) % 4 {
+            match (i + k) % 5 {
                 0 => a = run_direct(&d),
                 1 => c = run_direct(&f),
                 2 => (b, _, ph) = run_fracta(&p, rt),
+                3 => am = run_direct(&m),
                 _ => (l, _, _) = run_fracta(&leaf, rt),
             }
         }
@@ -397,13 +562,15 @@ fn bench_runtime(rt: &str, runs: usize, url: &str) -> Row {
         assert!(ps.status.success());
         row.ps.push(ms(t.elapsed()));
         eprintln!(
-            "  {rt} run {}/{runs}: direct {:.0} ms, direct fresh {:.0} ms, fracta {:.0} ms, fracta (no gateway) {:.0} ms",
+            "  {rt} run {}/{runs}: direct {:.0} ms, direct fresh {:.0} ms, direct + MCP {:.0} ms, fracta {:.0} ms, fracta (no gateway) {:.0} ms",
             i + 1,
             ms(a),
             ms(c),
+            ms(am),
             ms(b),
             ms(l)
         );
+        row.direct_mcp.push(ms(am));
         row.leaf.push(ms(l));
         row.direct.push(ms(a));
         row.fresh.push(ms(c));
@@ -442,13 +609,16 @@ fn main() {
         .unwrap();
     let url = server.url();
     eprintln!("overhead bench: {runs} runs per runtime, prompt {PROMPT:?}, model server {url}");
+    let tools = fracta_tools(&Project::new(&url, false));
+    let mcp_url = tokio.block_on(start_mcp_stub(tools));
+    eprintln!("instant MCP server with Fracta's tools: {mcp_url}");
 
     let mut rows = Vec::new();
     for rt in runtimes.split(',').map(str::trim).filter(|r| !r.is_empty()) {
         eprintln!(
-            "{rt}: warm-up, then {runs} × (direct, direct fresh, fracta, fracta without gateway)"
+            "{rt}: warm-up, then {runs} × (direct, direct fresh, direct + MCP, fracta, fracta without gateway)"
         );
-        rows.push(bench_runtime(rt, runs, &url));
+        rows.push(bench_runtime(rt, runs, &url, &mcp_url));
         server.clear_requests();
     }
 
@@ -502,6 +672,33 @@ fn main() {
         );
     }
     println!();
+    println!(
+        "The CLI by hand with an MCP server wired in (one that answers at once, with Fracta's tools), ms:"
+    );
+    println!(
+        "{:<9} {:>10} {:>14} {:>13} {:>10} {:>14} {:>16}",
+        "runtime",
+        "direct med",
+        "direct+MCP med",
+        "CLI MCP cost",
+        "fracta med",
+        "fracta - d+MCP",
+        "fracta/d+MCP"
+    );
+    for r in &rows {
+        let (dm, mm, fm) = (median(&r.direct), median(&r.direct_mcp), median(&r.fracta));
+        println!(
+            "{:<9} {:>10.0} {:>14.0} {:>13.0} {:>10.0} {:>14.0} {:>16.3}",
+            r.rt,
+            dm,
+            mm,
+            mm - dm,
+            fm,
+            fm - mm,
+            fm / mm,
+        );
+    }
+    println!();
     println!("Fracta's own costs around the CLI (medians, ms):");
     println!(
         "{:<9} {:>15} {:>19} {:>13} {:>11} {:>10}",
@@ -524,6 +721,9 @@ fn main() {
         "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
     );
     println!("fresh: the same, but each run in a new git worktree, as every spawn gets.");
+    println!(
+        "direct+MCP: direct with Fracta's MCP wiring kept but pointed at an in-process MCP server that answers at once; CLI MCP cost: direct+MCP - direct."
+    );
     println!(
         "fracta: `fracta spawn --json` with the MCP gateway registered (the CLI connects to it at start-up); leaf: the same without it."
     );
