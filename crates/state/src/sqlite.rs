@@ -112,6 +112,9 @@ impl SqliteStore {
             source,
         };
         conn.busy_timeout(busy_timeout).map_err(sql)?;
+        // Every statement the store runs is prepared once per connection (`prepare_cached`);
+        // room for all of them, so none is parsed again.
+        conn.set_prepared_statement_cache_capacity(64);
         if wal {
             keep_wal_files(&conn).map_err(sql)?;
             set_wal(&conn, busy_timeout).map_err(sql)?;
@@ -360,42 +363,39 @@ fn write_agent(tx: &Transaction<'_>, a: &AgentRecord, insert: bool) -> R<()> {
          WHERE id = ?1"
             .to_owned()
     };
-    let n = tx.execute(
-        &sql,
-        rusqlite::params![
-            a.id,
-            a.parent_id,
-            a.root_id,
-            i64::from(a.depth),
-            a.task,
-            a.runtime,
-            a.adapter,
-            a.mode.as_str(),
-            a.model,
-            a.status.as_str(),
-            a.prompt,
-            a.resume_token,
-            a.workspace,
-            a.branch,
-            a.runtime_home,
-            a.pid,
-            a.process_start,
-            a.host,
-            a.exit_code,
-            a.signal,
-            a.error,
-            a.result,
-            i(a.usage.input_tokens),
-            i(a.usage.output_tokens),
-            i(a.usage.cached_tokens),
-            a.cost_usd,
-            ts(&a.created_at),
-            ts_opt(&a.started_at),
-            ts_opt(&a.ended_at),
-            ts(&a.updated_at),
-            meta,
-        ],
-    )?;
+    let n = tx.prepare_cached(&sql)?.execute(rusqlite::params![
+        a.id,
+        a.parent_id,
+        a.root_id,
+        i64::from(a.depth),
+        a.task,
+        a.runtime,
+        a.adapter,
+        a.mode.as_str(),
+        a.model,
+        a.status.as_str(),
+        a.prompt,
+        a.resume_token,
+        a.workspace,
+        a.branch,
+        a.runtime_home,
+        a.pid,
+        a.process_start,
+        a.host,
+        a.exit_code,
+        a.signal,
+        a.error,
+        a.result,
+        i(a.usage.input_tokens),
+        i(a.usage.output_tokens),
+        i(a.usage.cached_tokens),
+        a.cost_usd,
+        ts(&a.created_at),
+        ts_opt(&a.started_at),
+        ts_opt(&a.ended_at),
+        ts(&a.updated_at),
+        meta,
+    ])?;
     if n == 0 {
         return Err(StoreError::NotFound { id: a.id.clone() }.into());
     }
@@ -403,18 +403,16 @@ fn write_agent(tx: &Transaction<'_>, a: &AgentRecord, insert: bool) -> R<()> {
 }
 
 fn load_agent(tx: &Transaction<'_>, id: &str) -> R<AgentRecord> {
-    tx.query_row(
-        &format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1"),
-        [id],
-        agent_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound { id: id.to_owned() }.into())
+    tx.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1"))?
+        .query_row([id], agent_from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound { id: id.to_owned() }.into())
 }
 
 fn agent_exists(tx: &Transaction<'_>, id: &str) -> R<bool> {
     Ok(tx
-        .query_row("SELECT 1 FROM agents WHERE id = ?1", [id], |_| Ok(()))
+        .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -447,8 +445,9 @@ fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
     if agent_exists(tx, prefix)? {
         return Ok(prefix.to_owned());
     }
-    let mut stmt =
-        tx.prepare("SELECT id FROM agents WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2")?;
+    let mut stmt = tx.prepare_cached(
+        "SELECT id FROM agents WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
+    )?;
     let matches = stmt
         .query_map(
             rusqlite::params![like_prefix(prefix), (MAX_AMBIGUOUS + 1) as i64],
@@ -539,22 +538,20 @@ impl Store for SqliteStore {
 
     fn upsert_task(&self, task: &TaskRecord) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                &format!(
-                    "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+            tx.prepare_cached(&format!(
+                "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                      ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
                      source = excluded.source, defaults = excluded.defaults, \
                      instructions = excluded.instructions, updated_at = excluded.updated_at"
-                ),
-                rusqlite::params![
-                    task.name,
-                    task.description,
-                    task.source,
-                    json(&task.defaults)?,
-                    task.instructions,
-                    ts(&task.updated_at),
-                ],
-            )?;
+            ))?
+            .execute(rusqlite::params![
+                task.name,
+                task.description,
+                task.source,
+                json(&task.defaults)?,
+                task.instructions,
+                ts(&task.updated_at),
+            ])?;
             Ok(())
         })
     }
@@ -562,18 +559,16 @@ impl Store for SqliteStore {
     fn get_task(&self, name: &str) -> Result<Option<TaskRecord>> {
         self.read(|tx| {
             Ok(tx
-                .query_row(
-                    &format!("SELECT {TASK_COLS} FROM tasks WHERE name = ?1"),
-                    [name],
-                    task_from_row,
-                )
+                .prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks WHERE name = ?1"))?
+                .query_row([name], task_from_row)
                 .optional()?)
         })
     }
 
     fn list_tasks(&self) -> Result<Vec<TaskRecord>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(&format!("SELECT {TASK_COLS} FROM tasks ORDER BY name"))?;
+            let mut stmt =
+                tx.prepare_cached(&format!("SELECT {TASK_COLS} FROM tasks ORDER BY name"))?;
             let rows = stmt
                 .query_map([], task_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -654,7 +649,7 @@ impl Store for SqliteStore {
              ELSE 3 END, created_at DESC, id DESC LIMIT {limit}"
         );
         self.read(|tx| {
-            let mut stmt = tx.prepare(&sql)?;
+            let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(args.iter()), agent_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -664,7 +659,7 @@ impl Store for SqliteStore {
 
     fn children(&self, id: &str) -> Result<Vec<AgentRecord>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {AGENT_COLS} FROM agents WHERE parent_id = ?1 ORDER BY created_at, id"
             ))?;
             let rows = stmt
@@ -691,9 +686,8 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         self.write(|tx| {
             let status: Option<String> = tx
-                .query_row("SELECT status FROM agents WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
                 .optional()?;
             let Some(status) = status else {
                 return Err(StoreError::NotFound { id: id.to_owned() }.into());
@@ -729,7 +723,9 @@ impl Store for SqliteStore {
 
     fn delete_agent(&self, id: &str) -> Result<()> {
         self.write(|tx| {
-            let n = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
+            let n = tx
+                .prepare_cached("DELETE FROM agents WHERE id = ?1")?
+                .execute([id])?;
             if n == 0 {
                 return Err(StoreError::NotFound { id: id.to_owned() }.into());
             }
@@ -743,14 +739,12 @@ impl Store for SqliteStore {
         }
         self.write(|tx| {
             require_agent(tx, agent_id)?;
-            let last: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1",
-                [agent_id],
-                |r| r.get(0),
-            )?;
+            let last: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1")?
+                .query_row([agent_id], |r| r.get(0))?;
             let mut seq = u64::try_from(last).unwrap_or(0);
             let now = Timestamp::now();
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "INSERT INTO events (agent_id, seq, at, kind, payload, raw, parsed) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
@@ -782,7 +776,7 @@ impl Store for SqliteStore {
             .map(|l| i64::try_from(l).unwrap_or(i64::MAX))
             .unwrap_or(-1);
         self.read(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT agent_id, seq, at, kind, payload, raw, parsed FROM events \
                  WHERE agent_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
@@ -798,11 +792,9 @@ impl Store for SqliteStore {
 
     fn event_count(&self, agent_id: &str) -> Result<u64> {
         self.read(|tx| {
-            let n: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM events WHERE agent_id = ?1",
-                [agent_id],
-                |r| r.get(0),
-            )?;
+            let n: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM events WHERE agent_id = ?1")?
+                .query_row([agent_id], |r| r.get(0))?;
             Ok(u64::try_from(n).unwrap_or(0))
         })
     }
@@ -810,20 +802,20 @@ impl Store for SqliteStore {
     fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
         self.write(|tx| {
             require_agent(tx, &usage.agent_id)?;
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO usage (agent_id, turn, model, input_tokens, output_tokens, \
                  cached_tokens, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                rusqlite::params![
-                    usage.agent_id,
-                    i64::from(usage.turn),
-                    usage.model,
-                    i(usage.input_tokens),
-                    i(usage.output_tokens),
-                    i(usage.cached_tokens),
-                    usage.cost_usd,
-                    ts(&usage.at),
-                ],
-            )?;
+            )?
+            .execute(rusqlite::params![
+                usage.agent_id,
+                i64::from(usage.turn),
+                usage.model,
+                i(usage.input_tokens),
+                i(usage.output_tokens),
+                i(usage.cached_tokens),
+                usage.cost_usd,
+                ts(&usage.at),
+            ])?;
             rmw(tx, &usage.agent_id, |a| {
                 a.usage = a.usage.saturating_add(Usage {
                     input_tokens: usage.input_tokens,
@@ -840,7 +832,7 @@ impl Store for SqliteStore {
 
     fn usage(&self, agent_id: &str) -> Result<Vec<UsageRecord>> {
         self.read(|tx| {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT agent_id, turn, model, input_tokens, output_tokens, cached_tokens, \
                  cost_usd, at FROM usage WHERE agent_id = ?1 ORDER BY id",
             )?;
