@@ -580,6 +580,24 @@ fn bench_runtime(rt: &str, runs: usize, url: &str, mcp_url: &str) -> Row {
     row
 }
 
+/// Print a table: a title, then one line per runtime, each column as wide as its header.
+fn table(title: &str, headers: &[&str], rows: &[Row], cells: impl Fn(&Row) -> Vec<String>) {
+    println!();
+    println!("{title}");
+    let mut line = format!("{:<9}", "runtime");
+    for h in headers {
+        line.push_str(&format!(" {h:>w$}", w = h.chars().count().max(7)));
+    }
+    println!("{line}");
+    for r in rows {
+        let mut line = format!("{:<9}", r.rt);
+        for (h, c) in headers.iter().zip(cells(r)) {
+            line.push_str(&format!(" {c:>w$}", w = h.chars().count().max(7)));
+        }
+        println!("{line}");
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful. Ignore both.
     let runs: usize = std::env::var("FRACTA_BENCH_RUNS")
@@ -622,100 +640,96 @@ fn main() {
         server.clear_requests();
     }
 
-    println!();
-    println!("Wall clock per one-turn run, {runs} runs each (ms):");
-    println!(
-        "{:<9} {:>10} {:>10} {:>8} {:>7} {:>10} {:>10} {:>11} {:>11} {:>11}",
-        "runtime",
-        "direct med",
-        "fracta med",
-        "diff",
-        "ratio",
-        "direct p90",
-        "fracta p90",
-        "fresh med",
-        "fresh p90",
-        "fracta/fresh"
+    let ms0 = |v: f64| format!("{v:.0}");
+    let ratio = |v: f64| format!("{v:.3}");
+    table(
+        &format!("Wall clock per one-turn run, {runs} runs each (ms):"),
+        &[
+            "direct med",
+            "fracta med",
+            "diff",
+            "ratio",
+            "direct p90",
+            "fracta p90",
+            "fresh med",
+            "fresh p90",
+            "fracta/fresh",
+        ],
+        &rows,
+        |r| {
+            let (dm, fm, xm) = (median(&r.direct), median(&r.fracta), median(&r.fresh));
+            vec![
+                ms0(dm),
+                ms0(fm),
+                ms0(fm - dm),
+                ratio(fm / dm),
+                ms0(pct(&sorted(r.direct.clone()), 90.0)),
+                ms0(pct(&sorted(r.fracta.clone()), 90.0)),
+                ms0(xm),
+                ms0(pct(&sorted(r.fresh.clone()), 90.0)),
+                ratio(fm / xm),
+            ]
+        },
     );
-    for r in &rows {
-        let (dm, fm, xm) = (median(&r.direct), median(&r.fracta), median(&r.fresh));
-        println!(
-            "{:<9} {:>10.0} {:>10.0} {:>8.0} {:>7.3} {:>10.0} {:>10.0} {:>11.0} {:>11.0} {:>11.3}",
-            r.rt,
-            dm,
-            fm,
-            fm - dm,
-            fm / dm,
-            pct(&sorted(r.direct.clone()), 90.0),
-            pct(&sorted(r.fracta.clone()), 90.0),
-            xm,
-            pct(&sorted(r.fresh.clone()), 90.0),
-            fm / xm,
-        );
-    }
-    println!();
-    println!("Without the MCP gateway (budgets leave the agent no child: max_depth 0), ms:");
-    println!(
-        "{:<9} {:>10} {:>10} {:>8} {:>7} {:>10}",
-        "runtime", "direct med", "leaf med", "diff", "ratio", "leaf p90"
+    table(
+        "Without the MCP gateway (budgets leave the agent no child: max_depth 0), ms:",
+        &["direct med", "leaf med", "diff", "ratio", "leaf p90"],
+        &rows,
+        |r| {
+            let (dm, lm) = (median(&r.direct), median(&r.leaf));
+            vec![
+                ms0(dm),
+                ms0(lm),
+                ms0(lm - dm),
+                ratio(lm / dm),
+                ms0(pct(&sorted(r.leaf.clone()), 90.0)),
+            ]
+        },
     );
-    for r in &rows {
-        let (dm, lm) = (median(&r.direct), median(&r.leaf));
-        println!(
-            "{:<9} {:>10.0} {:>10.0} {:>8.0} {:>7.3} {:>10.0}",
-            r.rt,
-            dm,
-            lm,
-            lm - dm,
-            lm / dm,
-            pct(&sorted(r.leaf.clone()), 90.0),
-        );
-    }
-    println!();
-    println!(
-        "The CLI by hand with an MCP server wired in (one that answers at once, with Fracta's tools), ms:"
+    table(
+        "The CLI by hand with an MCP server wired in (one that answers at once, with Fracta's tools), ms:",
+        &[
+            "direct med",
+            "direct+MCP med",
+            "CLI MCP cost",
+            "fracta med",
+            "fracta - d+MCP",
+            "fracta/d+MCP",
+        ],
+        &rows,
+        |r| {
+            let (dm, mm, fm) = (median(&r.direct), median(&r.direct_mcp), median(&r.fracta));
+            vec![
+                ms0(dm),
+                ms0(mm),
+                ms0(mm - dm),
+                ms0(fm),
+                ms0(fm - mm),
+                ratio(fm / mm),
+            ]
+        },
     );
-    println!(
-        "{:<9} {:>10} {:>14} {:>13} {:>10} {:>14} {:>16}",
-        "runtime",
-        "direct med",
-        "direct+MCP med",
-        "CLI MCP cost",
-        "fracta med",
-        "fracta - d+MCP",
-        "fracta/d+MCP"
+    table(
+        "Fracta's own costs around the CLI (medians, ms):",
+        &[
+            "exec→CLI start",
+            "recorded→CLI start",
+            "CLI→ended",
+            "ended→exit",
+            "fracta ps",
+        ],
+        &rows,
+        |r| {
+            let col = |f: fn(&Phases) -> f64| median(&r.phases.iter().map(f).collect::<Vec<_>>());
+            vec![
+                ms0(col(|p| p.before)),
+                ms0(col(|p| p.created_to_started)),
+                ms0(col(|p| p.cli)),
+                ms0(col(|p| p.after)),
+                ms0(median(&r.ps)),
+            ]
+        },
     );
-    for r in &rows {
-        let (dm, mm, fm) = (median(&r.direct), median(&r.direct_mcp), median(&r.fracta));
-        println!(
-            "{:<9} {:>10.0} {:>14.0} {:>13.0} {:>10.0} {:>14.0} {:>16.3}",
-            r.rt,
-            dm,
-            mm,
-            mm - dm,
-            fm,
-            fm - mm,
-            fm / mm,
-        );
-    }
-    println!();
-    println!("Fracta's own costs around the CLI (medians, ms):");
-    println!(
-        "{:<9} {:>15} {:>19} {:>13} {:>11} {:>10}",
-        "runtime", "exec→CLI start", "recorded→CLI start", "CLI→ended", "ended→exit", "fracta ps"
-    );
-    for r in &rows {
-        let col = |f: fn(&Phases) -> f64| median(&r.phases.iter().map(f).collect::<Vec<_>>());
-        println!(
-            "{:<9} {:>15.0} {:>19.0} {:>13.0} {:>11.0} {:>10.0}",
-            r.rt,
-            col(|p| p.before),
-            col(|p| p.created_to_started),
-            col(|p| p.cli),
-            col(|p| p.after),
-            median(&r.ps),
-        );
-    }
     println!();
     println!(
         "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
