@@ -233,18 +233,7 @@ fn gateway_url(text: &str) -> Option<String> {
 fn direct_mcp_for(rt: &str, p: &Project, shown: &Value, url: &str, mcp_url: &str) -> Direct {
     let old_ws = PathBuf::from(shown["workspace"].as_str().unwrap());
     let ws = p.path().join(".fracta/bench-mcp");
-    git(
-        p.path(),
-        &[
-            "worktree",
-            "add",
-            "--quiet",
-            "-b",
-            "bench/mcp",
-            &ws.display().to_string(),
-            "main",
-        ],
-    );
+    new_worktree(p, "bench/mcp", &ws);
     let command = shown["meta"]["command"].as_str().unwrap();
     let mut argv = split_command(command);
     assert_eq!(argv.remove(0), rt, "{command}");
@@ -382,12 +371,8 @@ fn run_direct(d: &Direct) -> Duration {
     took
 }
 
-/// The same invocation in fresh state, as every `fracta spawn` gets it: a new git worktree
-/// (a new cwd for the CLI).
-/// Prepared untimed, so timing it isolates the CLI's own cost of starting fresh.
-fn fresh_copy(d: &Direct, p: &Project, i: usize) -> Direct {
-    let ws = p.path().join(format!(".fracta/bench-fresh/{i}"));
-    let branch = format!("bench/fresh-{i}");
+/// `git worktree add` of a new `branch` from main at `ws`.
+fn new_worktree(p: &Project, branch: &str, ws: &Path) {
     git(
         p.path(),
         &[
@@ -395,11 +380,19 @@ fn fresh_copy(d: &Direct, p: &Project, i: usize) -> Direct {
             "add",
             "--quiet",
             "-b",
-            &branch,
+            branch,
             &ws.display().to_string(),
             "main",
         ],
     );
+}
+
+/// The same invocation in fresh state, as every `fracta spawn` gets it: a new git worktree
+/// (a new cwd for the CLI).
+/// Prepared untimed, so timing it isolates the CLI's own cost of starting fresh.
+fn fresh_copy(d: &Direct, p: &Project, i: usize) -> Direct {
+    let ws = p.path().join(format!(".fracta/bench-fresh/{i}"));
+    new_worktree(p, &format!("bench/fresh-{i}"), &ws);
     for f in [
         ".claude/settings.json",
         ".codex/config.toml",
