@@ -539,6 +539,9 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
         "attached to {} ({} on {}): type a line to send it; Ctrl-C detaches and leaves it running",
         agent.id, agent.task, agent.runtime
     );
+    // Where the view starts, counted before any typed line can be sent: a line sent first
+    // could be recorded before the count, and its turn would not be shown.
+    let after = open_store(&cfg)?.event_count(&agent.id)?;
     // Turns go in from another thread, each with its own connection, without waiting.
     let sender = Client::require(&cfg, "`fracta attach`")?;
     let id = agent.id.clone();
@@ -553,7 +556,6 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    let after = open_store(&cfg)?.event_count(&agent.id)?;
     follow_remote(&client, &agent, after, false)
 }
 
