@@ -661,7 +661,7 @@ impl Runner {
         let why = self.redactor.redact(why);
         tracing::warn!(agent = %agent.id, "agent failed before start: {why}");
         self.record_error(agent, &why, observer)?;
-        self.mark_failed(&agent.id, &why)?;
+        self.end_with(&agent.id, AgentStatus::Failed, &why)?;
         let status = Event::status("failed", Some(why));
         let rec = self.store.get_agent(&agent.id)?;
         self.persist(&rec, &[status], None, true, observer)?;
@@ -1197,7 +1197,7 @@ impl Runner {
                 }
                 _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
                     interrupted = Some("interrupted (Ctrl-C)");
-                    self.mark_stopped(&agent.id, "interrupted (Ctrl-C)")?;
+                    self.end_with(&agent.id, AgentStatus::Stopped, "interrupted (Ctrl-C)")?;
                     work.terminate();
                     None
                 }
@@ -1218,7 +1218,7 @@ impl Runner {
                         continue;
                     }
                     interrupted = Some("fracta received SIGTERM");
-                    self.mark_stopped(&agent.id, "fracta received SIGTERM")?;
+                    self.end_with(&agent.id, AgentStatus::Stopped, "fracta received SIGTERM")?;
                     work.terminate();
                     None
                 }
@@ -1258,7 +1258,7 @@ impl Runner {
                         }
                     }
                     _ => {
-                        self.mark_failed(&agent.id, &why)?;
+                        self.end_with(&agent.id, AgentStatus::Failed, &why)?;
                         interrupted = Some("max_steps");
                         work.terminate();
                     }
@@ -1344,24 +1344,12 @@ impl Runner {
         Ok(agent)
     }
 
-    /// Move a live agent to failed, with why (false if it had already ended).
-    fn mark_failed(&self, id: &str, why: &str) -> Result<bool, RunError> {
+    /// Move a live agent to `to` (failed or stopped), with why (false if it had already ended).
+    fn end_with(&self, id: &str, to: AgentStatus, why: &str) -> Result<bool, RunError> {
         Ok(self.store.transition(
             id,
             &AgentStatus::ACTIVE,
-            AgentStatus::Failed,
-            &AgentPatch {
-                error: Some(Some(why.to_string())),
-                ..AgentPatch::default()
-            },
-        )?)
-    }
-
-    fn mark_stopped(&self, id: &str, why: &str) -> Result<bool, RunError> {
-        Ok(self.store.transition(
-            id,
-            &AgentStatus::ACTIVE,
-            AgentStatus::Stopped,
+            to,
             &AgentPatch {
                 error: Some(Some(why.to_string())),
                 ..AgentPatch::default()
@@ -1533,7 +1521,7 @@ impl Runner {
             .is_some_and(|h| h.starts_with(REMOTE_HOST_PREFIX))
             && let Some(remote) = self.remote.get()
         {
-            self.mark_stopped(&agent.id, "stopped by request")?;
+            self.end_with(&agent.id, AgentStatus::Stopped, "stopped by request")?;
             remote.stop(&agent).await.map_err(RunError::Other)?;
             tracing::info!(agent = %agent.id, "agent stopped");
             return Ok(self.store.get_agent(&agent.id)?);
@@ -1546,7 +1534,7 @@ impl Runner {
                 agent.id
             )));
         }
-        self.mark_stopped(&agent.id, "stopped by request")?;
+        self.end_with(&agent.id, AgentStatus::Stopped, "stopped by request")?;
         if let Some(pid) = agent.pid.and_then(|p| u32::try_from(p).ok()) {
             local::stop_group(pid, agent.process_start.as_deref(), STOP_GRACE).await;
         }
