@@ -171,12 +171,7 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
         }
     }
     eprintln!("  direct: {}", display_command(rt, &args));
-    Direct {
-        program: repo_root().join("node_modules/.bin").join(rt),
-        args,
-        cwd: ws,
-        env,
-    }
+    Direct::cli(rt, args, ws, env)
 }
 
 /// The environment of a CLI run by hand in `ws`: the project's, plus the env Fracta gives
@@ -271,12 +266,7 @@ fn direct_mcp_for(rt: &str, p: &Project, shown: &Value, url: &str, mcp_url: &str
     let mut env = direct_env(rt, p, &ws, url);
     env.insert("FRACTA_AGENT_TOKEN".into(), "bench-token".into());
     eprintln!("  direct + MCP: {}", display_command(rt, &args));
-    Direct {
-        program: repo_root().join("node_modules/.bin").join(rt),
-        args,
-        cwd: ws,
-        env,
-    }
+    Direct::cli(rt, args, ws, env)
 }
 
 /// Fracta's MCP tools as `tools/list` gives them, from `fracta mcp` over stdio.
@@ -346,6 +336,18 @@ async fn start_mcp_stub(tools: Value) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}/mcp")
+}
+
+impl Direct {
+    /// The project's pinned `rt` CLI (`node_modules/.bin`), run with `args` in `cwd`.
+    fn cli(rt: &str, args: Vec<String>, cwd: PathBuf, env: BTreeMap<String, String>) -> Direct {
+        Direct {
+            program: repo_root().join("node_modules/.bin").join(rt),
+            args,
+            cwd,
+            env,
+        }
+    }
 }
 
 fn run_direct(d: &Direct) -> Duration {
