@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fracta_config::{AuthOrigin, Binding, LoadedConfig, Profile, RuntimeEntry, Scope};
 
-use crate::adapter::ApiKeyHelper;
+use crate::launch::ApiKeyHelper;
 use crate::redact::Redactor;
 
 pub const DEFAULT_ORIGIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,7 +139,7 @@ pub async fn resolve(
             runtime: runtime_name.into(),
             message: format!("auth.credentials.profiles.{pname}.env.{k}: {e}"),
         })?;
-        if crate::runner::is_secret_env(k, v) {
+        if crate::env::is_secret_env(k, v) {
             redactor.add(&val);
         }
         out.profile_env.insert(k.clone(), val);
@@ -314,6 +314,41 @@ pub fn check_assertions(
         }
     }
     Ok(())
+}
+
+/// The assertions of a runtime's profile alone (nothing materialized), for a backend that
+/// checks the env it will hand a container by name (Kubernetes).
+pub fn assertions(
+    cfg: &LoadedConfig,
+    runtime_name: &str,
+    rt: &RuntimeEntry,
+) -> Result<ResolvedAuth, CredentialError> {
+    let mut out = ResolvedAuth::default();
+    if let Some((pname, profile, _)) = profile_binding(cfg, runtime_name, rt)? {
+        out.profile = Some(pname.to_string());
+        out.require_env = profile.assertions.require_env.clone();
+        out.forbid_env = profile.assertions.forbid_env.clone();
+    }
+    Ok(out)
+}
+
+/// Check the env that will reach the agent's CLI: what its adapter forbids (Claude Code's
+/// `CLAUDE_CODE_SIMPLE`), then the profile's assertions. The same check for every backend.
+pub fn check_env(
+    auth: &ResolvedAuth,
+    runtime: &str,
+    adapter: &dyn crate::adapter::Adapter,
+    env: &BTreeMap<String, String>,
+) -> Result<(), CredentialError> {
+    for (name, why) in adapter.forbidden_env() {
+        if env.contains_key(*name) {
+            return Err(CredentialError::Binding {
+                runtime: runtime.into(),
+                message: format!("{name} is set in the agent's environment; {why}: unset it"),
+            });
+        }
+    }
+    check_assertions(auth, runtime, env)
 }
 
 /// Unused profiles are fine; this only exists so callers can name one.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LaunchSpec {
     /// The CLI's name (`claude`); the backend resolves it to a path.
     pub program: String,
@@ -25,6 +25,94 @@ pub struct LaunchSpec {
     /// Where a stream session is reached when not over stdin/stdout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
+    /// How the session's server is served when it runs elsewhere (a Pod): its port and
+    /// probes. `None` for a launch spoken over stdio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
+    /// Env vars whose value is the session's secret (or its digest): never a literal in a
+    /// rendered object; a Pod takes them from the agent's Secret.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<SecretEnv>,
+    /// Env vars whose value is a whole config document: a Pod takes them from its ConfigMap
+    /// (under the key `file`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_env: Vec<EnvFile>,
+    /// Env vars naming a state file the runtime writes: a Pod points them at `file` in a
+    /// writable volume of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state_env: Vec<EnvFile>,
+}
+
+/// A session's server as a backend that runs it elsewhere serves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Served {
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Probe>,
+}
+
+/// A health check of a served session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub check: Check,
+    pub initial_delay_secs: i32,
+    pub period_secs: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Check {
+    /// The port accepts a connection.
+    Tcp { port: u16 },
+    /// A command run inside the container exits 0.
+    Exec { command: Vec<String> },
+}
+
+/// An env var that carries the session's secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretEnv {
+    pub name: String,
+    /// What it is, for a person reading a rendered object.
+    pub what: String,
+    /// It holds the SHA-256 of the secret, not the secret.
+    pub digest: bool,
+}
+
+/// An env var and the file (a bare name) that stands for its value elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvFile {
+    pub name: String,
+    pub file: String,
+}
+
+/// Where an agent reaches Fracta's MCP gateway, and the token that identifies it there.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Streamable-HTTP MCP endpoint, e.g. `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    /// The agent's own bearer token (handed over in `FRACTA_AGENT_TOKEN`, never written).
+    pub token: String,
+}
+
+/// What Fracta generates for a session it reaches over the network.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    /// The address the session's server binds (`127.0.0.1` here, `0.0.0.0` in a Pod).
+    pub host: String,
+    pub port: u16,
+    /// Per-session password (registered with the redactor).
+    pub secret: String,
+}
+
+/// A runtime auth resolver projected into the CLI's own config.
+#[derive(Debug, Clone)]
+pub struct ApiKeyHelper {
+    pub command: String,
+    pub ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,10 +169,11 @@ pub struct FileSpec {
     pub in_workspace: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stdin {
     /// Closed: batch runs take no input (Codex waits on an open stdin).
+    #[default]
     Null,
     /// Piped, for stream sessions.
     Piped,

@@ -13,6 +13,33 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 /// How long `opencode serve` may take to answer its health check.
 pub const OPENCODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Start the transport a session's endpoint speaks, on its own task: messages for the
+/// session come from `out`, what it says goes to `said` (which closes when it gives up).
+pub fn connect(
+    endpoint: crate::launch::Endpoint,
+    secret: String,
+    resume: Option<&str>,
+    out: UnboundedReceiver<String>,
+    said: UnboundedSender<String>,
+) {
+    match endpoint {
+        crate::launch::Endpoint::OpenCodeHttp { url, .. } => {
+            tokio::spawn(opencode(
+                OpenCodeTarget {
+                    url,
+                    password: secret,
+                    resume: resume.map(str::to_string),
+                },
+                out,
+                said,
+            ));
+        }
+        crate::launch::Endpoint::CodexWs { url, .. } => {
+            tokio::spawn(codex_ws(CodexWsTarget { url, token: secret }, out, said));
+        }
+    }
+}
+
 /// An OpenCode server and the conversation to continue, if any.
 pub struct OpenCodeTarget {
     pub url: String,
@@ -322,7 +349,7 @@ mod tests {
         let mut child = tokio::process::Command::new(codex)
             .args(["app-server", "--listen", &format!("ws://127.0.0.1:{port}")])
             .args(["--ws-auth", "capability-token", "--ws-token-sha256"])
-            .arg(crate::adapter::codex::sha256_hex(token))
+            .arg(crate::secret::sha256_hex(token))
             .env("CODEX_HOME", home.path())
             .env("HOME", home.path())
             .stdout(std::process::Stdio::null())

@@ -267,7 +267,7 @@ async fn server_errors_are_retried_then_reported() {
     assert!(e.to_string().contains("etcdserver"), "{e}");
 }
 
-fn pod(phase: &str, container_state: Value) -> Value {
+pub(crate) fn pod(phase: &str, container_state: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": NAME, "namespace": "agents", "resourceVersion": "7"},
            "status": {"phase": phase, "containerStatuses": [{
@@ -446,7 +446,7 @@ fn runner(dir: &std::path::Path) -> fracta_core::runner::Runner {
 
 fn recorded(r: &fracta_core::runner::Runner, runtime: &str) -> fracta_state::AgentRecord {
     let prepared = r
-        .prepare(&fracta_core::runner::SpawnRequest {
+        .prepare(&fracta_core::resolve::SpawnRequest {
             task: "review".into(),
             prompt: Some("Review the change.".into()),
             runtime: Some(runtime.into()),
@@ -562,13 +562,17 @@ impl BatchRun {
         tempfile::TempDir,
     ) {
         let (kube, answered) = mocked(calls);
+        let ctx = crate::run::Ctx {
+            cfg: &self.runner.cfg,
+            rec: &self.runner.recorder,
+        };
         let rec = crate::run::run_batch(
-            &self.runner,
+            ctx,
             &kube,
             self.agent,
             &Default::default(),
             None,
-            &mut fracta_core::runner::Quiet,
+            &mut fracta_core::record::Quiet,
         )
         .await
         .unwrap();

@@ -21,3 +21,5 @@ mod tests;
 mod client_tests;
 #[cfg(test)]
 mod pod_tests;
+#[cfg(test)]
+mod supervised_tests;

@@ -369,10 +369,10 @@ async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token(
     let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("codex"), "agents").unwrap();
     // The control plane's side: the token it keeps; the Pod's Secret holds its digest.
-    let token = fracta_core::control_plane::new_token();
+    let token = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([(
         "fracta-ws-token-sha256".to_string(),
-        fracta_core::adapter::codex::sha256_hex(&token),
+        fracta_core::secret::sha256_hex(&token),
     )]);
     let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
     let pod = run_locally(&r, &values, &cluster);
@@ -429,7 +429,7 @@ async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_p
     let server = model_server().await;
     let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("opencode"), "agents").unwrap();
-    let password = fracta_core::control_plane::new_token();
+    let password = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([("opencode-server-password".to_string(), password.clone())]);
     let mut pod = run_locally(&r, &values, &BTreeMap::new());
     let url = format!("http://127.0.0.1:{}", pod.port);
@@ -516,7 +516,7 @@ async fn stream_agent_as_a_pod(runtime: &str) {
         store,
     ));
     let prepared = runner
-        .prepare(&fracta_core::runner::SpawnRequest {
+        .prepare(&fracta_core::resolve::SpawnRequest {
             task: "chat".into(),
             prompt: Some("first turn".into()),
             runtime: Some(runtime.into()),
@@ -635,26 +635,30 @@ async fn stream_agent_as_a_pod(runtime: &str) {
     });
 
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let opts = fracta_core::runner::RunOptions {
+    let opts = fracta_core::session::RunOptions {
         inbox: Some(std::sync::Arc::new(tokio::sync::Mutex::new(rx))),
         ..Default::default()
     };
     let run = {
         let runner = std::sync::Arc::clone(&runner);
         tokio::spawn(async move {
+            let ctx = crate::run::Ctx {
+                cfg: &runner.cfg,
+                rec: &runner.recorder,
+            };
             crate::run::run_stream(
-                &runner,
+                ctx,
                 &kube,
                 agent,
                 None,
                 &opts,
-                &mut fracta_core::runner::Quiet,
+                &mut fracta_core::record::Quiet,
             )
             .await
         })
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    tx.send(fracta_core::runner::StreamTurn {
+    tx.send(fracta_core::session::StreamTurn {
         prompt: "second turn".into(),
         done: Some(done_tx),
     })

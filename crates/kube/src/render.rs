@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use fracta_config::{AdapterKind, AuthOrigin, Binding, KubeEnvVar, LoadedConfig, RuntimeEntry};
+use fracta_config::{AuthOrigin, Binding, KubeEnvVar, LoadedConfig, RuntimeEntry};
 use fracta_core::adapter::{AdapterError, ApiKeyHelper, LaunchContext, SessionKeys, adapter_for};
 use fracta_core::credentials::{self, CredentialError};
-use fracta_core::launch::LaunchSpec;
+use fracta_core::launch::{Check, LaunchSpec};
 use fracta_state::{AgentRecord, Mode};
 use indexmap::IndexMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -26,9 +26,6 @@ pub const FRACTA_DIR: &str = "/fracta";
 pub const FILES_DIR: &str = "/etc/fracta/files";
 /// OpenCode's database folder in a stream Pod (an `emptyDir`, as the seed shows).
 pub const DATA_DIR: &str = "/data";
-/// The seed's ports: `codex app-server --listen ws://0.0.0.0:8080`, `opencode serve --port 4096`.
-pub const CODEX_PORT: u16 = 8080;
-pub const OPENCODE_PORT: u16 = 4096;
 /// The agent image built from `deployment/docker/agent.Dockerfile` (all three CLIs).
 pub const DEFAULT_IMAGE: &str = concat!("fracta/agent:", env!("CARGO_PKG_VERSION"));
 /// Commands the default image has for a Claude `apiKeyHelper` resolver to call.
@@ -45,17 +42,6 @@ pub const LABEL_RUNTIME: &str = "fracta.dev/runtime";
 pub const LABEL_PARENT: &str = "fracta.dev/parent";
 pub const LABEL_ROOT: &str = "fracta.dev/root";
 
-/// The env vars a session's secret reaches the process by (see the adapters).
-const SESSION_SECRET_ENVS: &[(&str, &str)] = &[
-    (
-        "OPENCODE_SERVER_PASSWORD",
-        "the per-session password Fracta makes",
-    ),
-    (
-        "FRACTA_WS_TOKEN_SHA256",
-        "the SHA-256 of the per-session capability token Fracta makes",
-    ),
-];
 /// Stands in for the session secret while rendering; never applied.
 const SESSION_PLACEHOLDER: &str = "session-secret";
 
@@ -277,7 +263,7 @@ fn plan_auth(
         return Ok(out);
     };
     for (k, v) in &profile.env {
-        if fracta_core::runner::is_secret_env(k, v) {
+        if fracta_core::env::is_secret_env(k, v) {
             let refs = fracta_config::expand::references(v);
             let source = match refs.first() {
                 Some(r) => SecretSource::Env {
@@ -403,7 +389,7 @@ pub fn render_with(
     cfg: &LoadedConfig,
     agent: &AgentRecord,
     namespace: &str,
-    gateway: Option<&fracta_core::runner::Gateway>,
+    gateway: Option<&fracta_core::launch::Gateway>,
 ) -> Result<Rendered, RenderError> {
     let rt = cfg
         .config
@@ -412,11 +398,12 @@ pub fn render_with(
         .get(&agent.runtime)
         .ok_or_else(|| RenderError::Refused(format!("unknown runtime `{}`", agent.runtime)))?;
     let stream = agent.mode == Mode::Stream;
-    if stream && rt.adapter == AdapterKind::Claude {
+    let adapter = fracta_core::adapter::adapter_for(rt.adapter);
+    if stream && !adapter.capabilities().stream_on_kubernetes {
         return Err(RenderError::Refused(format!(
             "runtime `{}`: {}",
             agent.runtime,
-            fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY
+            fracta_core::resolve::stream_local_only(adapter)
         )));
     }
     let image = rt
@@ -448,15 +435,21 @@ pub fn render_with(
     }
 
     let adapter = adapter_for(rt.adapter);
-    let keys = stream.then(|| SessionKeys {
-        host: "0.0.0.0".into(),
-        port: if rt.adapter == AdapterKind::Codex {
-            CODEX_PORT
-        } else {
-            OPENCODE_PORT
-        },
-        secret: SESSION_PLACEHOLDER.into(),
-    });
+    let keys = match adapter.capabilities().pod_port {
+        Some(port) if stream => Some(SessionKeys {
+            host: "0.0.0.0".into(),
+            port,
+            secret: SESSION_PLACEHOLDER.into(),
+        }),
+        None if stream => {
+            return Err(RenderError::Refused(format!(
+                "runtime `{}`: {}",
+                agent.runtime,
+                fracta_core::resolve::stream_local_only(adapter)
+            )));
+        }
+        _ => None,
+    };
     let literal_env: BTreeMap<String, String> = auth
         .env
         .iter()
@@ -522,21 +515,21 @@ pub fn render_with(
     let mut secrets = auth.secrets.clone();
     let mut env: IndexMap<String, EnvValue> = IndexMap::new();
     for (k, v) in &spec.env {
-        let value = if let Some((_, what)) = SESSION_SECRET_ENVS.iter().find(|(n, _)| n == k) {
+        let value = if let Some(se) = spec.secret_env.iter().find(|s| &s.name == k) {
             let key = secret_key(k);
             secrets.insert(
                 key.clone(),
                 SecretSource::Session {
-                    what: (*what).to_string(),
-                    digest: k == "FRACTA_WS_TOKEN_SHA256",
+                    what: se.what.clone(),
+                    digest: se.digest,
                 },
             );
             EnvValue::AgentSecret(key)
-        } else if k == "OPENCODE_CONFIG_CONTENT" {
-            data.insert("opencode-config.json".into(), v.clone());
-            EnvValue::AgentConfig("opencode-config.json".into())
-        } else if k == "OPENCODE_DB" && stream {
-            EnvValue::Value(format!("{DATA_DIR}/opencode.db"))
+        } else if let Some(c) = spec.config_env.iter().find(|c| &c.name == k) {
+            data.insert(c.file.clone(), v.clone());
+            EnvValue::AgentConfig(c.file.clone())
+        } else if let Some(st) = spec.state_env.iter().find(|s| &s.name == k) {
+            EnvValue::Value(format!("{DATA_DIR}/{}", st.file))
         } else {
             EnvValue::Value(v.clone())
         };
@@ -565,16 +558,28 @@ pub fn render_with(
         env.insert(k, v);
     }
     if gateway.is_some() {
-        let key = secret_key(fracta_core::runner::AGENT_TOKEN_ENV);
+        let key = secret_key(fracta_core::env::AGENT_TOKEN_ENV);
         secrets.insert(key.clone(), SecretSource::GatewayToken);
         env.insert(
-            fracta_core::runner::AGENT_TOKEN_ENV.to_string(),
+            fracta_core::env::AGENT_TOKEN_ENV.to_string(),
             EnvValue::AgentSecret(key),
         );
     }
     for r in &spec.env_remove {
         env.shift_remove(r);
     }
+    // The same checks as a local launch, on the env this container will really get: what
+    // the adapter forbids (CLAUDE_CODE_SIMPLE), the profile's require_env and forbid_env. A
+    // value from a Secret counts as set.
+    let names: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| match v {
+            EnvValue::Value(s) => (k.clone(), s.clone()),
+            _ => (k.clone(), "(from a Secret or ConfigMap)".to_string()),
+        })
+        .collect();
+    let assertions = fracta_core::credentials::assertions(cfg, &agent.runtime, rt)?;
+    fracta_core::credentials::check_env(&assertions, &agent.runtime, adapter, &names)?;
     let env: Vec<EnvVar> = env
         .into_iter()
         .map(|(k, v)| match v {
@@ -646,49 +651,18 @@ pub fn render_with(
         working_dir: Some(WORKSPACE.into()),
         ..Container::default()
     };
-    if let Some(k) = &keys {
+    if let Some(served) = &spec.served {
         container.ports = Some(vec![ContainerPort {
-            container_port: i32::from(k.port),
+            container_port: i32::from(served.port),
             name: Some("session".into()),
             ..ContainerPort::default()
         }]);
-        match rt.adapter {
-            // The seed: a TCP readiness probe; the app-server has no liveness endpoint.
-            AdapterKind::Codex => {
-                container.readiness_probe = Some(Probe {
-                    tcp_socket: Some(TCPSocketAction {
-                        port: IntOrString::Int(i32::from(k.port)),
-                        host: None,
-                    }),
-                    initial_delay_seconds: Some(1),
-                    period_seconds: Some(2),
-                    ..Probe::default()
-                });
-            }
-            // `GET /global/health` answers 401 without the password, and an httpGet probe's
-            // headers are plain text in the Pod spec, so the probe runs in the container and
-            // reads the password from its env: `node` is in every image that runs opencode
-            // from npm.
-            _ => {
-                let probe = |initial, period| Probe {
-                    exec: Some(ExecAction {
-                        command: Some(vec![
-                            "node".into(),
-                            "-e".into(),
-                            opencode_health_probe(k.port),
-                        ]),
-                    }),
-                    initial_delay_seconds: Some(initial),
-                    period_seconds: Some(period),
-                    timeout_seconds: Some(5),
-                    ..Probe::default()
-                };
-                container.readiness_probe = Some(probe(3, 5));
-                container.liveness_probe = Some(probe(5, 10));
-                volumes.push(empty("data"));
-                mounts.push(mount("data", DATA_DIR));
-            }
-        }
+        container.readiness_probe = served.readiness.as_ref().map(probe);
+        container.liveness_probe = served.liveness.as_ref().map(probe);
+    }
+    if !spec.state_env.is_empty() {
+        volumes.push(empty("data"));
+        mounts.push(mount("data", DATA_DIR));
     }
     container.env = Some(env);
     container.volume_mounts = Some(mounts.clone());
@@ -710,9 +684,8 @@ pub fn render_with(
     });
     let wall_clock = agent
         .meta
-        .get("budgets")
-        .and_then(|b| b.get("wall_clock_secs"))
-        .and_then(serde_json::Value::as_u64)
+        .budgets
+        .and_then(|b| b.wall_clock_secs)
         .unwrap_or_else(|| cfg.config.agents.budgets.wall_clock_secs());
     let deadline = i64::try_from(wall_clock).unwrap_or(i64::MAX);
     let pod_spec = PodSpec {
@@ -775,11 +748,28 @@ pub fn render_with(
     })
 }
 
-/// A probe for `opencode serve`'s `GET /global/health` with the password from the env.
-fn opencode_health_probe(port: u16) -> String {
-    format!(
-        "fetch('http://127.0.0.1:{port}/global/health',{{headers:{{authorization:'Basic '+Buffer.from('opencode:'+process.env.OPENCODE_SERVER_PASSWORD).toString('base64')}}}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-    )
+/// A Kubernetes probe for what the adapter says to check.
+fn probe(p: &fracta_core::launch::Probe) -> Probe {
+    let mut out = Probe {
+        initial_delay_seconds: Some(p.initial_delay_secs),
+        period_seconds: Some(p.period_secs),
+        timeout_seconds: p.timeout_secs,
+        ..Probe::default()
+    };
+    match &p.check {
+        Check::Tcp { port } => {
+            out.tcp_socket = Some(TCPSocketAction {
+                port: IntOrString::Int(i32::from(*port)),
+                host: None,
+            });
+        }
+        Check::Exec { command } => {
+            out.exec = Some(ExecAction {
+                command: Some(command.clone()),
+            });
+        }
+    }
+    out
 }
 
 fn sh_quote(s: &str) -> String {

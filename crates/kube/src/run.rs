@@ -6,17 +6,27 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fracta_config::LoadedConfig;
 use fracta_core::adapter::adapter_for;
 use fracta_core::credentials::{RequestContext, materialize};
-use fracta_core::event::{ErrorEvent, Event};
-use fracta_core::runner::{Observer, RunError, Runner};
-use fracta_state::{AgentPatch, AgentRecord, AgentStatus, Mode, UsageRecord};
+use fracta_core::error::RunError;
+use fracta_core::launch::Gateway;
+use fracta_core::record::{Observer, Recorder, RunEnd};
+use fracta_core::redact::Redactor;
+use fracta_core::remote::{RemoteBackend, RemoteRun};
+use fracta_core::session::StepMonitor;
+use fracta_state::{AgentPatch, AgentRecord, KubernetesRef, Mode};
 use futures::StreamExt;
-use serde_json::json;
 
 use crate::client::{KubeBackend, Phase};
 use crate::render::{Rendered, SecretSource, Workload, render_with};
-use fracta_core::runner::Gateway;
+
+/// What a Kubernetes run records through and reads its config from (never the runner).
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub cfg: &'a LoadedConfig,
+    pub rec: &'a Recorder,
+}
 
 /// How long a Pod may take to start (scheduling, image pull) before the agent fails.
 pub const START_TIMEOUT: Duration = Duration::from_secs(600);
@@ -25,18 +35,19 @@ pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The values of the agent's Secret, made now. Every value is registered with the redactor.
 pub async fn materialize_secrets(
-    runner: &Runner,
+    cfg: &LoadedConfig,
+    redactor: &Redactor,
     r: &Rendered,
     request: &RequestContext,
     gateway: Option<&Gateway>,
     session_secret: &str,
 ) -> Result<BTreeMap<String, String>, String> {
-    let profiles = &runner.cfg.config.auth.credentials.profiles;
+    let profiles = &cfg.config.auth.credentials.profiles;
     let mut out = BTreeMap::new();
     for (key, source) in &r.secret_sources {
         let value = match source {
             SecretSource::Session { digest: true, .. } => {
-                fracta_core::adapter::codex::sha256_hex(session_secret)
+                fracta_core::secret::sha256_hex(session_secret)
             }
             SecretSource::Session { .. } => session_secret.to_string(),
             SecretSource::GatewayToken => match gateway {
@@ -72,12 +83,12 @@ pub async fn materialize_secrets(
                     .get(profile)
                     .and_then(|p| p.auth_origins.get(origin))
                     .ok_or_else(|| format!("no origin `{origin}` in profile `{profile}`"))?;
-                materialize(profile, origin, o, request, &runner.redactor)
+                materialize(profile, origin, o, request, redactor)
                     .await
                     .map_err(|e| e.to_string())?
             }
         };
-        runner.redactor.add(&value);
+        redactor.add(&value);
         out.insert(key.clone(), value);
     }
     Ok(out)
@@ -86,7 +97,7 @@ pub async fn materialize_secrets(
 /// Run a recorded batch agent as a Kubernetes Job, to its end. With `gateway`, the agent can
 /// spawn children through Fracta's MCP gateway at that (in-cluster) URL.
 pub async fn run_batch(
-    runner: &Runner,
+    ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
     request: &RequestContext,
@@ -102,7 +113,7 @@ pub async fn run_batch(
         agent,
         rendered,
         rt,
-    } = match place(runner, kube, agent, request, gateway, "", observer).await? {
+    } = match place(ctx, kube, agent, request, gateway, "", observer).await? {
         Ok(p) => p,
         Err(failed) => return Ok(failed),
     };
@@ -110,7 +121,7 @@ pub async fn run_batch(
     let container = adapter_for(kind).binary();
     let (phase, pod) = match kube.wait_started(&agent.id, container, START_TIMEOUT).await {
         Ok(p) => p,
-        Err(e) => return abandon(runner, kube, &rendered, &agent, &e.to_string(), observer).await,
+        Err(e) => return abandon(ctx, kube, &rendered, &agent, &e.to_string(), observer).await,
     };
     // A container that already ended still has its log: read it (the runtime's own error
     // events are there), then say how it ended.
@@ -121,7 +132,7 @@ pub async fn run_batch(
             pod
         }
         (Phase::Failed { reason }, _) => {
-            return abandon(runner, kube, &rendered, &agent, &reason, observer).await;
+            return abandon(ctx, kube, &rendered, &agent, &reason, observer).await;
         }
         (Phase::Pending { detail }, _) => {
             let why = format!(
@@ -129,20 +140,24 @@ pub async fn run_batch(
                 START_TIMEOUT.as_secs(),
                 detail.map(|d| format!(": {d}")).unwrap_or_default()
             );
-            return abandon(runner, kube, &rendered, &agent, &why, observer).await;
+            return abandon(ctx, kube, &rendered, &agent, &why, observer).await;
         }
         (_, Some(pod)) => pod,
         (_, None) => {
             let why = "the agent's Pod has no name";
-            return abandon(runner, kube, &rendered, &agent, why, observer).await;
+            return abandon(ctx, kube, &rendered, &agent, why, observer).await;
         }
     };
-    let agent = mark_running(runner, &agent, format!("pod {pod}"), observer)?;
+    let agent = mark_running(ctx, &agent, format!("pod {pod}"), observer)?;
 
     let mut parser = adapter_for(kind).parser();
     let mut log_tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     // OpenCode safety, as locally: past max_steps the Job is deleted and the agent fails.
-    let mut monitor = fracta_core::runner::StepMonitor::for_runtime(&rt);
+    let adapter = adapter_for(kind);
+    let mut monitor = adapter
+        .capabilities()
+        .max_steps(&rt)
+        .map(|limit| StepMonitor::new(adapter.binary(), limit));
     let mut aborted: Option<String> = None;
     match kube.follow_log(&pod, container).await {
         Ok(lines) => {
@@ -161,7 +176,7 @@ pub async fn run_batch(
                         log_tail.pop_front();
                     }
                 }
-                runner.record_events(
+                ctx.rec.persist(
                     &agent,
                     &parsed.events,
                     Some(&line),
@@ -172,7 +187,7 @@ pub async fn run_batch(
                     .as_mut()
                     .and_then(|m| m.observe(&agent.id, &parsed.events))
                 {
-                    runner.record_error(&agent, &why, observer)?;
+                    ctx.rec.error(&agent, &why, observer)?;
                     aborted = Some(why);
                     if let Err(e) = kube.stop(&rendered).await {
                         tracing::warn!(agent = %agent.id, "could not stop the agent's Job: {e}");
@@ -181,7 +196,7 @@ pub async fn run_batch(
                 }
             }
         }
-        Err(e) => runner.record_error(&agent, &e.to_string(), observer)?,
+        Err(e) => ctx.rec.error(&agent, &e.to_string(), observer)?,
     }
     // The Job's own word on how it ended (none for a Job Fracta deleted).
     let until = tokio::time::Instant::now() + OUTCOME_TIMEOUT;
@@ -235,55 +250,35 @@ pub async fn run_batch(
         if !log_tail.is_empty() {
             parts.push(format!(
                 "log: {}",
-                runner
+                ctx.rec
                     .redactor
                     .redact(&log_tail.iter().cloned().collect::<Vec<_>>().join("\n"))
             ));
         }
         if let Some(e) = &o.error {
-            parts.push(format!("runtime error: {}", runner.redactor.redact(e)));
+            parts.push(format!("runtime error: {}", ctx.rec.redactor.redact(e)));
         }
         if parts.is_empty() {
             parts.push("the agent did not succeed".into());
         }
         parts.join("; ")
     });
-    runner.store.record_usage(&UsageRecord {
-        agent_id: agent.id.clone(),
-        turn: 1,
-        model: o.model.clone().or(agent.model.clone()),
-        input_tokens: o.usage.input_tokens,
-        output_tokens: o.usage.output_tokens,
-        cached_tokens: o.usage.cached_tokens,
-        cost_usd: o.cost_usd,
-        at: jiff::Timestamp::now(),
-    })?;
-    let to = if succeeded {
-        AgentStatus::Succeeded
-    } else {
-        AgentStatus::Failed
-    };
-    runner.store.transition(
+    let detail = error.clone();
+    ctx.rec.end_run(
         &agent.id,
-        &AgentStatus::ACTIVE,
-        to,
-        &AgentPatch {
-            resume_token: o.resume_token.clone().map(Some),
-            result: o.result.clone().map(|r| Some(runner.redactor.redact(&r))),
-            error: error.clone().map(Some),
-            ..AgentPatch::default()
+        RunEnd {
+            usage_turn: Some(1),
+            outcome: o,
+            succeeded,
+            error,
+            exit_code: None,
+            signal: None,
+            stderr_tail: None,
+            commit: None,
+            detail,
         },
-    )?;
-    let rec = runner.store.get_agent(&agent.id)?;
-    let mut evs = Vec::new();
-    if let Some(e) = &error
-        && o.error.is_none()
-    {
-        evs.push(Event::Error(ErrorEvent { message: e.clone() }));
-    }
-    evs.push(Event::status(rec.status.as_str(), error));
-    runner.record_events(&rec, &evs, None, true, observer)?;
-    Ok(rec)
+        observer,
+    )
 }
 
 /// An agent whose objects are in the cluster, and what they are.
@@ -297,7 +292,7 @@ struct Placed {
 /// session's password or token digest), record where it runs and apply them. `Err` is the
 /// agent recorded as failed, with why.
 async fn place(
-    runner: &Runner,
+    ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
     request: &RequestContext,
@@ -305,16 +300,17 @@ async fn place(
     session_secret: &str,
     observer: &mut dyn Observer,
 ) -> Result<Result<Placed, AgentRecord>, RunError> {
-    let rendered = match render_with(&runner.cfg, &agent, kube.namespace(), gateway) {
+    let rendered = match render_with(ctx.cfg, &agent, kube.namespace(), gateway) {
         Ok(r) => r,
         Err(e) => {
-            return runner
+            return ctx
+                .rec
                 .fail_before_start(&agent, &e.to_string(), observer)
                 .map(Err);
         }
     };
     // `render` refuses an unknown runtime, so this lookup finds it.
-    let Some(rt) = runner
+    let Some(rt) = ctx
         .cfg
         .config
         .agents
@@ -323,30 +319,41 @@ async fn place(
         .cloned()
     else {
         let why = format!("unknown runtime `{}`", agent.runtime);
-        return runner.fail_before_start(&agent, &why, observer).map(Err);
+        return ctx.rec.fail_before_start(&agent, &why, observer).map(Err);
     };
-    let values =
-        match materialize_secrets(runner, &rendered, request, gateway, session_secret).await {
-            Ok(v) => v,
-            Err(e) => return runner.fail_before_start(&agent, &e, observer).map(Err),
-        };
+    let values = match materialize_secrets(
+        ctx.cfg,
+        &ctx.rec.redactor,
+        &rendered,
+        request,
+        gateway,
+        session_secret,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return ctx.rec.fail_before_start(&agent, &e, observer).map(Err),
+    };
     let mut meta = agent.meta.clone();
+    let mut at = KubernetesRef {
+        namespace: kube.namespace().to_string(),
+        ..KubernetesRef::default()
+    };
     match rendered.workload {
-        Workload::Job(_) => {
-            meta["kubernetes"] = json!({ "namespace": kube.namespace(), "job": rendered.name });
-        }
+        Workload::Job(_) => at.job = Some(rendered.name.clone()),
         Workload::Pod(_) => {
-            meta["kubernetes"] = json!({ "namespace": kube.namespace(), "pod": rendered.name });
-            meta["turns"] = json!(1);
+            at.pod = Some(rendered.name.clone());
+            meta.turns = 1;
         }
     }
-    let agent = runner.store.update_agent(
+    meta.kubernetes = Some(at);
+    let agent = ctx.rec.store.update_agent(
         &agent.id,
         &AgentPatch {
             // Not a process of this host: local reconciling leaves it alone.
             host: Some(Some(format!(
                 "{}{}",
-                fracta_core::runner::REMOTE_HOST_PREFIX,
+                fracta_core::remote::REMOTE_HOST_PREFIX,
                 kube.namespace()
             ))),
             meta: Some(meta),
@@ -354,7 +361,7 @@ async fn place(
         },
     )?;
     if let Err(e) = kube.apply(&rendered, &values).await {
-        return abandon(runner, kube, &rendered, &agent, &e.to_string(), observer)
+        return abandon(ctx, kube, &rendered, &agent, &e.to_string(), observer)
             .await
             .map(Err);
     }
@@ -367,7 +374,7 @@ async fn place(
 
 /// Remove the agent's objects and record that it failed, and why.
 async fn abandon(
-    runner: &Runner,
+    ctx: Ctx<'_>,
     kube: &KubeBackend,
     rendered: &Rendered,
     agent: &AgentRecord,
@@ -375,34 +382,21 @@ async fn abandon(
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
     let _ = kube.clean_up(rendered).await;
-    runner.fail_before_start(agent, why, observer)
+    ctx.rec.fail_before_start(agent, why, observer)
 }
 
 /// The agent's CLI runs (in `detail`): record it.
 fn mark_running(
-    runner: &Runner,
+    ctx: Ctx<'_>,
     agent: &AgentRecord,
     detail: String,
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
-    runner.store.transition(
-        &agent.id,
-        &[AgentStatus::Queued, AgentStatus::Starting],
-        AgentStatus::Running,
-        &AgentPatch {
-            started_at: Some(Some(jiff::Timestamp::now())),
-            ..AgentPatch::default()
-        },
-    )?;
-    let agent = runner.store.get_agent(&agent.id)?;
-    runner.record_events(
-        &agent,
-        &[Event::status("running", Some(detail))],
-        None,
-        true,
-        observer,
-    )?;
-    Ok(agent)
+    let patch = AgentPatch {
+        started_at: Some(Some(jiff::Timestamp::now())),
+        ..AgentPatch::default()
+    };
+    Ok(ctx.rec.mark_running(agent, &patch, detail, observer)?.1)
 }
 
 /// The Kubernetes backend as the runner sees it: it connects on first use, so a config that
@@ -437,6 +431,21 @@ impl KubeRemote {
         })
     }
 
+    /// A backend already connected to `kube`, whose agents reach the gateway at `gateway_url`
+    /// (none: they get no gateway).
+    pub fn with_backend(kube: KubeBackend, gateway_url: Option<String>) -> Self {
+        KubeRemote {
+            section: None,
+            backend: tokio::sync::OnceCell::new_with(Some(kube)),
+            gateway_url,
+        }
+    }
+
+    /// Connect now (a foreground spawn checks the cluster before it records anything).
+    pub async fn connect(&self) -> Result<(), crate::KubeError> {
+        self.backend().await.map(drop)
+    }
+
     async fn backend(&self) -> Result<&KubeBackend, crate::KubeError> {
         self.backend
             .get_or_try_init(|| KubeBackend::connect(self.section.as_ref()))
@@ -444,45 +453,47 @@ impl KubeRemote {
     }
 }
 
-impl fracta_core::runner::RemoteBackend for KubeRemote {
+impl RemoteBackend for KubeRemote {
     fn run_batch<'a>(
         &'a self,
-        runner: &'a Runner,
-        agent: AgentRecord,
-        gateway: Option<&'a Gateway>,
-        observer: &'a mut dyn Observer,
+        run: RemoteRun<'a>,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
-        let gateway = self.in_cluster(gateway);
+        let gateway = self.in_cluster(run.opts.gateway.as_ref());
         Box::pin(async move {
+            let RemoteRun {
+                cfg,
+                recorder,
+                agent,
+                opts,
+                observer,
+            } = run;
+            let ctx = Ctx { cfg, rec: recorder };
             match self.backend().await {
                 Ok(kube) => {
-                    run_batch(
-                        runner,
-                        kube,
-                        agent,
-                        &RequestContext::default(),
-                        gateway.as_ref(),
-                        observer,
-                    )
-                    .await
+                    run_batch(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
                 }
-                Err(e) => runner.fail_before_start(&agent, &e.to_string(), observer),
+                Err(e) => recorder.fail_before_start(&agent, &e.to_string(), observer),
             }
         })
     }
 
     fn run_stream<'a>(
         &'a self,
-        runner: &'a Runner,
-        agent: AgentRecord,
-        opts: &'a fracta_core::runner::RunOptions,
-        observer: &'a mut dyn Observer,
+        run: RemoteRun<'a>,
     ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
-        let gateway = self.in_cluster(opts.gateway.as_ref());
+        let gateway = self.in_cluster(run.opts.gateway.as_ref());
         Box::pin(async move {
+            let RemoteRun {
+                cfg,
+                recorder,
+                agent,
+                opts,
+                observer,
+            } = run;
+            let ctx = Ctx { cfg, rec: recorder };
             match self.backend().await {
-                Ok(kube) => run_stream(runner, kube, agent, gateway.as_ref(), opts, observer).await,
-                Err(e) => runner.fail_before_start(&agent, &e.to_string(), observer),
+                Ok(kube) => run_stream(ctx, kube, agent, gateway.as_ref(), opts, observer).await,
+                Err(e) => recorder.fail_before_start(&agent, &e.to_string(), observer),
             }
         })
     }
@@ -498,14 +509,14 @@ impl fracta_core::runner::RemoteBackend for KubeRemote {
     }
 }
 
-/// A stream agent's Pod, as the runner drives it: its log is its output (the session itself
+/// A stream agent's Pod, as the session loop drives it: its log is its output (the session itself
 /// is spoken over the network), deleting it ends it.
 pub struct PodWorkload {
     kube: KubeBackend,
     pod: String,
     container: String,
     log: Option<futures::stream::BoxStream<'static, Result<String, std::io::Error>>>,
-    /// The log being opened: kept here, so that a `next_line` cancelled by the runner's
+    /// The log being opened: kept here, so that a `next_line` cancelled by the session loop's
     /// `select!` loses nothing.
     opening: Option<futures::future::BoxFuture<'static, Option<LogStream>>>,
     log_opened: bool,
@@ -579,64 +590,42 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// session over the network (Codex: WebSocket with the capability token; OpenCode: HTTP + SSE
 /// with the password) exactly as a local session; clean up at the end.
 pub async fn run_stream(
-    runner: &Runner,
+    ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
     gateway: Option<&Gateway>,
-    opts: &fracta_core::runner::RunOptions,
+    opts: &fracta_core::session::RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<AgentRecord, RunError> {
-    let secret = fracta_core::control_plane::new_token();
-    runner.redactor.add(&secret);
-    runner
+    let secret = match fracta_core::secret::new_token() {
+        Ok(s) => s,
+        Err(e) => return ctx.rec.fail_before_start(&agent, &e.to_string(), observer),
+    };
+    ctx.rec.redactor.add(&secret);
+    ctx.rec
         .redactor
-        .add(&fracta_core::adapter::codex::sha256_hex(&secret));
+        .add(&fracta_core::secret::sha256_hex(&secret));
     let Placed {
         agent,
         rendered,
         rt,
-    } = match place(
-        runner,
-        kube,
-        agent,
-        &opts.request,
-        gateway,
-        &secret,
-        observer,
-    )
-    .await?
-    {
+    } = match place(ctx, kube, agent, &opts.request, gateway, &secret, observer).await? {
         Ok(p) => p,
         Err(failed) => return Ok(failed),
     };
     let container = adapter_for(rt.adapter).binary();
     let ready = match kube.wait_ready(&agent.id, container, READY_TIMEOUT).await {
         Ok(r) => r,
-        Err(e) => return abandon(runner, kube, &rendered, &agent, &e, observer).await,
+        Err(e) => return abandon(ctx, kube, &rendered, &agent, &e, observer).await,
     };
-    let endpoint = match rt.adapter {
-        fracta_config::AdapterKind::Codex => fracta_core::launch::Endpoint::CodexWs {
-            url: format!("ws://{}:{}", ready.ip, ready.port),
-            digest_env: String::new(),
-        },
-        _ => fracta_core::launch::Endpoint::OpenCodeHttp {
-            url: format!("http://{}:{}", ready.ip, ready.port),
-            password_env: String::new(),
-        },
+    let adapter = adapter_for(rt.adapter);
+    let Some(endpoint) = adapter.session_endpoint(&ready.ip, ready.port) else {
+        let why = format!("{} serves no session over the network", adapter.binary());
+        return abandon(ctx, kube, &rendered, &agent, &why, observer).await;
     };
     let detail = format!("pod {} at {}:{}", ready.name, ready.ip, ready.port);
-    let agent = mark_running(runner, &agent, detail, observer)?;
+    let agent = mark_running(ctx, &agent, detail, observer)?;
     let prompt = agent.prompt.clone();
-    runner.record_events(
-        &agent,
-        &[Event::Message(fracta_core::event::MessageEvent {
-            role: fracta_core::event::Role::User,
-            text: prompt.clone(),
-        })],
-        None,
-        true,
-        observer,
-    )?;
     let work = PodWorkload {
         kube: kube.clone(),
         pod: ready.name,
@@ -646,24 +635,35 @@ pub async fn run_stream(
         log_opened: false,
         deleted: false,
     };
-    let done = runner
-        .drive(
-            agent,
-            &rt,
-            fracta_core::runner::Launched {
-                turn: 1,
-                prompt: &prompt,
-                resume_token: None,
-                stream: true,
-                stdin: None,
-                connect: Some((endpoint, secret)),
-                files: &[],
-            },
-            Box::new(work),
-            opts,
-            observer,
-        )
-        .await;
+    // A session's life is governed by its idle timeout, turn by turn, not by the wall clock
+    // of one run; the agent's budget still bounds it.
+    let wall_clock = Duration::from_secs(
+        agent
+            .meta
+            .budgets
+            .and_then(|b| b.wall_clock_secs)
+            .unwrap_or_else(|| ctx.cfg.config.agents.budgets.wall_clock_secs()),
+    );
+    let done = fracta_core::session::drive(
+        ctx.rec,
+        agent,
+        adapter,
+        fracta_core::session::Launched {
+            turn: 1,
+            prompt: &prompt,
+            resume_token: None,
+            stream: true,
+            stdin: None,
+            connect: Some((endpoint, secret)),
+            files: &[],
+            wall_clock,
+            max_steps: adapter.capabilities().max_steps(&rt),
+        },
+        Box::new(work),
+        opts,
+        observer,
+    )
+    .await;
     if let Err(e) = kube.clean_up(&rendered).await {
         tracing::warn!("could not clean up the session's objects: {e}");
     }

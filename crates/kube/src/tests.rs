@@ -387,7 +387,7 @@ fn the_agent_images_pin_the_tested_cli_versions() {
 /// gateway at its in-cluster URL; its token comes from the agent's Secret.
 #[test]
 fn an_agent_in_the_cluster_reaches_the_gateway_with_its_token_from_its_secret() {
-    let gateway = fracta_core::runner::Gateway {
+    let gateway = fracta_core::launch::Gateway {
         url: "http://fracta-controlplane.agents.svc:8080/mcp".into(),
         token: "SENTINEL-GATEWAY-TOKEN".into(),
     };

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use fracta_core::control_plane::{Caller, Supervisor};
-use fracta_core::runner::{Runner, SpawnRequest};
+use fracta_core::resolve::SpawnRequest;
+use fracta_core::runner::Runner;
+use fracta_core::supervisor::{Caller, Supervisor};
 use serde_json::{Value, json};
 
 fn git(dir: &Path, args: &[&str]) {
@@ -153,7 +154,7 @@ fn main() {
         let mcp = Arc::new(Mcp {
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             url: gw.url(),
-            token: sup.issue_token(&root.id),
+            token: sup.issue_token(&root.id).unwrap(),
             id: AtomicU64::new(1),
         });
 

@@ -2,7 +2,7 @@
 //! tools and `--json` output. Plain serde + JSON Schema structs; behaviour lives elsewhere.
 
 use fracta_config::{Budgets, Mode, Tier};
-use fracta_core::runner::SpawnRequest;
+use fracta_core::resolve::SpawnRequest;
 use fracta_state::AgentRecord;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

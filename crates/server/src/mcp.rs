@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fracta_core::control_plane::{Caller, ControlError, Supervisor};
+use fracta_core::supervisor::{Caller, ControlError, Supervisor};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;
 pub use model::{
-    AgentFilter, AgentPatch, AgentRecord, AgentStatus, EventRecord, Mode, NewEvent, TaskRecord,
-    Usage, UsageRecord, new_id,
+    AgentBudgets, AgentFilter, AgentMeta, AgentPatch, AgentRecord, AgentStatus, EventRecord,
+    KubernetesRef, Mode, NewEvent, ProcessRef, TaskRecord, Usage, UsageRecord, new_id,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
 

@@ -207,8 +207,79 @@ pub struct AgentRecord {
     pub ended_at: Option<Timestamp>,
     #[schemars(with = "String")]
     pub updated_at: Timestamp,
-    #[serde(default = "empty_object")]
-    pub meta: Value,
+    #[serde(default)]
+    pub meta: AgentMeta,
+}
+
+/// What Fracta keeps about an agent beyond its columns, typed. Stored as one JSON column
+/// whose every field is optional, so records written by earlier versions (an untyped bag
+/// with these same keys) read as they are: no migration is needed, and keys this version
+/// does not know are kept in `extra` and written back unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AgentMeta {
+    /// The tier asked for (`heavy`, `medium`, `light`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Turns run so far (a resume or a session's next turn adds one).
+    #[serde(default)]
+    pub turns: u32,
+    /// The agent's own budgets (its parent's, narrowed by what was asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budgets: Option<AgentBudgets>,
+    /// The Fracta process that supervises it (reconcile judges the agent by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<ProcessRef>,
+    /// The command line it was launched with (redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The tail of its CLI's error output (redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_tail: Option<String>,
+    /// The commit Fracta made of what it left on its branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// For a session: whether its last turn succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_turn_ok: Option<bool>,
+    /// Where it runs on Kubernetes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesRef>,
+    /// Keys this version does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// An agent's budgets as recorded (`None`: the config's default).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct AgentBudgets {
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    #[serde(default)]
+    pub max_children: Option<u32>,
+    #[serde(default)]
+    pub max_running: Option<u32>,
+    #[serde(default)]
+    pub wall_clock_secs: Option<u64>,
+}
+
+/// A process, by pid and the identity that tells it from a later process with the same pid.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ProcessRef {
+    pub pid: u32,
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+/// An agent's objects on Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KubernetesRef {
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 impl AgentRecord {
@@ -251,7 +322,7 @@ impl AgentRecord {
             started_at: None,
             ended_at: None,
             updated_at: now,
-            meta: empty_object(),
+            meta: AgentMeta::default(),
         }
     }
 
@@ -387,7 +458,7 @@ pub struct AgentPatch {
     pub started_at: Option<Option<Timestamp>>,
     pub ended_at: Option<Option<Timestamp>>,
     /// Replace `meta` entirely.
-    pub meta: Option<Value>,
+    pub meta: Option<AgentMeta>,
 }
 
 impl AgentPatch {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior};
-use serde_json::Value;
 
 use crate::Store;
 use crate::error::{Result, StoreError};
@@ -267,7 +266,7 @@ fn get_ts_opt(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> 
         .transpose()
 }
 
-fn get_json(row: &Row<'_>, idx: usize) -> rusqlite::Result<Value> {
+fn get_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let s: String = row.get(idx)?;
     serde_json::from_str(&s).map_err(|e| conv_err(idx, e))
 }
@@ -295,7 +294,7 @@ fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn json(v: &Value) -> R<String> {
+fn json<T: serde::Serialize>(v: &T) -> R<String> {
     Ok(serde_json::to_string(v)?)
 }
 

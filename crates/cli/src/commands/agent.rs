@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use fracta_config::Budgets;
 use fracta_config::{LoadedConfig, Mode, Tier};
-use fracta_core::control_plane::{Caller, ControlError, Supervisor};
+use fracta_core::error::RunError;
 use fracta_core::event::Event;
-use fracta_core::runner::{Observer, RunError, Runner, SpawnRequest};
+use fracta_core::record::Observer;
+use fracta_core::resolve::SpawnRequest;
+use fracta_core::runner::Runner;
+use fracta_core::session::{RunOptions, Shutdown};
+use fracta_core::supervisor::{Caller, ControlError, Supervisor};
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 use serde::Serialize;
 
@@ -25,13 +29,21 @@ pub fn open_store(cfg: &LoadedConfig) -> anyhow::Result<Arc<dyn Store>> {
     fracta_state::open_store(&sc).map_err(|e| anyhow::anyhow!("cannot open the state store: {e}"))
 }
 
+/// The Kubernetes backend, when `runtime.backend` asks for it (it connects on first use).
+fn kube_remote(cfg: &LoadedConfig) -> Option<Arc<fracta_kube::run::KubeRemote>> {
+    (cfg.config.runtime.backend == fracta_config::Backend::Kubernetes).then(|| {
+        Arc::new(fracta_kube::run::KubeRemote::new(
+            cfg.config.runtime.kubernetes.clone(),
+        ))
+    })
+}
+
 /// The runner, with the Kubernetes backend behind it when `runtime.backend` asks for it.
 pub fn new_runner(cfg: LoadedConfig, store: Arc<dyn Store>) -> Runner {
-    let section = cfg.config.runtime.kubernetes.clone();
-    let kube = cfg.config.runtime.backend == fracta_config::Backend::Kubernetes;
+    let kube = kube_remote(&cfg);
     let runner = Runner::new(Arc::new(cfg), store);
-    if kube {
-        runner.set_remote(Arc::new(fracta_kube::run::KubeRemote::new(section)));
+    if let Some(kube) = kube {
+        runner.set_remote(kube);
     }
     runner
 }
@@ -129,6 +141,8 @@ pub fn mcp_stdio(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     let _ = runner.reconcile();
     let supervisor = Supervisor::new(Arc::new(runner));
     runtime()?.block_on(async move {
+        let sup = Arc::clone(&supervisor);
+        crate::signals::forward(Shutdown::Terminate("SIGINT"), move |s| sup.shut_down(s))?;
         let gateway =
             fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
         fracta_server::serve_stdio(Arc::clone(&supervisor)).await?;
@@ -170,7 +184,7 @@ impl Observer for LiveView {
 
 impl LiveView {
     /// Show one event of any agent in the tree.
-    fn show(&mut self, e: &fracta_core::control_plane::AgentEvent) {
+    fn show(&mut self, e: &fracta_core::supervisor::AgentEvent) {
         self.line(&e.runtime, &e.agent_id, &e.event);
     }
 
@@ -292,26 +306,30 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let json = a.json;
     let req = spawn_request(a);
     let store = open_store(&cfg)?;
-    let runner = new_runner(cfg, store);
+    let kube = kube_remote(&cfg);
+    let runner = Runner::new(Arc::new(cfg), store);
     let _ = runner.reconcile();
-    // Check the request before anything starts (exit 2 on a bad one).
-    let first = runner.prepare(&req).map_err(run_error)?;
-    if runner.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes {
-        if first.agent.mode == fracta_state::Mode::Stream && first.agent.adapter == "claude" {
-            return Err(Failure::msg(
-                exit::USAGE,
-                fracta_core::runner::CLAUDE_STREAM_LOCAL_ONLY,
-            ));
-        }
-        // A batch agent runs as a Job from here; a stream session is hosted by this
-        // process's control plane like a local one, its server a Pod.
-        if first.agent.mode == fracta_state::Mode::Batch {
-            return spawn_on_kubernetes(runner, first, json);
-        }
+    // Check the request before anything starts (exit 2 on a bad one). Every spawn, local or
+    // on Kubernetes, then goes through the supervisor: budgets, gateway, recording.
+    runner.prepare(&req).map_err(run_error)?;
+    let rt = runtime()?;
+    if let Some(kube) = &kube {
+        // No cluster to talk to is a clear error before anything is recorded.
+        rt.block_on(kube.connect()).map_err(|e| {
+            Failure::msg(
+                exit::FAILURE,
+                format!("{e}\n  = help: runtime.backend is kubernetes: Fracta needs a kubeconfig (or to run in a Pod); set runtime.kubernetes.context to pick a context"),
+            )
+        })?;
+    }
+    if let Some(kube) = kube {
+        runner.set_remote(kube);
     }
     let supervisor = Supervisor::new(Arc::new(runner));
-    let rt = runtime()?;
     let agent = rt.block_on(async move {
+        // Ctrl-C stops the tree; SIGTERM and SIGHUP (the terminal closed) end it too.
+        let sup = Arc::clone(&supervisor);
+        crate::signals::forward(Shutdown::Interrupt, move |s| sup.shut_down(s))?;
         // This spawn hosts the MCP gateway for the life of its agent tree.
         let gateway =
             fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
@@ -373,36 +391,6 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     // do not wait for it.
     rt.shutdown_background();
     report(&agent?, json)
-}
-
-/// A foreground batch spawn on the Kubernetes backend: the agent runs as a Job; its log is
-/// its event stream.
-fn spawn_on_kubernetes(
-    runner: Runner,
-    prepared: fracta_core::runner::Prepared,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    let agent = rt.block_on(async {
-        let kube = fracta_kube::KubeBackend::connect(runner.cfg.config.runtime.kubernetes.as_ref())
-            .await
-            .map_err(|e| {
-                Failure::msg(
-                    exit::FAILURE,
-                    format!("{e}\n  = help: runtime.backend is kubernetes: Fracta needs a kubeconfig (or to run in a Pod); set runtime.kubernetes.context to pick a context"),
-                )
-            })?;
-        let agent = runner.record(prepared).map_err(run_error)?;
-        let mut view = LiveView::new();
-        let done = if json {
-            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), None, &mut fracta_core::runner::Quiet).await
-        } else {
-            fracta_kube::run::run_batch(&runner, &kube, agent, &Default::default(), None, &mut view).await
-        };
-        view.finish();
-        done.map_err(run_error)
-    })?;
-    report(&agent, json)
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.
@@ -484,10 +472,7 @@ pub fn send(cfg: LoadedConfig, a: SendArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", agent.result.as_deref().unwrap_or(""));
     }
-    let ok = agent
-        .meta
-        .get("last_turn_ok")
-        .and_then(serde_json::Value::as_bool);
+    let ok = agent.meta.last_turn_ok;
     match ok {
         Some(false) => Err(Failure::reported(exit::FAILURE)),
         _ => Ok(ExitCode::SUCCESS),
@@ -499,12 +484,13 @@ pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
     let agent = open_store(&cfg)?
         .get_agent(&a.id)
         .map_err(|e| run_error(e.into()))?;
-    if agent.adapter != "codex" {
+    if !fracta_core::adapter::adapter_named(&agent.adapter).is_some_and(|x| x.capabilities().steer)
+    {
         return Err(Failure::msg(
             exit::USAGE,
             format!(
                 "{} (agent {} runs {})",
-                fracta_core::adapter::STEER_CODEX_ONLY,
+                fracta_core::adapter::STEER_UNSUPPORTED,
                 agent.id,
                 agent.adapter
             ),
@@ -569,15 +555,23 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(&cfg)?;
     let runner = new_runner(cfg, store);
     let rt = runtime()?;
-    let agent = if a.json {
-        rt.block_on(runner.resume(&a.id, &a.prompt, &mut fracta_core::runner::Quiet))
-    } else {
-        let mut view = LiveView::new();
-        let r = rt.block_on(runner.resume(&a.id, &a.prompt, &mut view));
-        view.finish();
-        r
-    }
-    .map_err(run_error)?;
+    let agent = rt.block_on(async {
+        let opts = RunOptions {
+            shutdown: Some(crate::signals::watch(Shutdown::Interrupt)?),
+            ..RunOptions::default()
+        };
+        let r = if a.json {
+            runner
+                .resume_with(&a.id, &a.prompt, &opts, &mut fracta_core::record::Quiet)
+                .await
+        } else {
+            let mut view = LiveView::new();
+            let r = runner.resume_with(&a.id, &a.prompt, &opts, &mut view).await;
+            view.finish();
+            r
+        };
+        anyhow::Ok(r.map_err(run_error)?)
+    })?;
     report(&agent, a.json)
 }
 
@@ -630,7 +624,7 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
             started_at: Option<String>,
             events: u64,
             children: Vec<String>,
-            meta: &'a serde_json::Value,
+            meta: &'a fracta_state::AgentMeta,
         }
         let children = store
             .children(&agent.id)?

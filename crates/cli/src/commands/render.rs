@@ -36,7 +36,7 @@ pub fn run(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let gateway = std::env::var(fracta_kube::run::GATEWAY_URL_ENV)
         .ok()
         .filter(|u| !u.is_empty() && budgets.max_depth() > 0 && budgets.max_children() > 0)
-        .map(|url| fracta_core::runner::Gateway {
+        .map(|url| fracta_core::launch::Gateway {
             url,
             token: String::new(),
         });

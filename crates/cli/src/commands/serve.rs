@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fracta_config::LoadedConfig;
-use fracta_core::control_plane::{Supervisor, new_token};
+use fracta_core::session::Shutdown;
+use fracta_core::supervisor::Supervisor;
 use fracta_server::discovery::{self, ServeInfo};
 
 use super::agent::{new_runner, open_store, runtime};
@@ -31,7 +32,7 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let supervisor = Supervisor::new(Arc::new(runner));
     runtime()?.block_on(async move {
-        let token = new_token();
+        let token = fracta_core::secret::new_token()?;
         let server =
             fracta_server::start_control_plane(Arc::clone(&supervisor), a.listen, token.clone())
                 .await?;
@@ -49,17 +50,19 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("fracta control plane listening on {url} (API: {url}/v1, MCP: {url}/mcp)");
         println!("discovery file: {}", discovery::path(&fracta_dir).display());
 
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        // SIGINT, SIGTERM and SIGHUP all shut the control plane down.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        crate::signals::forward(Shutdown::Terminate("SIGINT"), move |s| {
+            let _ = tx.send(s);
+        })?;
+        let why = rx.recv().await.unwrap_or(Shutdown::Terminate("SIGTERM"));
+        supervisor.shut_down(why);
         eprintln!(
             "shutting down: closing stream sessions, stopping the agents this control plane runs"
         );
         discovery::remove_if_ours(&fracta_dir, pid);
-        // Sessions first: an idle one is closed as its idle timeout would (resumable later);
-        // a busy one was stopped by the signal.
+        // Every run heard it: an idle session closes as its idle timeout would (resumable
+        // later), a busy one is stopped.
         supervisor
             .close_sessions(std::time::Duration::from_secs(5))
             .await;

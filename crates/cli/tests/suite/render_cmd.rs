@@ -261,5 +261,5 @@ fn a_claude_stream_spawn_on_kubernetes_is_refused_with_the_seeds_reason() {
         ])
         .run();
     assert_eq!(out.code, 2, "{out}");
-    assert!(out.stderr.contains("K8s stream N/A for Claude"), "{out}");
+    assert!(out.stderr.contains("K8s stream N/A for claude"), "{out}");
 }

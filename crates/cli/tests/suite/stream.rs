@@ -318,7 +318,8 @@ fn codex_steer(env: &[(&str, &str)]) {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("turn/steer is supported by codex only"),
+        err.contains("cannot take input into a turn in flight (turn/steer)")
+            && err.contains("runs claude"),
         "{err}"
     );
     assert!(server.stop());

@@ -55,6 +55,24 @@ impl Adapter for Claude {
         AdapterKind::Claude
     }
 
+    fn forbidden_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[(
+            fracta_config::load::CLAUDE_FORBIDDEN_ENV,
+            "it stops Claude Code from loading .claude/settings.json (the seed forbids it)",
+        )]
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            steer: false,
+            // The seed's capability table: Claude Code stream sessions run locally only.
+            stream_on_kubernetes: false,
+            default_max_steps: None,
+            networked_session: false,
+            pod_port: None,
+        }
+    }
+
     fn binary(&self) -> &'static str {
         "claude"
     }
@@ -108,7 +126,7 @@ impl Adapter for Claude {
             let mcp = json!({ "mcpServers": { "fracta": {
                 "type": "http",
                 "url": g.url,
-                "headers": { "Authorization": format!("Bearer ${{{}}}", crate::runner::AGENT_TOKEN_ENV) },
+                "headers": { "Authorization": format!("Bearer ${{{}}}", crate::env::AGENT_TOKEN_ENV) },
                 "alwaysLoad": true,
             } } });
             let path = ctx.runtime_home.join("claude-mcp.json");
@@ -148,6 +166,7 @@ impl Adapter for Claude {
             links: vec![],
             stdin: Stdin::Null,
             endpoint: None,
+            ..LaunchSpec::default()
         })
     }
 

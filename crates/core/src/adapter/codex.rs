@@ -19,7 +19,9 @@ use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
     TextEvent, ToolCallEvent, ToolResultEvent, UsageEvent,
 };
-use crate::launch::{Endpoint, FileSpec, LaunchSpec, LinkSpec, Stdin};
+use crate::launch::{
+    Check, Endpoint, FileSpec, LaunchSpec, LinkSpec, Probe, SecretEnv, Served, Stdin,
+};
 
 pub struct Codex;
 
@@ -41,16 +43,16 @@ impl Codex {
     /// The gateway's `[mcp_servers.fracta]` table. The token stays in the env
     /// (`bearer_token_env_var`); MCP calls need approval switched on, since approval_policy
     /// is "never".
-    fn gateway_entry(g: &crate::runner::Gateway) -> Value {
+    fn gateway_entry(g: &crate::launch::Gateway) -> Value {
         json!({
             "url": g.url,
-            "bearer_token_env_var": crate::runner::AGENT_TOKEN_ENV,
+            "bearer_token_env_var": crate::env::AGENT_TOKEN_ENV,
             "default_tools_approval_mode": "approve",
         })
     }
 
     /// The gateway as `-c` overrides, in the order of `gateway_entry`.
-    fn gateway_overrides(g: &crate::runner::Gateway) -> Vec<String> {
+    fn gateway_overrides(g: &crate::launch::Gateway) -> Vec<String> {
         let entry = Self::gateway_entry(g);
         let mut out = Vec::new();
         if let Some(m) = entry.as_object() {
@@ -126,6 +128,23 @@ impl Adapter for Codex {
         AdapterKind::Codex
     }
 
+    fn session_endpoint(&self, host: &str, port: u16) -> Option<Endpoint> {
+        Some(Endpoint::CodexWs {
+            url: format!("ws://{host}:{port}"),
+            digest_env: WS_TOKEN_DIGEST_ENV.into(),
+        })
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            steer: true,
+            stream_on_kubernetes: true,
+            default_max_steps: None,
+            networked_session: over_ws(),
+            pod_port: Some(8080),
+        }
+    }
+
     fn binary(&self) -> &'static str {
         "codex"
     }
@@ -193,6 +212,7 @@ impl Adapter for Codex {
             links,
             stdin: Stdin::Null,
             endpoint: None,
+            ..LaunchSpec::default()
         })
     }
 
@@ -216,12 +236,27 @@ impl Adapter for Codex {
                 "--ws-token-sha256".into(),
                 format!("$({WS_TOKEN_DIGEST_ENV})"),
             ]);
-            spec.env
-                .insert(WS_TOKEN_DIGEST_ENV.into(), sha256_hex(&keys.secret));
-            spec.endpoint = Some(Endpoint::CodexWs {
-                url: listen,
-                digest_env: WS_TOKEN_DIGEST_ENV.into(),
+            spec.env.insert(
+                WS_TOKEN_DIGEST_ENV.into(),
+                crate::secret::sha256_hex(&keys.secret),
+            );
+            spec.endpoint = self.session_endpoint(&keys.host, keys.port);
+            // The seed: a TCP readiness probe; the app-server has no liveness endpoint.
+            spec.served = Some(Served {
+                port: keys.port,
+                readiness: Some(Probe {
+                    check: Check::Tcp { port: keys.port },
+                    initial_delay_secs: 1,
+                    period_secs: 2,
+                    timeout_secs: None,
+                }),
+                liveness: None,
             });
+            spec.secret_env = vec![SecretEnv {
+                name: WS_TOKEN_DIGEST_ENV.into(),
+                what: "the SHA-256 of the per-session capability token Fracta makes".into(),
+                digest: true,
+            }];
         }
         if let Some(m) = ctx.model {
             args.extend([
@@ -248,16 +283,16 @@ impl Adapter for Codex {
     }
 }
 
+/// `FRACTA_CODEX_TRANSPORT=ws`: run local Codex sessions as a Pod does, over
+/// `codex app-server --listen ws://127.0.0.1:PORT` with a capability token, instead of stdio.
+pub const CODEX_TRANSPORT_ENV: &str = "FRACTA_CODEX_TRANSPORT";
+
+fn over_ws() -> bool {
+    std::env::var(CODEX_TRANSPORT_ENV).is_ok_and(|v| v == "ws")
+}
+
 /// The env var that holds the SHA-256 (hex) of a WebSocket session's capability token.
 pub const WS_TOKEN_DIGEST_ENV: &str = "FRACTA_WS_TOKEN_SHA256";
-
-pub fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// The user's own Codex login (`$CODEX_HOME/auth.json`, else `~/.codex/auth.json`), if any.
 fn user_codex_auth() -> Option<std::path::PathBuf> {

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::event::{Event, UsageEvent};
 use crate::launch::LaunchSpec;
+pub use crate::launch::{ApiKeyHelper, Gateway, SessionKeys};
 
 /// Everything an adapter needs to describe one batch launch.
 pub struct LaunchContext<'a> {
@@ -40,26 +41,9 @@ pub struct LaunchContext<'a> {
     pub api_key_helper: Option<&'a ApiKeyHelper>,
     /// Fracta's MCP gateway, registered in the runtime's config as server `fracta`; the token
     /// reaches the CLI only as the env var `FRACTA_AGENT_TOKEN`.
-    pub gateway: Option<&'a crate::runner::Gateway>,
+    pub gateway: Option<&'a crate::launch::Gateway>,
     /// A stream session served over the network: its port and per-session password.
     pub session: Option<&'a SessionKeys>,
-}
-
-/// What Fracta generates for a session it reaches over the network.
-#[derive(Debug, Clone)]
-pub struct SessionKeys {
-    /// The address the session's server binds (`127.0.0.1` here, `0.0.0.0` in a Pod).
-    pub host: String,
-    pub port: u16,
-    /// Per-session password (registered with the redactor).
-    pub secret: String,
-}
-
-/// A runtime auth resolver projected into the CLI's own config.
-#[derive(Debug, Clone)]
-pub struct ApiKeyHelper {
-    pub command: String,
-    pub ttl_ms: Option<u64>,
 }
 
 /// What an adapter learned from the event stream by the end of a run.
@@ -123,7 +107,7 @@ pub trait StreamSession: EventParser {
     /// Add input to the turn in flight (Codex's `turn/steer`).
     fn steer(&mut self, prompt: &str) -> Result<Vec<String>, String> {
         let _ = prompt;
-        Err(STEER_CODEX_ONLY.into())
+        Err(STEER_UNSUPPORTED.into())
     }
     /// Abort the turn in flight without ending the session; empty when the runtime has no
     /// such request (then the process is signalled).
@@ -136,7 +120,8 @@ pub trait StreamSession: EventParser {
     }
 }
 
-pub const STEER_CODEX_ONLY: &str = "turn/steer is supported by codex only";
+/// What a session without `turn/steer` answers a steer.
+pub const STEER_UNSUPPORTED: &str = "this runtime cannot take input into a turn in flight (turn/steer); send it as the next turn instead";
 
 /// A batch run's parser, seen as a session that takes no input.
 pub struct BatchParser(pub Box<dyn EventParser>);
@@ -159,8 +144,47 @@ impl StreamSession for BatchParser {
     }
 }
 
+/// The step limit per run when a step-counting runtime sets no `max_steps` (the seed's 20).
+pub const DEFAULT_MAX_STEPS: u32 = 20;
+
+/// What a runtime supports, as its adapter says; the engine, the control plane and the CLI
+/// ask this instead of checking a runtime's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Takes input into the turn in flight (`turn/steer`).
+    pub steer: bool,
+    /// Its stream session can run in a Pod, reached over the network.
+    pub stream_on_kubernetes: bool,
+    /// Counts steps and stops a run past `max_steps`: the limit when the runtime sets none.
+    pub default_max_steps: Option<u32>,
+    /// Its local stream session is served over the network (its own loopback port and
+    /// per-session secret) rather than over stdin/stdout.
+    pub networked_session: bool,
+    /// The port its session's server listens on in a Pod (the seed's), if it has one.
+    pub pod_port: Option<u16>,
+}
+
+impl Capabilities {
+    /// The step limit of a runtime entry, if its adapter counts steps.
+    pub fn max_steps(&self, rt: &RuntimeEntry) -> Option<u32> {
+        self.default_max_steps.map(|d| rt.max_steps.unwrap_or(d))
+    }
+}
+
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> AdapterKind;
+    /// What this runtime supports.
+    fn capabilities(&self) -> Capabilities;
+    /// Where a session served at `host:port` is reached (a Pod's address), for adapters
+    /// whose sessions are served over the network.
+    fn session_endpoint(&self, host: &str, port: u16) -> Option<crate::launch::Endpoint> {
+        let _ = (host, port);
+        None
+    }
+    /// Env vars that must not reach this CLI, each with why.
+    fn forbidden_env(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
     /// The CLI's executable name.
     fn binary(&self) -> &'static str;
     /// The npm package that provides it, pinned in the project's package.json.
@@ -195,6 +219,15 @@ pub enum AdapterError {
     Unsupported(String),
 }
 
+/// The adapter of a recorded agent (`AgentRecord::adapter`), by its name.
+pub fn adapter_named(name: &str) -> Option<&'static dyn Adapter> {
+    AdapterKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .map(adapter_for)
+}
+
+/// Every runtime Fracta knows: one registration line each.
 pub fn adapter_for(kind: AdapterKind) -> &'static dyn Adapter {
     match kind {
         AdapterKind::Claude => &claude::Claude,

@@ -15,7 +15,9 @@ use crate::event::{
     ErrorEvent, Event, MessageEvent, Role, RuntimeEvent, SessionEvent, StepEvent, StepPhase,
     TextEvent, ToolCallEvent, ToolResultEvent, UsageEvent,
 };
-use crate::launch::{Endpoint, FileSpec, LaunchSpec, Stdin};
+use crate::launch::{
+    Check, Endpoint, EnvFile, FileSpec, LaunchSpec, Probe, SecretEnv, Served, Stdin,
+};
 
 pub struct OpenCode;
 
@@ -83,7 +85,7 @@ impl OpenCode {
                 "type": "remote",
                 "url": g.url,
                 "enabled": true,
-                "headers": { "Authorization": format!("Bearer {{env:{}}}", crate::runner::AGENT_TOKEN_ENV) },
+                "headers": { "Authorization": format!("Bearer {{env:{}}}", crate::env::AGENT_TOKEN_ENV) },
                 "oauth": false,
             } });
         }
@@ -106,6 +108,24 @@ impl OpenCode {
 impl Adapter for OpenCode {
     fn kind(&self) -> AdapterKind {
         AdapterKind::Opencode
+    }
+
+    fn session_endpoint(&self, host: &str, port: u16) -> Option<Endpoint> {
+        Some(Endpoint::OpenCodeHttp {
+            url: format!("http://{host}:{port}"),
+            password_env: PASSWORD_ENV.into(),
+        })
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            steer: false,
+            stream_on_kubernetes: true,
+            // The seed's OpenCode safety: step monitoring, 20 steps by default.
+            default_max_steps: Some(super::DEFAULT_MAX_STEPS),
+            networked_session: true,
+            pod_port: Some(4096),
+        }
     }
 
     fn binary(&self) -> &'static str {
@@ -151,6 +171,7 @@ impl Adapter for OpenCode {
             links: vec![],
             stdin: Stdin::Null,
             endpoint: None,
+            ..LaunchSpec::default()
         })
     }
 
@@ -192,10 +213,25 @@ impl Adapter for OpenCode {
             files: vec![],
             links: vec![],
             stdin: Stdin::Null,
-            endpoint: Some(Endpoint::OpenCodeHttp {
-                url: format!("http://{}:{}", keys.host, keys.port),
-                password_env: PASSWORD_ENV.into(),
+            endpoint: self.session_endpoint(&keys.host, keys.port),
+            served: Some(Served {
+                port: keys.port,
+                readiness: Some(health_probe(keys.port, 3, 5)),
+                liveness: Some(health_probe(keys.port, 5, 10)),
             }),
+            secret_env: vec![SecretEnv {
+                name: PASSWORD_ENV.into(),
+                what: "the per-session password Fracta makes".into(),
+                digest: false,
+            }],
+            config_env: vec![EnvFile {
+                name: "OPENCODE_CONFIG_CONTENT".into(),
+                file: "opencode-config.json".into(),
+            }],
+            state_env: vec![EnvFile {
+                name: "OPENCODE_DB".into(),
+                file: DB_FILE.into(),
+            }],
         })
     }
 
@@ -205,6 +241,23 @@ impl Adapter for OpenCode {
 
     fn parser(&self) -> Box<dyn EventParser> {
         Box::new(OpenCodeParser::default())
+    }
+}
+
+/// `GET /global/health` answers 401 without the password, and an httpGet probe's headers are
+/// plain text in a Pod spec, so the probe runs in the container and reads the password from
+/// its env: `node` is in every image that runs opencode from npm.
+fn health_probe(port: u16, initial_delay_secs: i32, period_secs: i32) -> Probe {
+    let script = format!(
+        "fetch('http://127.0.0.1:{port}/global/health',{{headers:{{authorization:'Basic '+Buffer.from('opencode:'+process.env.{PASSWORD_ENV}).toString('base64')}}}}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+    );
+    Probe {
+        check: Check::Exec {
+            command: vec!["node".into(), "-e".into(), script],
+        },
+        initial_delay_secs,
+        period_secs,
+        timeout_secs: Some(5),
     }
 }
 

@@ -491,7 +491,7 @@ fn opencode_resume_launch() {
 /// server `fracta`, with the token only in `FRACTA_AGENT_TOKEN`.
 #[test]
 fn gateway_is_registered_as_mcp_server_fracta() {
-    let gw = crate::runner::Gateway {
+    let gw = crate::launch::Gateway {
         url: "http://127.0.0.1:9/mcp".into(),
         token: "secret-agent-token".into(),
     };

@@ -1,10 +1,15 @@
 //! Backends run what adapters describe. `local`: child processes on this machine; a remote
-//! backend (Kubernetes, in its own crate) plugs in through `runner::RemoteBackend` and runs a
-//! session's server as a `Workload`.
+//! backend (Kubernetes, in its own crate) plugs in through `remote::RemoteBackend` and hands
+//! the session loop its Pods as a `Workload`.
 
 pub mod local;
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
+
+/// How long a stop waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What runs an agent's CLI, as the runner drives it: a local process group, or a Pod.
 pub trait Workload: Send {
@@ -25,7 +30,7 @@ impl Workload for local::LocalProcess {
         local::signal_group(self.pid, nix::sys::signal::Signal::SIGTERM);
         let (pid, identity) = (self.pid, self.identity.clone());
         tokio::spawn(async move {
-            local::stop_group(pid, identity.as_deref(), crate::runner::STOP_GRACE).await;
+            local::stop_group(pid, identity.as_deref(), STOP_GRACE).await;
         });
     }
 

@@ -45,8 +45,7 @@ fn writer(s: &dyn Store, shared: &str, worker: usize) -> Vec<u64> {
         written += n;
         if round < INCREMENTS_PER_WRITER {
             s.modify_agent(shared, &mut |a| {
-                let c = a.meta["counter"].as_u64().unwrap_or(0);
-                a.meta["counter"] = json!(c + 1);
+                a.meta.turns += 1;
             })
             .unwrap();
             s.record_usage(&UsageRecord {
@@ -100,7 +99,7 @@ fn verify(s: &dyn Store, shared: &str, writers: usize) {
     }
     let a = s.get_agent(shared).unwrap();
     let incs = writers as u64 * INCREMENTS_PER_WRITER;
-    assert_eq!(a.meta["counter"], json!(incs), "lost update");
+    assert_eq!(u64::from(a.meta.turns), incs, "lost update");
     assert_eq!(a.usage.input_tokens, incs);
     assert_eq!(a.usage.output_tokens, 2 * incs);
     assert_eq!(s.usage(shared).unwrap().len() as u64, incs);

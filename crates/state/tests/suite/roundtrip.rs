@@ -45,7 +45,8 @@ proptest! {
     ) {
         let s = SqliteStore::open_in_memory().unwrap();
         let mut a = AgentRecord::new(task.clone(), "rt", "claude", Mode::Batch, prompt.clone());
-        a.meta = meta;
+        // Keys the store does not know are kept as they were.
+        a.meta.extra.insert("x-unknown".into(), meta);
         a.error = Some(prompt.clone());
         a.cost_usd = cost;
         a.created_at = Timestamp::new(at_s, at_ns).unwrap();

@@ -44,7 +44,9 @@ fn full_agent() -> AgentRecord {
     a.cost_usd = Some(0.125);
     a.started_at = Some(Timestamp::now());
     a.ended_at = Some(Timestamp::now());
-    a.meta = json!({"k": [1, 2, {"z": null}], "a": "b"});
+    a.meta.turns = 2;
+    a.meta.commit = Some("abc123".into());
+    a.meta.extra.insert("k".into(), json!([1, 2, {"z": null}]));
     a
 }
 
@@ -259,7 +261,10 @@ fn update_and_modify() {
             &AgentPatch {
                 model: Some(None),
                 resume_token: Some(Some("new".into())),
-                meta: Some(json!({"x": 1})),
+                meta: Some(fracta_state::AgentMeta {
+                    turns: 1,
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         )
@@ -514,6 +519,55 @@ fn migrates_empty_file_and_reopens() {
 
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.get_agent(&a.id).unwrap(), a);
+}
+
+/// A database written by an earlier Fracta keeps an untyped `meta` bag with these keys (and
+/// `"tier": null`); it reads into the typed fields, and a key this version does not know is
+/// kept and written back.
+#[test]
+fn an_untyped_meta_from_an_earlier_version_reads_into_typed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let a = s.insert_agent(&agent("t")).unwrap();
+    drop(s);
+    let old = json!({
+        "tier": null, "turns": 2, "last_turn_ok": true, "commit": "abc123",
+        "budgets": {"max_depth": 1, "max_children": 2, "max_running": 4, "wall_clock_secs": 60},
+        "supervisor": {"pid": 4242, "identity": "4242:99"},
+        "kubernetes": {"namespace": "agents", "job": "fracta-x"},
+        "command": "claude -p hi", "stderr_tail": "oops", "from_the_future": [1]
+    });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE agents SET meta = ?1 WHERE id = ?2",
+        (old.to_string(), &a.id),
+    )
+    .unwrap();
+    drop(conn);
+    let s = SqliteStore::open(&path).unwrap();
+    let m = s.get_agent(&a.id).unwrap().meta;
+    assert_eq!(m.tier, None);
+    assert_eq!(m.turns, 2);
+    assert_eq!(m.last_turn_ok, Some(true));
+    assert_eq!(m.commit.as_deref(), Some("abc123"));
+    assert_eq!(m.budgets.unwrap().max_children, Some(2));
+    assert_eq!(m.budgets.unwrap().wall_clock_secs, Some(60));
+    assert_eq!(m.supervisor.as_ref().unwrap().pid, 4242);
+    assert_eq!(
+        m.kubernetes.as_ref().unwrap().job.as_deref(),
+        Some("fracta-x")
+    );
+    assert_eq!(m.command.as_deref(), Some("claude -p hi"));
+    assert_eq!(m.stderr_tail.as_deref(), Some("oops"));
+    assert_eq!(m.extra["from_the_future"], json!([1]));
+    // Written back, the unknown key survives.
+    let u = s.modify_agent(&a.id, &mut |a| a.meta.turns += 1).unwrap();
+    assert_eq!(u.meta.turns, 3);
+    assert_eq!(
+        s.get_agent(&a.id).unwrap().meta.extra["from_the_future"],
+        json!([1])
+    );
 }
 
 #[test]

@@ -3,19 +3,21 @@
 //! act only on their own subtree, and stops whole trees.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fracta_config::Budgets;
-use fracta_state::{AgentRecord, AgentStatus};
-use serde_json::json;
+use fracta_state::{AgentBudgets, AgentRecord, AgentStatus};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
+use crate::adapter::adapter_named;
+use crate::error::RunError;
 use crate::event::Event;
-use crate::runner::{
-    Gateway, Observer, RunError, RunOptions, Runner, SpawnRequest, SteerRequest, StreamTurn,
-};
+use crate::launch::Gateway;
+use crate::record::Observer;
+use crate::resolve::SpawnRequest;
+use crate::runner::Runner;
+use crate::session::{RunOptions, Shutdown, SteerRequest, StreamTurn};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,22 +92,13 @@ pub struct Supervisor {
     running: Arc<Semaphore>,
     state: Mutex<State>,
     events: broadcast::Sender<AgentEvent>,
+    /// Fracta's shutdown, announced by the binary that caught the signal.
+    shutdown: watch::Sender<Option<Shutdown>>,
 }
 
-/// A fresh random token (256 bits, hex).
-pub fn new_token() -> String {
-    let mut buf = [0u8; 32];
-    let filled = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok();
-    if !filled {
-        // Never reached on Linux; still not a fixed value.
-        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
-        buf.iter_mut()
-            .zip(seed.bytes().cycle())
-            .for_each(|(b, s)| *b ^= s);
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+/// A fresh random token for an agent or a session (the OS random source, or an error).
+fn new_token() -> Result<String, ControlError> {
+    crate::secret::new_token().map_err(|e| ControlError::Run(RunError::Other(e.to_string())))
 }
 
 struct Broadcast(broadcast::Sender<AgentEvent>);
@@ -134,12 +127,24 @@ pub fn narrow(parent: &Budgets, asked: &Budgets) -> Budgets {
     }
 }
 
+/// An agent's own budgets, as recorded with it (else the config's).
 fn budgets_of(agent: &AgentRecord, default: &Budgets) -> Budgets {
-    agent
-        .meta
-        .get("budgets")
-        .and_then(|b| serde_json::from_value(b.clone()).ok())
-        .unwrap_or(*default)
+    agent.meta.budgets.map_or(*default, |b| Budgets {
+        max_depth: b.max_depth,
+        max_children: b.max_children,
+        max_running: b.max_running,
+        wall_clock_secs: b.wall_clock_secs,
+    })
+}
+
+/// Budgets as recorded with an agent.
+fn recorded(b: &Budgets) -> AgentBudgets {
+    AgentBudgets {
+        max_depth: b.max_depth,
+        max_children: b.max_children,
+        max_running: b.max_running,
+        wall_clock_secs: b.wall_clock_secs,
+    }
 }
 
 impl Supervisor {
@@ -155,6 +160,7 @@ impl Supervisor {
             running: Arc::new(Semaphore::new(max)),
             state: Mutex::new(State::default()),
             events,
+            shutdown: watch::channel(None).0,
         })
     }
 
@@ -163,18 +169,25 @@ impl Supervisor {
         let _ = self.gateway_url.set(url);
     }
 
+    /// Fracta is going away (the binary caught a signal): every run this supervisor hosts
+    /// hears it — an interrupt stops them, a termination closes idle sessions (resumable) and
+    /// stops the rest.
+    pub fn shut_down(&self, why: Shutdown) {
+        self.shutdown.send_replace(Some(why));
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
         self.events.subscribe()
     }
 
     /// A gateway token for an agent this control plane knows, valid until the supervisor ends
     /// (for tools that act as that agent, e.g. a benchmark or a stream session's own client).
-    pub fn issue_token(&self, agent_id: &str) -> String {
-        let token = new_token();
+    pub fn issue_token(&self, agent_id: &str) -> Result<String, ControlError> {
+        let token = new_token()?;
         if let Ok(mut st) = self.state.lock() {
             st.tokens.insert(token.clone(), agent_id.to_string());
         }
-        token
+        Ok(token)
     }
 
     /// The agent a gateway token belongs to.
@@ -239,10 +252,11 @@ impl Supervisor {
             }
         };
         let mut prepared = self.runner.prepare(&req)?;
-        prepared.agent.meta["budgets"] = json!(budgets);
+        prepared.agent.meta.budgets = Some(recorded(&budgets));
+        let token = new_token()?;
         let agent = self.runner.record(prepared)?;
         drop(gate);
-        self.launch(&agent.id, Work::First(Box::new(agent.clone())));
+        self.launch(&agent.id, token, Work::First(Box::new(agent.clone())));
         Ok(agent)
     }
 
@@ -256,14 +270,13 @@ impl Supervisor {
                 agent.status.as_str()
             ))));
         }
-        self.launch(&agent.id, Work::Resume(prompt.to_string()));
+        self.launch(&agent.id, new_token()?, Work::Resume(prompt.to_string()));
         Ok(agent)
     }
 
     /// Run an agent's turn in the background: give it a gateway token, wait for a running slot
     /// (`max_running`), run, then retire the token and signal the end.
-    fn launch(self: &Arc<Self>, id: &str, work: Work) {
-        let token = new_token();
+    fn launch(self: &Arc<Self>, id: &str, token: String, work: Work) {
         let (done_tx, done_rx) = watch::channel(false);
         // A stream agent's first run is a live session; a resumed one runs a single turn.
         let stream = matches!(work, Work::First(_))
@@ -320,6 +333,7 @@ impl Supervisor {
                     .agents
                     .stream_idle_timeout_secs
                     .map(Duration::from_secs),
+                shutdown: Some(me.shutdown.subscribe()),
                 ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());
@@ -400,10 +414,10 @@ impl Supervisor {
         prompt: &str,
     ) -> Result<AgentRecord, ControlError> {
         let agent = self.authorize(caller, id)?;
-        if agent.adapter != fracta_config::AdapterKind::Codex.as_str() {
+        if !adapter_named(&agent.adapter).is_some_and(|a| a.capabilities().steer) {
             return Err(ControlError::Steer(format!(
                 "{} (agent {} runs {})",
-                crate::adapter::STEER_CODEX_ONLY,
+                crate::adapter::STEER_UNSUPPORTED,
                 agent.id,
                 agent.adapter
             )));
@@ -606,12 +620,5 @@ mod tests {
         );
         assert!(sup.authorize(&Caller::User, &b.id).is_ok());
         assert!(sup.authenticate("not-a-token").is_none());
-    }
-
-    #[test]
-    fn tokens_are_random() {
-        let a = new_token();
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, new_token());
     }
 }

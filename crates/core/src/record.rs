@@ -1,0 +1,361 @@
+//! Recording: every event an agent's runtime emits is redacted and persisted before anyone is
+//! shown it, and every end of a run (a turn, a failure before start, the last exit) is written
+//! with its reason. Backends and the session loop record through a [`Recorder`]; none of them
+//! needs the runner for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fracta_state::{AgentPatch, AgentRecord, AgentStatus, NewEvent, Store, UsageRecord};
+
+use crate::adapter::Outcome;
+use crate::backend::local::ExitInfo;
+use crate::error::RunError;
+use crate::event::{ErrorEvent, Event};
+use crate::launch::FileSpec;
+use crate::redact::Redactor;
+use crate::workspace;
+
+/// Receives each event after it is persisted.
+pub trait Observer: Send {
+    fn on_event(&mut self, agent: &AgentRecord, seq: u64, event: &Event);
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn on_event(&mut self, _: &AgentRecord, _: u64, _: &Event) {}
+}
+
+/// Writes what agents do into the store, redacted.
+#[derive(Clone)]
+pub struct Recorder {
+    pub store: Arc<dyn Store>,
+    pub redactor: Redactor,
+}
+
+/// How a run ended, as a backend saw it (a local process, or a Job), for [`Recorder::end_run`].
+pub struct RunEnd<'a> {
+    /// Record usage as this turn's (`None`: a session recorded it turn by turn).
+    pub usage_turn: Option<u32>,
+    pub outcome: &'a Outcome,
+    pub succeeded: bool,
+    /// Why it did not succeed (already redacted), if it did not.
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The tail of its error output (redacted), kept with the record.
+    pub stderr_tail: Option<String>,
+    /// The commit Fracta made of the agent's leftovers.
+    pub commit: Option<String>,
+    /// A word on how it ended for the final status event (e.g. "exit code 1").
+    pub detail: Option<String>,
+}
+
+impl Recorder {
+    pub fn new(store: Arc<dyn Store>, redactor: Redactor) -> Self {
+        Recorder { store, redactor }
+    }
+
+    /// Persist events (redacted), then show them. `raw` (the runtime's own line) is kept
+    /// beside the first event it yielded.
+    pub fn persist(
+        &self,
+        agent: &AgentRecord,
+        events: &[Event],
+        raw: Option<&str>,
+        understood: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let raw = raw.map(|r| self.redactor.redact(r));
+        let mut redacted: Vec<Event> = Vec::with_capacity(events.len());
+        let new: Vec<NewEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let mut payload = serde_json::to_value(e).unwrap_or_default();
+                self.redactor.redact_json(&mut payload);
+                redacted
+                    .push(serde_json::from_value(payload.clone()).unwrap_or_else(|_| e.clone()));
+                let raw = if i == 0 { raw.clone() } else { None };
+                NewEvent {
+                    kind: e.kind().to_string(),
+                    payload,
+                    raw,
+                    parsed: understood,
+                    at: None,
+                }
+            })
+            .collect();
+        let seqs = self.store.append_events(&agent.id, &new)?;
+        for (seq, e) in seqs.iter().zip(&redacted) {
+            observer.on_event(agent, *seq, e);
+        }
+        Ok(())
+    }
+
+    /// Persist one error event of the agent (why it failed, or why a turn was cut short).
+    pub fn error(
+        &self,
+        agent: &AgentRecord,
+        message: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let error = Event::Error(ErrorEvent {
+            message: message.to_string(),
+        });
+        self.persist(agent, &[error], None, true, observer)
+    }
+
+    /// Move a live agent to `to` (failed or stopped), with why (false if it had already ended).
+    pub fn end_with(&self, id: &str, to: AgentStatus, why: &str) -> Result<bool, RunError> {
+        Ok(self.store.transition(
+            id,
+            &AgentStatus::ACTIVE,
+            to,
+            &AgentPatch {
+                error: Some(Some(why.to_string())),
+                ..AgentPatch::default()
+            },
+        )?)
+    }
+
+    /// Record that the agent failed before its CLI ran (on any backend), and why.
+    pub fn fail_before_start(
+        &self,
+        agent: &AgentRecord,
+        why: &str,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let why = self.redactor.redact(why);
+        tracing::warn!(agent = %agent.id, "agent failed before start: {why}");
+        self.error(agent, &why, observer)?;
+        self.end_with(&agent.id, AgentStatus::Failed, &why)?;
+        let status = Event::status("failed", Some(why));
+        let rec = self.store.get_agent(&agent.id)?;
+        self.persist(&rec, &[status], None, true, observer)?;
+        Ok(rec)
+    }
+
+    /// The agent's CLI runs (`detail`: where): record it.
+    pub fn mark_running(
+        &self,
+        agent: &AgentRecord,
+        patch: &AgentPatch,
+        detail: String,
+        observer: &mut dyn Observer,
+    ) -> Result<(bool, AgentRecord), RunError> {
+        let started = self.store.transition(
+            &agent.id,
+            &[AgentStatus::Queued, AgentStatus::Starting],
+            AgentStatus::Running,
+            patch,
+        )?;
+        let agent = self.store.get_agent(&agent.id)?;
+        if started {
+            self.persist(
+                &agent,
+                &[Event::status("running", Some(detail))],
+                None,
+                true,
+                observer,
+            )?;
+        }
+        Ok((started, agent))
+    }
+
+    fn usage(
+        &self,
+        agent: &AgentRecord,
+        turn: u32,
+        o: &Outcome,
+        cost: Option<f64>,
+    ) -> Result<(), RunError> {
+        let usage = &o.usage;
+        self.store.record_usage(&UsageRecord {
+            agent_id: agent.id.clone(),
+            turn,
+            model: o.model.clone().or(agent.model.clone()),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+            cost_usd: cost,
+            at: jiff::Timestamp::now(),
+        })?;
+        Ok(())
+    }
+
+    /// A stream session's turn has ended: record its result, usage and resume token (the
+    /// session goes on, `running`), and hand back the record.
+    pub fn end_turn(
+        &self,
+        id: &str,
+        turn: u32,
+        session_cost: &mut f64,
+        outcome: &Outcome,
+        aborted: Option<String>,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.store.get_agent(id)?;
+        let error = aborted.or_else(|| outcome.error.clone());
+        // Tokens are per turn; Claude's cost is the session's running total.
+        let cost = outcome.cost_usd.map(|total| {
+            let delta = (total - *session_cost).max(0.0);
+            *session_cost = total;
+            delta
+        });
+        self.usage(&agent, turn, outcome, cost)?;
+        let mut meta = agent.meta.clone();
+        meta.turns = turn;
+        meta.last_turn_ok = Some(outcome.success != Some(false) && error.is_none());
+        Ok(self.store.update_agent(
+            id,
+            &AgentPatch {
+                resume_token: outcome.resume_token.clone().map(Some),
+                result: Some(outcome.result.clone().map(|r| self.redactor.redact(&r))),
+                error: Some(error.map(|e| self.redactor.redact(&e))),
+                meta: Some(meta),
+                ..AgentPatch::default()
+            },
+        )?)
+    }
+
+    /// A run has ended: its usage, result, resume token and exit, then its status (unless it
+    /// was already stopped or lost, which it keeps) with the events that say so.
+    pub fn end_run(
+        &self,
+        id: &str,
+        end: RunEnd<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.store.get_agent(id)?;
+        let o = end.outcome;
+        if let Some(turn) = end.usage_turn {
+            self.usage(&agent, turn, o, o.cost_usd)?;
+        }
+        let mut meta = agent.meta.clone();
+        if let Some(t) = end.stderr_tail.as_ref().filter(|t| !t.is_empty()) {
+            meta.stderr_tail = Some(t.clone());
+        }
+        if let Some(c) = &end.commit {
+            meta.commit = Some(c.clone());
+        }
+        let error = if end.succeeded {
+            None
+        } else {
+            end.error.clone()
+        };
+        let patch = AgentPatch {
+            resume_token: o.resume_token.clone().map(Some),
+            result: o.result.clone().map(|r| Some(self.redactor.redact(&r))),
+            exit_code: Some(end.exit_code),
+            signal: Some(end.signal),
+            error: error.clone().map(Some),
+            pid: Some(None),
+            meta: Some(meta),
+            ..AgentPatch::default()
+        };
+        let to = if end.succeeded {
+            AgentStatus::Succeeded
+        } else {
+            AgentStatus::Failed
+        };
+        let moved = self
+            .store
+            .transition(id, &AgentStatus::ACTIVE, to, &patch)?;
+        if !moved {
+            // Already stopped (or lost): keep that status, record how the process ended.
+            let mut p = patch;
+            p.error = None;
+            self.store.update_agent(id, &p)?;
+        }
+        let rec = self.store.get_agent(id)?;
+        let events = if !moved {
+            vec![Event::status(rec.status.as_str(), rec.error.clone())]
+        } else if let Some(e) = &error {
+            let mut evs = Vec::new();
+            if o.error.is_none() {
+                evs.push(Event::Error(ErrorEvent { message: e.clone() }));
+            }
+            evs.push(Event::status("failed", end.detail.clone()));
+            evs
+        } else {
+            vec![Event::status(
+                "succeeded",
+                end.commit.map(|c| format!("committed {c}")),
+            )]
+        };
+        self.persist(&rec, &events, None, true, observer)?;
+        tracing::info!(agent = %rec.id, status = rec.status.as_str(), "agent ended");
+        Ok(rec)
+    }
+
+    /// The end of a local run: say why it failed (exit, the runtime's own error, the stderr
+    /// tail), commit what a successful agent left on its branch (without Fracta's files), and
+    /// record it.
+    pub fn finish_local(
+        &self,
+        id: &str,
+        usage_turn: Option<u32>,
+        outcome: &Outcome,
+        exit: &ExitInfo,
+        files: &[FileSpec],
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.store.get_agent(id)?;
+        let stderr_tail = self.redactor.redact(exit.stderr_tail.trim());
+        let succeeded = exit.success() && outcome.success != Some(false);
+        let error = (!succeeded).then(|| {
+            let mut parts = vec![format!("{} {}", agent.adapter, exit.describe())];
+            if let Some(e) = &outcome.error {
+                parts.push(format!("runtime error: {}", self.redactor.redact(e)));
+            }
+            let tail: Vec<&str> = stderr_tail.lines().collect();
+            let tail = &tail[tail.len().saturating_sub(10)..];
+            if !tail.is_empty() {
+                parts.push(format!("stderr: {}", tail.join("\n")));
+            }
+            parts.join("; ")
+        });
+        let mut commit = None;
+        if succeeded
+            && agent.branch.is_some()
+            && let Some(ws) = agent.workspace.as_deref()
+        {
+            let exclude: Vec<PathBuf> = files
+                .iter()
+                .filter(|f| f.in_workspace)
+                .map(|f| f.path.clone())
+                .collect();
+            match workspace::commit_leftovers(
+                Path::new(ws),
+                &format!("fracta: {} ({})", agent.task, agent.id),
+                &exclude,
+            ) {
+                Ok(c) => commit = c,
+                Err(e) => {
+                    tracing::warn!(agent = %agent.id, "could not commit the agent's work: {e}")
+                }
+            }
+        }
+        tracing::debug!(agent = %agent.id, commit = ?commit, "leftovers checked");
+        self.end_run(
+            id,
+            RunEnd {
+                usage_turn,
+                outcome,
+                succeeded,
+                error,
+                exit_code: exit.code,
+                signal: exit.signal,
+                stderr_tail: Some(stderr_tail),
+                commit,
+                detail: Some(exit.describe()),
+            },
+            observer,
+        )
+    }
+}

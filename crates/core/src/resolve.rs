@@ -1,0 +1,241 @@
+//! Resolution: a spawn request against the config — which task, runtime, mode and model —
+//! into a queued agent record; and where a runtime's CLI is found.
+
+use std::path::{Path, PathBuf};
+
+use fracta_config::{LoadedConfig, Mode, RuntimeEntry, Tier};
+use fracta_state::{AgentRecord, Store};
+
+use crate::adapter::Adapter;
+use crate::error::RunError;
+use crate::task::{self, Task};
+
+/// A request to start an agent.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnRequest {
+    pub task: String,
+    pub prompt: Option<String>,
+    pub runtime: Option<String>,
+    pub tier: Option<Tier>,
+    pub model: Option<String>,
+    pub mode: Option<Mode>,
+    pub parent_id: Option<String>,
+}
+
+/// A resolved spawn: the runtime, task and the queued agent record.
+pub struct Prepared {
+    pub agent: AgentRecord,
+    pub runtime_name: String,
+    pub task: Task,
+}
+
+/// What a runtime whose adapter cannot serve a session in a Pod says on Kubernetes.
+pub fn stream_local_only(adapter: &dyn Adapter) -> String {
+    format!(
+        "{0} stream sessions run locally only (the seed's capability table: K8s stream N/A for {0}); use --mode batch on Kubernetes, or runtime.backend: local",
+        adapter.binary()
+    )
+}
+
+/// The runtime entry `name`, or an error naming the valid ones.
+pub fn runtime<'c>(cfg: &'c LoadedConfig, name: &str) -> Result<&'c RuntimeEntry, RunError> {
+    let runtimes = &cfg.config.agents.agent_runtimes;
+    runtimes.get(name).ok_or_else(|| {
+        let valid: Vec<&str> = runtimes.keys().map(String::as_str).collect();
+        RunError::Usage(format!(
+            "unknown runtime `{name}`; {}",
+            fracta_config::diagnostic::valid_help("runtimes", name, &valid)
+        ))
+    })
+}
+
+/// This machine's name, recorded on agents so that only this host judges their processes.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn state_mode(m: Mode) -> fracta_state::Mode {
+    match m {
+        Mode::Batch => fracta_state::Mode::Batch,
+        Mode::Stream => fracta_state::Mode::Stream,
+    }
+}
+
+/// The model of a tier on a runtime: asked for explicitly, a tier the runtime does not map is
+/// an error naming the tiers it has; a task's default tier falls back to the runtime's model.
+fn tier_model(
+    runtime_name: &str,
+    rt: &RuntimeEntry,
+    tier: Tier,
+    explicit: bool,
+) -> Result<Option<String>, RunError> {
+    match rt.model_tiers.get(tier) {
+        Some(m) => Ok(Some(m.to_string())),
+        None if explicit => {
+            let have: Vec<&str> = Tier::ALL
+                .into_iter()
+                .filter(|t| rt.model_tiers.get(*t).is_some())
+                .map(Tier::as_str)
+                .collect();
+            Err(RunError::Usage(format!(
+                "runtime `{runtime_name}` has no model for tier `{}`; {}",
+                tier.as_str(),
+                if have.is_empty() {
+                    format!(
+                        "it has no model_tiers: pass --model, or set agents.agent_runtimes.{runtime_name}.model_tiers.{}",
+                        tier.as_str()
+                    )
+                } else {
+                    format!("its tiers: {}", have.join(", "))
+                }
+            )))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Resolve a request into a queued agent record (nothing runs yet).
+pub fn prepare(
+    cfg: &LoadedConfig,
+    store: &dyn Store,
+    req: &SpawnRequest,
+) -> Result<Prepared, RunError> {
+    let task = task::resolve(&cfg.tasks_dir(), &req.task, req.prompt.as_deref())?;
+    if task.instructions.trim().is_empty() {
+        return Err(RunError::Usage(format!(
+            "task `{}` has no instructions; give some with --prompt",
+            task.name
+        )));
+    }
+    let runtime_name = match req.runtime.clone().or_else(|| task.defaults.runtime.clone()) {
+        Some(r) => r,
+        None => cfg.default_runtime().map(str::to_string).ok_or_else(|| {
+            let valid: Vec<&str> = cfg.config.agents.agent_runtimes.keys().map(String::as_str).collect();
+            RunError::Usage(if valid.is_empty() {
+                "no runtimes are configured; add one under agents.agent_runtimes".into()
+            } else {
+                format!(
+                    "which runtime? pass --runtime, or set agents.default_runtime; valid runtimes: {}",
+                    fracta_config::diagnostic::one_of(&valid)
+                )
+            })
+        })?,
+    };
+    let rt = runtime(cfg, &runtime_name)?;
+    let mode = req
+        .mode
+        .or(task.defaults.mode)
+        .unwrap_or(cfg.config.agents.default_mode);
+    let tier = req.tier.or(task.defaults.tier);
+    // What is asked for now beats the task's defaults: --model, then --tier, then the task's
+    // model, then its tier, then the runtime's model.
+    let model = match &req.model {
+        Some(m) => Some(m.clone()),
+        None => match req.tier {
+            Some(t) => tier_model(&runtime_name, rt, t, true)?,
+            None => None,
+        },
+    };
+    let model = match model.or_else(|| task.defaults.model.clone()) {
+        Some(m) => Some(m),
+        None => match task.defaults.tier {
+            Some(t) => tier_model(&runtime_name, rt, t, false)?,
+            None => None,
+        },
+    }
+    .or_else(|| rt.model.clone());
+    let model = match model {
+        Some(m) => Some(
+            fracta_config::expand::expand_env(&m)
+                .map_err(|e| RunError::Usage(format!("model: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut agent = AgentRecord::new(
+        &task.name,
+        &runtime_name,
+        rt.adapter.as_str(),
+        state_mode(mode),
+        &task.instructions,
+    );
+    if let Some(pid) = &req.parent_id {
+        let parent = store.get_agent(pid)?;
+        agent = agent.with_parent(&parent);
+    }
+    agent.model = model;
+    agent.host = Some(hostname());
+    agent.meta.tier = tier.map(|t| t.as_str().to_string());
+    Ok(Prepared {
+        agent,
+        runtime_name,
+        task,
+    })
+}
+
+/// Where an agent CLI is found: the runtime's `command`, else PATH, else the project's
+/// `node_modules/.bin` (beside the config, or above the fracta executable).
+pub fn locate_binary(
+    cfg: &LoadedConfig,
+    rt: &RuntimeEntry,
+    adapter: &dyn Adapter,
+) -> Result<PathBuf, String> {
+    let install = format!(
+        "install it with `npm ci` in the Fracta repository (pinned in package.json), or `npm install -g {}`, or set `command:` on the runtime",
+        adapter.npm_package()
+    );
+    let name = rt
+        .command
+        .clone()
+        .unwrap_or_else(|| adapter.binary().to_string());
+    let name = fracta_config::expand::expand_env(&name).unwrap_or(name);
+    if name.contains('/') {
+        let p = if Path::new(&name).is_absolute() {
+            PathBuf::from(&name)
+        } else {
+            cfg.dir.join(&name)
+        };
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!(
+                "the {} CLI `{}` does not exist; {install}",
+                adapter.binary(),
+                p.display()
+            ))
+        };
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if rt.command.is_none() {
+        let mut roots: Vec<PathBuf> = cfg.dir.canonicalize().ok().into_iter().collect();
+        if let Ok(exe) = std::env::current_exe() {
+            roots.push(exe);
+        }
+        for root in roots {
+            for anc in root.ancestors() {
+                dirs.push(anc.join("node_modules").join(".bin"));
+            }
+        }
+    }
+    for d in dirs {
+        let p = d.join(&name);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    Err(format!(
+        "the {} CLI (`{name}`) is not installed: it is not on PATH nor in node_modules/.bin; {install}",
+        adapter.binary()
+    ))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

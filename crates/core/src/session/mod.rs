@@ -1,0 +1,540 @@
+//! The session loop: one agent's launched CLI driven to its end. Its output (stdout, or a
+//! network transport's messages) becomes recorded events; everything else that can happen to
+//! a run arrives as one typed [`Op`] — the next turn, steering input, the idle timer, the
+//! wall-clock budget, a shutdown — and is handled in one place. The same loop drives a local
+//! process and a Pod: it sees only a [`Workload`].
+
+mod step;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fracta_state::{AgentRecord, AgentStatus};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use step::StepMonitor;
+
+use crate::adapter::{Adapter, BatchParser, StreamSession};
+use crate::backend::Workload;
+use crate::credentials::RequestContext;
+use crate::error::RunError;
+use crate::event::{Event, MessageEvent, Role};
+use crate::launch::{Endpoint, FileSpec, Gateway};
+use crate::record::{Observer, Recorder};
+
+/// How long a stream session may wait for its next turn before it is closed (and can be
+/// resumed later).
+pub const DEFAULT_STREAM_IDLE: Duration = Duration::from_secs(15 * 60);
+
+/// One turn handed to a live stream session; `done` gets the agent's record once the turn
+/// has ended (its `result` is the turn's final message).
+#[derive(Debug)]
+pub struct StreamTurn {
+    pub prompt: String,
+    pub done: Option<oneshot::Sender<AgentRecord>>,
+}
+
+/// Input for the turn in flight; `done` says whether the session took it.
+#[derive(Debug)]
+pub struct SteerRequest {
+    pub prompt: String,
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+/// A stream session's queue of turns (sends to a busy session wait here, in order).
+pub type Inbox = Arc<tokio::sync::Mutex<mpsc::Receiver<StreamTurn>>>;
+/// Steering input for a session's turn in flight.
+pub type SteerInbox = Arc<tokio::sync::Mutex<mpsc::Receiver<SteerRequest>>>;
+
+/// Why Fracta itself is going away, as the binary that caught the signal says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// The person at the terminal pressed Ctrl-C: stop the agent.
+    Interrupt,
+    /// Fracta was asked to end (`SIGTERM`, `SIGHUP`, …, named here): idle sessions close
+    /// resumable, running agents are stopped.
+    Terminate(&'static str),
+}
+
+/// Where Fracta's shutdown is announced (the binary sets it; runs watch it).
+pub type ShutdownWatch = watch::Receiver<Option<Shutdown>>;
+
+/// How a run is hosted: the spawn request's context (headers for `http_header_token`), the
+/// gateway when a control plane hosts the agent, and for a stream session where its turns
+/// and steering come from.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub request: RequestContext,
+    pub gateway: Option<Gateway>,
+    /// For a stream session: where its next turns come from. The session lives while a sender
+    /// is alive and it has not been idle for `idle_timeout`.
+    pub inbox: Option<Inbox>,
+    /// Steering input for the turn in flight (Codex's `turn/steer`).
+    pub steer: Option<SteerInbox>,
+    pub idle_timeout: Option<Duration>,
+    /// Fracta's own shutdown (signals are the binary's business; it announces them here).
+    pub shutdown: Option<ShutdownWatch>,
+}
+
+/// What the session loop takes over once an agent's CLI runs.
+pub struct Launched<'a> {
+    /// This turn's number (1 for a first run).
+    pub turn: u32,
+    pub prompt: &'a str,
+    pub resume_token: Option<&'a str>,
+    pub stream: bool,
+    /// The process's stdin, for a session spoken there.
+    pub stdin: Option<tokio::process::ChildStdin>,
+    /// Where the session is reached over the network instead, and its secret (a password, a
+    /// capability token).
+    pub connect: Option<(Endpoint, String)>,
+    /// The files Fracta wrote, kept out of the agent's commits.
+    pub files: &'a [FileSpec],
+    /// The wall-clock budget of the run.
+    pub wall_clock: Duration,
+    /// The runtime's step limit, if its adapter counts steps.
+    pub max_steps: Option<u32>,
+}
+
+/// Everything that can happen to a run besides its output.
+enum Op {
+    /// The next turn of a live session (`None`: nobody can send any more).
+    Turn(Option<StreamTurn>),
+    /// Input for the turn in flight.
+    Steer(SteerRequest),
+    /// The session has waited `idle_timeout` for a turn.
+    Idle,
+    /// The wall-clock budget is spent.
+    OverTime,
+    /// Fracta is going away.
+    Shutdown(Shutdown),
+}
+
+/// Where a live session's messages go: the process's stdin (one line each), or a transport
+/// task (a session reached over the network).
+enum Wire {
+    Stdin(tokio::process::ChildStdin),
+    Channel(mpsc::UnboundedSender<String>),
+}
+
+impl Wire {
+    async fn write(&mut self, lines: Vec<String>) -> Result<(), String> {
+        for l in lines {
+            match self {
+                Wire::Stdin(w) => {
+                    tokio::io::AsyncWriteExt::write_all(w, format!("{l}\n").as_bytes())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Wire::Channel(tx) => tx
+                    .send(l)
+                    .map_err(|_| "the session's transport has ended".to_string())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loop's state between ops and lines.
+struct Loop<'r> {
+    rec: &'r Recorder,
+    agent: AgentRecord,
+    session: Box<dyn StreamSession>,
+    wire: Option<Wire>,
+    /// Why the run was ended by Fracta (then its end keeps that status).
+    ended_by_us: bool,
+    /// The session was closed by Fracta (idle, no more input, shutdown).
+    closed_by_us: bool,
+    aborted_turn: Option<String>,
+    waiting: Option<oneshot::Sender<AgentRecord>>,
+    idle_since: Option<tokio::time::Instant>,
+    monitor: Option<StepMonitor>,
+    session_turn: u32,
+    session_cost: f64,
+    idle_timeout: Duration,
+    wall_clock: Duration,
+    over_time: bool,
+    shutdown_seen: bool,
+}
+
+/// Drive a launched agent to its end: its session protocol (a stream) or its output (a
+/// batch run); ops as they come; then record how it ended. `work` is what runs it: a local
+/// process, or a remote backend's Pod or Job.
+pub async fn drive(
+    rec: &Recorder,
+    agent: AgentRecord,
+    adapter: &dyn Adapter,
+    launched: Launched<'_>,
+    mut work: Box<dyn Workload>,
+    opts: &RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<AgentRecord, RunError> {
+    let Launched {
+        turn,
+        prompt,
+        resume_token,
+        stream,
+        stdin,
+        connect,
+        files,
+        wall_clock,
+        max_steps,
+    } = launched;
+    let session: Box<dyn StreamSession> = if stream {
+        adapter.stream_session(resume_token)
+    } else {
+        Box::new(BatchParser(adapter.parser()))
+    };
+    let mut incoming: Option<mpsc::UnboundedReceiver<String>> = None;
+    let mut wire = None;
+    if stream {
+        match connect {
+            Some((endpoint, secret)) => {
+                let (out_tx, out_rx) = mpsc::unbounded_channel();
+                let (in_tx, in_rx) = mpsc::unbounded_channel();
+                crate::transport::connect(endpoint, secret, resume_token, out_rx, in_tx);
+                wire = Some(Wire::Channel(out_tx));
+                incoming = Some(in_rx);
+            }
+            None => wire = stdin.map(Wire::Stdin),
+        }
+    }
+    let mut st = Loop {
+        rec,
+        agent,
+        session,
+        wire,
+        ended_by_us: false,
+        closed_by_us: false,
+        aborted_turn: None,
+        waiting: None,
+        idle_since: None,
+        monitor: max_steps.map(|limit| StepMonitor::new(adapter.binary(), limit)),
+        session_turn: turn,
+        session_cost: 0.0,
+        idle_timeout: opts.idle_timeout.unwrap_or(DEFAULT_STREAM_IDLE),
+        wall_clock,
+        over_time: false,
+        shutdown_seen: false,
+    };
+    let first = st.session.open(prompt);
+    if let Some(w) = st.wire.as_mut()
+        && let Err(e) = w.write(first).await
+    {
+        tracing::warn!(agent = %st.agent.id, "could not hand the session its first turn: {e}");
+    }
+    let deadline = tokio::time::Instant::now() + wall_clock;
+    let mut shutdown = opts.shutdown.clone();
+    loop {
+        let guards = Guards {
+            live: st.wire.is_some(),
+            idle_since: st.idle_since,
+            idle_timeout: st.idle_timeout,
+            deadline: (!st.ended_by_us && !st.over_time).then_some(deadline),
+            shutdown: !st.ended_by_us && !st.shutdown_seen,
+        };
+        // What the session said: the process's stdout, or the transport's messages (then
+        // stdout is only the server's log).
+        let said: Option<String> = tokio::select! {
+            line = work.next_line() => match line {
+                None => break,
+                Some(l) if incoming.is_some() => {
+                    tracing::debug!(agent = %st.agent.id, "{}: {}", adapter.binary(), rec.redactor.redact(&l));
+                    None
+                }
+                Some(l) => Some(l),
+            },
+            msg = async { match incoming.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } }, if incoming.is_some() => {
+                if msg.is_none() {
+                    // The transport gave up (it said why): the session is over.
+                    incoming = None;
+                    if st.wire.take().is_some() {
+                        st.closed_by_us = true;
+                        work.terminate();
+                    }
+                }
+                msg
+            }
+            op = next_op(opts, shutdown.as_mut(), guards) => {
+                st.handle(op, work.as_mut(), observer).await?;
+                None
+            }
+        };
+        if let Some(line) = said {
+            st.on_line(&line, work.as_mut(), observer).await?;
+        }
+    }
+    tracing::debug!(agent = %st.agent.id, "output ended");
+    let mut exit = work.wait().await;
+    tracing::debug!(agent = %st.agent.id, code = ?exit.code, signal = ?exit.signal, "process ended");
+    if st.closed_by_us && exit.signal.is_some() {
+        // A session server Fracta closed (it has no stdin to close) ends by our signal.
+        exit.code = Some(0);
+    }
+    // A session recorded each turn's usage as it ended.
+    let usage_turn = (!stream).then_some(turn);
+    rec.finish_local(
+        &st.agent.id,
+        usage_turn,
+        st.session.outcome(),
+        &exit,
+        files,
+        observer,
+    )
+}
+
+/// Which ops can come now.
+#[derive(Clone, Copy)]
+struct Guards {
+    /// The session takes input.
+    live: bool,
+    /// Waiting for the next turn since then.
+    idle_since: Option<tokio::time::Instant>,
+    idle_timeout: Duration,
+    deadline: Option<tokio::time::Instant>,
+    shutdown: bool,
+}
+
+/// The next op, of those that can come now.
+async fn next_op(opts: &RunOptions, shutdown: Option<&mut ShutdownWatch>, g: Guards) -> Op {
+    let idle = g.live && g.idle_since.is_some();
+    tokio::select! {
+        next = async {
+            match opts.inbox.as_ref() {
+                Some(inbox) => inbox.lock().await.recv().await,
+                None => std::future::pending().await,
+            }
+        }, if idle => Op::Turn(next),
+        Some(req) = async {
+            match opts.steer.as_ref() {
+                Some(rx) => rx.lock().await.recv().await,
+                None => std::future::pending().await,
+            }
+        }, if g.live => Op::Steer(req),
+        _ = async {
+            match g.idle_since {
+                Some(t) => tokio::time::sleep_until(t + g.idle_timeout).await,
+                None => std::future::pending().await,
+            }
+        }, if idle => Op::Idle,
+        _ = async {
+            match g.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        } => Op::OverTime,
+        s = async {
+            match shutdown {
+                Some(rx) => loop {
+                    if let Some(s) = *rx.borrow_and_update() {
+                        break s;
+                    }
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        }, if g.shutdown => Op::Shutdown(s),
+    }
+}
+
+impl Loop<'_> {
+    fn user_message(&self, text: &str, observer: &mut dyn Observer) -> Result<(), RunError> {
+        let m = Event::Message(MessageEvent {
+            role: Role::User,
+            text: text.to_string(),
+        });
+        self.rec.persist(&self.agent, &[m], None, true, observer)
+    }
+
+    /// Close the live session, saying why (it ends recorded and resumable).
+    fn close(
+        &mut self,
+        why: String,
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        self.rec.persist(
+            &self.agent,
+            &[Event::status("idle", Some(why))],
+            None,
+            true,
+            observer,
+        )?;
+        if let Some(w) = self.wire.take() {
+            self.closed_by_us = true;
+            match w {
+                // The CLI ends on its own once its input ends.
+                Wire::Stdin(w) => drop(w),
+                Wire::Channel(tx) => {
+                    drop(tx);
+                    work.terminate();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End the run now with `to` and why (recorded first, so its end keeps them).
+    fn end(&mut self, to: AgentStatus, why: &str, work: &mut dyn Workload) -> Result<(), RunError> {
+        self.ended_by_us = true;
+        self.rec.end_with(&self.agent.id, to, why)?;
+        work.terminate();
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        op: Op,
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        match op {
+            Op::Turn(Some(turn)) => {
+                self.idle_since = None;
+                if let Some(m) = self.monitor.as_mut() {
+                    m.new_turn();
+                }
+                self.user_message(&turn.prompt, observer)?;
+                self.waiting = turn.done;
+                let lines = self.session.send(&turn.prompt);
+                if let Some(w) = self.wire.as_mut()
+                    && let Err(e) = w.write(lines).await
+                {
+                    tracing::warn!(agent = %self.agent.id, "the session no longer takes input: {e}");
+                    self.wire = None;
+                }
+            }
+            // Nobody can send any more (end of input, control plane shutting down).
+            Op::Turn(None) => self.close(
+                "no more turns can come: session closed; resume it later".into(),
+                work,
+                observer,
+            )?,
+            Op::Steer(req) => {
+                let answer = match self.session.steer(&req.prompt) {
+                    Ok(lines) if self.idle_since.is_none() => {
+                        self.user_message(&req.prompt, observer)?;
+                        match self.wire.as_mut() {
+                            Some(w) => w.write(lines).await,
+                            None => Err("the session has ended".into()),
+                        }
+                    }
+                    Ok(_) => Err("no turn is in flight to steer; send the input as the next turn (fracta send)".into()),
+                    Err(e) => Err(e),
+                };
+                let _ = req.done.send(answer);
+            }
+            Op::Idle => {
+                let secs = self.idle_timeout.as_secs();
+                tracing::info!(agent = %self.agent.id, "stream session idle for {secs} s: closing it");
+                self.close(
+                    format!("no turn for {secs} s: session closed; resume it later"),
+                    work,
+                    observer,
+                )?;
+            }
+            Op::OverTime => {
+                self.over_time = true;
+                let why = format!(
+                    "budget exceeded: wall_clock_secs is {} (the agent ran that long): stopped",
+                    self.wall_clock.as_secs()
+                );
+                tracing::warn!(agent = %self.agent.id, "{why}");
+                self.rec.error(&self.agent, &why, observer)?;
+                self.end(AgentStatus::Failed, &why, work)?;
+            }
+            Op::Shutdown(s) => {
+                self.shutdown_seen = true;
+                match s {
+                    Shutdown::Interrupt => {
+                        self.end(AgentStatus::Stopped, "interrupted (Ctrl-C)", work)?;
+                    }
+                    // The session is already closing.
+                    Shutdown::Terminate(_) if self.closed_by_us => {}
+                    Shutdown::Terminate(_) if self.wire.is_some() && self.idle_since.is_some() => {
+                        // An idle session when Fracta shuts down: close it as the idle timeout
+                        // would; it ends recorded and resumable.
+                        tracing::info!(agent = %self.agent.id, "fracta is shutting down: closing the idle session");
+                        self.close(
+                            "fracta is shutting down: session closed; resume it later".into(),
+                            work,
+                            observer,
+                        )?;
+                    }
+                    Shutdown::Terminate(signal) => {
+                        self.end(
+                            AgentStatus::Stopped,
+                            &format!("fracta received {signal}"),
+                            work,
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One line the session said: persist what it means, answer it, watch the step limit,
+    /// and close the turn it ends.
+    async fn on_line(
+        &mut self,
+        line: &str,
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let parsed = self.session.parse_line(line);
+        self.rec.persist(
+            &self.agent,
+            &parsed.events,
+            Some(line),
+            parsed.understood,
+            observer,
+        )?;
+        let answers = self.session.take_output();
+        if !answers.is_empty()
+            && let Some(w) = self.wire.as_mut()
+            && let Err(e) = w.write(answers).await
+        {
+            tracing::warn!(agent = %self.agent.id, "could not answer the session: {e}");
+        }
+        if let Some(why) = self
+            .monitor
+            .as_mut()
+            .and_then(|m| m.observe(&self.agent.id, &parsed.events))
+            && !self.ended_by_us
+        {
+            self.rec.error(&self.agent, &why, observer)?;
+            let abort = self.session.interrupt();
+            match self.wire.as_mut() {
+                // A live session: abort the turn; the session goes on.
+                Some(w) if !abort.is_empty() => {
+                    self.aborted_turn = Some(why);
+                    if let Err(e) = w.write(abort).await {
+                        tracing::warn!(agent = %self.agent.id, "could not abort the turn: {e}");
+                    }
+                }
+                _ => self.end(AgentStatus::Failed, &why, work)?,
+            }
+        }
+        if self.wire.is_some() && self.session.take_turn_end() {
+            let record = self.rec.end_turn(
+                &self.agent.id,
+                self.session_turn,
+                &mut self.session_cost,
+                self.session.outcome(),
+                self.aborted_turn.take(),
+            )?;
+            self.session_turn += 1;
+            if let Some(w) = self.waiting.take() {
+                let _ = w.send(record);
+            }
+            self.idle_since = Some(tokio::time::Instant::now());
+        }
+        Ok(())
+    }
+}
