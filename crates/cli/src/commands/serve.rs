@@ -3,6 +3,10 @@
 //! commands find it, reconciles agents a previous control plane left running, and on SIGINT or
 //! SIGTERM closes its idle stream sessions (they end recorded and resumable), stops the agents
 //! it runs, busy sessions included (recorded as `stopped`), and removes the file.
+//!
+//! Unlike the short-lived commands it runs a multi-threaded tokio runtime: it serves many
+//! agents and clients at once, and a store call that blocks (a write waiting for another
+//! process's lock on the database) then stalls only its own caller (see `fracta_state`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use fracta_config::LoadedConfig;
 use fracta_core::control_plane::{Supervisor, new_token};
 use fracta_server::discovery::{self, ServeInfo};
 
-use super::agent::{new_runner, open_store, runtime};
+use super::agent::{new_runner, open_store};
 use crate::cli::ServeArgs;
 
 pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -30,7 +34,7 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!("reconcile failed: {e}"),
     }
     let supervisor = Supervisor::new(Arc::new(runner));
-    runtime()?.block_on(async move {
+    serve_runtime()?.block_on(async move {
         let token = new_token();
         let server =
             fracta_server::start_control_plane(Arc::clone(&supervisor), a.listen, token.clone())
@@ -73,4 +77,13 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A multi-threaded runtime with a worker per CPU, and at least two.
+fn serve_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?)
 }
