@@ -91,6 +91,9 @@ pub struct Supervisor {
     gateway_url: OnceLock<String>,
     running: Arc<Semaphore>,
     state: Mutex<State>,
+    /// Held while a spawn checks its parent's budgets and records the child; not `state`,
+    /// which token checks need while that record waits for the database.
+    spawn_gate: Mutex<()>,
     events: broadcast::Sender<AgentEvent>,
     /// Fracta's shutdown, announced by the binary that caught the signal.
     shutdown: watch::Sender<Option<Shutdown>>,
@@ -159,6 +162,7 @@ impl Supervisor {
             gateway_url: OnceLock::new(),
             running: Arc::new(Semaphore::new(max)),
             state: Mutex::new(State::default()),
+            spawn_gate: Mutex::new(()),
             events,
             shutdown: watch::channel(None).0,
         })
@@ -225,7 +229,9 @@ impl Supervisor {
         let defaults = self.runner.cfg.config.agents.budgets;
         // Checking a parent's budgets and recording its child is one step: two concurrent
         // spawns (a model may call the tool twice in one turn) must not both see room.
-        let gate = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Waiting for the gate is waiting for another spawn's store write: blocking work.
+        let gate =
+            fracta_state::blocking(|| self.spawn_gate.lock().unwrap_or_else(|e| e.into_inner()));
         let budgets = match caller {
             Caller::User => narrow(&defaults, asked),
             Caller::Agent(parent_id) => {

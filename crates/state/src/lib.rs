@@ -2,12 +2,18 @@
 //!
 //! Callers use the object-safe [`Store`] trait (obtained from [`open_store`]),
 //! so further drivers (e.g. Postgres) can be added without touching them.
-//! All methods are synchronous; async callers wrap them in
-//! `tokio::task::spawn_blocking`.
+//!
+//! All methods are synchronous, and safe to call straight from async code: the driver runs
+//! its blocking work through [`blocking`], which on a multi-threaded tokio runtime hands the
+//! worker's other tasks to another thread (`tokio::task::block_in_place`) for the duration,
+//! and on a current-thread runtime (the short-lived CLI commands) or outside any runtime just
+//! runs it. So a write that waits for another process's write lock stalls only its caller.
 //!
 //! The SQLite driver ([`SqliteStore`]) is safe to share between several
 //! `fracta` processes: WAL mode, a busy timeout, and every write in a
-//! `BEGIN IMMEDIATE` transaction.
+//! `BEGIN IMMEDIATE` transaction on its one write connection. Reads use that connection
+//! when it is free and otherwise a pooled read connection, so a read never queues behind a
+//! write (WAL lets readers proceed while another connection writes).
 
 mod error;
 mod migrations;
@@ -26,6 +32,20 @@ pub use model::{
     KubernetesRef, Mode, NewEvent, ProcessRef, TaskRecord, Usage, UsageRecord, new_id,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+
+/// Run blocking work (a store call, or waiting for a lock held around one) so that it is
+/// safe from async code: on a multi-threaded tokio runtime, inside
+/// `tokio::task::block_in_place` (the worker's other tasks move to another thread while `f`
+/// runs); on a current-thread runtime, where that is not possible, or outside any runtime,
+/// directly.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
 
 /// The storage driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

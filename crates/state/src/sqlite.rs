@@ -1,20 +1,20 @@
 //! The SQLite driver.
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior};
 
-use crate::Store;
 use crate::error::{Result, StoreError};
 use crate::migrations;
 use crate::model::{
     AgentFilter, AgentPatch, AgentRecord, AgentStatus, EventRecord, Mode, NewEvent, TaskRecord,
     Usage, UsageRecord, new_id,
 };
+use crate::{Store, blocking};
 
 /// How long a connection waits for another writer before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,11 +22,61 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Maximum number of matches reported for an ambiguous id prefix.
 const MAX_AMBIGUOUS: usize = 10;
 
-/// A SQLite-backed [`Store`]: one connection behind a mutex.
+/// Idle read connections kept for reuse; more are opened while more reads overlap, and
+/// those beyond this many are closed after their read.
+const MAX_IDLE_READERS: usize = 4;
+
+/// A SQLite-backed [`Store`]: one write connection behind a mutex, and (for a database file)
+/// a small pool of read-only connections, so that a read never waits behind a write that
+/// waits for the database's write lock (in WAL mode readers proceed while a writer writes).
+///
+/// A read runs on the write connection when that is free (a command that only reads opens
+/// one connection, as before), else on a pooled read connection. An in-memory store has its
+/// write connection only: its reads wait for a write in progress.
 #[derive(Debug)]
 pub struct SqliteStore {
+    // Declared (so dropped) before `conn`: the write connection closes last and does the
+    // final checkpoint.
+    readers: Option<Readers>,
     conn: Mutex<Connection>,
     path: String,
+}
+
+/// The read connections of a file-backed store, opened on demand.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    /// An idle read connection, or a new one.
+    fn take(&self) -> rusqlite::Result<Connection> {
+        if let Some(conn) = self.idle_list().pop() {
+            return Ok(conn);
+        }
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        // Should this connection be the last one to close, it keeps the WAL files too.
+        keep_wal_files(&conn)?;
+        conn.pragma_update(None, "query_only", "ON")?;
+        Ok(conn)
+    }
+
+    /// Give a connection back after a read.
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle_list();
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+
+    fn idle_list(&self) -> MutexGuard<'_, Vec<Connection>> {
+        // Held only to push or pop; a panic cannot leave the list inconsistent.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Internal error: either a raw SQLite error (gets the db path attached at
@@ -72,7 +122,11 @@ impl SqliteStore {
 
     /// Like [`SqliteStore::open`] with a custom busy timeout.
     pub fn open_with_timeout(path: impl AsRef<Path>, busy_timeout: Duration) -> Result<Self> {
-        let path = path.as_ref();
+        // Opening may wait for another process's lock (the switch to WAL, a migration).
+        blocking(|| Self::open_blocking(path.as_ref(), busy_timeout))
+    }
+
+    fn open_blocking(path: &Path, busy_timeout: Duration) -> Result<Self> {
         let display = path.display().to_string();
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
@@ -87,24 +141,32 @@ impl SqliteStore {
             source,
         };
         let conn = Connection::open(path).map_err(sql)?;
-        Self::configure(conn, display.clone(), busy_timeout, true)
+        let readers = Readers {
+            path: path.to_path_buf(),
+            busy_timeout,
+            idle: Mutex::new(Vec::new()),
+        };
+        Self::configure(conn, display.clone(), busy_timeout, Some(readers))
     }
 
-    /// A private in-memory database (for tests of other crates).
+    /// A private in-memory database (for tests of other crates): one connection, so its reads
+    /// wait for a write in progress.
     pub fn open_in_memory() -> Result<Self> {
         let display = ":memory:".to_owned();
         let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
             path: display.clone(),
             source,
         })?;
-        Self::configure(conn, display, DEFAULT_BUSY_TIMEOUT, false)
+        Self::configure(conn, display, DEFAULT_BUSY_TIMEOUT, None)
     }
 
+    /// Configure and migrate the write connection; a database file (`readers`) is put in WAL
+    /// mode.
     fn configure(
         mut conn: Connection,
         path: String,
         busy_timeout: Duration,
-        wal: bool,
+        readers: Option<Readers>,
     ) -> Result<Self> {
         let sql = |source| StoreError::Sqlite {
             path: path.clone(),
@@ -114,7 +176,7 @@ impl SqliteStore {
         // Every statement the store runs is prepared once per connection (`prepare_cached`);
         // room for all of them, so none is parsed again.
         conn.set_prepared_statement_cache_capacity(64);
-        if wal {
+        if readers.is_some() {
             keep_wal_files(&conn).map_err(sql)?;
             set_wal(&conn, busy_timeout).map_err(sql)?;
         }
@@ -124,6 +186,7 @@ impl SqliteStore {
             .map_err(sql)?;
         migrations::migrate(&mut conn, &path)?;
         Ok(SqliteStore {
+            readers,
             conn: Mutex::new(conn),
             path,
         })
@@ -153,27 +216,51 @@ impl SqliteStore {
     /// Run `f` in a `BEGIN IMMEDIATE` transaction (takes the write lock up
     /// front, waiting up to the busy timeout), committing on success.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let r = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let v = f(&tx)?;
-            tx.commit()?;
-            Ok(v)
-        })();
-        self.finish(r)
+        blocking(|| {
+            let mut conn = self.lock();
+            let r = in_transaction(&mut conn, TransactionBehavior::Immediate, f);
+            self.finish(r)
+        })
     }
 
-    /// Run `f` in a read (deferred) transaction, for a consistent snapshot.
+    /// Run `f` in a read (deferred) transaction, for a consistent snapshot: on the write
+    /// connection if it is free, else on a read connection, so a read never waits for a write
+    /// (nor for the write lock that write waits for).
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
-        let mut conn = self.lock();
-        let r = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let v = f(&tx)?;
-            tx.commit()?;
-            Ok(v)
-        })();
-        self.finish(r)
+        blocking(|| {
+            let writer = match self.conn.try_lock() {
+                Ok(conn) => Some(conn),
+                Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            let deferred = TransactionBehavior::Deferred;
+            let r = match (writer, &self.readers) {
+                (Some(mut conn), _) => in_transaction(&mut conn, deferred, f),
+                (None, Some(readers)) => match readers.take() {
+                    Ok(mut conn) => {
+                        let r = in_transaction(&mut conn, deferred, f);
+                        readers.put(conn);
+                        r
+                    }
+                    Err(e) => Err(E::Sql(e)),
+                },
+                (None, None) => in_transaction(&mut self.lock(), deferred, f),
+            };
+            self.finish(r)
+        })
     }
+}
+
+/// Run `f` in a transaction of `conn`, committing on success (a failure rolls back).
+fn in_transaction<T>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Transaction<'_>) -> R<T>,
+) -> R<T> {
+    let tx = conn.transaction_with_behavior(behavior)?;
+    let v = f(&tx)?;
+    tx.commit()?;
+    Ok(v)
 }
 
 /// Keep `state.db-wal` and `state.db-shm` when the last connection closes: its checkpoint
@@ -863,5 +950,107 @@ mod tests {
     #[test]
     fn like_prefix_escapes_wildcards() {
         assert_eq!(like_prefix("a%b_c\\"), "a\\%b\\_c\\\\%");
+    }
+
+    fn agent() -> AgentRecord {
+        AgentRecord::new("t", "rt", "claude", Mode::Batch, "p")
+    }
+
+    /// While a write of ours waits for a lock another connection holds (holding our write
+    /// connection), reads still answer, from a read connection. Were they queued behind the
+    /// write, this would deadlock until the busy timeout and the write would fail.
+    #[test]
+    fn reads_do_not_wait_for_a_write_waiting_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let store = std::sync::Arc::new(
+            SqliteStore::open_with_timeout(&db, Duration::from_secs(60)).unwrap(),
+        );
+        let a = store.insert_agent(&agent()).unwrap();
+        store
+            .append_events(&a.id, &[NewEvent::new("message", serde_json::json!({}))])
+            .unwrap();
+
+        let other = Connection::open(&db).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let writer = {
+            let store = std::sync::Arc::clone(&store);
+            let id = a.id.clone();
+            std::thread::spawn(move || {
+                store.update_agent(
+                    &id,
+                    &AgentPatch {
+                        status: Some(AgentStatus::Running),
+                        ..AgentPatch::default()
+                    },
+                )
+            })
+        };
+        // Until the write holds the write connection (it is then waiting for the lock).
+        while store.conn.try_lock().is_ok() {
+            std::thread::yield_now();
+        }
+        assert_eq!(store.get_agent(&a.id).unwrap().status, AgentStatus::Queued);
+        assert_eq!(store.events(&a.id, 0, None).unwrap().len(), 1);
+        assert_eq!(store.event_count(&a.id).unwrap(), 1);
+        assert_eq!(store.list_agents(&AgentFilter::default()).unwrap().len(), 1);
+        other.execute_batch("COMMIT").unwrap();
+        let updated = writer.join().unwrap().unwrap();
+        assert_eq!(updated.status, AgentStatus::Running);
+        assert_eq!(store.get_agent(&a.id).unwrap().status, AgentStatus::Running);
+    }
+
+    /// Read connections cannot write, and go back to the pool.
+    #[test]
+    fn read_connections_are_read_only_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let readers = store.readers.as_ref().unwrap();
+        let conn = readers.take().unwrap();
+        assert!(conn.execute_batch("CREATE TABLE x (y)").is_err());
+        readers.put(conn);
+        assert_eq!(readers.idle_list().len(), 1);
+        let a = store.insert_agent(&agent()).unwrap();
+        // The write connection busy: the read runs on the pooled connection, and returns it.
+        let held = store.lock();
+        assert_eq!(store.get_agent(&a.id).unwrap().id, a.id);
+        assert_eq!(readers.idle_list().len(), 1);
+        drop(held);
+    }
+
+    /// An in-memory store has no read connections; its reads use the one connection.
+    #[test]
+    fn in_memory_reads_use_the_one_connection() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(store.readers.is_none());
+        let a = store.insert_agent(&agent()).unwrap();
+        assert_eq!(store.get_agent(&a.id).unwrap().id, a.id);
+    }
+
+    /// Store calls are safe from async code on either runtime flavor.
+    #[test]
+    fn calls_from_either_runtime_flavor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for rt in [multi, current] {
+            let store = std::sync::Arc::clone(&store);
+            let a = rt.block_on(async move {
+                let s = std::sync::Arc::clone(&store);
+                let a = tokio::spawn(async move { s.insert_agent(&agent()) })
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(store.get_agent(&a.id).unwrap().id, a.id);
+                a
+            });
+            assert!(!a.id.is_empty());
+        }
     }
 }

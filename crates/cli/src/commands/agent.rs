@@ -48,6 +48,8 @@ pub fn new_runner(cfg: LoadedConfig, store: Arc<dyn Store>) -> Runner {
     runner
 }
 
+/// The short-lived commands' runtime: current-thread, as starting worker threads would cost
+/// every command start-up time (`fracta serve` has a multi-threaded one of its own).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()

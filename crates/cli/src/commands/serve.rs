@@ -1,8 +1,12 @@
 //! `fracta serve`: the long-running control plane. It hosts the HTTP API and the MCP gateway on
 //! one loopback address, writes `.fracta/serve.json` (URL, pid, admin token, mode 0600) so CLI
 //! commands find it, reconciles agents a previous control plane left running, and on SIGINT or
-//! SIGTERM closes its idle stream sessions (they end recorded and resumable), stops the agents
+//! SIGTERM (or SIGHUP) closes its idle stream sessions (they end recorded and resumable), stops the agents
 //! it runs, busy sessions included (recorded as `stopped`), and removes the file.
+//!
+//! Unlike the short-lived commands it runs a multi-threaded tokio runtime: it serves many
+//! agents and clients at once, and a store call that blocks (a write waiting for another
+//! process's lock on the database) then stalls only its own caller (see `fracta_state`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use fracta_core::session::Shutdown;
 use fracta_core::supervisor::Supervisor;
 use fracta_server::discovery::{self, ServeInfo};
 
-use super::agent::{new_runner, open_store, runtime};
+use super::agent::{new_runner, open_store};
 use crate::cli::ServeArgs;
 
 pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +35,7 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(e) => tracing::warn!("reconcile failed: {e}"),
     }
     let supervisor = Supervisor::new(Arc::new(runner));
-    runtime()?.block_on(async move {
+    serve_runtime()?.block_on(async move {
         let token = fracta_core::secret::new_token()?;
         let server =
             fracta_server::start_control_plane(Arc::clone(&supervisor), a.listen, token.clone())
@@ -76,4 +80,13 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A multi-threaded runtime with a worker per CPU, and at least two.
+fn serve_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?)
 }

@@ -1,1 +1,2 @@
+mod busy_store;
 mod openapi;
