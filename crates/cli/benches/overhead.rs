@@ -463,7 +463,7 @@ fn run_fracta(p: &Project, rt: &str) -> (Duration, Value, Phases) {
         )
     });
     assert_eq!(v["status"], "succeeded", "{v:#}");
-    let shown = p.json(&["show", v["id"].as_str().unwrap(), "--json"]);
+    let shown = p.record(v["id"].as_str().unwrap());
     let ms = |a: jiff::Timestamp, b: jiff::Timestamp| b.duration_since(a).as_secs_f64() * 1e3;
     let started = ts(&shown["started_at"]);
     let phases = Phases {

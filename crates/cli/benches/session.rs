@@ -69,15 +69,6 @@ impl Serve {
             .unwrap()
     }
 
-    fn agent(&self, http: &reqwest::blocking::Client, id: &str) -> Value {
-        http.get(format!("{}/v1/agents/{id}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
-    }
-
     fn send(&self, http: &reqwest::blocking::Client, id: &str, prompt: &str) -> Value {
         let r = http
             .post(format!("{}/v1/agents/{id}/send", self.url))
@@ -101,7 +92,7 @@ impl Drop for Serve {
 }
 
 /// Spawn a detached stream session and wait for its first turn to end.
-fn open_session(p: &Project, s: &Serve, http: &reqwest::blocking::Client, rt: &str) -> Value {
+fn open_session(p: &Project, rt: &str) -> Value {
     let v = p.json(&[
         "spawn",
         "--detach",
@@ -118,7 +109,7 @@ fn open_session(p: &Project, s: &Serve, http: &reqwest::blocking::Client, rt: &s
     let id = v["id"].as_str().unwrap().to_string();
     let start = Instant::now();
     loop {
-        let a = s.agent(http, &id);
+        let a = p.record(&id);
         if a["meta"]["turns"] == 1 && a["result"] == "ok" {
             return a;
         }
@@ -300,7 +291,7 @@ fn main() {
         "runtime", "direct ms", "API ms", "CLI ms", "added/turn ms", "ratio"
     );
     for rt in ["codex", "claude"] {
-        let agent = open_session(&p, &serve, &http, rt);
+        let agent = open_session(&p, rt);
         let id = agent["id"].as_str().unwrap().to_string();
         let mut direct = DirectSession::start(&p, rt, &agent, &url);
         // Warm both paths, then interleave.
@@ -337,7 +328,7 @@ fn main() {
     std::thread::sleep(Duration::from_millis(300));
     let before = serve.rss_kib();
     for _ in 0..sessions {
-        open_session(&p, &serve, &http, "codex");
+        open_session(&p, "codex");
     }
     std::thread::sleep(Duration::from_millis(300));
     let after = serve.rss_kib();

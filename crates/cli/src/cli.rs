@@ -32,6 +32,29 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether the command was asked for `--json` (then its errors are JSON too).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Spawn(a) | Command::Render(a) => a.json,
+            Command::Resume(a) => a.json,
+            Command::Send(a) => a.json,
+            Command::Steer(a) => a.json,
+            Command::Attach(a) | Command::Stop(a) | Command::Show(a) => a.json,
+            Command::Ps(a) => a.json,
+            Command::Logs(a) => a.json,
+            Command::Task(TaskCommand::List(a))
+            | Command::Config(ConfigCommand::Validate(a) | ConfigCommand::Show(a)) => a.json,
+            Command::Auth(AuthCommand::Check(a)) => a.json,
+            Command::Init(_)
+            | Command::Serve(_)
+            | Command::Mcp
+            | Command::ModelServer(_)
+            | Command::Completions(_) => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented starter fracta.yaml and an example task (never overwrites)

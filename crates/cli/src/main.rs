@@ -11,26 +11,45 @@ mod signals;
 use std::process::ExitCode;
 
 use clap::Parser;
+use fracta_api::{ApiErrorBody, ErrorCode, ErrorDetail};
 
 use crate::exit::Failure;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    let json = cli.json();
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
             if let Some(f) = err.downcast_ref::<Failure>() {
                 if !f.already_reported {
-                    output::error_chain(&err);
+                    report(&err, f.error_code(), json);
                 }
                 return ExitCode::from(f.code);
             }
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            output::error_chain(&err);
+            report(&err, ErrorCode::Failed, json);
             ExitCode::from(exit::FAILURE)
         }
+    }
+}
+
+/// With `--json`, the error as JSON on stdout (the HTTP API's error shape); else the chain on
+/// stderr.
+fn report(err: &anyhow::Error, code: ErrorCode, json: bool) {
+    if !json {
+        return output::error_chain(err);
+    }
+    let body = ApiErrorBody {
+        error: ErrorDetail {
+            code,
+            message: format!("{err:#}"),
+        },
+    };
+    if output::json(&body).is_err() {
+        output::error_chain(err);
     }
 }
 

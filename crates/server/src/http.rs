@@ -16,22 +16,44 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fracta_api::{
+    AgentView, ApiErrorBody, ErrorCode, ErrorDetail, EventView, EventsQuery, Health, ListQuery,
+    ResumeBody, SendBody, SpawnArgs, SteerBody,
+};
 use fracta_core::error::RunError;
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
-use fracta_state::{AgentFilter, AgentRecord, AgentStatus, EventRecord, StoreError};
+use fracta_core::task::TaskError;
+use fracta_state::{AgentFilter, AgentRecord, AgentStatus, StoreError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::api::{
-    ApiErrorBody, EventsQuery, Health, ListQuery, ResumeBody, SendBody, SpawnArgs, SteerBody,
-};
+use crate::convert::{agent_view, event_view, spawn_request};
 
 /// An API error: a status and a message a person can act on.
 pub struct ApiError(StatusCode, String);
 
+/// The machine-readable code of an error answer with this status.
+pub fn error_code(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::BAD_REQUEST => ErrorCode::Usage,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::BudgetExceeded,
+        _ => ErrorCode::Internal,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ApiErrorBody { error: self.1 })).into_response()
+        let body = ApiErrorBody {
+            error: ErrorDetail {
+                code: error_code(self.0),
+                message: self.1,
+            },
+        };
+        (self.0, Json(body)).into_response()
     }
 }
 
@@ -45,7 +67,8 @@ impl From<ControlError> for ApiError {
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
                 StatusCode::NOT_FOUND
             }
-            ControlError::Run(RunError::Usage(_)) => StatusCode::BAD_REQUEST,
+            ControlError::Run(RunError::Task(TaskError::NotFound { .. })) => StatusCode::NOT_FOUND,
+            ControlError::Run(RunError::Usage(_) | RunError::Task(_)) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())
@@ -128,23 +151,21 @@ async fn openapi() -> Json<serde_json::Value> {
 async fn create(
     State(api): State<Api>,
     Json(args): Json<SpawnArgs>,
-) -> Result<(StatusCode, Json<AgentRecord>), ApiError> {
-    let (req, asked) = args
-        .to_request()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    let (req, asked) = spawn_request(&args).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let agent = api.sup.spawn(&Caller::User, req, &asked)?;
     if args.wait.unwrap_or(false) {
         let t = Duration::from_secs(args.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS));
         let done = api.sup.wait(&agent.id, t).await?;
-        return Ok((StatusCode::CREATED, Json(done)));
+        return Ok((StatusCode::CREATED, Json(agent_view(&done))));
     }
-    Ok((StatusCode::CREATED, Json(agent)))
+    Ok((StatusCode::CREATED, Json(agent_view(&agent))))
 }
 
 async fn list(
     State(api): State<Api>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<AgentRecord>>, ApiError> {
+) -> Result<Json<Vec<AgentView>>, ApiError> {
     let filter = AgentFilter {
         statuses: if q.all.unwrap_or(false) {
             vec![]
@@ -158,66 +179,62 @@ async fn list(
         root_id: q.root,
         ..AgentFilter::default()
     };
-    Ok(Json(api.sup.runner.store.list_agents(&filter)?))
+    let agents = api.sup.runner.store.list_agents(&filter)?;
+    Ok(Json(agents.iter().map(agent_view).collect()))
 }
 
-async fn show(
-    State(api): State<Api>,
-    Path(id): Path<String>,
-) -> Result<Json<AgentRecord>, ApiError> {
-    Ok(Json(api.sup.runner.store.get_agent(&id)?))
+async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(agent_view(&api.sup.runner.store.get_agent(&id)?)))
 }
 
 async fn events(
     State(api): State<Api>,
     Path(id): Path<String>,
     Query(q): Query<EventsQuery>,
-) -> Result<Json<Vec<EventRecord>>, ApiError> {
+) -> Result<Json<Vec<EventView>>, ApiError> {
     let agent = api.sup.runner.store.get_agent(&id)?;
     let limit = q.limit.unwrap_or(500).min(5000);
-    Ok(Json(api.sup.runner.store.events(
-        &agent.id,
-        q.after.unwrap_or(0),
-        Some(limit),
-    )?))
+    let events = api
+        .sup
+        .runner
+        .store
+        .events(&agent.id, q.after.unwrap_or(0), Some(limit))?;
+    Ok(Json(events.iter().map(event_view).collect()))
 }
 
-async fn stop(
-    State(api): State<Api>,
-    Path(id): Path<String>,
-) -> Result<Json<AgentRecord>, ApiError> {
-    Ok(Json(api.sup.stop_tree(&id).await?))
+async fn stop(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(agent_view(&api.sup.stop_tree(&id).await?)))
 }
 
 async fn resume(
     State(api): State<Api>,
     Path(id): Path<String>,
     Json(body): Json<ResumeBody>,
-) -> Result<Json<AgentRecord>, ApiError> {
+) -> Result<Json<AgentView>, ApiError> {
     let agent = api.sup.runner.store.get_agent(&id)?;
-    Ok(Json(api.sup.resume(&agent.id, &body.prompt)?))
+    Ok(Json(agent_view(&api.sup.resume(&agent.id, &body.prompt)?)))
 }
 
 async fn send(
     State(api): State<Api>,
     Path(id): Path<String>,
     Json(body): Json<SendBody>,
-) -> Result<Json<AgentRecord>, ApiError> {
+) -> Result<Json<AgentView>, ApiError> {
     let wait = body
         .wait
         .unwrap_or(true)
         .then(|| Duration::from_secs(body.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS)));
-    Ok(Json(
-        api.sup.send(&Caller::User, &id, &body.prompt, wait).await?,
-    ))
+    let agent = api.sup.send(&Caller::User, &id, &body.prompt, wait).await?;
+    Ok(Json(agent_view(&agent)))
 }
 
 async fn steer(
     State(api): State<Api>,
     Path(id): Path<String>,
     Json(body): Json<SteerBody>,
-) -> Result<Json<AgentRecord>, ApiError> {
-    Ok(Json(api.sup.steer(&Caller::User, &id, &body.prompt).await?))
+) -> Result<Json<AgentView>, ApiError> {
+    let agent = api.sup.steer(&Caller::User, &id, &body.prompt).await?;
+    Ok(Json(agent_view(&agent)))
 }
 
 /// `Last-Event-ID` is `AGENT:SEQ`; for a one-agent stream, the seq to go on after.
@@ -245,9 +262,9 @@ async fn stream_tree(State(api): State<Api>, Path(id): Path<String>) -> Result<R
     Ok(follow(api.sup, agent, true, 0))
 }
 
-/// Stream stored events as SSE (`id: AGENT:SEQ`, `event: KIND`, `data: EventRecord`), then
+/// Stream stored events as SSE (`id: AGENT:SEQ`, `event: KIND`, `data: EventView`), then
 /// live ones as they are persisted, until the agent (or every agent of the tree) has ended;
-/// a last `event: end` carries the final record(s). Events are read back from the store, so
+/// a last `event: end` carries the final AgentView(s). Events are read back from the store, so
 /// a client sees exactly what was persisted, in order, and nothing before it was persisted.
 fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> Response {
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
@@ -275,7 +292,7 @@ fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> R
                     let batch = store.events(id, *seq, Some(500)).unwrap_or_default();
                     for e in &batch {
                         *seq = e.seq;
-                        let data = serde_json::to_string(e).unwrap_or_default();
+                        let data = serde_json::to_string(&event_view(e)).unwrap_or_default();
                         let ev = SseEvent::default()
                             .id(format!("{}:{}", e.agent_id, e.seq))
                             .event(e.kind.clone())
@@ -306,7 +323,8 @@ fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> R
                         .unwrap_or(true)
                 });
             if ended {
-                let data = serde_json::to_string(&records).unwrap_or_default();
+                let views: Vec<AgentView> = records.iter().map(agent_view).collect();
+                let data = serde_json::to_string(&views).unwrap_or_default();
                 let _ = tx
                     .send(Ok(SseEvent::default().event("end").data(data)))
                     .await;

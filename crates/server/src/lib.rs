@@ -1,7 +1,7 @@
 //! Fracta's control plane server: the MCP gateway agents use to spawn and manage agents,
 //! served over streamable HTTP (for agents) and stdio (`fracta mcp`).
 
-pub mod api;
+pub mod convert;
 pub mod discovery;
 pub mod http;
 pub mod mcp;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fracta_api::{AgentArgs, ListArgs, MessageArgs, SpawnArgs, WaitArgs};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -13,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 
-use crate::api::{AgentArgs, AgentView, ListArgs, MessageArgs, SpawnArgs, WaitArgs};
+use crate::convert::{agent_view, spawn_request};
 
 pub const DEFAULT_WAIT_SECS: u64 = 600;
 
@@ -99,7 +100,7 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        let (req, asked) = match a.to_request() {
+        let (req, asked) = match spawn_request(&a) {
             Ok(r) => r,
             Err(e) => return tool_error(e),
         };
@@ -110,11 +111,11 @@ impl FractaMcp {
         if a.wait.unwrap_or(false) {
             let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
             return match self.supervisor.wait(&agent.id, t).await {
-                Ok(done) => ok_json(&AgentView::from(&done)),
+                Ok(done) => ok_json(&agent_view(&done)),
                 Err(e) => control_error(e),
             };
         }
-        ok_json(&AgentView::from(&agent))
+        ok_json(&agent_view(&agent))
     }
 
     #[tool(
@@ -130,7 +131,7 @@ impl FractaMcp {
             Err(e) => return tool_error(e),
         };
         match self.supervisor.authorize(&caller, &a.agent_id) {
-            Ok(agent) => ok_json(&AgentView::from(&agent)),
+            Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
     }
@@ -152,7 +153,7 @@ impl FractaMcp {
         }
         let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
         match self.supervisor.wait(&a.agent_id, t).await {
-            Ok(done) => ok_json(&AgentView::from(&done)),
+            Ok(done) => ok_json(&agent_view(&done)),
             Err(e) => control_error(e),
         }
     }
@@ -215,12 +216,12 @@ impl FractaMcp {
                 .send(&caller, &agent.id, &a.prompt, Some(wait))
                 .await
             {
-                Ok(agent) => ok_json(&AgentView::from(&agent)),
+                Ok(agent) => ok_json(&agent_view(&agent)),
                 Err(e) => control_error(e),
             };
         }
         match self.supervisor.resume(&agent.id, &a.prompt) {
-            Ok(agent) => ok_json(&AgentView::from(&agent)),
+            Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
     }
@@ -269,7 +270,7 @@ impl FractaMcp {
             return control_error(e);
         }
         match self.supervisor.stop_tree(&a.agent_id).await {
-            Ok(agent) => ok_json(&AgentView::from(&agent)),
+            Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
     }
@@ -296,7 +297,7 @@ impl FractaMcp {
                 }),
         };
         match agents {
-            Ok(list) => ok_json(&list.iter().map(AgentView::from).collect::<Vec<_>>()),
+            Ok(list) => ok_json(&list.iter().map(agent_view).collect::<Vec<_>>()),
             Err(e) => tool_error(e.to_string()),
         }
     }

@@ -3,12 +3,12 @@
 //! same serde types the server uses (schemars, JSON Schema 2020-12, which OpenAPI 3.1 uses),
 //! so the document cannot drift from the wire types.
 
-use fracta_state::{AgentRecord, EventRecord};
+use fracta_api::{
+    AgentView, ApiErrorBody, EventView, Health, ResumeBody, SendBody, SpawnArgs, SteerBody,
+};
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
-
-use crate::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs, SteerBody};
 
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -52,7 +52,7 @@ fn query(name: &str, ty: &str, description: &str) -> Value {
 }
 
 fn sse(description: &str) -> Value {
-    json!({ "description": description, "content": { "text/event-stream": { "schema": { "type": "string", "description": "Server-Sent Events: `id: AGENT:SEQ`, `event: KIND`, `data: EventRecord` as JSON; a last `event: end` with the final AgentRecord(s) as a JSON array" } } } })
+    json!({ "description": description, "content": { "text/event-stream": { "schema": { "type": "string", "description": "Server-Sent Events: `id: AGENT:SEQ`, `event: KIND`, `data: EventView` as JSON; a last `event: end` with the final AgentView(s) as a JSON array" } } } })
 }
 
 /// The whole document.
@@ -65,6 +65,8 @@ pub fn document() -> Value {
         let mut v = g.root_schema_for::<T>().to_value();
         if let Some(o) = v.as_object_mut() {
             o.remove("$schema");
+            // The definitions it uses are collected once, below.
+            o.remove("components");
         }
         schemas.insert(T::schema_name().to_string(), v);
     }
@@ -74,14 +76,14 @@ pub fn document() -> Value {
     add::<SteerBody>(&mut generator, &mut schemas);
     add::<Health>(&mut generator, &mut schemas);
     add::<ApiErrorBody>(&mut generator, &mut schemas);
-    add::<AgentRecord>(&mut generator, &mut schemas);
-    add::<EventRecord>(&mut generator, &mut schemas);
+    add::<AgentView>(&mut generator, &mut schemas);
+    add::<EventView>(&mut generator, &mut schemas);
     for (k, v) in generator.take_definitions(true) {
         schemas.entry(k).or_insert(v);
     }
-    let agent = schema_ref("AgentRecord");
-    let agents = json!({ "type": "array", "items": schema_ref("AgentRecord") });
-    let events = json!({ "type": "array", "items": schema_ref("EventRecord") });
+    let agent = schema_ref("AgentView");
+    let agents = json!({ "type": "array", "items": schema_ref("AgentView") });
+    let events = json!({ "type": "array", "items": schema_ref("EventView") });
     json!({
         "openapi": "3.1.0",
         "info": {

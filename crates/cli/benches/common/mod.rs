@@ -144,6 +144,13 @@ impl Project {
         c
     }
 
+    /// An agent's stored record, with what its public view leaves out (meta, pid, prompt).
+    pub fn record(&self, id: &str) -> Value {
+        let path = self.path().join(".fracta/state.db");
+        let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(path)).unwrap();
+        serde_json::to_value(store.get_agent(id).unwrap()).unwrap()
+    }
+
     pub fn json(&self, args: &[&str]) -> Value {
         let out = self.fracta(args).output().unwrap();
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

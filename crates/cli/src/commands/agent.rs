@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fracta_api::AgentStatus as Status;
+use fracta_api::AgentView;
 use fracta_config::Budgets;
 use fracta_config::{LoadedConfig, Mode, Tier};
 use fracta_core::error::RunError;
@@ -14,8 +16,8 @@ use fracta_core::resolve::SpawnRequest;
 use fracta_core::runner::Runner;
 use fracta_core::session::{RunOptions, Shutdown};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
-use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
-use serde::Serialize;
+use fracta_server::convert::{agent_view, event_view};
+use fracta_state::{AgentFilter, AgentRecord, Store};
 
 use super::client::Client;
 use crate::cli::{
@@ -56,59 +58,31 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// The `--json` shape of an agent (spawn, resume, stop, show, ps).
-#[derive(Serialize)]
-pub struct AgentJson<'a> {
-    pub id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<&'a str>,
-    pub task: &'a str,
-    pub runtime: &'a str,
-    pub adapter: &'a str,
-    pub mode: &'a str,
-    pub model: Option<&'a str>,
-    pub status: &'a str,
-    pub resume_token: Option<&'a str>,
-    pub workspace: Option<&'a str>,
-    pub branch: Option<&'a str>,
-    pub result: Option<&'a str>,
-    pub usage: &'a fracta_state::Usage,
-    pub cost_usd: Option<f64>,
-    pub exit_code: Option<i32>,
-    pub error: Option<&'a str>,
-    pub created_at: String,
-    pub ended_at: Option<String>,
-}
-
-impl<'a> AgentJson<'a> {
-    pub fn from(a: &'a AgentRecord) -> Self {
-        AgentJson {
-            id: &a.id,
-            parent_id: a.parent_id.as_deref(),
-            task: &a.task,
-            runtime: &a.runtime,
-            adapter: &a.adapter,
-            mode: a.mode.as_str(),
-            model: a.model.as_deref(),
-            status: a.status.as_str(),
-            resume_token: a.resume_token.as_deref(),
-            workspace: a.workspace.as_deref(),
-            branch: a.branch.as_deref(),
-            result: a.result.as_deref(),
-            usage: &a.usage,
-            cost_usd: a.cost_usd,
-            exit_code: a.exit_code,
-            error: a.error.as_deref(),
-            created_at: a.created_at.to_string(),
-            ended_at: a.ended_at.map(|t| t.to_string()),
-        }
+/// A status's name, as `--json` writes it.
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Queued => "queued",
+        Status::Starting => "starting",
+        Status::Running => "running",
+        Status::Succeeded => "succeeded",
+        Status::Failed => "failed",
+        Status::Stopped => "stopped",
+        Status::Lost => "lost",
     }
 }
 
-fn status_code(a: &AgentRecord) -> u8 {
+/// Whether an agent with this status has ended (a resume may start it again).
+fn has_ended(s: Status) -> bool {
+    matches!(
+        s,
+        Status::Succeeded | Status::Failed | Status::Stopped | Status::Lost
+    )
+}
+
+fn status_code(a: &AgentView) -> u8 {
     match a.status {
-        AgentStatus::Succeeded => 0,
-        AgentStatus::Stopped => exit::STOPPED,
+        Status::Succeeded => 0,
+        Status::Stopped => exit::STOPPED,
         _ => exit::FAILURE,
     }
 }
@@ -215,12 +189,12 @@ impl LiveView {
     }
 }
 
-fn print_outcome(a: &AgentRecord) {
+fn print_outcome(a: &AgentView) {
     let mut out = anstream::stdout().lock();
     let (style, word) = match a.status {
-        AgentStatus::Succeeded => (GREEN, "succeeded"),
-        AgentStatus::Stopped => (YELLOW, "stopped"),
-        _ => (RED, a.status.as_str()),
+        Status::Succeeded => (GREEN, "succeeded"),
+        Status::Stopped => (YELLOW, "stopped"),
+        _ => (RED, status_name(a.status)),
     };
     let _ = writeln!(
         out,
@@ -245,10 +219,12 @@ fn print_outcome(a: &AgentRecord) {
         a.usage.output_tokens,
         a.usage.cached_tokens,
         a.cost_usd
+            .as_deref()
+            .and_then(|c| c.parse::<f64>().ok())
             .map(|c| format!("  ·  ${c:.4}"))
             .unwrap_or_default(),
     );
-    if a.status != AgentStatus::Running && a.resume_token.is_some() {
+    if a.status != Status::Running && a.resume_token.is_some() {
         let _ = writeln!(
             out,
             "{DIM}continue with: fracta resume {} --prompt \"...\"{DIM:#}",
@@ -257,9 +233,9 @@ fn print_outcome(a: &AgentRecord) {
     }
 }
 
-fn report(a: &AgentRecord, json: bool) -> anyhow::Result<ExitCode> {
+fn report(a: &AgentView, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        output::json(&AgentJson::from(a))?;
+        output::json(a)?;
     } else {
         print_outcome(a);
     }
@@ -392,7 +368,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     // A stream session's stdin reader may still be blocked on a terminal that sends nothing:
     // do not wait for it.
     rt.shutdown_background();
-    report(&agent?, json)
+    report(&agent_view(&agent?), json)
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.
@@ -401,7 +377,7 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
     if a.host_type.is_some() {
         output::warning("--host-type is deprecated; use --runtime");
     }
-    let args = fracta_server::api::SpawnArgs {
+    let args = fracta_api::SpawnArgs {
         task: a.task,
         prompt: a.prompt,
         runtime: a.runtime.or(a.host_type),
@@ -421,11 +397,11 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
             }
             .to_string()
         }),
-        ..fracta_server::api::SpawnArgs::default()
+        ..fracta_api::SpawnArgs::default()
     };
     let agent = client.spawn(&args)?;
     if a.json {
-        output::json(&AgentJson::from(&agent))?;
+        output::json(&agent)?;
     } else {
         println!(
             "started agent {} ({} on {}); follow it with `fracta logs {} --follow`",
@@ -438,7 +414,7 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
 /// Follow an agent run by the control plane to its end, as a foreground command would.
 fn follow_remote(
     client: &Client,
-    agent: &AgentRecord,
+    agent: &AgentView,
     after: u64,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -463,18 +439,22 @@ pub fn send(cfg: LoadedConfig, a: SendArgs) -> anyhow::Result<ExitCode> {
     let agent = client.send(&a.id, &a.prompt, !a.no_wait)?;
     if a.no_wait {
         if a.json {
-            output::json(&AgentJson::from(&agent))?;
+            output::json(&agent)?;
         } else {
             println!("turn queued for agent {}", agent.id);
         }
         return Ok(ExitCode::SUCCESS);
     }
     if a.json {
-        output::json(&AgentJson::from(&agent))?;
+        output::json(&agent)?;
     } else {
         println!("{}", agent.result.as_deref().unwrap_or(""));
     }
-    let ok = agent.meta.last_turn_ok;
+    // How the turn went is kept with the record, not in the agent's view.
+    let ok = open_store(&cfg)?
+        .get_agent(&agent.id)
+        .ok()
+        .and_then(|r| r.meta.last_turn_ok);
     match ok {
         Some(false) => Err(Failure::reported(exit::FAILURE)),
         _ => Ok(ExitCode::SUCCESS),
@@ -501,7 +481,7 @@ pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
     let client = Client::require(&cfg, "`fracta steer`")?;
     let agent = client.steer(&agent.id, &a.prompt)?;
     if a.json {
-        output::json(&AgentJson::from(&agent))?;
+        output::json(&agent)?;
     } else {
         println!("steered the turn in flight of agent {}", agent.id);
     }
@@ -512,13 +492,13 @@ pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
 pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let client = Client::require(&cfg, "`fracta attach`")?;
     let agent = client.agent(&a.id)?;
-    if agent.status.is_terminal() {
+    if has_ended(agent.status) {
         return Err(Failure::msg(
             exit::USAGE,
             format!(
                 "agent {} has ended ({}); resume it with `fracta resume {} --prompt ...`",
                 agent.id,
-                agent.status.as_str(),
+                status_name(agent.status),
                 agent.id
             ),
         ));
@@ -574,7 +554,7 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
         };
         anyhow::Ok(r.map_err(run_error)?)
     })?;
-    report(&agent, a.json)
+    report(&agent_view(&agent), a.json)
 }
 
 pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
@@ -588,17 +568,19 @@ pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     // A running control plane owns its agents' processes: it stops them.
     let agent = match client {
         Some(c) => c.stop(&before.id)?,
-        None => runtime()?
-            .block_on(runner.stop_tree(&before.id))
-            .map_err(run_error)?,
+        None => agent_view(
+            &runtime()?
+                .block_on(runner.stop_tree(&before.id))
+                .map_err(run_error)?,
+        ),
     };
     if a.json {
-        output::json(&AgentJson::from(&agent))?;
+        output::json(&agent)?;
     } else if before.status.is_terminal() {
         println!(
             "agent {} had already ended ({})",
             agent.id,
-            agent.status.as_str()
+            status_name(agent.status)
         );
     } else {
         println!(
@@ -615,35 +597,7 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
     if a.json {
-        #[derive(Serialize)]
-        struct Full<'a> {
-            #[serde(flatten)]
-            agent: AgentJson<'a>,
-            prompt: &'a str,
-            depth: u32,
-            runtime_home: Option<&'a str>,
-            pid: Option<i64>,
-            started_at: Option<String>,
-            events: u64,
-            children: Vec<String>,
-            meta: &'a fracta_state::AgentMeta,
-        }
-        let children = store
-            .children(&agent.id)?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
-        output::json(&Full {
-            agent: AgentJson::from(&agent),
-            prompt: &agent.prompt,
-            depth: agent.depth,
-            runtime_home: agent.runtime_home.as_deref(),
-            pid: agent.pid,
-            started_at: agent.started_at.map(|t| t.to_string()),
-            events: store.event_count(&agent.id)?,
-            children,
-            meta: &agent.meta,
-        })?;
+        output::json(&agent_view(&agent))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = std::io::stdout().lock();
@@ -698,22 +652,22 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
-    let mut agents = match Client::discover(&cfg) {
+    let mut agents: Vec<AgentView> = match Client::discover(&cfg) {
         Some(c) => c.list(true)?,
         None => {
             let store = open_store(&cfg)?;
             let runner = new_runner(cfg, store.clone());
             let _ = runner.reconcile();
-            store.list_agents(&AgentFilter::default())?
+            let records = store.list_agents(&AgentFilter::default())?;
+            records.iter().map(agent_view).collect()
         }
     };
     if !a.all {
         let day_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
-        agents.retain(|x| !x.status.is_terminal() || x.updated_at > day_ago);
+        agents.retain(|x| !has_ended(x.status) || x.updated_at > day_ago);
     }
     if a.json {
-        let v: Vec<AgentJson<'_>> = agents.iter().map(AgentJson::from).collect();
-        output::json(&v)?;
+        output::json(&agents)?;
         return Ok(ExitCode::SUCCESS);
     }
     if agents.is_empty() {
@@ -735,15 +689,15 @@ pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
     );
     // Roots in list order, each followed by its descendants.
     let ids: std::collections::HashSet<&str> = agents.iter().map(|x| x.id.as_str()).collect();
-    let roots: Vec<&AgentRecord> = agents
+    let roots: Vec<&AgentView> = agents
         .iter()
         .filter(|x| x.parent_id.as_deref().is_none_or(|p| !ids.contains(p)))
         .collect();
-    fn walk<'a>(out: &mut dyn Write, all: &'a [AgentRecord], a: &'a AgentRecord, depth: usize) {
+    fn walk<'a>(out: &mut dyn Write, all: &'a [AgentView], a: &'a AgentView, depth: usize) {
         let (style, _) = match a.status {
-            AgentStatus::Succeeded => (GREEN, ()),
-            AgentStatus::Failed | AgentStatus::Lost => (RED, ()),
-            AgentStatus::Stopped => (YELLOW, ()),
+            Status::Succeeded => (GREEN, ()),
+            Status::Failed | Status::Lost => (RED, ()),
+            Status::Stopped => (YELLOW, ()),
             _ => (anstyle::Style::new(), ()),
         };
         let age = jiff::Timestamp::now()
@@ -766,7 +720,7 @@ pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
             .join(" ");
         let summary: String = summary.chars().take(60).collect();
         let id = format!("{}{}", "  ".repeat(depth), a.id);
-        let status = format!("{style}{:<10}{style:#}", a.status.as_str());
+        let status = format!("{style}{:<10}{style:#}", status_name(a.status));
         let _ = writeln!(
             out,
             "{id:<28} {status} {:<10} {:<20} {age:<8} {summary}",
@@ -795,7 +749,7 @@ pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let runner = new_runner(cfg, store.clone());
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
-    let print = |e: &fracta_state::EventRecord| -> anyhow::Result<()> {
+    let print = |e: &fracta_api::EventView| -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         if a.raw {
             // The runtime's own lines (kept on the first event each line yielded).
@@ -823,7 +777,7 @@ pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
         let batch = store.events(&agent.id, after, Some(500))?;
         for e in &batch {
             after = e.seq;
-            print(e)?;
+            print(&event_view(e))?;
         }
         if batch.len() == 500 {
             continue;

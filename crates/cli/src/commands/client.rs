@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use eventsource_stream::Eventsource;
+use fracta_api::{
+    AgentView, ApiErrorBody, ErrorCode, EventView, Health, ResumeBody, SendBody, SpawnArgs,
+    SteerBody,
+};
 use fracta_config::LoadedConfig;
-use fracta_server::api::{ApiErrorBody, Health, ResumeBody, SendBody, SpawnArgs, SteerBody};
 use fracta_server::discovery;
-use fracta_state::{AgentRecord, EventRecord};
 use futures::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -74,17 +76,19 @@ impl Client {
         if status.is_success() {
             return Ok(r.json().await?);
         }
-        let msg = r
-            .json::<ApiErrorBody>()
-            .await
-            .map(|b| b.error)
-            .unwrap_or_else(|_| format!("the control plane answered {status}"));
+        let (error_code, msg) = match r.json::<ApiErrorBody>().await {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => (
+                ErrorCode::Internal,
+                format!("the control plane answered {status}"),
+            ),
+        };
         let code = match status.as_u16() {
             400 | 409 | 422 => exit::USAGE,
             404 => exit::NOT_FOUND,
             _ => exit::FAILURE,
         };
-        Err(Failure::msg(code, msg))
+        Err(Failure::api(code, error_code, msg))
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -114,23 +118,23 @@ impl Client {
         })
     }
 
-    pub fn spawn(&self, args: &SpawnArgs) -> anyhow::Result<AgentRecord> {
+    pub fn spawn(&self, args: &SpawnArgs) -> anyhow::Result<AgentView> {
         self.post("/v1/agents", args)
     }
 
-    pub fn list(&self, all: bool) -> anyhow::Result<Vec<AgentRecord>> {
+    pub fn list(&self, all: bool) -> anyhow::Result<Vec<AgentView>> {
         self.get(&format!("/v1/agents?all={all}"))
     }
 
-    pub fn agent(&self, id: &str) -> anyhow::Result<AgentRecord> {
+    pub fn agent(&self, id: &str) -> anyhow::Result<AgentView> {
         self.get(&format!("/v1/agents/{id}"))
     }
 
-    pub fn stop(&self, id: &str) -> anyhow::Result<AgentRecord> {
+    pub fn stop(&self, id: &str) -> anyhow::Result<AgentView> {
         self.post(&format!("/v1/agents/{id}/stop"), &serde_json::json!({}))
     }
 
-    pub fn resume(&self, id: &str, prompt: &str) -> anyhow::Result<AgentRecord> {
+    pub fn resume(&self, id: &str, prompt: &str) -> anyhow::Result<AgentView> {
         self.post(
             &format!("/v1/agents/{id}/resume"),
             &ResumeBody {
@@ -139,7 +143,7 @@ impl Client {
         )
     }
 
-    pub fn send(&self, id: &str, prompt: &str, wait: bool) -> anyhow::Result<AgentRecord> {
+    pub fn send(&self, id: &str, prompt: &str, wait: bool) -> anyhow::Result<AgentView> {
         self.post(
             &format!("/v1/agents/{id}/send"),
             &SendBody {
@@ -150,7 +154,7 @@ impl Client {
         )
     }
 
-    pub fn steer(&self, id: &str, prompt: &str) -> anyhow::Result<AgentRecord> {
+    pub fn steer(&self, id: &str, prompt: &str) -> anyhow::Result<AgentView> {
         self.post(
             &format!("/v1/agents/{id}/steer"),
             &SteerBody {
@@ -160,13 +164,13 @@ impl Client {
     }
 
     /// Follow an agent's events (after `after`) until it ends; `on_event` sees each one in
-    /// order. Returns the agent's final record.
+    /// order. Returns the agent as it ended.
     pub fn follow(
         &self,
         id: &str,
         after: u64,
-        on_event: &mut dyn FnMut(&EventRecord) -> anyhow::Result<()>,
-    ) -> anyhow::Result<AgentRecord> {
+        on_event: &mut dyn FnMut(&EventView) -> anyhow::Result<()>,
+    ) -> anyhow::Result<AgentView> {
         self.rt.block_on(async {
             let r = self
                 .http
@@ -178,18 +182,18 @@ impl Client {
                 .send()
                 .await?;
             if !r.status().is_success() {
-                return Self::answer::<AgentRecord>(r).await;
+                return Self::answer::<AgentView>(r).await;
             }
             let mut events = r.bytes_stream().eventsource();
             while let Some(ev) = events.next().await {
                 let ev = ev.map_err(|e| anyhow::anyhow!("the event stream broke: {e}"))?;
                 if ev.event == "end" {
-                    let mut records: Vec<AgentRecord> = serde_json::from_str(&ev.data)?;
+                    let mut records: Vec<AgentView> = serde_json::from_str(&ev.data)?;
                     return records
                         .pop()
                         .ok_or_else(|| anyhow::anyhow!("the event stream ended without a record"));
                 }
-                let e: EventRecord = serde_json::from_str(&ev.data)?;
+                let e: EventView = serde_json::from_str(&ev.data)?;
                 on_event(&e)?;
             }
             Err(anyhow::anyhow!(

@@ -219,8 +219,22 @@ impl Project {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The agent's stored record, with what its public view (`show --json`) leaves out: pid,
+    /// prompt, runtime_home, meta. Goes through `show` first, so the record is reconciled.
     pub fn agent(&self, id: &str) -> Value {
-        self.json(&["show", id, "--json"])
+        let shown = self.json(&["show", id, "--json"]);
+        serde_json::to_value(
+            self.store()
+                .get_agent(shown["id"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The project's state store.
+    pub fn store(&self) -> std::sync::Arc<dyn fracta_state::Store> {
+        let path = self.path().join(".fracta/state.db");
+        fracta_state::open_store(&fracta_state::StateConfig::sqlite(path)).unwrap()
     }
 
     /// Normalized events of an agent (`fracta logs --json`).

@@ -4,6 +4,7 @@ mod config_cmd;
 mod credentials;
 mod harness;
 mod init_cmd;
+mod json_shape;
 mod logging;
 mod render_cmd;
 mod serve;

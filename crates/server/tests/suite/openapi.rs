@@ -66,5 +66,38 @@ fn every_ref_resolves_and_every_route_is_documented() {
     for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
         assert!(schema.is_object(), "{name}");
     }
-    assert!(doc["components"]["schemas"]["AgentRecord"]["properties"]["status"].is_object());
+    let agent = &doc["components"]["schemas"]["AgentView"];
+    assert!(agent["properties"]["status"].is_object());
+    assert!(doc["components"]["schemas"].get("AgentRecord").is_none());
+}
+
+/// List and show answer the agent view: every key required (null when empty), the schema
+/// version pinned, money a string.
+#[test]
+fn list_and_show_answer_the_agent_view() {
+    let doc = fracta_server::openapi::document();
+    let show = &doc["paths"]["/v1/agents/{id}"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(show["$ref"], "#/components/schemas/AgentView");
+    let list = &doc["paths"]["/v1/agents"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(list["items"]["$ref"], "#/components/schemas/AgentView");
+    let agent = &doc["components"]["schemas"]["AgentView"];
+    let props: Vec<&String> = agent["properties"].as_object().unwrap().keys().collect();
+    let required: Vec<&str> = agent["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for p in &props {
+        assert!(required.contains(&p.as_str()), "{p} is not required");
+    }
+    assert_eq!(agent["properties"]["schema"]["const"], "fracta.agent.v1");
+    assert_eq!(
+        agent["properties"]["cost_usd"]["type"],
+        serde_json::json!(["string", "null"])
+    );
+    let error = &doc["components"]["schemas"]["ErrorDetail"];
+    assert!(error["properties"]["code"].is_object(), "{error:#}");
 }

@@ -1,9 +1,5 @@
-//! Boundary types of the control plane: MCP tool arguments and the agent view returned by
-//! tools and `--json` output. Plain serde + JSON Schema structs; behaviour lives elsewhere.
+//! Request bodies, queries and MCP tool arguments.
 
-use fracta_config::{Budgets, Mode, Tier};
-use fracta_core::resolve::SpawnRequest;
-use fracta_state::AgentRecord;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,49 +38,6 @@ pub struct SpawnArgs {
     pub max_children: Option<u32>,
     #[serde(default)]
     pub wall_clock_secs: Option<u64>,
-}
-
-impl SpawnArgs {
-    /// The runner's request and the budgets asked for, or a message naming what is valid.
-    pub fn to_request(&self) -> Result<(SpawnRequest, Budgets), String> {
-        let tier = match self.tier.as_deref() {
-            None => None,
-            Some("heavy") => Some(Tier::Heavy),
-            Some("medium") => Some(Tier::Medium),
-            Some("light") => Some(Tier::Light),
-            Some(other) => {
-                return Err(format!(
-                    "unknown tier `{other}`; valid tiers: heavy, medium, light"
-                ));
-            }
-        };
-        let mode = match self.mode.as_deref() {
-            None => None,
-            Some("batch") => Some(Mode::Batch),
-            Some("stream") => Some(Mode::Stream),
-            Some(other) => {
-                return Err(format!(
-                    "unknown mode `{other}`; valid modes: batch, stream"
-                ));
-            }
-        };
-        let req = SpawnRequest {
-            task: self.task.clone(),
-            prompt: self.prompt.clone(),
-            runtime: self.runtime.clone(),
-            tier,
-            model: self.model.clone(),
-            mode,
-            parent_id: None,
-        };
-        let asked = Budgets {
-            max_depth: self.max_depth,
-            max_children: self.max_children,
-            max_running: None,
-            wall_clock_secs: self.wall_clock_secs,
-        };
-        Ok((req, asked))
-    }
 }
 
 /// Body of `POST /v1/agents/{id}/resume`.
@@ -148,13 +101,6 @@ pub struct EventsQuery {
     pub limit: Option<usize>,
 }
 
-/// An error answer of the HTTP API.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct ApiErrorBody {
-    /// What went wrong, and what would be valid.
-    pub error: String,
-}
-
 /// Arguments naming one agent.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -186,55 +132,3 @@ pub struct MessageArgs {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListArgs {}
-
-/// An agent as tools and `--json` show it. Never carries a token or a secret.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct AgentView {
-    pub id: String,
-    pub parent_id: Option<String>,
-    pub depth: u32,
-    pub task: String,
-    pub runtime: String,
-    pub adapter: String,
-    pub mode: String,
-    pub model: Option<String>,
-    /// queued, starting, running, succeeded, failed, stopped or lost.
-    pub status: String,
-    pub resume_token: Option<String>,
-    pub workspace: Option<String>,
-    pub branch: Option<String>,
-    /// The agent's final message.
-    pub result: Option<String>,
-    pub error: Option<String>,
-    pub exit_code: Option<i32>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_usd: Option<f64>,
-}
-
-impl From<&AgentRecord> for AgentView {
-    fn from(a: &AgentRecord) -> Self {
-        AgentView {
-            id: a.id.clone(),
-            parent_id: a.parent_id.clone(),
-            depth: a.depth,
-            task: a.task.clone(),
-            runtime: a.runtime.clone(),
-            adapter: a.adapter.clone(),
-            mode: a.mode.as_str().to_string(),
-            model: a.model.clone(),
-            status: a.status.as_str().to_string(),
-            resume_token: a.resume_token.clone(),
-            workspace: a.workspace.clone(),
-            branch: a.branch.clone(),
-            result: a.result.clone(),
-            error: a.error.clone(),
-            exit_code: a.exit_code,
-            input_tokens: a.usage.input_tokens,
-            output_tokens: a.usage.output_tokens,
-            cached_tokens: a.usage.cached_tokens,
-            cost_usd: a.cost_usd,
-        }
-    }
-}
