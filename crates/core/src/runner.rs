@@ -21,7 +21,7 @@ use crate::event::{Event, MessageEvent, Role};
 use crate::launch::{LaunchSpec, SessionKeys};
 use crate::record::{Observer, Recorder};
 use crate::redact::Redactor;
-use crate::remote::{RemoteBackend, RemoteRun};
+use crate::remote::{RemoteBackend, RemoteRun, Started};
 use crate::resolve::{self, Prepared, SpawnRequest, hostname, locate_binary};
 use crate::session::{self, Launched, RunOptions};
 use crate::workspace;
@@ -213,7 +213,8 @@ impl Runner {
         self.run_turn(agent, &prompt, None, opts, observer).await
     }
 
-    /// A recorded agent on the remote backend: the same checks as a local one before it goes.
+    /// A recorded agent on the remote backend: placed there, then driven and recorded here
+    /// exactly as a local one.
     async fn run_remote(
         &self,
         agent: AgentRecord,
@@ -231,6 +232,8 @@ impl Runner {
                 .recorder
                 .fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
         }
+        let rt = resolve::runtime(&self.cfg, &agent.runtime)?.clone();
+        let adapter = adapter_for(rt.adapter);
         // Its prompt is its first event, as for a local agent.
         self.recorder.persist(
             &agent,
@@ -247,13 +250,54 @@ impl Runner {
             recorder: &self.recorder,
             agent,
             opts,
-            observer,
+            observer: &mut *observer,
         };
-        if stream {
-            remote.run_stream(run).await
-        } else {
-            remote.run_batch(run).await
+        let (agent, mut workload, detail, connect) = match remote.start(run).await? {
+            Started::Running {
+                agent,
+                workload,
+                detail,
+                connect,
+            } => (agent, workload, detail, connect),
+            Started::Failed(rec) => return Ok(rec),
+        };
+        let mut meta = agent.meta.clone();
+        meta.turns = 1;
+        let patch = AgentPatch {
+            meta: Some(meta),
+            ..AgentPatch::default()
+        };
+        let (started, agent) = self
+            .recorder
+            .mark_running(&agent, &patch, detail, observer)?;
+        if !started {
+            // Stopped while it was being placed.
+            workload.terminate();
+            let _ = workload.wait().await;
+            return Ok(agent);
         }
+        let prompt = agent.prompt.clone();
+        let wall_clock = self.wall_clock(&agent);
+        session::drive(
+            &self.recorder,
+            agent,
+            adapter,
+            Launched {
+                turn: 1,
+                prompt: &prompt,
+                resume_token: None,
+                stream,
+                stdin: None,
+                connect,
+                files: &[],
+                wall_clock,
+                max_steps: adapter.capabilities().max_steps(&rt),
+            },
+            workload,
+            opts,
+            observer,
+        )
+        .await
     }
 
     /// Run a new turn of a finished agent's conversation, in the same workspace.

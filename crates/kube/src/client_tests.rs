@@ -562,20 +562,20 @@ impl BatchRun {
         tempfile::TempDir,
     ) {
         let (kube, answered) = mocked(calls);
-        let ctx = crate::run::Ctx {
-            cfg: &self.runner.cfg,
-            rec: &self.runner.recorder,
-        };
-        let rec = crate::run::run_batch(
-            ctx,
-            &kube,
-            self.agent,
-            &Default::default(),
-            None,
-            &mut fracta_core::record::Quiet,
-        )
-        .await
-        .unwrap();
+        // The runner places it through the Kubernetes backend and drives it as a local one.
+        self.runner
+            .set_remote(std::sync::Arc::new(crate::run::KubeRemote::with_backend(
+                kube, None,
+            )));
+        let rec = self
+            .runner
+            .run_recorded(
+                self.agent,
+                &fracta_core::session::RunOptions::default(),
+                &mut fracta_core::record::Quiet,
+            )
+            .await
+            .unwrap();
         answered.await.unwrap();
         (self.runner, rec, self._dir)
     }
@@ -614,11 +614,11 @@ async fn a_batch_agent_runs_as_a_job_and_its_log_becomes_its_events() {
     assert_eq!(
         kinds,
         [
-            "status", "session", "step", "message", "step", "usage", "status"
+            "message", "status", "session", "step", "message", "step", "usage", "status"
         ]
     );
     // Each event keeps the log line it came from.
-    assert_eq!(events[1].raw.as_deref(), Some(lines[0]));
+    assert_eq!(events[2].raw.as_deref(), Some(lines[0]));
 }
 
 /// An image that cannot be pulled fails the agent with the reason, and its objects are

@@ -639,22 +639,15 @@ async fn stream_agent_as_a_pod(runtime: &str) {
         inbox: Some(std::sync::Arc::new(tokio::sync::Mutex::new(rx))),
         ..Default::default()
     };
+    runner.set_remote(std::sync::Arc::new(crate::run::KubeRemote::with_backend(
+        kube, None,
+    )));
     let run = {
         let runner = std::sync::Arc::clone(&runner);
         tokio::spawn(async move {
-            let ctx = crate::run::Ctx {
-                cfg: &runner.cfg,
-                rec: &runner.recorder,
-            };
-            crate::run::run_stream(
-                ctx,
-                &kube,
-                agent,
-                None,
-                &opts,
-                &mut fracta_core::record::Quiet,
-            )
-            .await
+            runner
+                .run_recorded(agent, &opts, &mut fracta_core::record::Quiet)
+                .await
         })
     };
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();

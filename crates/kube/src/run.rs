@@ -1,20 +1,20 @@
-//! A batch agent on Kubernetes, end to end: render its objects, materialize the secrets its
-//! Secret holds, apply, watch its Pod start, read its log into the same normalized events as
-//! a local run (persisted before they are shown), take the Job's outcome, record the agent's
-//! end with the reason, and clean up its objects.
+//! An agent placed on Kubernetes: render its objects, materialize the secrets its Secret
+//! holds, apply, watch its Pod start, and hand the runner a workload — a Job whose log is its
+//! output and whose outcome is its end, or a Pod serving its session — that the runner drives
+//! and records as it does a local process. The workload cleans up its objects when it ends.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fracta_config::LoadedConfig;
 use fracta_core::adapter::adapter_for;
+use fracta_core::backend::local::ExitInfo;
 use fracta_core::credentials::{RequestContext, materialize};
 use fracta_core::error::RunError;
 use fracta_core::launch::Gateway;
-use fracta_core::record::{Observer, Recorder, RunEnd};
+use fracta_core::record::{Observer, Recorder};
 use fracta_core::redact::Redactor;
-use fracta_core::remote::{RemoteBackend, RemoteRun};
-use fracta_core::session::StepMonitor;
+use fracta_core::remote::{RemoteBackend, RemoteRun, Started};
 use fracta_state::{AgentPatch, AgentRecord, KubernetesRef, Mode};
 use futures::StreamExt;
 
@@ -94,19 +94,20 @@ pub async fn materialize_secrets(
     Ok(out)
 }
 
-/// Run a recorded batch agent as a Kubernetes Job, to its end. With `gateway`, the agent can
-/// spawn children through Fracta's MCP gateway at that (in-cluster) URL.
-pub async fn run_batch(
+/// Place a recorded batch agent as a Kubernetes Job and wait until its container runs (or has
+/// already ended: its log is still read). With `gateway`, the agent can spawn children through
+/// Fracta's MCP gateway at that (in-cluster) URL. The runner drives the returned workload.
+pub async fn start_batch(
     ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
     request: &RequestContext,
     gateway: Option<&Gateway>,
     observer: &mut dyn Observer,
-) -> Result<AgentRecord, RunError> {
+) -> Result<Started, RunError> {
     if agent.mode != Mode::Batch {
         return Err(RunError::Usage(
-            "a stream agent on Kubernetes runs as a session (run_stream), not as a Job".into(),
+            "a stream agent on Kubernetes runs as a session (start_stream), not as a Job".into(),
         ));
     }
     let Placed {
@@ -115,10 +116,9 @@ pub async fn run_batch(
         rt,
     } = match place(ctx, kube, agent, request, gateway, "", observer).await? {
         Ok(p) => p,
-        Err(failed) => return Ok(failed),
+        Err(failed) => return Ok(Started::Failed(failed)),
     };
-    let kind = rt.adapter;
-    let container = adapter_for(kind).binary();
+    let container = adapter_for(rt.adapter).binary();
     let (phase, pod) = match kube.wait_started(&agent.id, container, START_TIMEOUT).await {
         Ok(p) => p,
         Err(e) => return abandon(ctx, kube, &rendered, &agent, &e.to_string(), observer).await,
@@ -148,137 +148,173 @@ pub async fn run_batch(
             return abandon(ctx, kube, &rendered, &agent, why, observer).await;
         }
     };
-    let agent = mark_running(ctx, &agent, format!("pod {pod}"), observer)?;
+    Ok(Started::Running {
+        agent,
+        detail: format!("pod {pod}"),
+        workload: Box::new(JobWorkload {
+            log: Log::new(kube.clone(), pod, container.to_string()),
+            kube: kube.clone(),
+            rendered,
+            exit_failure,
+            tail: std::collections::VecDeque::new(),
+            deleted: false,
+        }),
+        connect: None,
+    })
+}
 
-    let mut parser = adapter_for(kind).parser();
-    let mut log_tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    // OpenCode safety, as locally: past max_steps the Job is deleted and the agent fails.
-    let adapter = adapter_for(kind);
-    let mut monitor = adapter
-        .capabilities()
-        .max_steps(&rt)
-        .map(|limit| StepMonitor::new(adapter.binary(), limit));
-    let mut aborted: Option<String> = None;
-    match kube.follow_log(&pod, container).await {
-        Ok(lines) => {
-            let mut lines = std::pin::pin!(lines);
-            while let Some(line) = lines.next().await {
-                let Ok(line) = line else { break };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let parsed = parser.parse_line(&line);
-                // The log holds stderr too: keep the last lines the parser did not know, for
-                // the error.
-                if !parsed.understood {
-                    log_tail.push_back(line.clone());
-                    if log_tail.len() > 10 {
-                        log_tail.pop_front();
-                    }
-                }
-                ctx.rec.persist(
-                    &agent,
-                    &parsed.events,
-                    Some(&line),
-                    parsed.understood,
-                    observer,
-                )?;
-                if let Some(why) = monitor
-                    .as_mut()
-                    .and_then(|m| m.observe(&agent.id, &parsed.events))
-                {
-                    ctx.rec.error(&agent, &why, observer)?;
-                    aborted = Some(why);
-                    if let Err(e) = kube.stop(&rendered).await {
-                        tracing::warn!(agent = %agent.id, "could not stop the agent's Job: {e}");
-                    }
-                    break;
+/// A batch agent's Job, as the session loop drives it: its Pod's log is its output (stderr
+/// included), its end the Job's outcome; stopping it deletes the Job. Its objects are
+/// removed once it has ended.
+pub struct JobWorkload {
+    kube: KubeBackend,
+    rendered: Rendered,
+    log: Log,
+    /// How the container ended, when it had already ended before its log was read.
+    exit_failure: Option<String>,
+    /// The last log lines that were not the runtime's JSON (its stderr), for the error.
+    tail: std::collections::VecDeque<String>,
+    deleted: bool,
+}
+
+impl fracta_core::backend::Workload for JobWorkload {
+    fn next_line(&mut self) -> futures::future::BoxFuture<'_, Option<String>> {
+        Box::pin(async move {
+            if self.deleted {
+                return None;
+            }
+            let line = self.log.next().await?;
+            if !line.trim_start().starts_with('{') && !line.trim().is_empty() {
+                self.tail.push_back(line.clone());
+                if self.tail.len() > 10 {
+                    self.tail.pop_front();
                 }
             }
-        }
-        Err(e) => ctx.rec.error(&agent, &e.to_string(), observer)?,
+            Some(line)
+        })
     }
-    // The Job's own word on how it ended (none for a Job Fracta deleted).
+
+    /// Deleting the Job waits for `wait`, so the API sees one call after another.
+    fn terminate(&mut self) {
+        self.deleted = true;
+    }
+
+    fn wait(self: Box<Self>) -> futures::future::BoxFuture<'static, ExitInfo> {
+        Box::pin(async move {
+            let JobWorkload {
+                kube,
+                rendered,
+                exit_failure,
+                tail,
+                deleted,
+                ..
+            } = *self;
+            // The Job's own word on how it ended (none for a Job Fracta deleted).
+            let outcome = if deleted {
+                if let Err(e) = kube.stop(&rendered).await {
+                    tracing::warn!("could not stop the agent's Job {}: {e}", rendered.name);
+                }
+                Phase::Failed {
+                    reason: "stopped by Fracta".into(),
+                }
+            } else {
+                job_outcome(&kube, &rendered.name).await
+            };
+            if let Err(e) = kube.clean_up(&rendered).await {
+                tracing::warn!(
+                    "could not clean up the agent's objects {}: {e}",
+                    rendered.name
+                );
+            }
+            let failure = exit_failure.or(match outcome {
+                Phase::Succeeded => None,
+                Phase::Failed { reason } => Some(reason),
+                other => Some(format!("{other:?}")),
+            });
+            ExitInfo {
+                code: failure.is_none().then_some(0),
+                signal: deleted.then_some(15),
+                stderr_tail: tail.into_iter().collect::<Vec<_>>().join("\n"),
+                // How the container ended says more than the Job's summary of it.
+                reason: failure.map(|f| format!("on Kubernetes: {f}")),
+            }
+        })
+    }
+}
+
+/// The Job's outcome once its log has ended, waiting for it up to `OUTCOME_TIMEOUT`.
+async fn job_outcome(kube: &KubeBackend, name: &str) -> Phase {
     let until = tokio::time::Instant::now() + OUTCOME_TIMEOUT;
-    let outcome = if aborted.is_some() {
-        Phase::Failed {
-            reason: "stopped by Fracta".into(),
-        }
-    } else {
-        loop {
-            match kube.job_outcome(&rendered.name).await {
-                Ok(Some(p)) => break p,
-                Ok(None) if tokio::time::Instant::now() < until => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Ok(None) => {
-                    break Phase::Failed {
-                        reason: format!(
-                            "the Job reported no outcome within {} s of its log ending",
-                            OUTCOME_TIMEOUT.as_secs()
-                        ),
-                    };
-                }
-                Err(e) => {
-                    break Phase::Failed {
-                        reason: e.to_string(),
-                    };
-                }
+    loop {
+        match kube.job_outcome(name).await {
+            Ok(Some(p)) => return p,
+            Ok(None) if tokio::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(None) => {
+                return Phase::Failed {
+                    reason: format!(
+                        "the Job reported no outcome within {} s of its log ending",
+                        OUTCOME_TIMEOUT.as_secs()
+                    ),
+                };
+            }
+            Err(e) => {
+                return Phase::Failed {
+                    reason: e.to_string(),
+                };
             }
         }
-    };
-    if let Err(e) = kube.clean_up(&rendered).await {
-        tracing::warn!(agent = %agent.id, "could not clean up the agent's objects: {e}");
     }
-    let o = parser.outcome();
-    let succeeded = outcome == Phase::Succeeded
-        && exit_failure.is_none()
-        && aborted.is_none()
-        && o.success != Some(false);
-    let error = (!succeeded).then(|| {
-        let mut parts = Vec::new();
-        if let Some(why) = &aborted {
-            parts.push(why.clone());
+}
+
+/// A container's log, opened on first read. The opening is kept, so that a read cancelled by
+/// the session loop's `select!` loses nothing.
+struct Log {
+    kube: KubeBackend,
+    pod: String,
+    container: String,
+    stream: Option<LogStream>,
+    opening: Option<futures::future::BoxFuture<'static, Option<LogStream>>>,
+    opened: bool,
+}
+
+type LogStream = futures::stream::BoxStream<'static, Result<String, std::io::Error>>;
+
+impl Log {
+    fn new(kube: KubeBackend, pod: String, container: String) -> Self {
+        Log {
+            kube,
+            pod,
+            container,
+            stream: None,
+            opening: None,
+            opened: false,
         }
-        // How the container ended says more than the Job's summary of it.
-        if let Some(f) = exit_failure.as_ref().or(match &outcome {
-            Phase::Failed { reason } => Some(reason),
-            _ => None,
-        }) {
-            parts.push(format!("{} on Kubernetes: {f}", agent.adapter));
+    }
+
+    /// The next line; `None` once the container has ended (or its log cannot be read).
+    async fn next(&mut self) -> Option<String> {
+        if !self.opened {
+            let opening = self.opening.get_or_insert_with(|| {
+                let (kube, pod, container) =
+                    (self.kube.clone(), self.pod.clone(), self.container.clone());
+                Box::pin(async move {
+                    match kube.follow_log(&pod, &container).await {
+                        Ok(s) => Some(s.boxed()),
+                        Err(e) => {
+                            tracing::warn!("cannot follow the log of Pod {pod}: {e}");
+                            None
+                        }
+                    }
+                })
+            });
+            self.stream = opening.await;
+            self.opening = None;
+            self.opened = true;
         }
-        if !log_tail.is_empty() {
-            parts.push(format!(
-                "log: {}",
-                ctx.rec
-                    .redactor
-                    .redact(&log_tail.iter().cloned().collect::<Vec<_>>().join("\n"))
-            ));
-        }
-        if let Some(e) = &o.error {
-            parts.push(format!("runtime error: {}", ctx.rec.redactor.redact(e)));
-        }
-        if parts.is_empty() {
-            parts.push("the agent did not succeed".into());
-        }
-        parts.join("; ")
-    });
-    let detail = error.clone();
-    ctx.rec.end_run(
-        &agent.id,
-        RunEnd {
-            usage_turn: Some(1),
-            outcome: o,
-            succeeded,
-            error,
-            exit_code: None,
-            signal: None,
-            stderr_tail: None,
-            commit: None,
-            detail,
-        },
-        observer,
-    )
+        self.stream.as_mut()?.next().await.and_then(Result::ok)
+    }
 }
 
 /// An agent whose objects are in the cluster, and what they are.
@@ -361,8 +397,10 @@ async fn place(
         },
     )?;
     if let Err(e) = kube.apply(&rendered, &values).await {
-        return abandon(ctx, kube, &rendered, &agent, &e.to_string(), observer)
-            .await
+        let _ = kube.clean_up(&rendered).await;
+        return ctx
+            .rec
+            .fail_before_start(&agent, &e.to_string(), observer)
             .map(Err);
     }
     Ok(Ok(Placed {
@@ -380,23 +418,11 @@ async fn abandon(
     agent: &AgentRecord,
     why: &str,
     observer: &mut dyn Observer,
-) -> Result<AgentRecord, RunError> {
+) -> Result<Started, RunError> {
     let _ = kube.clean_up(rendered).await;
-    ctx.rec.fail_before_start(agent, why, observer)
-}
-
-/// The agent's CLI runs (in `detail`): record it.
-fn mark_running(
-    ctx: Ctx<'_>,
-    agent: &AgentRecord,
-    detail: String,
-    observer: &mut dyn Observer,
-) -> Result<AgentRecord, RunError> {
-    let patch = AgentPatch {
-        started_at: Some(Some(jiff::Timestamp::now())),
-        ..AgentPatch::default()
-    };
-    Ok(ctx.rec.mark_running(agent, &patch, detail, observer)?.1)
+    ctx.rec
+        .fail_before_start(agent, why, observer)
+        .map(Started::Failed)
 }
 
 /// The Kubernetes backend as the runner sees it: it connects on first use, so a config that
@@ -454,10 +480,10 @@ impl KubeRemote {
 }
 
 impl RemoteBackend for KubeRemote {
-    fn run_batch<'a>(
+    fn start<'a>(
         &'a self,
         run: RemoteRun<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
+    ) -> futures::future::BoxFuture<'a, Result<Started, RunError>> {
         let gateway = self.in_cluster(run.opts.gateway.as_ref());
         Box::pin(async move {
             let RemoteRun {
@@ -468,32 +494,18 @@ impl RemoteBackend for KubeRemote {
                 observer,
             } = run;
             let ctx = Ctx { cfg, rec: recorder };
-            match self.backend().await {
-                Ok(kube) => {
-                    run_batch(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
+            let kube = match self.backend().await {
+                Ok(kube) => kube,
+                Err(e) => {
+                    return recorder
+                        .fail_before_start(&agent, &e.to_string(), observer)
+                        .map(Started::Failed);
                 }
-                Err(e) => recorder.fail_before_start(&agent, &e.to_string(), observer),
-            }
-        })
-    }
-
-    fn run_stream<'a>(
-        &'a self,
-        run: RemoteRun<'a>,
-    ) -> futures::future::BoxFuture<'a, Result<AgentRecord, RunError>> {
-        let gateway = self.in_cluster(run.opts.gateway.as_ref());
-        Box::pin(async move {
-            let RemoteRun {
-                cfg,
-                recorder,
-                agent,
-                opts,
-                observer,
-            } = run;
-            let ctx = Ctx { cfg, rec: recorder };
-            match self.backend().await {
-                Ok(kube) => run_stream(ctx, kube, agent, gateway.as_ref(), opts, observer).await,
-                Err(e) => recorder.fail_before_start(&agent, &e.to_string(), observer),
+            };
+            if agent.mode == Mode::Stream {
+                start_stream(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
+            } else {
+                start_batch(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
             }
         })
     }
@@ -509,49 +521,22 @@ impl RemoteBackend for KubeRemote {
     }
 }
 
-/// A stream agent's Pod, as the session loop drives it: its log is its output (the session itself
-/// is spoken over the network), deleting it ends it.
+/// A stream agent's Pod, as the session loop drives it: its log is its output (the session
+/// itself is spoken over the network), deleting it ends it; its objects are removed once it
+/// has ended.
 pub struct PodWorkload {
     kube: KubeBackend,
+    rendered: Rendered,
     pod: String,
     container: String,
-    log: Option<futures::stream::BoxStream<'static, Result<String, std::io::Error>>>,
-    /// The log being opened: kept here, so that a `next_line` cancelled by the session loop's
-    /// `select!` loses nothing.
-    opening: Option<futures::future::BoxFuture<'static, Option<LogStream>>>,
-    log_opened: bool,
+    log: Log,
     deleted: bool,
 }
 
-type LogStream = futures::stream::BoxStream<'static, Result<String, std::io::Error>>;
-
 impl fracta_core::backend::Workload for PodWorkload {
     fn next_line(&mut self) -> futures::future::BoxFuture<'_, Option<String>> {
-        Box::pin(async move {
-            if !self.log_opened {
-                let opening = self.opening.get_or_insert_with(|| {
-                    let (kube, pod, container) =
-                        (self.kube.clone(), self.pod.clone(), self.container.clone());
-                    Box::pin(async move {
-                        match kube.follow_log(&pod, &container).await {
-                            Ok(s) => Some(s.boxed()),
-                            Err(e) => {
-                                tracing::warn!("cannot follow the session Pod's log: {e}");
-                                None
-                            }
-                        }
-                    })
-                });
-                self.log = opening.await;
-                self.opening = None;
-                self.log_opened = true;
-            }
-            match self.log.as_mut() {
-                // The log ends when the container does.
-                Some(log) => log.next().await.and_then(Result::ok),
-                None => None,
-            }
-        })
+        // The log ends when the container does.
+        Box::pin(self.log.next())
     }
 
     fn terminate(&mut self) {
@@ -565,12 +550,13 @@ impl fracta_core::backend::Workload for PodWorkload {
         });
     }
 
-    fn wait(
-        self: Box<Self>,
-    ) -> futures::future::BoxFuture<'static, fracta_core::backend::local::ExitInfo> {
+    fn wait(self: Box<Self>) -> futures::future::BoxFuture<'static, ExitInfo> {
         Box::pin(async move {
             let code = self.kube.pod_exit(&self.pod, &self.container).await;
-            fracta_core::backend::local::ExitInfo {
+            if let Err(e) = self.kube.clean_up(&self.rendered).await {
+                tracing::warn!("could not clean up the session's objects: {e}");
+            }
+            ExitInfo {
                 code: code.as_ref().ok().copied().flatten(),
                 // A Pod Fracta deleted ended as a process it signalled would.
                 signal: (self.deleted && !matches!(code, Ok(Some(_)))).then_some(15),
@@ -578,6 +564,7 @@ impl fracta_core::backend::Workload for PodWorkload {
                     Err(e) => e.to_string(),
                     Ok(_) => String::new(),
                 },
+                reason: None,
             }
         })
     }
@@ -586,20 +573,25 @@ impl fracta_core::backend::Workload for PodWorkload {
 /// How long a session's Pod may take to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Run a recorded stream agent as a Pod: apply it, wait until it is ready, then drive its
-/// session over the network (Codex: WebSocket with the capability token; OpenCode: HTTP + SSE
-/// with the password) exactly as a local session; clean up at the end.
-pub async fn run_stream(
+/// Place a recorded stream agent as a Pod serving its session and wait until it is ready; the
+/// runner then drives the session over the network (Codex: WebSocket with the capability
+/// token; OpenCode: HTTP + SSE with the password) exactly as a local one.
+pub async fn start_stream(
     ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
+    request: &RequestContext,
     gateway: Option<&Gateway>,
-    opts: &fracta_core::session::RunOptions,
     observer: &mut dyn Observer,
-) -> Result<AgentRecord, RunError> {
+) -> Result<Started, RunError> {
     let secret = match fracta_core::secret::new_token() {
         Ok(s) => s,
-        Err(e) => return ctx.rec.fail_before_start(&agent, &e.to_string(), observer),
+        Err(e) => {
+            return ctx
+                .rec
+                .fail_before_start(&agent, &e.to_string(), observer)
+                .map(Started::Failed);
+        }
     };
     ctx.rec.redactor.add(&secret);
     ctx.rec
@@ -609,63 +601,31 @@ pub async fn run_stream(
         agent,
         rendered,
         rt,
-    } = match place(ctx, kube, agent, &opts.request, gateway, &secret, observer).await? {
+    } = match place(ctx, kube, agent, request, gateway, &secret, observer).await? {
         Ok(p) => p,
-        Err(failed) => return Ok(failed),
+        Err(failed) => return Ok(Started::Failed(failed)),
     };
-    let container = adapter_for(rt.adapter).binary();
+    let adapter = adapter_for(rt.adapter);
+    let container = adapter.binary();
     let ready = match kube.wait_ready(&agent.id, container, READY_TIMEOUT).await {
         Ok(r) => r,
         Err(e) => return abandon(ctx, kube, &rendered, &agent, &e, observer).await,
     };
-    let adapter = adapter_for(rt.adapter);
     let Some(endpoint) = adapter.session_endpoint(&ready.ip, ready.port) else {
         let why = format!("{} serves no session over the network", adapter.binary());
         return abandon(ctx, kube, &rendered, &agent, &why, observer).await;
     };
-    let detail = format!("pod {} at {}:{}", ready.name, ready.ip, ready.port);
-    let agent = mark_running(ctx, &agent, detail, observer)?;
-    let prompt = agent.prompt.clone();
-    let work = PodWorkload {
-        kube: kube.clone(),
-        pod: ready.name,
-        container: container.to_string(),
-        log: None,
-        opening: None,
-        log_opened: false,
-        deleted: false,
-    };
-    // A session's life is governed by its idle timeout, turn by turn, not by the wall clock
-    // of one run; the agent's budget still bounds it.
-    let wall_clock = Duration::from_secs(
-        agent
-            .meta
-            .budgets
-            .and_then(|b| b.wall_clock_secs)
-            .unwrap_or_else(|| ctx.cfg.config.agents.budgets.wall_clock_secs()),
-    );
-    let done = fracta_core::session::drive(
-        ctx.rec,
+    Ok(Started::Running {
         agent,
-        adapter,
-        fracta_core::session::Launched {
-            turn: 1,
-            prompt: &prompt,
-            resume_token: None,
-            stream: true,
-            stdin: None,
-            connect: Some((endpoint, secret)),
-            files: &[],
-            wall_clock,
-            max_steps: adapter.capabilities().max_steps(&rt),
-        },
-        Box::new(work),
-        opts,
-        observer,
-    )
-    .await;
-    if let Err(e) = kube.clean_up(&rendered).await {
-        tracing::warn!("could not clean up the session's objects: {e}");
-    }
-    done
+        detail: format!("pod {} at {}:{}", ready.name, ready.ip, ready.port),
+        workload: Box::new(PodWorkload {
+            log: Log::new(kube.clone(), ready.name.clone(), container.to_string()),
+            kube: kube.clone(),
+            rendered,
+            pod: ready.name,
+            container: container.to_string(),
+            deleted: false,
+        }),
+        connect: Some((endpoint, secret)),
+    })
 }

@@ -55,6 +55,8 @@ pub struct ExitInfo {
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stderr_tail: String,
+    /// How it ended, when a backend knows better than a code or a signal (a Job's reason).
+    pub reason: Option<String>,
 }
 
 impl ExitInfo {
@@ -63,6 +65,9 @@ impl ExitInfo {
     }
 
     pub fn describe(&self) -> String {
+        if let Some(r) = &self.reason {
+            return r.clone();
+        }
         match (self.code, self.signal) {
             (Some(c), _) => format!("exit code {c}"),
             (None, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
@@ -259,11 +264,13 @@ impl LocalProcess {
                 code: s.code(),
                 signal: s.signal(),
                 stderr_tail,
+                reason: None,
             },
             Err(e) => ExitInfo {
                 code: None,
                 signal: None,
                 stderr_tail: format!("{stderr_tail}\n(wait failed: {e})"),
+                reason: None,
             },
         }
     }
