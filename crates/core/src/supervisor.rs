@@ -346,6 +346,20 @@ impl Supervisor {
             let result = match work {
                 // A stop while queued: do not start it.
                 Work::First(rec) => match me.runner.store.get_agent(&id) {
+                    // Fracta began shutting down while it waited for a slot: do not start it.
+                    Ok(a) if a.status == AgentStatus::Queued && me.shutdown.borrow().is_some() => {
+                        let why = "fracta was shutting down before it started";
+                        let rec = &me.runner.recorder;
+                        rec.end_with(&id, AgentStatus::Stopped, why).and_then(|_| {
+                            rec.persist(
+                                &a,
+                                &[Event::status("stopped", Some(why.into()))],
+                                None,
+                                true,
+                                &mut obs,
+                            )
+                        })
+                    }
                     Ok(a) if a.status == AgentStatus::Queued => me
                         .runner
                         .run_recorded(*rec, &opts, &mut obs)
@@ -579,6 +593,34 @@ mod tests {
         assert_eq!(n.max_children, Some(1));
         assert_eq!(n.wall_clock_secs, Some(100));
         assert_eq!(n.max_running, Some(Budgets::DEFAULT_MAX_RUNNING));
+    }
+
+    /// An agent still queued when Fracta begins shutting down is recorded stopped, saying so,
+    /// and its CLI never starts (here it would fail: the command does not exist).
+    #[tokio::test]
+    async fn an_agent_queued_at_shutdown_never_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /nonexistent/claude\n",
+            &dir.path().join("fracta.yaml"),
+        )
+        .unwrap();
+        let store: Arc<dyn fracta_state::Store> =
+            Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
+        let sup = Supervisor::new(Arc::new(Runner::new(Arc::new(cfg), store)));
+        sup.shut_down(Shutdown::Terminate("SIGTERM"));
+        let req = SpawnRequest {
+            task: "t".into(),
+            prompt: Some("hi".into()),
+            ..SpawnRequest::default()
+        };
+        let a = sup.spawn(&Caller::User, req, &Budgets::default()).unwrap();
+        let done = sup.wait(&a.id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(done.status, AgentStatus::Stopped, "{done:#?}");
+        assert!(
+            done.error.as_deref().unwrap().contains("shutting down"),
+            "{done:#?}"
+        );
     }
 
     /// A token acts on its own agent and its descendants only: never a sibling or a parent.
