@@ -305,7 +305,7 @@ fn agents_over_max_running_queue_and_children_never_get_more_than_their_parent()
     let p = Project::new(
         Script::parse(
             &format!(
-                "rules:\n  - when: {{ contains: \"delegate twice\", has_tools: true }}\n    times: 1\n    reply:\n      tool_calls: [{}, {}]\n  - when: {{ contains: \"child work 1\", has_tools: true }}\n    reply: {{ text: \"one done\", delay_ms: 2000 }}\n  - when: {{ contains: \"delegate twice\", anywhere: true, has_tools: true }}\n    reply: {{ text: \"parent done\", delay_ms: 4000 }}\nfallback: \"done\"\n",
+                "rules:\n  - when: {{ contains: \"delegate twice\", has_tools: true }}\n    times: 1\n    reply:\n      tool_calls: [{}, {}]\n  - when: {{ contains: \"child work 1\", has_tools: true }}\n    reply: {{ text: \"one done\", delay_ms: 500 }}\n  - when: {{ contains: \"delegate twice\", anywhere: true, has_tools: true }}\n    reply: {{ text: \"parent done\", hold: parent }}\nfallback: \"done\"\n",
                 call(1, ", max_depth: 9"),
                 call(2, "")
             ),
@@ -322,8 +322,41 @@ fn agents_over_max_running_queue_and_children_never_get_more_than_their_parent()
         ),
     )
     .unwrap();
-    let (code, root) = p.spawn_json(&["--task", "boss", "--prompt", "delegate twice"]);
-    assert_eq!(code, 0, "{root:#}");
+    // The parent holds its slot (its model holds its last answer) until both children have
+    // ended: then the order of the children says everything, however slow the machine.
+    let mut spawn = p.start(&[
+        "spawn",
+        "--json",
+        "--task",
+        "boss",
+        "--prompt",
+        "delegate twice",
+    ]);
+    let start = std::time::Instant::now();
+    loop {
+        let store = p.store();
+        let all = store
+            .list_agents(&fracta_state::AgentFilter::default())
+            .unwrap();
+        let ended = all
+            .iter()
+            .filter(|a| a.parent_id.is_some() && a.status.is_terminal())
+            .count();
+        if ended == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the children did not both end: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p.server().release("parent");
+    let status = wait_child(&mut spawn, Duration::from_secs(120));
+    let mut out = String::new();
+    std::io::Read::read_to_string(spawn.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let root: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status.code(), Some(0), "{root:#}");
     let children: Vec<Value> = agents(&p)
         .into_iter()
         .filter(|a| a["id"] != root["id"])
