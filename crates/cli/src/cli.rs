@@ -24,7 +24,7 @@ resumed and stopped.\n\nStart with `fracta init`, then `fracta config validate`.
     propagate_version = true
 )]
 pub struct Cli {
-    /// The config file [default: $FRACTA_CONFIG, else ./fracta.yaml]
+    /// The config file [default: $FRACTA_CONFIG, else ./fracta.yaml, else the nearest in a parent folder]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -21,7 +21,10 @@ pub const CLAUDE_FORBIDDEN_ENV: &str = "CLAUDE_CODE_SIMPLE";
 pub enum Found {
     Flag,
     Env,
+    /// `./fracta.yaml`, or none found here or above.
     Default,
+    /// In a parent folder of the current one (as git and cargo find theirs).
+    Parent,
 }
 
 impl Found {
@@ -29,7 +32,8 @@ impl Found {
         match self {
             Found::Flag => "given with --config",
             Found::Env => "named by $FRACTA_CONFIG",
-            Found::Default => "looked for in the current directory",
+            Found::Default => "looked for in the current directory and its parents",
+            Found::Parent => "found in a parent of the current directory",
         }
     }
 }
@@ -75,14 +79,28 @@ fn render(d: &[Diagnostic]) -> String {
         .join("\n")
 }
 
-/// Where the config file is: `--config`, else `$FRACTA_CONFIG`, else `./fracta.yaml`.
+/// Where the config file is: `--config`, else `$FRACTA_CONFIG`, else `./fracta.yaml`, else
+/// the nearest `fracta.yaml` in a parent folder (as git and cargo find theirs).
 pub fn locate(flag: Option<&Path>) -> (PathBuf, Found) {
     if let Some(p) = flag {
         return (p.to_path_buf(), Found::Flag);
     }
     match std::env::var_os(CONFIG_ENV) {
         Some(p) if !p.is_empty() => (PathBuf::from(p), Found::Env),
-        _ => (PathBuf::from(DEFAULT_FILE), Found::Default),
+        _ => {
+            let here = PathBuf::from(DEFAULT_FILE);
+            if !here.is_file()
+                && let Ok(cwd) = std::env::current_dir()
+                && let Some(up) = cwd
+                    .ancestors()
+                    .skip(1)
+                    .map(|d| d.join(DEFAULT_FILE))
+                    .find(|p| p.is_file())
+            {
+                return (up, Found::Parent);
+            }
+            (here, Found::Default)
+        }
     }
 }
 

@@ -182,6 +182,46 @@ fn discovery_prefers_the_flag_then_the_env_then_the_current_folder() {
     assert!(out.stdout.starts_with("fracta.yaml is valid"), "{out}");
 }
 
+/// From a subfolder of the project, the nearest `fracta.yaml` above is found (as git and
+/// cargo find theirs), and its folder stays the project's: relative paths resolve there.
+#[test]
+fn discovery_finds_the_config_in_a_parent_folder() {
+    let p = Project::new();
+    p.write("fracta.yaml", MINIMAL);
+    p.write("src/deep/keep", "");
+    let deep = p.join("src/deep");
+    let out = p.fracta(["config", "validate"]).current_dir(&deep).run();
+    assert_eq!(out.code, 0, "{out}");
+    let found = p.join("fracta.yaml").display().to_string();
+    assert!(
+        out.stdout.starts_with(&format!("{found} is valid")),
+        "{out}"
+    );
+    let out = p.fracta(["ps", "--json"]).current_dir(&deep).run();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        p.join(".fracta/state.db").is_file(),
+        "the store is beside the config"
+    );
+    assert!(
+        !deep.join(".fracta").exists(),
+        "nothing is made in the subfolder"
+    );
+    // A fracta.yaml in the current folder still wins over one above.
+    p.write(
+        "src/deep/fracta.yaml",
+        MINIMAL.replace(
+            "claude:\n      adapter: claude",
+            "codex:\n      adapter: codex",
+        ),
+    );
+    let out = p.fracta(["config", "validate"]).current_dir(&deep).run();
+    assert!(
+        out.stdout.starts_with("fracta.yaml is valid") && out.stdout.contains("`codex`"),
+        "{out}"
+    );
+}
+
 #[test]
 fn show_uses_the_same_discovery() {
     let p = Project::new();
