@@ -31,7 +31,7 @@ pub use model::{
     AgentBudgets, AgentFilter, AgentMeta, AgentPatch, AgentRecord, AgentStatus, EventRecord,
     KubernetesRef, Mode, NewEvent, ProcessRef, TaskRecord, Usage, UsageRecord, new_id,
 };
-pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteStore};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, LAST, SqliteStore};
 
 /// Run blocking work (a store call, or waiting for a lock held around one) so that it is
 /// safe from async code: on a multi-threaded tokio runtime, inside
@@ -104,8 +104,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// empty `root_id` by the id. If `parent_id` is set the parent must exist.
     /// Returns the record as stored.
     fn insert_agent(&self, agent: &AgentRecord) -> Result<AgentRecord>;
-    /// An agent by full id or unique id prefix (case-insensitive).
-    /// Unknown → [`StoreError::NotFound`]; ambiguous prefix → [`StoreError::Ambiguous`].
+    /// An agent by full id, unique id prefix, else unique id suffix (case-insensitive; the
+    /// live view shows the last six characters), or [`LAST`] (`@last`: the newest agent).
+    /// Unknown → [`StoreError::NotFound`]; ambiguous → [`StoreError::Ambiguous`].
     fn get_agent(&self, id_or_prefix: &str) -> Result<AgentRecord>;
     /// Agents matching `filter`: running first, then starting, queued, then
     /// the rest; newest first within each group.

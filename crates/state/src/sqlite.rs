@@ -512,18 +512,24 @@ fn require_agent(tx: &Transaction<'_>, id: &str) -> R<()> {
     }
 }
 
-/// Escape `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-fn like_prefix(prefix: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+/// `text` with LIKE's wildcards (`%`, `_`, `\`) escaped, for `ESCAPE '\'`.
+fn like_escape(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             s.push('\\');
         }
         s.push(c);
     }
-    s.push('%');
     s
 }
+
+fn like_prefix(prefix: &str) -> String {
+    like_escape(prefix) + "%"
+}
+
+/// What names the most recently created agent wherever an id is taken.
+pub const LAST: &str = "@last";
 
 fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
     if prefix.is_empty() {
@@ -532,15 +538,36 @@ fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
     if agent_exists(tx, prefix)? {
         return Ok(prefix.to_owned());
     }
-    let mut stmt = tx.prepare_cached(
-        "SELECT id FROM agents WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
-    )?;
-    let matches = stmt
-        .query_map(
-            rusqlite::params![like_prefix(prefix), (MAX_AMBIGUOUS + 1) as i64],
-            |r| r.get::<_, String>(0),
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if prefix == LAST {
+        let mut stmt =
+            tx.prepare_cached("SELECT id FROM agents ORDER BY created_at DESC, id DESC LIMIT 1")?;
+        return stmt
+            .query_row([], |r| r.get::<_, String>(0))
+            .optional()?
+            .ok_or_else(|| {
+                StoreError::NotFound {
+                    id: LAST.to_owned(),
+                }
+                .into()
+            });
+    }
+    let like = |pattern: String| -> R<Vec<String>> {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM agents WHERE id LIKE ?1 ESCAPE '\\' ORDER BY id LIMIT ?2",
+        )?;
+        Ok(stmt
+            .query_map(
+                rusqlite::params![pattern, (MAX_AMBIGUOUS + 1) as i64],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?)
+    };
+    // A unique prefix; else a unique suffix (the short id the live view shows is the last six
+    // characters: ids begin with their time, so every recent id shares its first ones).
+    let mut matches = like(like_prefix(prefix))?;
+    if matches.is_empty() {
+        matches = like(format!("%{}", like_escape(prefix)))?;
+    }
     match matches.len() {
         0 => Err(StoreError::NotFound {
             id: prefix.to_owned(),

@@ -366,6 +366,11 @@ fn plain_spawn_then_logs_show_ps() {
     assert!(text.contains("\nAll done: LIVE-RESULT.\n"), "{text}");
     let f = filters(&p, &[&id]);
     snapshot!(f.clone(), "live_view", text);
+    // The short id the live view shows names the agent, and so does `@last`.
+    for name in [short, "@last"] {
+        let shown = p.json(&["show", name, "--json"]);
+        assert_eq!(shown["id"], id.as_str(), "{name}: {shown:#}");
+    }
 
     // logs: text.
     let out = p.run(&["logs", &id]);

@@ -164,6 +164,53 @@ fn prefix_lookup() {
     assert!(s.get_agent("").unwrap_err().is_not_found());
 }
 
+/// The short id the live view shows (the id's last six characters) and any unique suffix
+/// name an agent too, when no prefix does; `@last` names the newest.
+#[test]
+fn suffix_and_last_lookup() {
+    let (_d, s) = store();
+    let mk = |id: &str, at: i64| {
+        let mut a = agent("t");
+        a.id = id.into();
+        a.root_id = a.id.clone();
+        a.created_at = Timestamp::from_second(at).unwrap();
+        s.insert_agent(&a).unwrap()
+    };
+    assert!(
+        s.get_agent("@last").unwrap_err().is_not_found(),
+        "no agent yet"
+    );
+    mk("01M8VG548Q1EJD9XYKY889Q1Y2", 100);
+    mk("01M8VG548Q1EJD9XYKY889Q194", 300);
+    mk("01M8VG548Q1EJD9XYKY889ZZ94", 200);
+    assert_eq!(
+        s.get_agent("889Q1Y2").unwrap().id,
+        "01M8VG548Q1EJD9XYKY889Q1Y2"
+    );
+    assert_eq!(
+        s.get_agent("q194").unwrap().id,
+        "01M8VG548Q1EJD9XYKY889Q194",
+        "case-insensitive"
+    );
+    // A prefix still wins; an ambiguous suffix says which agents it could be.
+    assert!(matches!(
+        s.get_agent("01M8").unwrap_err(),
+        StoreError::Ambiguous { .. }
+    ));
+    match s.get_agent("94").unwrap_err() {
+        StoreError::Ambiguous { matches, .. } => assert_eq!(
+            matches,
+            ["01M8VG548Q1EJD9XYKY889Q194", "01M8VG548Q1EJD9XYKY889ZZ94"]
+        ),
+        e => panic!("unexpected {e}"),
+    }
+    assert!(s.get_agent("XYZ").unwrap_err().is_not_found());
+    assert_eq!(
+        s.get_agent("@last").unwrap().id,
+        "01M8VG548Q1EJD9XYKY889Q194"
+    );
+}
+
 #[test]
 fn status_cas() {
     let (_d, s) = store();
