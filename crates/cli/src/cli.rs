@@ -117,9 +117,10 @@ pub enum ModeArg {
 
 #[derive(Debug, Args)]
 pub struct SpawnArgs {
-    /// The task: .fracta/tasks/NAME.md, or any name with --prompt
-    #[arg(long, value_name = "NAME")]
-    pub task: String,
+    /// The task: .fracta/tasks/NAME.md, or any name with --prompt (free text is named by its
+    /// slug: "fix bug #12" → fix-bug-12) [default with --prompt: the prompt's first words]
+    #[arg(long, value_name = "NAME", required_unless_present = "prompt")]
+    pub task: Option<String>,
     /// Instructions (appended to the task file's body, or the whole task when there is no file)
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,

@@ -51,7 +51,9 @@ pub enum TaskError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid task name `{0}`: use letters, digits, `-`, `_` and `.`")]
+    #[error(
+        "invalid task name `{0}`: it has no letter or digit to name it by; give --task NAME or --prompt TEXT"
+    )]
     BadName(String),
 }
 
@@ -118,6 +120,28 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// A task name made of free text: lowercase ASCII letters and digits, runs of anything else
+/// as one `-`, at most six words and 48 characters; empty when the text has no letter or digit.
+pub fn slug(text: &str) -> String {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut out = String::new();
+    for w in words {
+        if !out.is_empty() && out.len() + 1 + w.len() > 48 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push('-');
+        }
+        out.push_str(&w);
+    }
+    out.chars().take(48).collect()
+}
+
 /// The tasks defined in `dir`, by name.
 pub fn list(dir: &Path) -> Result<Vec<Task>, TaskError> {
     let mut out = Vec::new();
@@ -150,9 +174,23 @@ pub fn list(dir: &Path) -> Result<Vec<Task>, TaskError> {
 /// Resolve a task by name; with `prompt`, an unknown name becomes an inline task and a known
 /// one gets the prompt appended to its body.
 pub fn resolve(dir: &Path, name: &str, prompt: Option<&str>) -> Result<Task, TaskError> {
-    if !valid_name(name) {
-        return Err(TaskError::BadName(name.to_string()));
-    }
+    // Free text names a task by its slug ("Fix bug #12" → `fix-bug-12`); no name at all, by
+    // the first words of the prompt.
+    let derived;
+    let name = if valid_name(name) {
+        name
+    } else {
+        let from = if name.trim().is_empty() {
+            prompt.unwrap_or_default()
+        } else {
+            name
+        };
+        derived = slug(from);
+        if derived.is_empty() {
+            return Err(TaskError::BadName(name.to_string()));
+        }
+        &derived
+    };
     let path = dir.join(format!("{name}.md"));
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -191,6 +229,43 @@ pub fn resolve(dir: &Path, name: &str, prompt: Option<&str>) -> Result<Task, Tas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_names_a_task_by_its_slug() {
+        assert_eq!(slug("fix bug #12"), "fix-bug-12");
+        assert_eq!(
+            slug("  Review: the LATEST change!  "),
+            "review-the-latest-change"
+        );
+        assert_eq!(
+            slug("one two three four five six seven"),
+            "one-two-three-four-five-six"
+        );
+        assert_eq!(slug("#!?"), "");
+        assert!(slug(&"x".repeat(100)).len() <= 48);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("review.md"), "Review it.\n").unwrap();
+        // A free-text name finds the task file its slug names.
+        let t = resolve(dir.path(), "review!", None).unwrap();
+        assert_eq!(
+            (t.name.as_str(), t.instructions.as_str()),
+            ("review", "Review it.")
+        );
+        let t = resolve(dir.path(), "fix bug #12", Some("do it")).unwrap();
+        assert_eq!(t.name, "fix-bug-12");
+        // No name: the prompt's first words.
+        let t = resolve(
+            dir.path(),
+            "",
+            Some("Fix the flaky test in tree.rs, please"),
+        )
+        .unwrap();
+        assert_eq!(t.name, "fix-the-flaky-test-in-tree");
+        assert!(matches!(
+            resolve(dir.path(), "#!", Some("")),
+            Err(TaskError::BadName(_))
+        ));
+    }
 
     #[test]
     fn front_matter_and_body() {

@@ -256,7 +256,7 @@ pub fn spawn_request(a: SpawnArgs) -> SpawnRequest {
         (None, None) => None,
     };
     SpawnRequest {
-        task: a.task,
+        task: a.task.unwrap_or_default(),
         prompt: a.prompt,
         runtime: runtime_name,
         tier: a.tier.map(|t| match t {
@@ -378,7 +378,7 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
         output::warning("--host-type is deprecated; use --runtime");
     }
     let args = fracta_api::SpawnArgs {
-        task: a.task,
+        task: a.task.unwrap_or_default(),
         prompt: a.prompt,
         runtime: a.runtime.or(a.host_type),
         tier: a.tier.map(|t| {

@@ -278,7 +278,9 @@ fn bad_requests_fail_before_anything_starts() {
         assert!(err.contains(t), "{err}");
     }
 
-    let out = p.run(&["spawn", "--task", "../x", "--prompt", "x"]);
+    // Free text is named by its slug, so a name cannot walk out of the tasks folder; one with
+    // nothing to name it by is refused.
+    let out = p.run(&["spawn", "--task", "../..", "--prompt", "x"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("invalid task name"),
@@ -329,6 +331,48 @@ fn host_type_is_a_deprecated_alias_of_runtime() {
 
 // ---------------------------------------------------------------------------------------
 // Live view, logs, show, ps.
+
+/// `spawn --prompt TEXT` needs no `--task`: the task is named after the prompt's first words,
+/// and a free-text `--task` by its slug; both name the agent's branch.
+#[test]
+fn a_prompt_alone_names_its_task() {
+    let p = project("Done.");
+    let out = p.run(&[
+        "spawn",
+        "--json",
+        "--runtime",
+        "claude",
+        "--prompt",
+        "Fix bug #12, quickly",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["task"], "fix-bug-12-quickly", "{v:#}");
+    assert!(
+        v["branch"]
+            .as_str()
+            .unwrap()
+            .starts_with("fracta/fix-bug-12-quickly-"),
+        "{v:#}"
+    );
+    let out = p.run(&[
+        "spawn",
+        "--json",
+        "--runtime",
+        "claude",
+        "--task",
+        "Tidy up: the README",
+        "--prompt",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["task"], "tidy-up-the-readme", "{v:#}");
+    // Neither a task nor a prompt: a usage error saying what is missing.
+    let out = p.run(&["spawn"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--task"), "{}", stderr(&out));
+}
 
 #[test]
 fn plain_spawn_then_logs_show_ps() {
