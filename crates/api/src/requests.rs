@@ -38,6 +38,10 @@ pub struct SpawnArgs {
     pub max_children: Option<u32>,
     #[serde(default)]
     pub wall_clock_secs: Option<u64>,
+    /// The branch (or commit) the agent's worktree branches from; default: the calling
+    /// agent's branch, else the project's current branch.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 /// Body of `POST /v1/agents/{id}/resume`.

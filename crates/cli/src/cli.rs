@@ -144,6 +144,10 @@ pub struct SpawnArgs {
     /// batch (run to completion) or stream
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
+    /// The branch (or commit) the agent's worktree branches from [default: the branch checked
+    /// out, else project.default_base_branch]
+    #[arg(long, value_name = "BRANCH")]
+    pub base: Option<String>,
     /// Print one JSON object with the outcome instead of the live view
     #[arg(long)]
     pub json: bool,

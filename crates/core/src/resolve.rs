@@ -20,6 +20,9 @@ pub struct SpawnRequest {
     pub model: Option<String>,
     pub mode: Option<Mode>,
     pub parent_id: Option<String>,
+    /// The branch (or any commit) its worktree branches from [default: its parent's branch,
+    /// else the project's current branch, else `project.default_base_branch`, else `main`].
+    pub base: Option<String>,
 }
 
 /// A resolved spawn: the runtime, task and the queued agent record.
@@ -168,6 +171,7 @@ pub fn prepare(
     agent.model = model;
     agent.host = Some(hostname());
     agent.meta.tier = tier.map(|t| t.as_str().to_string());
+    agent.meta.base = req.base.clone();
     Ok(Prepared {
         agent,
         runtime_name,

@@ -175,15 +175,9 @@ impl Runner {
         if self.on_kubernetes() {
             return self.run_remote(agent, opts, observer).await;
         }
-        let base = self
-            .cfg
-            .config
-            .project
-            .default_base_branch
-            .clone()
-            .unwrap_or_else(|| "main".into());
         let project_dir =
             std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        let base = self.base_of(&agent, &project_dir)?;
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
         let t0 = std::time::Instant::now();
@@ -191,9 +185,12 @@ impl Runner {
             Ok(ws) => {
                 tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
                 let home = fracta_dir.join("agents").join(&agent.id);
+                let mut meta = agent.meta.clone();
+                meta.base = ws.branch.as_ref().map(|_| base.clone());
                 agent = self.store.update_agent(
                     &agent.id,
                     &AgentPatch {
+                        meta: Some(meta),
                         workspace: Some(Some(ws.path.display().to_string())),
                         branch: Some(ws.branch.clone()),
                         runtime_home: Some(Some(home.display().to_string())),
@@ -211,6 +208,27 @@ impl Runner {
         }
         let prompt = agent.prompt.clone();
         self.run_turn(agent, &prompt, None, opts, observer).await
+    }
+
+    /// Where an agent's worktree branches from: what it asked for (`--base`), else its
+    /// parent's branch (a tree of agents builds on its own work), else the branch the project
+    /// has checked out, else `project.default_base_branch`, else `main`.
+    fn base_of(
+        &self,
+        agent: &AgentRecord,
+        project_dir: &std::path::Path,
+    ) -> Result<String, RunError> {
+        if let Some(b) = &agent.meta.base {
+            return Ok(b.clone());
+        }
+        if let Some(p) = &agent.parent_id
+            && let Some(b) = self.store.get_agent(p)?.branch
+        {
+            return Ok(b);
+        }
+        Ok(workspace::current_branch(project_dir)
+            .or_else(|| self.cfg.config.project.default_base_branch.clone())
+            .unwrap_or_else(|| "main".into()))
     }
 
     /// A recorded agent on the remote backend: placed there, then driven and recorded here

@@ -82,6 +82,16 @@ fn discover(dir: &Path) -> Option<git2::Repository> {
         .filter(|r| r.workdir().is_some())
 }
 
+/// The branch checked out in the repository containing `dir` (none: not a repository, or a
+/// detached HEAD).
+pub fn current_branch(dir: &Path) -> Option<String> {
+    let repo = discover(dir)?;
+    // HEAD names its branch even before the first commit (an unborn branch).
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target().ok()??;
+    target.strip_prefix("refs/heads/").map(str::to_string)
+}
+
 /// The top of the git work tree containing `dir`, if any.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
     discover(dir).and_then(|r| r.workdir().map(|w| w.components().collect()))

@@ -108,6 +108,7 @@ pub fn spawn_request(args: &SpawnArgs) -> Result<(SpawnRequest, Budgets), String
         model: args.model.clone(),
         mode,
         parent_id: None,
+        base: args.base.clone(),
     };
     let asked = Budgets {
         max_depth: args.max_depth,

@@ -220,6 +220,9 @@ pub struct AgentMeta {
     /// The tier asked for (`heavy`, `medium`, `light`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
+    /// The branch or commit its worktree branched from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     /// Turns run so far (a resume or a session's next turn adds one).
     #[serde(default)]
     pub turns: u32,

@@ -270,6 +270,7 @@ pub fn spawn_request(a: SpawnArgs) -> SpawnRequest {
             ModeArg::Stream => Mode::Stream,
         }),
         parent_id: None,
+        base: a.base,
     }
 }
 
@@ -397,6 +398,7 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
             }
             .to_string()
         }),
+        base: a.base,
         ..fracta_api::SpawnArgs::default()
     };
     let agent = client.spawn(&args)?;

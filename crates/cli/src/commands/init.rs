@@ -28,7 +28,15 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     std::fs::create_dir_all(task.parent().unwrap_or(&dir))?;
-    std::fs::write(&config, STARTER_CONFIG)?;
+    // The repository's own branch, not an assumed `main` (a `master` repository, a project
+    // on `trunk`): agents branch from it when no other base is asked for.
+    let branch = fracta_core::workspace::current_branch(&dir).unwrap_or_else(|| "main".into());
+    let starter = STARTER_CONFIG.replacen(
+        "default_base_branch: main ",
+        &format!("default_base_branch: {branch} "),
+        1,
+    );
+    std::fs::write(&config, starter)?;
     std::fs::write(&task, STARTER_TASK)?;
     println!("wrote {}", config.display());
     println!("wrote {}", task.display());

@@ -92,3 +92,23 @@ fn init_refuses_when_only_the_task_exists() {
     assert!(!p.exists("fracta.yaml"), "{out}");
     assert_eq!(p.read(".fracta/tasks/hello.md"), "my task\n");
 }
+
+/// In a repository whose branch is not `main`, the starter config names that branch.
+#[test]
+fn init_names_the_repositorys_own_branch() {
+    let p = Project::new();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q", "-b", "trunk"]);
+    let out = p.fracta(["init"]).run();
+    assert_eq!(out.code, 0, "{out}");
+    let cfg = p.read("fracta.yaml");
+    assert!(cfg.contains("  default_base_branch: trunk  #"), "{cfg}");
+    assert!(!cfg.contains("default_base_branch: main"), "{cfg}");
+}

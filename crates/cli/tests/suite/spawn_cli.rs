@@ -332,6 +332,73 @@ fn host_type_is_a_deprecated_alias_of_runtime() {
 // ---------------------------------------------------------------------------------------
 // Live view, logs, show, ps.
 
+/// The agent branches from the branch the project has checked out (not an assumed `main`),
+/// or from `--base`; where it branched from is kept with it.
+#[test]
+fn the_agent_branches_from_the_current_branch_or_base() {
+    let p = project("Done.");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["checkout", "-q", "-b", "feature-x"]);
+    std::fs::write(p.path().join("FEATURE.md"), "x\n").unwrap();
+    git(&["add", "FEATURE.md"]);
+    git(&["commit", "-q", "-m", "feature"]);
+    let feature = git(&["rev-parse", "feature-x"]);
+    let spawn = |extra: &[&str]| {
+        let mut args = vec!["spawn", "--json", "--runtime", "claude", "--prompt", "look"];
+        args.extend_from_slice(extra);
+        let out = p.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v
+    };
+    let on_feature = spawn(&[]);
+    let branch = on_feature["branch"].as_str().unwrap();
+    assert_eq!(
+        git(&["merge-base", branch, "feature-x"]),
+        feature,
+        "branched from feature-x"
+    );
+    assert_eq!(
+        p.agent(on_feature["id"].as_str().unwrap())["meta"]["base"],
+        "feature-x"
+    );
+    let from_main = spawn(&["--base", "main"]);
+    let branch = from_main["branch"].as_str().unwrap();
+    assert_eq!(
+        git(&["merge-base", branch, "main"]),
+        git(&["rev-parse", "main"])
+    );
+    assert_ne!(
+        git(&["merge-base", branch, "feature-x"]),
+        feature,
+        "not from feature-x"
+    );
+    // A base that does not exist fails the agent, naming the branches there are.
+    let out = p.run(&[
+        "spawn",
+        "--json",
+        "--runtime",
+        "claude",
+        "--prompt",
+        "x",
+        "--base",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("nope") && err.contains("feature-x"), "{err}");
+}
+
 /// `spawn --prompt TEXT` needs no `--task`: the task is named after the prompt's first words,
 /// and a free-text `--task` by its slug; both name the agent's branch.
 #[test]

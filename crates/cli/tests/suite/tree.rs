@@ -77,6 +77,8 @@ fn parent_spawns_child(parent: &str, child: &str) {
     assert_eq!(kid["status"], "succeeded", "{kid:#}");
     assert_eq!(kid["result"], format!("CHILD-RESULT-FROM-{child}"));
     assert_eq!(kid["depth"], 1);
+    // The child's worktree branched from its parent's branch: a tree builds on its own work.
+    assert_eq!(kid["meta"]["base"], v["branch"], "{kid:#}");
     // The parent saw the child's id and result in the tool result.
     let events = p.events(v["id"].as_str().unwrap());
     let tool_result = events
