@@ -47,6 +47,9 @@ impl Cli {
             | Command::Config(ConfigCommand::Validate(a) | ConfigCommand::Show(a)) => a.json,
             Command::Auth(AuthCommand::Check(a)) => a.json,
             Command::Init(_)
+            | Command::Diff(_)
+            | Command::Rm(_)
+            | Command::Prune(_)
             | Command::Serve(_)
             | Command::Mcp
             | Command::ModelServer(_)
@@ -84,6 +87,13 @@ pub enum Command {
     Show(IdArgs),
     /// Replay an agent's events
     Logs(LogsArgs),
+    /// What an agent's branch changed since it left its base: the patch, or --stat
+    Diff(DiffArgs),
+    /// Remove an ended agent: its worktree, branch, runtime home and record (refuses a branch
+    /// with work not on its base unless --force)
+    Rm(RmArgs),
+    /// Remove ended agents in bulk (the same checks as rm): --merged, --older-than 7d
+    Prune(PruneArgs),
     /// Work with tasks (.fracta/tasks/NAME.md)
     #[command(subcommand)]
     Task(TaskCommand),
@@ -208,6 +218,40 @@ pub struct IdArgs {
     pub id: String,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Agent id (a unique prefix or suffix, or @last)
+    pub id: String,
+    /// Files changed and their +/− counts instead of the patch
+    #[arg(long)]
+    pub stat: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Agent id (a unique prefix or suffix, or @last)
+    pub id: String,
+    /// Remove it even if its branch has work that is not on its base
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only agents whose branch is on its base already (or that have none)
+    #[arg(long)]
+    pub merged: bool,
+    /// Only agents that ended longer ago than this: 30m, 12h, 7d, 2w
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+    /// Remove agents whose branch has unmerged work too
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would be removed, and remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

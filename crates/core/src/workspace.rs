@@ -92,6 +92,82 @@ pub fn current_branch(dir: &Path) -> Option<String> {
     target.strip_prefix("refs/heads/").map(str::to_string)
 }
 
+/// What an agent's branch changed since it left its base (`git diff BASE...BRANCH`): a patch,
+/// or with `stat` the files and their +/− counts.
+pub fn diff(
+    project_dir: &Path,
+    base: &str,
+    branch: &str,
+    stat: bool,
+) -> Result<String, WorkspaceError> {
+    let range = format!("{base}...{branch}");
+    let mut args = vec!["diff", "--no-color", "--no-ext-diff"];
+    if stat {
+        args.push("--stat");
+    }
+    args.extend([range.as_str(), "--"]);
+    git(project_dir, &args)
+}
+
+/// Whether every commit of `branch` is already on `base`, so deleting it loses nothing.
+pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, WorkspaceError> {
+    let args = ["merge-base", "--is-ancestor", branch, base];
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(project_dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|source| WorkspaceError::Io {
+            path: project_dir.to_path_buf(),
+            source,
+        })?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(WorkspaceError::Git {
+            args: args.join(" "),
+            dir: project_dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
+    }
+}
+
+/// Whether a branch exists in the repository at `project_dir`.
+pub fn branch_exists(project_dir: &Path, branch: &str) -> bool {
+    discover(project_dir).is_some_and(|r| r.find_branch(branch, git2::BranchType::Local).is_ok())
+}
+
+/// Remove an agent's worktree (its folder and git's record of it) and delete its branch.
+/// Checking that nothing unmerged is lost is the caller's business.
+pub fn remove(
+    project_dir: &Path,
+    worktree: Option<&Path>,
+    branch: Option<&str>,
+) -> Result<(), WorkspaceError> {
+    if let Some(w) = worktree.filter(|w| w.exists()) {
+        let w = w.display().to_string();
+        if discover(project_dir).is_some() {
+            git(
+                project_dir,
+                &["worktree", "remove", "--force", "--force", &w],
+            )?;
+        } else {
+            std::fs::remove_dir_all(&w).map_err(|source| WorkspaceError::Io {
+                path: PathBuf::from(&w),
+                source,
+            })?;
+        }
+    }
+    if discover(project_dir).is_some() {
+        // A worktree removed by hand leaves git's record of it behind.
+        git(project_dir, &["worktree", "prune"])?;
+    }
+    if let Some(b) = branch.filter(|b| branch_exists(project_dir, b)) {
+        git(project_dir, &["branch", "-D", b])?;
+    }
+    Ok(())
+}
+
 /// The top of the git work tree containing `dir`, if any.
 pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
     discover(dir).and_then(|r| r.workdir().map(|w| w.components().collect()))

@@ -8,6 +8,7 @@ mod config;
 mod init;
 mod model_server;
 mod render;
+mod review;
 mod serve;
 mod task;
 
@@ -38,6 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ps(a) => agent::ps(load(cli.config.as_deref())?, a),
         Command::Show(a) => agent::show(load(cli.config.as_deref())?, a),
         Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
+        Command::Diff(a) => review::diff(&load(cli.config.as_deref())?, a),
+        Command::Rm(a) => review::rm(&load(cli.config.as_deref())?, a),
+        Command::Prune(a) => review::prune(&load(cli.config.as_deref())?, a),
         Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
         Command::ModelServer(a) => model_server::run(a),
         Command::Mcp => agent::mcp_stdio(load(cli.config.as_deref())?),

@@ -7,6 +7,7 @@ mod init_cmd;
 mod json_shape;
 mod logging;
 mod render_cmd;
+mod review;
 mod serve;
 mod spawn_cli;
 mod stream;
