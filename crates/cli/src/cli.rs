@@ -48,6 +48,7 @@ impl Cli {
             Command::Auth(AuthCommand::Check(a)) => a.json,
             Command::Init(_)
             | Command::Diff(_)
+            | Command::Merge(_)
             | Command::Rm(_)
             | Command::Prune(_)
             | Command::Serve(_)
@@ -89,6 +90,9 @@ pub enum Command {
     Logs(LogsArgs),
     /// What an agent's branch changed since it left its base: the patch, or --stat
     Diff(DiffArgs),
+    /// Bring an ended agent's branch into the branch checked out: a merge commit, --squash, or
+    /// --rebase; refuses a dirty work tree, and a conflict changes nothing
+    Merge(MergeArgs),
     /// Remove an ended agent: its worktree, branch, runtime home and record (refuses a branch
     /// with work not on its base unless --force)
     Rm(RmArgs),
@@ -227,6 +231,21 @@ pub struct DiffArgs {
     /// Files changed and their +/− counts instead of the patch
     #[arg(long)]
     pub stat: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Agent id (a unique prefix or suffix, or @last)
+    pub id: String,
+    /// One commit with all of its changes
+    #[arg(long, conflicts_with = "rebase")]
+    pub squash: bool,
+    /// Its commits replayed on top, then a fast-forward
+    #[arg(long)]
+    pub rebase: bool,
+    /// Then remove the agent (worktree, branch, runtime home, record)
+    #[arg(long)]
+    pub rm: bool,
 }
 
 #[derive(Debug, Args)]

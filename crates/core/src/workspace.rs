@@ -132,6 +132,168 @@ pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, W
     }
 }
 
+/// How `merge` brings a branch in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeHow {
+    /// A merge commit (`git merge --no-ff`).
+    Merge,
+    /// One commit with all of the branch's changes (`git merge --squash`, then commit).
+    Squash,
+    /// The branch's commits replayed on top (`git rebase`), then a fast-forward.
+    Rebase,
+}
+
+/// Why a merge did not happen; the repository is as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("merging {branch} into {into} conflicts in: {}; nothing was changed (merge it by hand, or ask the agent to rebase)", files.join(", "))]
+    Conflict {
+        branch: String,
+        into: String,
+        files: Vec<String>,
+    },
+    #[error(transparent)]
+    Git(#[from] WorkspaceError),
+}
+
+/// Run git; `Ok(Err(stderr))` when it ran and failed.
+fn git_try(dir: &Path, args: &[&str]) -> Result<Result<(), String>, WorkspaceError> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|source| WorkspaceError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    Ok(if out.status.success() {
+        Ok(())
+    } else {
+        let mut e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if e.is_empty() {
+            e = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+        Err(e)
+    })
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> Result<bool, WorkspaceError> {
+    Ok(git_try(dir, args)?.is_ok())
+}
+
+/// Bring `branch` into the branch checked out at `project_dir`, as `how` says. Refuses a
+/// work tree with changes; on a conflict it aborts and names the files, leaving nothing
+/// half-done. Returns the new head commit.
+pub fn merge(
+    project_dir: &Path,
+    branch: &str,
+    worktree: Option<&Path>,
+    how: MergeHow,
+    message: &str,
+) -> Result<String, MergeError> {
+    let worktree = worktree.filter(|w| w.exists());
+    let into = current_branch(project_dir)
+        .ok_or_else(|| MergeError::Refused("the project has no branch checked out".into()))?;
+    let dirty = git(
+        project_dir,
+        &["status", "--porcelain", "--untracked-files=no"],
+    )?;
+    if !dirty.is_empty() {
+        return Err(MergeError::Refused(format!(
+            "the project's work tree has changes on {into}; commit or stash them first:\n{dirty}"
+        )));
+    }
+    // What went wrong, once git has been told to undo it: the conflicting files, else its
+    // own words.
+    let failed = |dir: &Path, stderr: String, undo: &[&str]| -> MergeError {
+        let files: Vec<String> = git(dir, &["diff", "--name-only", "--diff-filter=U"])
+            .map(|o| o.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let _ = git_ok(dir, undo);
+        if files.is_empty() {
+            MergeError::Refused(format!(
+                "git could not bring {branch} into {into}: {stderr}"
+            ))
+        } else {
+            MergeError::Conflict {
+                branch: branch.into(),
+                into: into.clone(),
+                files,
+            }
+        }
+    };
+    // The user's own identity when git has one; Fracta's otherwise.
+    let has_identity = git(project_dir, &["config", "user.email"]).is_ok_and(|e| !e.is_empty());
+    let run = |dir: &Path, args: &[&str]| -> Result<Result<(), String>, WorkspaceError> {
+        let mut full: Vec<&str> = Vec::new();
+        if !has_identity {
+            full.extend([
+                "-c",
+                "user.name=fracta",
+                "-c",
+                "user.email=fracta@localhost",
+            ]);
+        }
+        full.extend(args);
+        git_try(dir, &full)
+    };
+    match how {
+        MergeHow::Merge => {
+            if let Err(e) = run(project_dir, &["merge", "--no-ff", "-m", message, branch])? {
+                return Err(failed(project_dir, e, &["merge", "--abort"]));
+            }
+        }
+        MergeHow::Squash => {
+            if let Err(e) = run(project_dir, &["merge", "--squash", branch])? {
+                return Err(failed(project_dir, e, &["reset", "--merge"]));
+            }
+            if let Err(e) = run(project_dir, &["commit", "-q", "-m", message])? {
+                let _ = git_ok(project_dir, &["reset", "--merge"]);
+                return Err(MergeError::Refused(format!(
+                    "{branch} has nothing to squash onto {into}: {e}"
+                )));
+            }
+        }
+        MergeHow::Rebase => {
+            // Replay the branch in a scratch worktree, so neither the project's nor the
+            // agent's work tree moves until it has worked.
+            let scratch = scratch_dir(project_dir)?;
+            let scratch_s = scratch.display().to_string();
+            git(
+                project_dir,
+                &["worktree", "add", "-q", "--detach", &scratch_s, branch],
+            )?;
+            let rebased = match run(&scratch, &["rebase", "-q", &into])? {
+                Ok(()) => git(&scratch, &["rev-parse", "HEAD"]).map_err(MergeError::from),
+                Err(e) => Err(failed(&scratch, e, &["rebase", "--abort"])),
+            };
+            let _ = git(project_dir, &["worktree", "remove", "--force", &scratch_s]);
+            let rebased = rebased?;
+            git(project_dir, &["merge", "-q", "--ff-only", &rebased])?;
+            // The agent's branch is its rebased self (its worktree, if kept, follows it).
+            git(
+                project_dir,
+                &["update-ref", &format!("refs/heads/{branch}"), &rebased],
+            )?;
+            if let Some(w) = worktree {
+                git(w, &["reset", "-q", "--hard", &rebased])?;
+            }
+        }
+    }
+    Ok(git(project_dir, &["rev-parse", "HEAD"])?)
+}
+
+/// A fresh folder name for a scratch worktree, inside the repository's `.git` (never seen by
+/// the user's tools).
+fn scratch_dir(project_dir: &Path) -> Result<PathBuf, WorkspaceError> {
+    let git_dir = git(project_dir, &["rev-parse", "--absolute-git-dir"])?;
+    let name = format!("fracta-merge-{}", std::process::id());
+    Ok(PathBuf::from(git_dir).join(name))
+}
+
 /// Whether a branch exists in the repository at `project_dir`.
 pub fn branch_exists(project_dir: &Path, branch: &str) -> bool {
     discover(project_dir).is_some_and(|r| r.find_branch(branch, git2::BranchType::Local).is_ok())

@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(a) => agent::show(load(cli.config.as_deref())?, a),
         Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
         Command::Diff(a) => review::diff(&load(cli.config.as_deref())?, a),
+        Command::Merge(a) => review::merge(&load(cli.config.as_deref())?, a),
         Command::Rm(a) => review::rm(&load(cli.config.as_deref())?, a),
         Command::Prune(a) => review::prune(&load(cli.config.as_deref())?, a),
         Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),

@@ -8,7 +8,7 @@ use fracta_core::workspace;
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 
 use super::agent::{open_store, run_failure};
-use crate::cli::{DiffArgs, PruneArgs, RmArgs};
+use crate::cli::{DiffArgs, MergeArgs, PruneArgs, RmArgs};
 use crate::exit::{self, Failure};
 
 fn project_dir(cfg: &LoadedConfig) -> PathBuf {
@@ -57,6 +57,63 @@ pub fn diff(cfg: &LoadedConfig, a: DiffArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!("{out}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `fracta merge ID [--squash|--rebase] [--rm]`.
+pub fn merge(cfg: &LoadedConfig, a: MergeArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(cfg)?;
+    let agent = agent(store.as_ref(), &a.id)?;
+    if !agent.status.is_terminal() {
+        return Err(Failure::msg(
+            exit::USAGE,
+            format!(
+                "agent {} is {}; merge its work once it has ended (or stop it)",
+                agent.id,
+                agent.status.as_str()
+            ),
+        ));
+    }
+    let dir = project_dir(cfg);
+    let Some(branch) = agent
+        .branch
+        .as_deref()
+        .filter(|b| workspace::branch_exists(&dir, b))
+    else {
+        return Err(Failure::msg(
+            exit::NOT_FOUND,
+            format!("agent {} has no branch to merge", agent.id),
+        ));
+    };
+    let how = if a.squash {
+        workspace::MergeHow::Squash
+    } else if a.rebase {
+        workspace::MergeHow::Rebase
+    } else {
+        workspace::MergeHow::Merge
+    };
+    let message = format!("{} (fracta agent {})", agent.task, agent.id);
+    let head = workspace::merge(
+        &dir,
+        branch,
+        agent.workspace.as_deref().map(Path::new),
+        how,
+        &message,
+    )
+    .map_err(|e| match e {
+        workspace::MergeError::Git(g) => anyhow::Error::new(g),
+        refused => Failure::msg(exit::FAILURE, refused.to_string()),
+    })?;
+    let into = workspace::current_branch(&dir).unwrap_or_default();
+    println!(
+        "merged agent {} ({branch}) into {into}: {}",
+        agent.id,
+        &head[..head.len().min(12)]
+    );
+    if a.rm {
+        remove(cfg, store.as_ref(), &agent)?;
+        println!("removed agent {}", agent.id);
     }
     Ok(ExitCode::SUCCESS)
 }

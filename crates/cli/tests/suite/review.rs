@@ -115,3 +115,106 @@ fn diff_shows_the_agents_work_and_rm_and_prune_keep_what_is_not_merged() {
     let all: Value = p.json(&["ps", "--all", "--json"]);
     assert_eq!(all, serde_json::json!([]), "{all:#}");
 }
+
+/// `fracta merge`: a merge commit, `--squash` (and `--rm`), `--rebase`; a dirty work tree is
+/// refused and a conflict names its files and changes nothing.
+#[test]
+fn merge_brings_the_agents_work_in_and_a_conflict_changes_nothing() {
+    let write = |n: &str, file: &str, content: &str| {
+        format!(
+            "  - when: {{ contains: \"write {n}\", has_tools: true }}\n    reply:\n      tool_calls: [{{ name: Write, input: {{ file_path: \"{file}\", content: \"{content}\\n\" }} }}]\n"
+        )
+    };
+    let script = format!(
+        "rules:\n{}{}{}{}fallback: \"Done.\"\n",
+        write("one", "one.txt", "ONE"),
+        write("two", "two.txt", "TWO"),
+        write("three", "one.txt", "CLASH"),
+        write("four", "four.txt", "FOUR"),
+    );
+    let p = Project::new(Script::parse(&script, "t").unwrap());
+    let spawn = |what: &str| {
+        let (code, v) = p.spawn_json(&["--runtime", "claude", "--prompt", what]);
+        assert_eq!(code, 0, "{v:#}");
+        v["id"].as_str().unwrap().to_string()
+    };
+    let (one, two, three, four) = (
+        spawn("write one"),
+        spawn("write two"),
+        spawn("write three"),
+        spawn("write four"),
+    );
+    let head = || git(p.path(), &["rev-parse", "HEAD"]).1;
+
+    // A dirty work tree is refused before anything happens.
+    std::fs::write(p.path().join("README.md"), "edited\n").unwrap();
+    let out = p.run(&["merge", &one]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("commit or stash"), "{stderr}");
+    assert!(git(p.path(), &["checkout", "README.md"]).0);
+
+    let out = p.run(&["merge", &one]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("into main"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("one.txt")).unwrap(),
+        "ONE\n"
+    );
+    let parents = git(p.path(), &["rev-list", "--parents", "-n", "1", "HEAD"]).1;
+    assert_eq!(
+        parents.split_whitespace().count(),
+        3,
+        "a merge commit: {parents}"
+    );
+
+    let out = p.run(&["merge", &two, "--squash", "--rm"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("two.txt")).unwrap(),
+        "TWO\n"
+    );
+    let parents = git(p.path(), &["rev-list", "--parents", "-n", "1", "HEAD"]).1;
+    assert_eq!(
+        parents.split_whitespace().count(),
+        2,
+        "one squashed commit: {parents}"
+    );
+    assert_eq!(p.run(&["show", &two]).status.code(), Some(4), "removed");
+
+    // one.txt again, other content: a conflict names the file and leaves main as it was.
+    let before = head();
+    let out = p.run(&["merge", &three]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("conflicts in: one.txt"), "{stderr}");
+    assert_eq!(head(), before);
+    assert!(
+        !p.path().join(".git/MERGE_HEAD").exists(),
+        "no merge left half-done"
+    );
+    assert!(
+        git(p.path(), &["status", "--porcelain", "--untracked-files=no"])
+            .1
+            .is_empty()
+    );
+    let out = p.run(&["merge", &three, "--rebase"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
+    assert_eq!(head(), before);
+
+    // A rebase replays the agent's commit on main and fast-forwards: no merge commit.
+    let out = p.run(&["merge", &four, "--rebase"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let parents = git(p.path(), &["rev-list", "--parents", "-n", "1", "HEAD"]).1;
+    assert_eq!(parents.split_whitespace().count(), 2, "{parents}");
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("four.txt")).unwrap(),
+        "FOUR\n"
+    );
+    // Its branch now sits on main, so rm takes it without --force.
+    let out = p.run(&["rm", &four]);
+    assert!(out.status.success(), "{}", text(&out).1);
+}
