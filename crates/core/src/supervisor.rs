@@ -40,6 +40,11 @@ pub enum ControlError {
         "agent {target} is not in your subtree: an agent may act only on itself and the agents it spawned (directly or not)"
     )]
     Forbidden { target: String },
+    /// The gateway never lets an agent stop itself (its subtree would go with it).
+    #[error(
+        "agent {id} is you: an agent cannot stop itself through the gateway; finish your turn instead"
+    )]
+    SelfStop { id: String },
     #[error(
         "agent {id} has no live stream session (it is {status}): `send` needs a running stream session; resume an ended agent instead"
     )]
@@ -200,23 +205,75 @@ impl Supervisor {
         st.tokens.get(token).cloned()
     }
 
-    /// Is `id` the caller itself or one of its descendants?
+    /// The agent `id` names (a full id in any case, or a unique prefix), if the caller may act
+    /// on it: itself or one of its descendants. Every tool and route resolves ids here, so an
+    /// authorization or self-check always compares full ids. An ambiguous prefix lists only the
+    /// matches the caller may see; a target outside its subtree is named as the caller spelled
+    /// it (its full id is not revealed).
     pub fn authorize(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
-        let target = self.runner.store.get_agent(id)?;
+        let target = match self.runner.store.get_agent(id) {
+            Ok(a) => a,
+            Err(fracta_state::StoreError::Ambiguous { prefix, matches }) => {
+                let Caller::Agent(me) = caller else {
+                    return Err(fracta_state::StoreError::Ambiguous { prefix, matches }.into());
+                };
+                let mut visible = Vec::new();
+                for m in matches {
+                    if self.is_within(me, &m)? {
+                        visible.push(m);
+                    }
+                }
+                return Err(if visible.is_empty() {
+                    fracta_state::StoreError::NotFound { id: prefix }
+                } else {
+                    fracta_state::StoreError::Ambiguous {
+                        prefix,
+                        matches: visible,
+                    }
+                }
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Caller::Agent(me) = caller else {
             return Ok(target);
         };
-        let mut cur = Some(target.clone());
-        while let Some(a) = cur {
-            if &a.id == me {
-                return Ok(target);
-            }
-            cur = match &a.parent_id {
-                Some(p) => Some(self.runner.store.get_agent(p)?),
-                None => None,
-            };
+        if self.is_within(me, &target.id)? {
+            Ok(target)
+        } else {
+            Err(ControlError::Forbidden {
+                target: id.to_string(),
+            })
         }
-        Err(ControlError::Forbidden { target: target.id })
+    }
+
+    /// Is the agent with full id `id` the agent `me` or one of its descendants?
+    fn is_within(&self, me: &str, id: &str) -> Result<bool, ControlError> {
+        let mut cur = Some(id.to_string());
+        let mut hops = 0u32;
+        while let Some(a) = cur {
+            if a == me {
+                return Ok(true);
+            }
+            hops += 1;
+            if hops > 1024 {
+                return Ok(false);
+            }
+            cur = self.runner.store.get_agent(&a)?.parent_id;
+        }
+        Ok(false)
+    }
+
+    /// Stop the agent `id` names and its whole subtree, as `caller`: the id is resolved and
+    /// authorized first, and an agent may not stop itself (by any spelling of its id).
+    pub async fn stop_as(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
+        let target = self.authorize(caller, id)?;
+        if let Caller::Agent(me) = caller
+            && me == &target.id
+        {
+            return Err(ControlError::SelfStop { id: target.id });
+        }
+        self.stop_tree(&target.id).await
     }
 
     /// Start an agent without waiting for it: returns its (queued) record at once.

@@ -61,7 +61,7 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         let status = match &e {
             ControlError::Budget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::Forbidden { .. } | ControlError::SelfStop { .. } => StatusCode::FORBIDDEN,
             ControlError::NoSession { .. } | ControlError::Steer(_) => StatusCode::CONFLICT,
             ControlError::Store(StoreError::NotFound { .. })
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {

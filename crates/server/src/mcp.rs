@@ -148,11 +148,12 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        if let Err(e) = self.supervisor.authorize(&caller, &a.agent_id) {
-            return control_error(e);
-        }
+        let agent = match self.supervisor.authorize(&caller, &a.agent_id) {
+            Ok(agent) => agent,
+            Err(e) => return control_error(e),
+        };
         let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
-        match self.supervisor.wait(&a.agent_id, t).await {
+        match self.supervisor.wait(&agent.id, t).await {
             Ok(done) => ok_json(&agent_view(&done)),
             Err(e) => control_error(e),
         }
@@ -259,17 +260,7 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        if let Caller::Agent(me) = &caller
-            && me == &a.agent_id
-        {
-            return tool_error(
-                "an agent cannot stop itself through the gateway; finish your turn instead",
-            );
-        }
-        if let Err(e) = self.supervisor.authorize(&caller, &a.agent_id) {
-            return control_error(e);
-        }
-        match self.supervisor.stop_tree(&a.agent_id).await {
+        match self.supervisor.stop_as(&caller, &a.agent_id).await {
             Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }

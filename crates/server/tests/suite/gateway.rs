@@ -1,0 +1,187 @@
+//! The gateway and the API against adversarial callers: ids spelled any way the store accepts
+//! are resolved before any check, tools reach the supervisor, client errors are 4xx, and the
+//! tree stream resumes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use fracta_core::runner::Runner;
+use fracta_core::supervisor::Supervisor;
+use fracta_server::RunningGateway;
+use fracta_state::{AgentRecord, AgentStatus, Mode, SqliteStore, Store};
+use serde_json::{Value, json};
+
+const CONFIG: &str = "agents:\n  default_runtime: claude\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /bin/true\n    codex:\n      adapter: codex\n      command: /bin/true\n";
+
+struct Plane {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    sup: Arc<Supervisor>,
+    server: RunningGateway,
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+}
+
+async fn plane(config: &str) -> Plane {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml_path = dir.path().join("fracta.yaml");
+    std::fs::write(&yaml_path, config).unwrap();
+    let cfg = fracta_config::parse(config, &yaml_path).unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    let sup = Supervisor::new(Arc::new(Runner::new(Arc::new(cfg), Arc::clone(&store))));
+    let admin = "admin-token".to_string();
+    let server = fracta_server::start_control_plane(
+        Arc::clone(&sup),
+        ([127, 0, 0, 1], 0).into(),
+        admin.clone(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    Plane {
+        _dir: dir,
+        store,
+        sup,
+        server,
+        base,
+        http,
+        admin,
+    }
+}
+
+impl Plane {
+    /// A running agent recorded under `parent`, with the given id (else a fresh one).
+    fn agent(&self, parent: Option<&AgentRecord>, id: Option<&str>, runtime: &str) -> AgentRecord {
+        let mut a = AgentRecord::new("t", runtime, runtime, Mode::Stream, "p");
+        if let Some(p) = parent {
+            a = a.with_parent(p);
+        }
+        if let Some(id) = id {
+            a.id = id.to_string();
+            if parent.is_none() {
+                a.root_id = id.to_string();
+            }
+        }
+        a.status = AgentStatus::Running;
+        self.store.insert_agent(&a).unwrap()
+    }
+
+    /// Call an MCP tool as the agent holding `token`; the JSON-RPC answer.
+    async fn tool(&self, token: &str, name: &str, args: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{}", self.base, fracta_server::MCP_PATH))
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({
+                "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": { "name": name, "arguments": args }
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The text of a tool's answer, and whether it is an error.
+    async fn tool_text(&self, token: &str, name: &str, args: Value) -> (bool, String) {
+        let v = self.tool(token, name, args).await;
+        let text = v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no text: {v}"))
+            .to_string();
+        (v["result"]["isError"] == true, text)
+    }
+
+    fn status(&self, id: &str) -> AgentStatus {
+        self.store.get_agent(id).unwrap().status
+    }
+}
+
+/// Item 7: the self-stop guard compared the raw argument with the caller's id, so the same id
+/// lowercased, or a unique prefix of it, stopped the caller and its subtree. Ids are resolved
+/// (store lookup) before the check now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_stop_refuses_the_caller_by_any_spelling_of_its_id() {
+    let p = plane(CONFIG).await;
+    let root = p.agent(None, None, "claude");
+    let me = p.agent(Some(&root), None, "claude");
+    let child = p.agent(Some(&me), None, "claude");
+    let token = p.sup.issue_token(&me.id).unwrap();
+    let lower = me.id.to_lowercase();
+    assert_ne!(lower, me.id, "ids are upper case");
+    let prefix = &me.id[..me.id.len() - 1];
+    assert_eq!(
+        p.store.get_agent(prefix).unwrap().id,
+        me.id,
+        "a unique prefix"
+    );
+    for spelling in [me.id.as_str(), lower.as_str(), prefix] {
+        let (err, text) = p
+            .tool_text(&token, "stop", json!({ "agent_id": spelling }))
+            .await;
+        assert!(err, "stop {spelling}: {text}");
+        assert!(text.contains("cannot stop itself"), "{text}");
+        assert_eq!(p.status(&me.id), AgentStatus::Running, "stop {spelling}");
+        assert_eq!(p.status(&child.id), AgentStatus::Running, "stop {spelling}");
+    }
+    // Its own child, by a lowercased id, it may stop.
+    let (err, text) = p
+        .tool_text(
+            &token,
+            "stop",
+            json!({ "agent_id": child.id.to_lowercase() }),
+        )
+        .await;
+    assert!(!err, "{text}");
+    assert!(p.status(&child.id).is_terminal());
+    assert_eq!(p.status(&me.id), AgentStatus::Running);
+    p.server.shutdown().await;
+}
+
+/// Item 11: an ambiguous prefix listed every matching id, also of agents outside the caller's
+/// subtree; it lists only those the caller may see (and none: not found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_ambiguous_prefix_lists_only_the_callers_subtree() {
+    let p = plane(CONFIG).await;
+    let me = p.agent(None, Some("01MECALLER0000000000000000"), "claude");
+    let mine1 = p.agent(Some(&me), Some("01ZZMINEA00000000000000000"), "claude");
+    let mine2 = p.agent(Some(&me), Some("01ZZMINEB00000000000000000"), "claude");
+    let other = p.agent(None, Some("01ZZOTHER00000000000000000"), "claude");
+    let hidden = p.agent(None, Some("01YYHIDDENA000000000000000"), "claude");
+    p.agent(None, Some("01YYHIDDENB000000000000000"), "claude");
+    let token = p.sup.issue_token(&me.id).unwrap();
+
+    let (err, text) = p
+        .tool_text(&token, "status", json!({ "agent_id": "01zz" }))
+        .await;
+    assert!(err, "{text}");
+    assert!(text.contains("ambiguous"), "{text}");
+    assert!(
+        text.contains(&mine1.id) && text.contains(&mine2.id),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&other.id),
+        "an id outside the subtree: {text}"
+    );
+
+    let (err, text) = p
+        .tool_text(&token, "status", json!({ "agent_id": "01YY" }))
+        .await;
+    assert!(err, "{text}");
+    assert!(!text.contains("HIDDEN"), "ids outside the subtree: {text}");
+    // A unique prefix of an agent outside the subtree: refused, without its full id.
+    let (err, text) = p
+        .tool_text(&token, "status", json!({ "agent_id": "01ZZOTH" }))
+        .await;
+    assert!(err, "{text}");
+    assert!(!text.contains(&other.id), "{text}");
+    assert!(!text.contains(&hidden.id), "{text}");
+    p.server.shutdown().await;
+}
+
