@@ -239,13 +239,8 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        match self.supervisor.authorize(&caller, &a.agent_id) {
-            Ok(agent) => tool_error(format!(
-                "cannot steer agent {}: turn/steer is supported by codex stream sessions only, and this is a {} {} agent; use `send` after its turn ends",
-                agent.id,
-                agent.adapter,
-                agent.mode.as_str()
-            )),
+        match self.supervisor.steer(&caller, &a.agent_id, &a.prompt).await {
+            Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
     }

@@ -143,6 +143,40 @@ async fn mcp_stop_refuses_the_caller_by_any_spelling_of_its_id() {
     p.server.shutdown().await;
 }
 
+/// Item 8: the `steer` tool answered a stub error for every agent; it calls the supervisor's
+/// steer now, whose answers name the real reason (no such capability; no live session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_steer_reaches_the_supervisors_steer() {
+    let p = plane(CONFIG).await;
+    let me = p.agent(None, None, "claude");
+    let claude = p.agent(Some(&me), None, "claude");
+    let codex = p.agent(Some(&me), None, "codex");
+    let token = p.sup.issue_token(&me.id).unwrap();
+    let (err, text) = p
+        .tool_text(
+            &token,
+            "steer",
+            json!({ "agent_id": claude.id, "prompt": "also" }),
+        )
+        .await;
+    assert!(err, "{text}");
+    assert!(
+        text.contains(fracta_core::adapter::STEER_UNSUPPORTED),
+        "claude: {text}"
+    );
+    // A codex agent this control plane hosts no session of: the supervisor's NoSession.
+    let (err, text) = p
+        .tool_text(
+            &token,
+            "steer",
+            json!({ "agent_id": codex.id, "prompt": "also" }),
+        )
+        .await;
+    assert!(err, "{text}");
+    assert!(text.contains("has no live stream session"), "codex: {text}");
+    p.server.shutdown().await;
+}
+
 /// Item 11: an ambiguous prefix listed every matching id, also of agents outside the caller's
 /// subtree; it lists only those the caller may see (and none: not found).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
