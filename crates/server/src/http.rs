@@ -67,6 +67,11 @@ impl From<ControlError> for ApiError {
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
                 StatusCode::NOT_FOUND
             }
+            // The prefix matched more than one agent: the client names one of them.
+            ControlError::Store(StoreError::Ambiguous { .. })
+            | ControlError::Run(RunError::Store(StoreError::Ambiguous { .. })) => {
+                StatusCode::CONFLICT
+            }
             ControlError::Run(RunError::Task(TaskError::NotFound { .. })) => StatusCode::NOT_FOUND,
             ControlError::Run(RunError::Usage(_) | RunError::Task(_)) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

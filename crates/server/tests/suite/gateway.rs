@@ -219,3 +219,69 @@ async fn mcp_ambiguous_prefix_lists_only_the_callers_subtree() {
     p.server.shutdown().await;
 }
 
+/// Item 11: client errors of `/v1` answered 500 (an invalid task name, an ambiguous id), and
+/// `/mcp` answered 415 for a body that is not JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_client_errors() {
+    let p = plane(CONFIG).await;
+    p.agent(None, Some("01AMBIGA000000000000000000"), "claude");
+    p.agent(None, Some("01AMBIGB000000000000000000"), "claude");
+
+    let r = p
+        .http
+        .post(format!("{}/v1/agents", p.base))
+        .bearer_auth(&p.admin)
+        .json(&json!({ "task": "../etc/passwd", "prompt": "x" }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "usage", "{body}");
+
+    for (method, path) in [
+        ("GET", "/v1/agents/01ambig"),
+        ("POST", "/v1/agents/01AMBIG/stop"),
+    ] {
+        let r = p
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", p.base))
+            .bearer_auth(&p.admin)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::CONFLICT, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "conflict", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ambiguous"),
+            "{body}"
+        );
+    }
+
+    let me = p.agent(None, None, "claude");
+    let token = p.sup.issue_token(&me.id).unwrap();
+    let r = p
+        .http
+        .post(format!("{}{}", p.base, fracta_server::MCP_PATH))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body("{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": ")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["code"], -32700,
+        "a JSON-RPC parse error: {body}"
+    );
+    p.server.shutdown().await;
+}
