@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fracta_api::{AgentArgs, ListArgs, MessageArgs, SpawnArgs, WaitArgs};
+use fracta_api::{AgentArgs, ListArgs, MessageArgs, SendArgs, SpawnArgs, WaitArgs};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -193,11 +193,11 @@ impl FractaMcp {
     }
 
     #[tool(
-        description = "Send a follow-up message to an agent you spawned: it continues the same conversation in the same workspace (the agent must have ended its current turn). Returns at once; use `wait` for the answer."
+        description = "Send a follow-up message to an agent you spawned: it continues the same conversation in the same workspace. A live stream session queues it behind its turn in flight; an ended agent starts a new turn. Returns at once (the turn queued or started); use `wait` for the answer, or pass wait=true to answer once the turn has ended."
     )]
     async fn send(
         &self,
-        Parameters(a): Parameters<MessageArgs>,
+        Parameters(a): Parameters<SendArgs>,
         ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
         let caller = match self.caller(&ext) {
@@ -208,13 +208,16 @@ impl FractaMcp {
             Ok(agent) => agent,
             Err(e) => return control_error(e),
         };
-        // A live stream session takes the turn (and answers when it ends); an ended agent
-        // runs a new turn of its conversation.
+        // A live stream session takes the turn (queued behind a turn in flight); an ended
+        // agent runs a new turn of its conversation.
         if self.supervisor.has_session(&agent.id) {
-            let wait = Duration::from_secs(DEFAULT_WAIT_SECS);
+            let wait = a
+                .wait
+                .unwrap_or(false)
+                .then(|| Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS)));
             return match self
                 .supervisor
-                .send(&caller, &agent.id, &a.prompt, Some(wait))
+                .send(&caller, &agent.id, &a.prompt, wait)
                 .await
             {
                 Ok(agent) => ok_json(&agent_view(&agent)),
@@ -222,6 +225,13 @@ impl FractaMcp {
             };
         }
         match self.supervisor.resume(&agent.id, &a.prompt) {
+            Ok(agent) if a.wait.unwrap_or(false) => {
+                let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
+                match self.supervisor.wait(&agent.id, t).await {
+                    Ok(done) => ok_json(&agent_view(&done)),
+                    Err(e) => control_error(e),
+                }
+            }
             Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }

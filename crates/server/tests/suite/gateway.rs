@@ -285,3 +285,49 @@ async fn client_errors_are_client_errors() {
     );
     p.server.shutdown().await;
 }
+
+/// Item 11: MCP `send` to a live session with a turn in flight waited up to 600 s for that
+/// turn and the queued one, although its description says it returns at once. It returns at
+/// once now (the turn queued), unless asked to wait. The agent here is a stream session whose
+/// CLI never answers, so its first turn stays in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_send_to_a_busy_session_returns_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = dir.path().join("silent-cli");
+    std::fs::write(&cli, "#!/bin/sh\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "agents:\n  default_runtime: claude\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: {}\n",
+        cli.display()
+    );
+    let p = plane(&config).await;
+    let r = p
+        .http
+        .post(format!("{}/v1/agents", p.base))
+        .bearer_auth(&p.admin)
+        .json(&json!({ "task": "busy", "prompt": "think", "mode": "stream" }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let id = body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+    assert!(p.sup.has_session(&id), "a live session: {body}");
+    let token = p.sup.issue_token(&id).unwrap();
+    // A guard against the old 600 s wait, not a measure: the answer must not wait for a turn.
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        p.tool_text(&token, "send", json!({ "agent_id": id, "prompt": "next" })),
+    )
+    .await
+    .expect("send waited for the turn in flight");
+    let (err, text) = answer;
+    assert!(!err, "{text}");
+    let view: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(view["id"], id.as_str(), "{view}");
+    assert!(!p.status(&id).is_terminal(), "the session goes on: {view}");
+    p.sup.stop_tree(&id).await.unwrap();
+    p.server.shutdown().await;
+}
