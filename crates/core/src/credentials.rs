@@ -218,8 +218,13 @@ pub async fn materialize(
                     .trim()
                     .to_string(),
                 None => {
+                    let own = if h == "authorization" {
+                        " (the `authorization` header of a control-plane request carries Fracta's own token and is never passed on: set the origin's `header`, e.g. `X-Model-Token`)"
+                    } else {
+                        ""
+                    };
                     return Err(err(format!(
-                        "takes its token from the `{h}` header of a control-plane spawn request, and this spawn has none"
+                        "takes its token from the `{h}` header of the HTTP request that spawns the agent (POST /v1/agents or the MCP `spawn` tool), and this spawn has none{own}; a spawn from the command line carries no request headers"
                     )));
                 }
             }

@@ -11,6 +11,7 @@ use fracta_state::{AgentBudgets, AgentRecord, AgentStatus};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::adapter::adapter_named;
+use crate::credentials::RequestContext;
 use crate::error::RunError;
 use crate::event::Event;
 use crate::launch::Gateway;
@@ -276,12 +277,26 @@ impl Supervisor {
         self.stop_tree(&target.id).await
     }
 
-    /// Start an agent without waiting for it: returns its (queued) record at once.
+    /// Start an agent without waiting for it: returns its (queued) record at once. A spawn
+    /// with no request behind it (the CLI): `http_header_token` origins have no value.
     pub fn spawn(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: SpawnRequest,
+        asked: &Budgets,
+    ) -> Result<AgentRecord, ControlError> {
+        self.spawn_with(caller, req, asked, RequestContext::default())
+    }
+
+    /// [`Supervisor::spawn`] for a request that came over HTTP (the API, the MCP gateway):
+    /// its headers are where `http_header_token` origins take their value. They live with the
+    /// run only (never recorded).
+    pub fn spawn_with(
         self: &Arc<Self>,
         caller: &Caller,
         mut req: SpawnRequest,
         asked: &Budgets,
+        request: RequestContext,
     ) -> Result<AgentRecord, ControlError> {
         let defaults = self.runner.cfg.config.agents.budgets;
         // Checking a parent's budgets and recording its child is one step: two concurrent
@@ -319,7 +334,12 @@ impl Supervisor {
         let token = new_token()?;
         let agent = self.runner.record(prepared)?;
         drop(gate);
-        self.launch(&agent.id, token, Work::First(Box::new(agent.clone())));
+        self.launch(
+            &agent.id,
+            token,
+            Work::First(Box::new(agent.clone())),
+            request,
+        );
         Ok(agent)
     }
 
@@ -333,13 +353,18 @@ impl Supervisor {
                 agent.status.as_str()
             ))));
         }
-        self.launch(&agent.id, new_token()?, Work::Resume(prompt.to_string()));
+        self.launch(
+            &agent.id,
+            new_token()?,
+            Work::Resume(prompt.to_string()),
+            RequestContext::default(),
+        );
         Ok(agent)
     }
 
     /// Run an agent's turn in the background: give it a gateway token, wait for a running slot
     /// (`max_running`), run, then retire the token and signal the end.
-    fn launch(self: &Arc<Self>, id: &str, token: String, work: Work) {
+    fn launch(self: &Arc<Self>, id: &str, token: String, work: Work, request: RequestContext) {
         let (done_tx, done_rx) = watch::channel(false);
         // A stream agent's first run is a live session; a resumed one runs a single turn.
         let stream = matches!(work, Work::First(_))
@@ -379,6 +404,7 @@ impl Supervisor {
         tokio::spawn(async move {
             let permit = Arc::clone(&me.running).acquire_owned().await;
             let opts = RunOptions {
+                request,
                 gateway: me
                     .gateway_url
                     .get()

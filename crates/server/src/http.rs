@@ -27,7 +27,7 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, StoreError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::convert::{agent_view, event_view, spawn_request};
+use crate::convert::{agent_view, event_view, request_context, spawn_request};
 
 /// An API error: a status and a message a person can act on.
 pub struct ApiError(StatusCode, String);
@@ -155,10 +155,13 @@ async fn openapi() -> Json<serde_json::Value> {
 
 async fn create(
     State(api): State<Api>,
+    headers: HeaderMap,
     Json(args): Json<SpawnArgs>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let (req, asked) = spawn_request(&args).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    let agent = api.sup.spawn(&Caller::User, req, &asked)?;
+    let agent = api
+        .sup
+        .spawn_with(&Caller::User, req, &asked, request_context(&headers))?;
     if args.wait.unwrap_or(false) {
         let t = Duration::from_secs(args.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS));
         let done = api.sup.wait(&agent.id, t).await?;

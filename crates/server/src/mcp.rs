@@ -14,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 
-use crate::convert::{agent_view, spawn_request};
+use crate::convert::{agent_view, request_context, spawn_request};
 
 pub const DEFAULT_WAIT_SECS: u64 = 600;
 
@@ -104,7 +104,12 @@ impl FractaMcp {
             Ok(r) => r,
             Err(e) => return tool_error(e),
         };
-        let agent = match self.supervisor.spawn(&caller, req, &asked) {
+        // The gateway's incoming request: its headers feed `http_header_token` origins.
+        let request = ext
+            .get::<http::request::Parts>()
+            .map(|parts| request_context(&parts.headers))
+            .unwrap_or_default();
+        let agent = match self.supervisor.spawn_with(&caller, req, &asked, request) {
             Ok(a) => a,
             Err(e) => return control_error(e),
         };

@@ -331,3 +331,104 @@ async fn mcp_send_to_a_busy_session_returns_at_once() {
     p.sup.stop_tree(&id).await.unwrap();
     p.server.shutdown().await;
 }
+
+/// Item 12: an `http_header_token` origin never had a value, because nothing passed the
+/// spawn request's headers on (the agent failed: "this spawn has none"). A spawn through
+/// `POST /v1/agents` and one through the MCP `spawn` tool now hand the header's value to the
+/// agent (here through a `bearer_env` binding), and the value is in no event and nowhere in
+/// the state database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_header_token_comes_from_the_spawn_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    std::fs::create_dir(&seen).unwrap();
+    let cli = dir.path().join("cli");
+    std::fs::write(
+        &cli,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$MODEL_TOKEN\" > {}/$$\necho \"token=$MODEL_TOKEN\"\necho \"token=$MODEL_TOKEN\" >&2\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!(
+        "auth:\n  credentials:\n    profiles:\n      from_header:\n        auth_origins:\n          header_token:\n            type: http_header_token\n            header: X-Model-Token\n        default_binding:\n          type: bearer_env\n          auth_origin: header_token\n          env_name: MODEL_TOKEN\nagents:\n  default_runtime: claude\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: {}\n      auth_profile: from_header\n",
+        cli.display()
+    );
+    let p = plane(&config).await;
+
+    // Through the API.
+    let api_token = "tok-api-9f3c2b7e51d04a86";
+    let r = p
+        .http
+        .post(format!("{}/v1/agents", p.base))
+        .bearer_auth(&p.admin)
+        .header("X-Model-Token", format!("Bearer {api_token}"))
+        .json(&json!({ "task": "hdr", "prompt": "go", "wait": true }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let api_id = body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_string();
+
+    // Through the gateway, as an agent whose request carries the header.
+    let me = p.agent(None, None, "claude");
+    let token = p.sup.issue_token(&me.id).unwrap();
+    let mcp_token = "tok-mcp-4be81d0c9a2f7e35";
+    let r = p
+        .http
+        .post(format!("{}{}", p.base, fracta_server::MCP_PATH))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("x-model-token", mcp_token)
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "spawn", "arguments": { "task": "hdr", "prompt": "go", "wait": true } }
+        }))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let text = v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    let view: Value = serde_json::from_str(text).unwrap_or_else(|_| panic!("{v}"));
+    let mcp_id = view["id"].as_str().unwrap().to_string();
+
+    for (id, value) in [(&api_id, api_token), (&mcp_id, mcp_token)] {
+        let a = p.store.get_agent(id).unwrap();
+        let error = a.error.clone().unwrap_or_default();
+        assert!(!error.contains("this spawn has none"), "{id}: {error}");
+        assert!(!error.contains(value), "{id}: {error}");
+        let events = p.store.events(id, 0, None).unwrap();
+        assert!(!events.is_empty(), "{id}: no events");
+        assert!(!format!("{events:?}").contains(value), "{id}: {events:?}");
+        assert!(!format!("{a:?}").contains(value), "{id}: {a:?}");
+    }
+    // The agents saw the values.
+    let mut got: Vec<String> = std::fs::read_dir(&seen)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, [api_token, mcp_token]);
+    // Nowhere in the state database (its WAL included).
+    for f in std::fs::read_dir(p._dir.path()).unwrap() {
+        let path = f.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            for value in [api_token, mcp_token] {
+                assert!(
+                    !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+                    "{value} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    p.server.shutdown().await;
+}
