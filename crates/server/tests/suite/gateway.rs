@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fracta_core::runner::Runner;
 use fracta_core::supervisor::Supervisor;
 use fracta_server::RunningGateway;
-use fracta_state::{AgentRecord, AgentStatus, Mode, SqliteStore, Store};
+use fracta_state::{AgentRecord, AgentStatus, Mode, NewEvent, SqliteStore, Store};
 use serde_json::{Value, json};
 
 const CONFIG: &str = "agents:\n  default_runtime: claude\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /bin/true\n    codex:\n      adapter: codex\n      command: /bin/true\n";
@@ -430,5 +430,101 @@ async fn http_header_token_comes_from_the_spawn_request() {
             }
         }
     }
+    p.server.shutdown().await;
+}
+
+/// Read an SSE stream to its `end` event: each event's id and its EventView's (agent, seq).
+async fn read_sse(mut r: reqwest::Response) -> Vec<(String, String, u64)> {
+    let mut got = String::new();
+    while !got.contains("event: end\n") {
+        let chunk = r
+            .chunk()
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("stream ended early: {got}"));
+        got.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let mut out = Vec::new();
+    for block in got.split("\n\n") {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::to_string)
+        };
+        if field("event: ").as_deref() == Some("end") {
+            continue;
+        }
+        if let (Some(id), Some(data)) = (field("id: "), field("data: ")) {
+            let ev: Value = serde_json::from_str(&data).unwrap();
+            out.push((
+                id,
+                ev["agent_id"].as_str().unwrap().to_string(),
+                ev["seq"].as_u64().unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+/// Item 11: the tree stream ignored `Last-Event-ID` and started over. Its event ids are now
+/// the whole tree's position (`AGENT:SEQ,AGENT:SEQ`), and a reconnect with the last one goes
+/// on after it, for every agent of the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_stream_resumes_from_last_event_id() {
+    let p = plane(CONFIG).await;
+    let root = p.agent(None, Some("01ROOT0000000000000000000A"), "claude");
+    let child = p.agent(Some(&root), Some("01CHILD000000000000000000A"), "claude");
+    let outside = p.agent(None, Some("01OUTSIDE00000000000000000"), "claude");
+    for (a, n) in [(&root, 2), (&child, 3), (&outside, 1)] {
+        let events: Vec<NewEvent> = (0..n)
+            .map(|i| NewEvent::new("message", json!({ "text": format!("{i}") })))
+            .collect();
+        p.store.append_events(&a.id, &events).unwrap();
+        let ended = fracta_state::AgentPatch {
+            status: Some(AgentStatus::Succeeded),
+            ..Default::default()
+        };
+        p.store.update_agent(&a.id, &ended).unwrap();
+    }
+    let url = format!("{}/v1/agents/{}/tree/events/stream", p.base, root.id);
+    let open = |last: Option<String>| {
+        let mut req = p.http.get(&url).bearer_auth(&p.admin);
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        req.send()
+    };
+    let all = read_sse(open(None).await.unwrap()).await;
+    assert_eq!(all.len(), 5, "{all:?}");
+    // Stop after the root's second and the child's first event, wherever they came.
+    let cut = all
+        .iter()
+        .position(|(id, _, _)| {
+            id.contains(&format!("{}:2", root.id)) && id.contains(&format!("{}:1", child.id))
+        })
+        .unwrap_or_else(|| panic!("{all:?}"));
+    let last = all[cut].0.clone();
+    assert_eq!(last, format!("{}:1,{}:2", child.id, root.id));
+    // The outside agent's position is no member's: ignored.
+    let resumed = read_sse(
+        open(Some(format!("{last},{}:0", outside.id)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let rest: Vec<(String, u64)> = resumed.into_iter().map(|(_, a, s)| (a, s)).collect();
+    let want: Vec<(String, u64)> = all[cut + 1..]
+        .iter()
+        .map(|(_, a, s)| (a.clone(), *s))
+        .collect();
+    assert_eq!(rest, want);
+    assert!(
+        rest.iter().all(|(a, s)| a == &child.id && *s > 1),
+        "{rest:?}"
+    );
+    // The last id resumes to nothing but the end.
+    let done = read_sse(open(Some(all[4].0.clone())).await.unwrap()).await;
+    assert!(done.is_empty(), "{done:?}");
     p.server.shutdown().await;
 }
