@@ -152,6 +152,29 @@ pub fn router(supervisor: Arc<Supervisor>) -> axum::Router {
         .route("/health", axum::routing::get(|| async { "ok\n" }))
 }
 
+/// TCP keepalive on an accepted connection: idle this long, the peer is probed.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Between probes; after `KEEPALIVE_PROBES` unanswered ones the connection is dropped.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Small writes (SSE events, JSON answers) go out at once, not after the peer's delayed ACK;
+/// and a peer that vanished without closing (a half-open connection: its host down, a NAT
+/// entry gone) is noticed by TCP keepalive within about 90 s of silence, and its connection
+/// (an idle keep-alive, an SSE stream waiting for events) closed, instead of held forever.
+fn tune_accepted(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY not set: {e}");
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("TCP keepalive not set: {e}");
+    }
+}
+
 /// Serve the gateway on `addr` (port 0: any free port) and tell the supervisor its URL.
 pub async fn start(
     supervisor: Arc<Supervisor>,
@@ -188,13 +211,7 @@ async fn start_with(
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        // Small writes (SSE events, JSON answers) go out at once, not after the peer's
-        // delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY not set: {e}");
-            }
-        });
+        let listener = listener.tap_io(tune_accepted);
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;

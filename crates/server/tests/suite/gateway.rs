@@ -528,3 +528,41 @@ async fn tree_stream_resumes_from_last_event_id() {
     assert!(done.is_empty(), "{done:?}");
     p.server.shutdown().await;
 }
+
+/// Item 11: half-open connections were never timed out. The control plane's accepted
+/// connections carry TCP keepalive now: the kernel's table shows the keepalive timer armed
+/// (`tr` 2 in /proc/net/tcp) on the server's side of an idle connection.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_connections_arm_the_keepalive_timer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = plane(CONFIG).await;
+    let mut tcp = tokio::net::TcpStream::connect(p.server.addr).await.unwrap();
+    tcp.write_all(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The server's end: local port the server's, remote port our client's.
+    let want = format!(":{:04X} ", p.server.addr.port());
+    let peer = format!(":{:04X} ", tcp.local_addr().unwrap().port());
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let line = table
+        .lines()
+        .find(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 5
+                && format!("{} ", &f[1][f[1].len() - 5..]) == want
+                && format!("{} ", &f[2][f[2].len() - 5..]) == peer
+        })
+        .unwrap_or_else(|| panic!("no server-side entry for {want}/{peer} in\n{table}"));
+    let timer = line.split_whitespace().nth(5).unwrap();
+    assert!(timer.starts_with("02:"), "no keepalive timer: {line}");
+    drop(tcp);
+    p.server.shutdown().await;
+}
