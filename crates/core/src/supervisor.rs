@@ -423,7 +423,6 @@ impl Supervisor {
                     .stream_idle_timeout_secs
                     .map(Duration::from_secs),
                 shutdown: Some(me.shutdown.subscribe()),
-                ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());
             let result = match work {

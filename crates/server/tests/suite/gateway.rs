@@ -29,7 +29,7 @@ async fn plane(config: &str) -> Plane {
     let yaml_path = dir.path().join("fracta.yaml");
     std::fs::write(&yaml_path, config).unwrap();
     let cfg = fracta_config::parse(config, &yaml_path).unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
     let sup = Supervisor::new(Arc::new(Runner::new(Arc::new(cfg), Arc::clone(&store))));
     let admin = "admin-token".to_string();
     let server = fracta_server::start_control_plane(
