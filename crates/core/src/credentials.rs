@@ -498,8 +498,14 @@ mod tests {
             header: None,
         };
         let mut req = RequestContext::default();
+        // A spawn with no request (the command line): an error naming the origin, where its
+        // value comes from, and why `authorization` is never passed on.
         let e = materialize("p", "h", &origin, &req, &r).await.unwrap_err();
-        assert!(e.to_string().contains("authorization"), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("auth origin `h` of profile `p`"), "{msg}");
+        assert!(msg.contains("POST /v1/agents"), "{msg}");
+        assert!(msg.contains("command line"), "{msg}");
+        assert!(msg.contains("never passed on"), "{msg}");
         req.headers
             .insert("authorization".into(), "Bearer tok-from-header-123".into());
         assert_eq!(

@@ -256,6 +256,17 @@ agents:
             &["NOT_SET_ANYWHERE_42", "not set"],
         ),
         (
+            "http_header_token on the command line",
+            "      p:\n        auth_origins:\n          k: { type: http_header_token, header: X-Model-Token }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &[
+                "origin `k`",
+                "profile `p`",
+                "`x-model-token` header",
+                "POST /v1/agents",
+                "command line",
+            ],
+        ),
+        (
             "require_env absent",
             "      p:\n        env: { FAKE_OPENAI_KEY: x }\n        assertions: { require_env: [AWS_REGION_FOR_TEST] }",
             &[
