@@ -208,33 +208,17 @@ impl Supervisor {
 
     /// The agent `id` names (a full id in any case, or a unique prefix), if the caller may act
     /// on it: itself or one of its descendants. Every tool and route resolves ids here, so an
-    /// authorization or self-check always compares full ids. An ambiguous prefix lists only the
-    /// matches the caller may see; a target outside its subtree is named as the caller spelled
-    /// it (its full id is not revealed).
+    /// authorization or self-check always compares full ids. For an agent, a prefix is matched
+    /// against the agents it may see: one match is that agent, several are an ambiguity listing
+    /// only them, none is not found. A target outside its subtree is named as the caller
+    /// spelled it (its full id is not revealed).
     pub fn authorize(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
-        let target = match self.runner.store.get_agent(id) {
-            Ok(a) => a,
-            Err(fracta_state::StoreError::Ambiguous { prefix, matches }) => {
-                let Caller::Agent(me) = caller else {
-                    return Err(fracta_state::StoreError::Ambiguous { prefix, matches }.into());
-                };
-                let mut visible = Vec::new();
-                for m in matches {
-                    if self.is_within(me, &m)? {
-                        visible.push(m);
-                    }
-                }
-                return Err(if visible.is_empty() {
-                    fracta_state::StoreError::NotFound { id: prefix }
-                } else {
-                    fracta_state::StoreError::Ambiguous {
-                        prefix,
-                        matches: visible,
-                    }
-                }
-                .into());
+        let target = match (self.runner.store.get_agent(id), caller) {
+            (Ok(a), _) => a,
+            (Err(fracta_state::StoreError::Ambiguous { prefix, .. }), Caller::Agent(me)) => {
+                return self.resolve_within(me, &prefix);
             }
-            Err(e) => return Err(e.into()),
+            (Err(e), _) => return Err(e.into()),
         };
         let Caller::Agent(me) = caller else {
             return Ok(target);
@@ -245,6 +229,30 @@ impl Supervisor {
             Err(ControlError::Forbidden {
                 target: id.to_string(),
             })
+        }
+    }
+
+    /// The agent of `me`'s subtree (itself included) whose id starts with `prefix` (any case).
+    fn resolve_within(&self, me: &str, prefix: &str) -> Result<AgentRecord, ControlError> {
+        const LISTED: usize = 10;
+        let want = prefix.to_ascii_uppercase();
+        let mut matches = Vec::new();
+        let mut stack = vec![self.runner.store.get_agent(me)?];
+        while let Some(a) = stack.pop() {
+            stack.extend(self.runner.store.children(&a.id)?);
+            if a.id.to_ascii_uppercase().starts_with(&want) {
+                matches.push(a);
+            }
+        }
+        matches.sort_by(|a, b| a.id.cmp(&b.id));
+        match matches.len() {
+            0 => Err(fracta_state::StoreError::NotFound { id: prefix.into() }.into()),
+            1 => Ok(matches.remove(0)),
+            _ => Err(fracta_state::StoreError::Ambiguous {
+                prefix: prefix.into(),
+                matches: matches.into_iter().take(LISTED).map(|a| a.id).collect(),
+            }
+            .into()),
         }
     }
 

@@ -209,6 +209,22 @@ async fn mcp_ambiguous_prefix_lists_only_the_callers_subtree() {
         .await;
     assert!(err, "{text}");
     assert!(!text.contains("HIDDEN"), "ids outside the subtree: {text}");
+    // More agents outside the subtree match than the store lists for an ambiguous prefix:
+    // the one the caller may see is still found (it is the only match the caller can see).
+    for n in 0..11 {
+        p.agent(
+            None,
+            Some(&format!("01QQA{n:02}00000000000000000")),
+            "claude",
+        );
+    }
+    let seen = p.agent(Some(&me), Some("01QQZMINE00000000000000000"), "claude");
+    let (err, text) = p
+        .tool_text(&token, "status", json!({ "agent_id": "01qq" }))
+        .await;
+    assert!(!err, "{text}");
+    let view: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(view["id"], seen.id.as_str(), "{view}");
     // A unique prefix of an agent outside the subtree: refused, without its full id.
     let (err, text) = p
         .tool_text(&token, "status", json!({ "agent_id": "01ZZOTH" }))
