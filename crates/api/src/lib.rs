@@ -12,8 +12,8 @@ pub use agent::{AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, TokenUsage};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::EventView;
 pub use requests::{
-    AgentArgs, EventsQuery, Health, ListArgs, ListQuery, MessageArgs, ResumeBody, SendBody,
-    SpawnArgs, SteerBody, WaitArgs,
+    AgentArgs, EventsQuery, Health, ListArgs, ListQuery, MessageArgs, ResumeBody, SendArgs,
+    SendBody, SpawnArgs, SteerBody, WaitArgs,
 };
 
 /// Schema transform for views whose every field is always written (`null` when empty):

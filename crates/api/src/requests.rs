@@ -123,13 +123,28 @@ pub struct WaitArgs {
     pub timeout_secs: Option<u64>,
 }
 
-/// Arguments of `send` and `steer`.
+/// Arguments of `steer`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageArgs {
     pub agent_id: String,
     /// What to say.
     pub prompt: String,
+}
+
+/// Arguments of `send`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendArgs {
+    pub agent_id: String,
+    /// What to say.
+    pub prompt: String,
+    /// Answer once the turn has ended (default false: at once, with the turn queued).
+    #[serde(default)]
+    pub wait: Option<bool>,
+    /// With `wait`: give up waiting after this many seconds (default 600). The turn goes on.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 /// Arguments of `list` (none).

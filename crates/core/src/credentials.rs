@@ -218,8 +218,13 @@ pub async fn materialize(
                     .trim()
                     .to_string(),
                 None => {
+                    let own = if h == "authorization" {
+                        " (the `authorization` header of a control-plane request carries Fracta's own token and is never passed on: set the origin's `header`, e.g. `X-Model-Token`)"
+                    } else {
+                        ""
+                    };
                     return Err(err(format!(
-                        "takes its token from the `{h}` header of a control-plane spawn request, and this spawn has none"
+                        "takes its token from the `{h}` header of the HTTP request that spawns the agent (POST /v1/agents or the MCP `spawn` tool), and this spawn has none{own}; a spawn from the command line carries no request headers"
                     )));
                 }
             }
@@ -493,8 +498,14 @@ mod tests {
             header: None,
         };
         let mut req = RequestContext::default();
+        // A spawn with no request (the command line): an error naming the origin, where its
+        // value comes from, and why `authorization` is never passed on.
         let e = materialize("p", "h", &origin, &req, &r).await.unwrap_err();
-        assert!(e.to_string().contains("authorization"), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("auth origin `h` of profile `p`"), "{msg}");
+        assert!(msg.contains("POST /v1/agents"), "{msg}");
+        assert!(msg.contains("command line"), "{msg}");
+        assert!(msg.contains("never passed on"), "{msg}");
         req.headers
             .insert("authorization".into(), "Bearer tok-from-header-123".into());
         assert_eq!(

@@ -11,6 +11,7 @@ use fracta_state::{AgentBudgets, AgentRecord, AgentStatus};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::adapter::adapter_named;
+use crate::credentials::RequestContext;
 use crate::error::RunError;
 use crate::event::Event;
 use crate::launch::Gateway;
@@ -40,6 +41,11 @@ pub enum ControlError {
         "agent {target} is not in your subtree: an agent may act only on itself and the agents it spawned (directly or not)"
     )]
     Forbidden { target: String },
+    /// The gateway never lets an agent stop itself (its subtree would go with it).
+    #[error(
+        "agent {id} is you: an agent cannot stop itself through the gateway; finish your turn instead"
+    )]
+    SelfStop { id: String },
     #[error(
         "agent {id} has no live stream session (it is {status}): `send` needs a running stream session; resume an ended agent instead"
     )]
@@ -200,31 +206,105 @@ impl Supervisor {
         st.tokens.get(token).cloned()
     }
 
-    /// Is `id` the caller itself or one of its descendants?
+    /// The agent `id` names (a full id in any case, or a unique prefix), if the caller may act
+    /// on it: itself or one of its descendants. Every tool and route resolves ids here, so an
+    /// authorization or self-check always compares full ids. For an agent, a prefix is matched
+    /// against the agents it may see: one match is that agent, several are an ambiguity listing
+    /// only them, none is not found. A target outside its subtree is named as the caller
+    /// spelled it (its full id is not revealed).
     pub fn authorize(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
-        let target = self.runner.store.get_agent(id)?;
+        let target = match (self.runner.store.get_agent(id), caller) {
+            (Ok(a), _) => a,
+            (Err(fracta_state::StoreError::Ambiguous { prefix, .. }), Caller::Agent(me)) => {
+                return self.resolve_within(me, &prefix);
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         let Caller::Agent(me) = caller else {
             return Ok(target);
         };
-        let mut cur = Some(target.clone());
-        while let Some(a) = cur {
-            if &a.id == me {
-                return Ok(target);
-            }
-            cur = match &a.parent_id {
-                Some(p) => Some(self.runner.store.get_agent(p)?),
-                None => None,
-            };
+        if self.is_within(me, &target.id)? {
+            Ok(target)
+        } else {
+            Err(ControlError::Forbidden {
+                target: id.to_string(),
+            })
         }
-        Err(ControlError::Forbidden { target: target.id })
     }
 
-    /// Start an agent without waiting for it: returns its (queued) record at once.
+    /// The agent of `me`'s subtree (itself included) whose id starts with `prefix` (any case).
+    fn resolve_within(&self, me: &str, prefix: &str) -> Result<AgentRecord, ControlError> {
+        const LISTED: usize = 10;
+        let want = prefix.to_ascii_uppercase();
+        let mut matches = Vec::new();
+        let mut stack = vec![self.runner.store.get_agent(me)?];
+        while let Some(a) = stack.pop() {
+            stack.extend(self.runner.store.children(&a.id)?);
+            if a.id.to_ascii_uppercase().starts_with(&want) {
+                matches.push(a);
+            }
+        }
+        matches.sort_by(|a, b| a.id.cmp(&b.id));
+        match matches.len() {
+            0 => Err(fracta_state::StoreError::NotFound { id: prefix.into() }.into()),
+            1 => Ok(matches.remove(0)),
+            _ => Err(fracta_state::StoreError::Ambiguous {
+                prefix: prefix.into(),
+                matches: matches.into_iter().take(LISTED).map(|a| a.id).collect(),
+            }
+            .into()),
+        }
+    }
+
+    /// Is the agent with full id `id` the agent `me` or one of its descendants?
+    fn is_within(&self, me: &str, id: &str) -> Result<bool, ControlError> {
+        let mut cur = Some(id.to_string());
+        let mut hops = 0u32;
+        while let Some(a) = cur {
+            if a == me {
+                return Ok(true);
+            }
+            hops += 1;
+            if hops > 1024 {
+                return Ok(false);
+            }
+            cur = self.runner.store.get_agent(&a)?.parent_id;
+        }
+        Ok(false)
+    }
+
+    /// Stop the agent `id` names and its whole subtree, as `caller`: the id is resolved and
+    /// authorized first, and an agent may not stop itself (by any spelling of its id).
+    pub async fn stop_as(&self, caller: &Caller, id: &str) -> Result<AgentRecord, ControlError> {
+        let target = self.authorize(caller, id)?;
+        if let Caller::Agent(me) = caller
+            && me == &target.id
+        {
+            return Err(ControlError::SelfStop { id: target.id });
+        }
+        self.stop_tree(&target.id).await
+    }
+
+    /// Start an agent without waiting for it: returns its (queued) record at once. A spawn
+    /// with no request behind it (the CLI): `http_header_token` origins have no value.
     pub fn spawn(
+        self: &Arc<Self>,
+        caller: &Caller,
+        req: SpawnRequest,
+        asked: &Budgets,
+    ) -> Result<AgentRecord, ControlError> {
+        self.spawn_with(caller, req, asked, RequestContext::default())
+    }
+
+    /// [`Supervisor::spawn`] for a request that came over HTTP (the API, the MCP gateway):
+    /// its headers are where `http_header_token` origins take their value. They live with the
+    /// run only (never recorded).
+    pub fn spawn_with(
         self: &Arc<Self>,
         caller: &Caller,
         mut req: SpawnRequest,
         asked: &Budgets,
+        request: RequestContext,
     ) -> Result<AgentRecord, ControlError> {
         let defaults = self.runner.cfg.config.agents.budgets;
         // Checking a parent's budgets and recording its child is one step: two concurrent
@@ -262,7 +342,12 @@ impl Supervisor {
         let token = new_token()?;
         let agent = self.runner.record(prepared)?;
         drop(gate);
-        self.launch(&agent.id, token, Work::First(Box::new(agent.clone())));
+        self.launch(
+            &agent.id,
+            token,
+            Work::First(Box::new(agent.clone())),
+            request,
+        );
         Ok(agent)
     }
 
@@ -276,13 +361,18 @@ impl Supervisor {
                 agent.status.as_str()
             ))));
         }
-        self.launch(&agent.id, new_token()?, Work::Resume(prompt.to_string()));
+        self.launch(
+            &agent.id,
+            new_token()?,
+            Work::Resume(prompt.to_string()),
+            RequestContext::default(),
+        );
         Ok(agent)
     }
 
     /// Run an agent's turn in the background: give it a gateway token, wait for a running slot
     /// (`max_running`), run, then retire the token and signal the end.
-    fn launch(self: &Arc<Self>, id: &str, token: String, work: Work) {
+    fn launch(self: &Arc<Self>, id: &str, token: String, work: Work, request: RequestContext) {
         let (done_tx, done_rx) = watch::channel(false);
         // A stream agent's first run is a live session; a resumed one runs a single turn.
         let stream = matches!(work, Work::First(_))
@@ -322,6 +412,7 @@ impl Supervisor {
         tokio::spawn(async move {
             let permit = Arc::clone(&me.running).acquire_owned().await;
             let opts = RunOptions {
+                request,
                 gateway: me
                     .gateway_url
                     .get()
@@ -340,7 +431,6 @@ impl Supervisor {
                     .stream_idle_timeout_secs
                     .map(Duration::from_secs),
                 shutdown: Some(me.shutdown.subscribe()),
-                ..RunOptions::default()
             };
             let mut obs = Broadcast(me.events.clone());
             let result = match work {

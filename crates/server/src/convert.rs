@@ -5,8 +5,26 @@ use fracta_api::{
     AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, EventView, SpawnArgs, TokenUsage,
 };
 use fracta_config::{Budgets, Mode, Tier};
+use fracta_core::credentials::RequestContext;
 use fracta_core::resolve::SpawnRequest;
 use fracta_state::{AgentRecord, EventRecord};
+
+/// What a spawn request over HTTP carries for `http_header_token` origins: its headers (names
+/// in lower case; a repeated header's last value), except `Authorization`, which holds Fracta's
+/// own credential (the admin token on `/v1`, the calling agent's gateway token on `/mcp`) and
+/// is never handed to an agent.
+pub fn request_context(headers: &http::HeaderMap) -> RequestContext {
+    let mut ctx = RequestContext::default();
+    for (name, value) in headers {
+        if name == http::header::AUTHORIZATION {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            ctx.headers.insert(name.as_str().to_string(), v.to_string());
+        }
+    }
+    ctx
+}
 
 /// The view of a stored agent (never its prompt, process details or `meta`).
 pub fn agent_view(a: &AgentRecord) -> AgentView {

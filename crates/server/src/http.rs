@@ -27,7 +27,7 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, StoreError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::convert::{agent_view, event_view, spawn_request};
+use crate::convert::{agent_view, event_view, request_context, spawn_request};
 
 /// An API error: a status and a message a person can act on.
 pub struct ApiError(StatusCode, String);
@@ -61,11 +61,16 @@ impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         let status = match &e {
             ControlError::Budget { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ControlError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ControlError::Forbidden { .. } | ControlError::SelfStop { .. } => StatusCode::FORBIDDEN,
             ControlError::NoSession { .. } | ControlError::Steer(_) => StatusCode::CONFLICT,
             ControlError::Store(StoreError::NotFound { .. })
             | ControlError::Run(RunError::Store(StoreError::NotFound { .. })) => {
                 StatusCode::NOT_FOUND
+            }
+            // The prefix matched more than one agent: the client names one of them.
+            ControlError::Store(StoreError::Ambiguous { .. })
+            | ControlError::Run(RunError::Store(StoreError::Ambiguous { .. })) => {
+                StatusCode::CONFLICT
             }
             ControlError::Run(RunError::Task(TaskError::NotFound { .. })) => StatusCode::NOT_FOUND,
             ControlError::Run(RunError::Usage(_) | RunError::Task(_)) => StatusCode::BAD_REQUEST,
@@ -150,10 +155,13 @@ async fn openapi() -> Json<serde_json::Value> {
 
 async fn create(
     State(api): State<Api>,
+    headers: HeaderMap,
     Json(args): Json<SpawnArgs>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let (req, asked) = spawn_request(&args).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
-    let agent = api.sup.spawn(&Caller::User, req, &asked)?;
+    let agent = api
+        .sup
+        .spawn_with(&Caller::User, req, &asked, request_context(&headers))?;
     if args.wait.unwrap_or(false) {
         let t = Duration::from_secs(args.timeout_secs.unwrap_or(crate::mcp::DEFAULT_WAIT_SECS));
         let done = api.sup.wait(&agent.id, t).await?;
@@ -237,13 +245,37 @@ async fn steer(
     Ok(Json(agent_view(&agent)))
 }
 
-/// `Last-Event-ID` is `AGENT:SEQ`; for a one-agent stream, the seq to go on after.
-fn last_event_seq(headers: &HeaderMap) -> Option<u64> {
+/// A stream position: for each agent, the last seq sent. As an SSE event id (and so as the
+/// `Last-Event-ID` a client resumes with) it is `AGENT:SEQ` pairs joined by `,`, one per agent
+/// that has sent events, ordered by id: a one-agent stream's ids are `AGENT:SEQ`, a tree
+/// stream's carry every member's position, so a reconnect resumes each agent where it was.
+type Cursor = HashMap<String, u64>;
+
+/// The cursor a client resumes from (`Last-Event-ID`); malformed pairs are ignored.
+fn last_event_cursor(headers: &HeaderMap) -> Cursor {
     headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(':').next())
-        .and_then(|s| s.parse().ok())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|pair| {
+                    let (id, seq) = pair.trim().rsplit_once(':')?;
+                    Some((id.to_string(), seq.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The SSE event id of a stream at `cursor`.
+fn cursor_id(cursor: &Cursor) -> String {
+    let mut pairs: Vec<(&String, &u64)> = cursor.iter().filter(|(_, s)| **s > 0).collect();
+    pairs.sort();
+    pairs
+        .iter()
+        .map(|(id, seq)| format!("{id}:{seq}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 async fn stream_agent(
@@ -253,26 +285,39 @@ async fn stream_agent(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let agent = api.sup.runner.store.get_agent(&id)?;
-    let after = last_event_seq(&headers).or(q.after).unwrap_or(0);
-    Ok(follow(api.sup, agent, false, after))
+    let resume = last_event_cursor(&headers);
+    let after = resume.get(&agent.id).copied().or(q.after).unwrap_or(0);
+    Ok(follow(
+        api.sup,
+        agent.clone(),
+        false,
+        HashMap::from([(agent.id, after)]),
+    ))
 }
 
-async fn stream_tree(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn stream_tree(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let agent = api.sup.runner.store.get_agent(&id)?;
-    Ok(follow(api.sup, agent, true, 0))
+    Ok(follow(api.sup, agent, true, last_event_cursor(&headers)))
 }
 
-/// Stream stored events as SSE (`id: AGENT:SEQ`, `event: KIND`, `data: EventView`), then
-/// live ones as they are persisted, until the agent (or every agent of the tree) has ended;
-/// a last `event: end` carries the final AgentView(s). Events are read back from the store, so
-/// a client sees exactly what was persisted, in order, and nothing before it was persisted.
-fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> Response {
+/// Stream stored events as SSE (`id`: the stream's [`Cursor`], `event: KIND`, `data:
+/// EventView`), then live ones as they are persisted, until the agent (or every agent of the
+/// tree) has ended; a last `event: end` carries the final AgentView(s). Events are read back
+/// from the store, so a client sees exactly what was persisted, in order, and nothing before
+/// it was persisted. Each agent starts after its seq in `resume` (for a tree, only members of
+/// the subtree count).
+fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, resume: Cursor) -> Response {
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
     // Subscribe before the first read, so nothing persisted in between is missed.
     let mut live = sup.subscribe();
     tokio::spawn(async move {
         let store = &sup.runner.store;
-        let mut sent: HashMap<String, u64> = HashMap::from([(agent.id.clone(), after)]);
+        let start = |id: &str| resume.get(id).copied().unwrap_or(0);
+        let mut sent: Cursor = HashMap::from([(agent.id.clone(), start(&agent.id))]);
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             // Members of the tree may have been added.
@@ -283,18 +328,21 @@ fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, after: u64) -> R
                 };
                 for a in store.list_agents(&filter).unwrap_or_default() {
                     if a.id == agent.id || is_below(store.as_ref(), &a, &agent.id) {
-                        sent.entry(a.id).or_insert(0);
+                        let at = start(&a.id);
+                        sent.entry(a.id).or_insert(at);
                     }
                 }
             }
-            for (id, seq) in sent.iter_mut() {
+            let ids: Vec<String> = sent.keys().cloned().collect();
+            for id in ids {
                 loop {
-                    let batch = store.events(id, *seq, Some(500)).unwrap_or_default();
+                    let after = sent.get(&id).copied().unwrap_or(0);
+                    let batch = store.events(&id, after, Some(500)).unwrap_or_default();
                     for e in &batch {
-                        *seq = e.seq;
+                        sent.insert(id.clone(), e.seq);
                         let data = serde_json::to_string(&event_view(e)).unwrap_or_default();
                         let ev = SseEvent::default()
-                            .id(format!("{}:{}", e.agent_id, e.seq))
+                            .id(cursor_id(&sent))
                             .event(e.kind.clone())
                             .data(data);
                         if tx.send(Ok(ev)).await.is_err() {

@@ -71,6 +71,66 @@ async fn require_token(State(sup): State<Arc<Supervisor>>, req: Request, next: N
     }
 }
 
+/// The most a gateway request's body may hold (rmcp's own limit).
+const MAX_MCP_BODY: usize = 4 * 1024 * 1024;
+
+/// A JSON-RPC error answer with no request id (the request could not be read).
+fn json_rpc_error(status: StatusCode, code: i64, message: String) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// Answer a JSON body that is no JSON-RPC message with a 400 and the JSON-RPC error for it
+/// (-32700 parse error, -32600 invalid request); rmcp answers 415 (a media-type error) to
+/// both. Any other request goes on unchanged.
+async fn json_rpc_body(req: Request, next: Next) -> Response {
+    let is_json = req
+        .headers()
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|e| e.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if req.method() != ::http::Method::POST || !is_json {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_MCP_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return json_rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                format!(
+                    "invalid request: the body could not be read (at most {MAX_MCP_BODY} bytes): {e}"
+                ),
+            );
+        }
+    };
+    if let Err(e) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(&bytes) {
+        return match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Err(_) => json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                format!("parse error: the body is not valid JSON: {e}"),
+            ),
+            Ok(_) => json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                format!("invalid request: the body is no JSON-RPC request: {e}"),
+            ),
+        };
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// The gateway's router: streamable-HTTP MCP at `/mcp`, stateless with JSON responses.
 pub fn router(supervisor: Arc<Supervisor>) -> axum::Router {
     let sup = Arc::clone(&supervisor);
@@ -84,11 +144,35 @@ pub fn router(supervisor: Arc<Supervisor>) -> axum::Router {
     );
     axum::Router::new()
         .nest_service(MCP_PATH, service)
+        .layer(axum::middleware::from_fn(json_rpc_body))
         .layer(axum::middleware::from_fn_with_state(
             supervisor,
             require_token,
         ))
         .route("/health", axum::routing::get(|| async { "ok\n" }))
+}
+
+/// TCP keepalive on an accepted connection: idle this long, the peer is probed.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Between probes; after `KEEPALIVE_PROBES` unanswered ones the connection is dropped.
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Small writes (SSE events, JSON answers) go out at once, not after the peer's delayed ACK;
+/// and a peer that vanished without closing (a half-open connection: its host down, a NAT
+/// entry gone) is noticed by TCP keepalive within about 90 s of silence, and its connection
+/// (an idle keep-alive, an SSE stream waiting for events) closed, instead of held forever.
+fn tune_accepted(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!("TCP_NODELAY not set: {e}");
+    }
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(&*tcp).set_tcp_keepalive(&keepalive) {
+        tracing::debug!("TCP keepalive not set: {e}");
+    }
 }
 
 /// Serve the gateway on `addr` (port 0: any free port) and tell the supervisor its URL.
@@ -127,13 +211,7 @@ async fn start_with(
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        // Small writes (SSE events, JSON answers) go out at once, not after the peer's
-        // delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY not set: {e}");
-            }
-        });
+        let listener = listener.tap_io(tune_accepted);
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = rx.await;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fracta_api::{AgentArgs, ListArgs, MessageArgs, SpawnArgs, WaitArgs};
+use fracta_api::{AgentArgs, ListArgs, MessageArgs, SendArgs, SpawnArgs, WaitArgs};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -14,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::{ErrorData, ServerHandler, tool, tool_handler, tool_router};
 
-use crate::convert::{agent_view, spawn_request};
+use crate::convert::{agent_view, request_context, spawn_request};
 
 pub const DEFAULT_WAIT_SECS: u64 = 600;
 
@@ -104,7 +104,12 @@ impl FractaMcp {
             Ok(r) => r,
             Err(e) => return tool_error(e),
         };
-        let agent = match self.supervisor.spawn(&caller, req, &asked) {
+        // The gateway's incoming request: its headers feed `http_header_token` origins.
+        let request = ext
+            .get::<http::request::Parts>()
+            .map(|parts| request_context(&parts.headers))
+            .unwrap_or_default();
+        let agent = match self.supervisor.spawn_with(&caller, req, &asked, request) {
             Ok(a) => a,
             Err(e) => return control_error(e),
         };
@@ -148,11 +153,12 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        if let Err(e) = self.supervisor.authorize(&caller, &a.agent_id) {
-            return control_error(e);
-        }
+        let agent = match self.supervisor.authorize(&caller, &a.agent_id) {
+            Ok(agent) => agent,
+            Err(e) => return control_error(e),
+        };
         let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
-        match self.supervisor.wait(&a.agent_id, t).await {
+        match self.supervisor.wait(&agent.id, t).await {
             Ok(done) => ok_json(&agent_view(&done)),
             Err(e) => control_error(e),
         }
@@ -192,11 +198,11 @@ impl FractaMcp {
     }
 
     #[tool(
-        description = "Send a follow-up message to an agent you spawned: it continues the same conversation in the same workspace (the agent must have ended its current turn). Returns at once; use `wait` for the answer."
+        description = "Send a follow-up message to an agent you spawned: it continues the same conversation in the same workspace. A live stream session queues it behind its turn in flight; an ended agent starts a new turn. Returns at once (the turn queued or started); use `wait` for the answer, or pass wait=true to answer once the turn has ended."
     )]
     async fn send(
         &self,
-        Parameters(a): Parameters<MessageArgs>,
+        Parameters(a): Parameters<SendArgs>,
         ext: Extensions,
     ) -> Result<CallToolResult, ErrorData> {
         let caller = match self.caller(&ext) {
@@ -207,13 +213,16 @@ impl FractaMcp {
             Ok(agent) => agent,
             Err(e) => return control_error(e),
         };
-        // A live stream session takes the turn (and answers when it ends); an ended agent
-        // runs a new turn of its conversation.
+        // A live stream session takes the turn (queued behind a turn in flight); an ended
+        // agent runs a new turn of its conversation.
         if self.supervisor.has_session(&agent.id) {
-            let wait = Duration::from_secs(DEFAULT_WAIT_SECS);
+            let wait = a
+                .wait
+                .unwrap_or(false)
+                .then(|| Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS)));
             return match self
                 .supervisor
-                .send(&caller, &agent.id, &a.prompt, Some(wait))
+                .send(&caller, &agent.id, &a.prompt, wait)
                 .await
             {
                 Ok(agent) => ok_json(&agent_view(&agent)),
@@ -221,6 +230,13 @@ impl FractaMcp {
             };
         }
         match self.supervisor.resume(&agent.id, &a.prompt) {
+            Ok(agent) if a.wait.unwrap_or(false) => {
+                let t = Duration::from_secs(a.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS));
+                match self.supervisor.wait(&agent.id, t).await {
+                    Ok(done) => ok_json(&agent_view(&done)),
+                    Err(e) => control_error(e),
+                }
+            }
             Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
@@ -238,13 +254,8 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        match self.supervisor.authorize(&caller, &a.agent_id) {
-            Ok(agent) => tool_error(format!(
-                "cannot steer agent {}: turn/steer is supported by codex stream sessions only, and this is a {} {} agent; use `send` after its turn ends",
-                agent.id,
-                agent.adapter,
-                agent.mode.as_str()
-            )),
+        match self.supervisor.steer(&caller, &a.agent_id, &a.prompt).await {
+            Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }
     }
@@ -259,17 +270,7 @@ impl FractaMcp {
             Ok(c) => c,
             Err(e) => return tool_error(e),
         };
-        if let Caller::Agent(me) = &caller
-            && me == &a.agent_id
-        {
-            return tool_error(
-                "an agent cannot stop itself through the gateway; finish your turn instead",
-            );
-        }
-        if let Err(e) = self.supervisor.authorize(&caller, &a.agent_id) {
-            return control_error(e);
-        }
-        match self.supervisor.stop_tree(&a.agent_id).await {
+        match self.supervisor.stop_as(&caller, &a.agent_id).await {
             Ok(agent) => ok_json(&agent_view(&agent)),
             Err(e) => control_error(e),
         }

@@ -28,7 +28,7 @@ fn errors() -> Value {
         "400": e("Invalid request (the message names what is valid)"),
         "401": e("Missing or wrong admin token"),
         "404": e("No such agent"),
-        "409": e("The agent has no live stream session (send) or is still running (resume)"),
+        "409": e("The id prefix matches more than one agent, or the agent has no live stream session (send) or is still running (resume)"),
         "422": e("Over budget (the message names the budget and its value)"),
         "500": e("Internal error"),
     })
@@ -52,7 +52,7 @@ fn query(name: &str, ty: &str, description: &str) -> Value {
 }
 
 fn sse(description: &str) -> Value {
-    json!({ "description": description, "content": { "text/event-stream": { "schema": { "type": "string", "description": "Server-Sent Events: `id: AGENT:SEQ`, `event: KIND`, `data: EventView` as JSON; a last `event: end` with the final AgentView(s) as a JSON array" } } } })
+    json!({ "description": description, "content": { "text/event-stream": { "schema": { "type": "string", "description": "Server-Sent Events: `id: CURSOR`, `event: KIND`, `data: EventView` as JSON; a last `event: end` with the final AgentView(s) as a JSON array. CURSOR is the stream's position: `AGENT:SEQ` on a one-agent stream, `AGENT:SEQ` pairs joined by `,` on a tree stream (one per member that has sent events, ordered by id); sent back as `Last-Event-ID`, each agent goes on after its seq" } } } })
 }
 
 /// The whole document.
@@ -135,7 +135,7 @@ pub fn document() -> Value {
                 "responses": with_errors(json!({ "200": sse("The event stream") }))
             } },
             "/v1/agents/{id}/tree/events/stream": { "get": {
-                "operationId": "streamTreeEvents", "summary": "Follow the events of an agent and all its descendants until all have ended",
+                "operationId": "streamTreeEvents", "summary": "Follow the events of an agent and all its descendants until all have ended (resumable with Last-Event-ID)",
                 "parameters": [id_param()],
                 "responses": with_errors(json!({ "200": sse("The event stream") }))
             } },

@@ -158,6 +158,79 @@ agents:
     );
 }
 
+/// `http_header_token` takes its value from the request that asked the control plane to
+/// spawn: `POST /v1/agents` with the header, and the real Codex CLI presents it to the model;
+/// nothing Fracta writes holds it. Before, nothing passed the request's headers on and the
+/// spawn failed ("this spawn has none") (issue 21, item 12).
+#[test]
+fn codex_bearer_env_from_an_http_header_reaches_the_model() {
+    use super::harness::Serve;
+    const S_HEADER: &str = "HEADER-BEARER-5c1e9a7d3b";
+    let p = Project::new(script("fallback: \"ok from codex\"\n"));
+    write_config(
+        &p,
+        &format!(
+            r#"auth:
+  credentials:
+    profiles:
+      openai:
+        auth_origins:
+          key:
+            type: http_header_token
+            header: X-Model-Token
+        default_binding:
+          type: bearer_env
+          auth_origin: key
+          env_name: FAKE_OPENAI_KEY
+agents:
+  agent_runtimes:
+    codex:
+      adapter: codex
+      model: gpt-5.5
+      auth_profile: openai
+{CODEX_PROVIDER}"#
+        ),
+    );
+    let server = Serve::start(&p);
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let v: Value = http
+        .post(format!("{}/v1/agents", server.url))
+        .bearer_auth(&server.token)
+        .header("X-Model-Token", format!("Bearer {S_HEADER}"))
+        .json(&serde_json::json!({ "task": "k", "prompt": "hello", "wait": true }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let reqs = p.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(|r| carries(r, S_HEADER)),
+        "{:#?}",
+        reqs.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+    assert!(server.stop());
+    let mut files = Vec::new();
+    collect_files(&p.path().join(".fracta"), &mut files);
+    assert!(files.iter().any(|f| f.ends_with("state.db")));
+    for f in files {
+        let s = f.to_string_lossy();
+        if s.contains("/codex-home/") || s.contains("/.git/") {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !contains(&bytes, S_HEADER.as_bytes()),
+            "the header's token leaked into {}",
+            f.display()
+        );
+    }
+}
+
 #[test]
 fn opencode_bearer_env_from_secret_env_reaches_the_model() {
     let p = Project::new(script("fallback: \"ok from opencode\"\n"));
@@ -254,6 +327,17 @@ agents:
             "missing secret_env",
             "      p:\n        auth_origins:\n          k: { type: secret_env, env_name: NOT_SET_ANYWHERE_42 }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
             &["NOT_SET_ANYWHERE_42", "not set"],
+        ),
+        (
+            "http_header_token on the command line",
+            "      p:\n        auth_origins:\n          k: { type: http_header_token, header: X-Model-Token }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+            &[
+                "origin `k`",
+                "profile `p`",
+                "`x-model-token` header",
+                "POST /v1/agents",
+                "command line",
+            ],
         ),
         (
             "require_env absent",

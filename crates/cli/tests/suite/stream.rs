@@ -325,6 +325,104 @@ fn codex_steer(env: &[(&str, &str)]) {
     assert!(server.stop());
 }
 
+/// One JSON-RPC request to `fracta mcp` over its stdio; its answer.
+fn mcp_call(
+    stdin: &mut impl Write,
+    out: &mut impl std::io::BufRead,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    let req = serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    writeln!(stdin, "{req}").unwrap();
+    stdin.flush().unwrap();
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "fracta mcp closed");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == id {
+            return v;
+        }
+    }
+}
+
+/// The text of a `tools/call` answer (and that it is no error).
+fn tool_ok(v: &Value) -> Value {
+    assert_ne!(v["result"]["isError"], true, "{v:#}");
+    let text = v["result"]["content"][0]["text"].as_str().unwrap();
+    serde_json::from_str(text).unwrap()
+}
+
+/// The MCP `steer` tool (here on `fracta mcp`'s stdio) adds input to a Codex stream child's
+/// turn in flight, as `fracta steer` does. It was a stub that refused (issue 21, item 8).
+#[test]
+fn mcp_steer_adds_input_to_a_codex_turn_in_flight() {
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"EXTRA-INPUT\" }\n    reply: \"STEERED\"\n  - when: { contains: \"steer me\" }\n    reply: { text: \"HELD\", hold: steer }\nfallback: \"fine\"\n",
+        "mcp-steer",
+    )
+    .unwrap();
+    let p = Project::new(script);
+    let mut child = p
+        .command(&["mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let init = serde_json::json!({
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": { "name": "test", "version": "0" }
+    });
+    mcp_call(&mut stdin, &mut out, 1, "initialize", init);
+    writeln!(
+        stdin,
+        "{}",
+        serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })
+    )
+    .unwrap();
+    let spawn = serde_json::json!({ "name": "spawn", "arguments": {
+        "task": "chat", "prompt": "steer me", "runtime": "codex", "mode": "stream"
+    } });
+    let agent = tool_ok(&mcp_call(&mut stdin, &mut out, 2, "tools/call", spawn));
+    let id = agent["id"].as_str().unwrap().to_string();
+    assert!(
+        p.rt.block_on(p.server().wait_for_hold("steer", Duration::from_secs(60))),
+        "the turn never reached the model"
+    );
+    let steer = serde_json::json!({ "name": "steer", "arguments": {
+        "agent_id": id, "prompt": "EXTRA-INPUT"
+    } });
+    let steered = tool_ok(&mcp_call(&mut stdin, &mut out, 3, "tools/call", steer));
+    assert_eq!(steered["status"], "running", "{steered:#}");
+    p.server().release("steer");
+    // Bounded, so a broken run fails instead of hanging; not a measure of speed.
+    let start = Instant::now();
+    let done = loop {
+        let a = p.agent(&id);
+        if a["meta"]["turns"] == 1 && a["result"].is_string() {
+            break a;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{a:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(done["result"], "STEERED", "{done:#}");
+    assert!(
+        p.requests()
+            .iter()
+            .map(|r| r.body.to_string())
+            .any(|b| b.contains("steer me") && b.contains("EXTRA-INPUT")),
+        "the model never saw the steering input in the turn"
+    );
+    let stop = serde_json::json!({ "name": "stop", "arguments": { "agent_id": id } });
+    tool_ok(&mcp_call(&mut stdin, &mut out, 4, "tools/call", stop));
+    drop(stdin);
+    wait_child(&mut child, Duration::from_secs(60));
+}
+
 /// `agents.stream_idle_timeout_secs`: a session with no next turn is closed, recorded with
 /// why, and can be resumed later.
 #[test]

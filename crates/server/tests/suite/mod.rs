@@ -1,2 +1,3 @@
 mod busy_store;
+mod gateway;
 mod openapi;
