@@ -358,6 +358,37 @@ fn fracta_killed(rt: &str) {
     }
 }
 
+/// A prompt that looks like an option is the user's text: it reaches the model as the task,
+/// and the CLI neither prints its help nor takes the next option as the option's value.
+fn prompt_like_an_option(rt: &str) {
+    let p = Project::new(script(
+        "rules:\n  - when: { contains: \"--help\", has_tools: true }\n    reply: \"ANSWERED-HELP\"\n  - when: { contains: \"--system-prompt\", has_tools: true }\n    reply: \"ANSWERED-SYSTEM-PROMPT\"\nfallback: \"A title\"\n",
+    ));
+    for (prompt, answer) in [
+        ("--help", "ANSWERED-HELP"),
+        ("--system-prompt", "ANSWERED-SYSTEM-PROMPT"),
+    ] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "opt",
+            "--runtime",
+            rt,
+            &format!("--prompt={prompt}"),
+        ]);
+        assert_eq!(code, 0, "{prompt}: {v:#}");
+        assert_eq!(v["status"], "succeeded", "{prompt}: {v:#}");
+        assert_eq!(v["result"], answer, "{prompt}: {v:#}");
+        // The model was asked with the prompt as the user's own text.
+        assert!(
+            turns(&p).iter().any(|b| {
+                fracta_model_server::last_user_text(b)
+                    .is_some_and(|t| t.contains(prompt) && !t.contains("--output-format"))
+            }),
+            "{prompt} never reached the model as the user's text"
+        );
+    }
+}
+
 macro_rules! per_runtime {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -387,7 +418,8 @@ per_runtime!(
     crash,
     http500,
     missing_cli,
-    fracta_killed
+    fracta_killed,
+    prompt_like_an_option
 );
 
 /// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the

@@ -1,4 +1,4 @@
-//! OpenCode: `opencode run --format json PROMPT` (resume with `--session ID`), configured by
+//! OpenCode: `opencode run --format json -- PROMPT` (resume with `--session ID`), configured by
 //! `opencode.json` in the workspace: permissions from `project.allowed_tools`, the seed's
 //! `task: deny` (no subagents behind Fracta's back), merged with the runtime's `native_config`.
 
@@ -147,7 +147,9 @@ impl Adapter for OpenCode {
             args.extend(["--session".into(), t.to_string()]);
         }
         args.extend(ctx.runtime.args.iter().cloned());
-        args.push(ctx.prompt.to_string());
+        // `--` ends the options: OpenCode's `run` takes what follows it as the message, so a
+        // prompt such as `--help` is the user's text.
+        args.extend(["--".into(), ctx.prompt.to_string()]);
         let mut env: BTreeMap<String, String> = QUIET_ENV
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
