@@ -389,6 +389,39 @@ fn prompt_like_an_option(rt: &str) {
     }
 }
 
+/// A CLI that exits 0 without a word (`command: /bin/true`) did not complete a run: batch or
+/// stream, the agent fails saying the runtime's completion event never came.
+fn exit_0_without_completion(rt: &str) {
+    let p = Project::new(script("fallback: unused\n"));
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    let cfg = cfg.replace(
+        &format!("    {rt}:\n      adapter: {rt}\n"),
+        &format!("    {rt}:\n      adapter: {rt}\n      command: /bin/true\n"),
+    );
+    std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+    for mode in ["batch", "stream"] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "silent",
+            "--runtime",
+            rt,
+            "--mode",
+            mode,
+            "--prompt",
+            "hi",
+        ]);
+        assert_eq!(code, 1, "{mode}: {v:#}");
+        assert_eq!(v["status"], "failed", "{mode}: {v:#}");
+        assert_eq!(v["mode"], mode);
+        let err = v["error"].as_str().unwrap();
+        assert!(
+            err.contains("the CLI exited 0 without its completion event (no result)"),
+            "{mode}: {err}"
+        );
+    }
+    assert!(p.requests().is_empty());
+}
+
 macro_rules! per_runtime {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -419,7 +452,8 @@ per_runtime!(
     http500,
     missing_cli,
     fracta_killed,
-    prompt_like_an_option
+    prompt_like_an_option,
+    exit_0_without_completion
 );
 
 /// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the

@@ -768,9 +768,13 @@ fn opencode_transcripts() {
 }
 
 #[test]
-fn claude_and_codex_report_success_explicitly() {
-    // OpenCode never says "success"; the other two do.
-    for kind in [AdapterKind::Claude, AdapterKind::Codex] {
+fn runtimes_report_success_explicitly() {
+    // A run succeeds only on the runtime's completion event (OpenCode: a final step_finish).
+    for kind in [
+        AdapterKind::Claude,
+        AdapterKind::Codex,
+        AdapterKind::Opencode,
+    ] {
         for (case, path) in transcripts(kind) {
             if case != "http500" {
                 let (_, _, o) = parse_transcript(kind, &path);
