@@ -422,6 +422,44 @@ fn exit_0_without_completion(rt: &str) {
     assert!(p.requests().is_empty());
 }
 
+/// The terminal of a foreground spawn closed (SIGHUP): Fracta stops the agent as for SIGTERM,
+/// records why, takes the CLI's whole process group down, and exits.
+fn sighup(rt: &str) {
+    let p = Project::new(slow_script(rt));
+    let (mut child, a) = start_slow(&p, rt);
+    let cli_pid = a["pid"].as_i64().unwrap();
+    assert!(pid_alive(cli_pid));
+    let group = nix::unistd::Pid::from_raw(cli_pid as i32);
+    assert!(
+        nix::sys::signal::killpg(group, None).is_ok(),
+        "the CLI leads its own process group"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(30));
+    assert_ne!(status.code(), Some(0), "{status:?}");
+    let after = p.agent(a["id"].as_str().unwrap());
+    assert_eq!(after["status"], "stopped", "{after:#}");
+    assert!(
+        after["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fracta received SIGHUP")),
+        "{after:#}"
+    );
+    // The CLI's process group is gone, not left working unsupervised.
+    let start = std::time::Instant::now();
+    while nix::sys::signal::killpg(group, None).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the CLI's process group survived SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 macro_rules! per_runtime {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -453,7 +491,8 @@ per_runtime!(
     missing_cli,
     fracta_killed,
     prompt_like_an_option,
-    exit_0_without_completion
+    exit_0_without_completion,
+    sighup
 );
 
 /// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the
