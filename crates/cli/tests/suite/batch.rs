@@ -460,6 +460,38 @@ fn sighup(rt: &str) {
     }
 }
 
+/// The wall-clock budget ends a run that overstays it (batch or stream; the model holds its
+/// reply) as a failure that names the budget, never as a success or a bare exit code.
+fn wall_clock_budget(rt: &str) {
+    let p = Project::new(slow_script(rt));
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    let cfg = cfg.replacen(
+        "agents:\n",
+        "agents:\n  budgets: { wall_clock_secs: 2 }\n",
+        1,
+    );
+    std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+    for mode in ["batch", "stream"] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "slow",
+            "--runtime",
+            rt,
+            "--mode",
+            mode,
+            "--prompt",
+            &format!("take your time {rt}"),
+        ]);
+        assert_eq!(code, 1, "{mode}: {v:#}");
+        assert_eq!(v["status"], "failed", "{mode}: {v:#}");
+        let err = v["error"].as_str().unwrap();
+        assert!(
+            err.contains("budget exceeded: wall_clock_secs"),
+            "{mode}: {err}"
+        );
+    }
+}
+
 macro_rules! per_runtime {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -492,7 +524,8 @@ per_runtime!(
     fracta_killed,
     prompt_like_an_option,
     exit_0_without_completion,
-    sighup
+    sighup,
+    wall_clock_budget
 );
 
 /// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the
