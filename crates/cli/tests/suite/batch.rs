@@ -362,8 +362,9 @@ fn fracta_killed(rt: &str) {
 /// and the CLI neither prints its help nor takes the next option as the option's value.
 fn prompt_like_an_option(rt: &str) {
     let p = Project::new(script(
-        "rules:\n  - when: { contains: \"--help\", has_tools: true }\n    reply: \"ANSWERED-HELP\"\n  - when: { contains: \"--system-prompt\", has_tools: true }\n    reply: \"ANSWERED-SYSTEM-PROMPT\"\nfallback: \"A title\"\n",
+        "rules:\n  - when: { contains: \"--help\", has_tools: true }\n    repeat: true\n    reply: \"ANSWERED-HELP\"\n  - when: { contains: \"--system-prompt\", has_tools: true }\n    reply: \"ANSWERED-SYSTEM-PROMPT\"\nfallback: \"A title\"\n",
     ));
+    let mut last = String::new();
     for (prompt, answer) in [
         ("--help", "ANSWERED-HELP"),
         ("--system-prompt", "ANSWERED-SYSTEM-PROMPT"),
@@ -386,7 +387,18 @@ fn prompt_like_an_option(rt: &str) {
             }),
             "{prompt} never reached the model as the user's text"
         );
+        last = v["id"].as_str().unwrap().to_string();
     }
+    // A resumed run too (Codex: `exec resume -- THREAD PROMPT`).
+    let out = p.run(&["resume", &last, "--prompt=--help", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["result"], "ANSWERED-HELP", "{r:#}");
 }
 
 /// A CLI that exits 0 without a word (`command: /bin/true`) did not complete a run: batch or
