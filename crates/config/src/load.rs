@@ -177,6 +177,27 @@ pub fn parse(src: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
         ]));
     }
 
+    // YAML forbids a key twice in one mapping; the deserializer would keep the last and say
+    // nothing (two `claude:` runtimes validating as one).
+    let duplicates: Vec<Diagnostic> = spans
+        .duplicates()
+        .iter()
+        .map(|d| {
+            let at = |p: crate::spans::Pos| format!("{}:{}:{}", path.display(), p.line, p.column);
+            Diagnostic::error(format!(
+                "duplicate key `{}`: at {} and again at {}",
+                d.key,
+                at(d.first),
+                at(d.again)
+            ))
+            .at(&ctx, &d.path, Some(d.again))
+            .with_help("a key may appear once in a mapping (the later one would silently replace the earlier): merge the two entries, or rename one")
+        })
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(ConfigError::Invalid(duplicates));
+    }
+
     let de = serde_yaml_ng::Deserializer::from_str(src);
     let mut config: Config = match serde_path_to_error::deserialize(de) {
         Ok(c) => c,

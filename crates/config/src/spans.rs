@@ -32,10 +32,21 @@ pub struct Span {
     pub value: Option<Pos>,
 }
 
+/// A key given twice in one mapping: its path, and where each occurrence stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key as written.
+    pub key: String,
+    pub path: String,
+    pub first: Pos,
+    pub again: Pos,
+}
+
 /// Key path → positions, for one document.
 #[derive(Debug, Default)]
 pub struct SpanMap {
     spans: HashMap<String, Span>,
+    duplicates: Vec<Duplicate>,
 }
 
 impl SpanMap {
@@ -51,7 +62,16 @@ impl SpanMap {
         parser
             .load(&mut c, false)
             .map_err(|e| (e.info().to_string(), Pos::from(*e.marker())))?;
-        Ok(SpanMap { spans: c.spans })
+        Ok(SpanMap {
+            spans: c.spans,
+            duplicates: c.duplicates,
+        })
+    }
+
+    /// Keys given more than once in the same mapping, in document order (YAML forbids them;
+    /// a deserializer would silently keep the last).
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
     }
 
     pub fn get(&self, path: &str) -> Option<Span> {
@@ -105,14 +125,23 @@ pub fn join(path: &str, key: &str) -> String {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        /// The keys read so far, and where.
+        seen: HashMap<String, Pos>,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 #[derive(Default)]
 struct Collector {
     stack: Vec<Frame>,
     spans: HashMap<String, Span>,
+    duplicates: Vec<Duplicate>,
 }
 
 impl Collector {
@@ -121,7 +150,9 @@ impl Collector {
         match self.stack.last() {
             None => Some(String::new()),
             Some(Frame::Map { key: None, .. }) => None,
-            Some(Frame::Map { path, key: Some(k) }) => Some(join(path, k)),
+            Some(Frame::Map {
+                path, key: Some(k), ..
+            }) => Some(join(path, k)),
             Some(Frame::Seq { path, index }) => Some(format!("{path}[{index}]")),
         }
     }
@@ -144,10 +175,22 @@ impl MarkedEventReceiver for Collector {
         match ev {
             Event::Scalar(v, ..) => match self.value_path() {
                 None => {
-                    if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                    if let Some(Frame::Map { path, key, seen }) = self.stack.last_mut() {
                         let p = join(path, &v);
+                        let here = Pos::from(mark);
+                        if let Some(first) = seen.get(&v) {
+                            self.duplicates.push(Duplicate {
+                                key: v.clone(),
+                                path: p.clone(),
+                                first: *first,
+                                again: here,
+                            });
+                        } else {
+                            seen.insert(v.clone(), here);
+                        }
                         *key = Some(v);
-                        self.spans.entry(p).or_default().key = Some(mark.into());
+                        // The first occurrence keeps the key's span.
+                        self.spans.entry(p).or_default().key.get_or_insert(here);
                     }
                 }
                 Some(p) => {
@@ -166,7 +209,11 @@ impl MarkedEventReceiver for Collector {
                 let p = self.value_path().unwrap_or_else(|| "?".to_string());
                 self.value_at(p.clone(), mark);
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { path: p, key: None }
+                    Frame::Map {
+                        path: p,
+                        key: None,
+                        seen: HashMap::new(),
+                    }
                 } else {
                     Frame::Seq { path: p, index: 0 }
                 });
@@ -211,6 +258,42 @@ mod tests {
             Some(Pos { line: 3, column: 5 })
         );
         assert_eq!(parent("a.b[2]"), "a.b");
+        assert!(m.duplicates().is_empty());
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_both_positions() {
+        let src = "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      env: { A: \"1\", A: \"2\" }\n    claude:\n      adapter: codex\n";
+        let m = SpanMap::parse(src);
+        assert_eq!(
+            m.duplicates(),
+            [
+                Duplicate {
+                    key: "A".into(),
+                    path: "agents.agent_runtimes.claude.env.A".into(),
+                    first: Pos {
+                        line: 5,
+                        column: 14
+                    },
+                    again: Pos {
+                        line: 5,
+                        column: 22
+                    },
+                },
+                Duplicate {
+                    key: "claude".into(),
+                    path: "agents.agent_runtimes.claude".into(),
+                    first: Pos { line: 3, column: 5 },
+                    again: Pos { line: 6, column: 5 },
+                },
+            ]
+        );
+        // The same key in two different mappings is no duplicate.
+        assert!(
+            SpanMap::parse("a: { x: 1 }\nb: { x: 1 }\n")
+                .duplicates()
+                .is_empty()
+        );
         assert_eq!(parent("a"), "");
     }
 }

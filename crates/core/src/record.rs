@@ -53,6 +53,9 @@ pub struct RunEnd<'a> {
     pub detail: Option<String>,
 }
 
+/// Why a run that exited 0 failed: the runtime never said it completed.
+pub const NO_COMPLETION: &str = "the CLI exited 0 without its completion event (no result)";
+
 impl Recorder {
     pub fn new(store: Arc<dyn Store>, redactor: Redactor) -> Self {
         Recorder { store, redactor }
@@ -307,9 +310,18 @@ impl Recorder {
     ) -> Result<AgentRecord, RunError> {
         let agent = self.store.get_agent(id)?;
         let stderr_tail = self.redactor.redact(exit.stderr_tail.trim());
-        let succeeded = exit.success() && outcome.success != Some(false);
+        // A run succeeds only on the runtime's own word: its completion event (a stream
+        // session Fracta closed keeps its last completed turn's). An exit 0 without it
+        // (a CLI that printed nothing, help text, a crash that exits 0) is a failure.
+        let completed = outcome.success == Some(true);
+        let succeeded = exit.success() && completed;
         let error = (!succeeded).then(|| {
-            let mut parts = vec![format!("{} {}", agent.adapter, exit.describe())];
+            let first = if exit.success() && outcome.success.is_none() {
+                format!("{}: {NO_COMPLETION}", agent.adapter)
+            } else {
+                format!("{} {}", agent.adapter, exit.describe())
+            };
+            let mut parts = vec![first];
             if let Some(e) = &outcome.error {
                 parts.push(format!("runtime error: {}", self.redactor.redact(e)));
             }

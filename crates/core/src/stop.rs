@@ -122,3 +122,96 @@ impl Runner {
         Ok(fixed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fracta_state::{ProcessRef, Store};
+
+    use crate::resolve::SpawnRequest;
+    use crate::runner::Runner;
+
+    use super::*;
+
+    fn runner(dir: &std::path::Path) -> (Runner, Arc<dyn Store>) {
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /bin/true\n",
+            &dir.join("fracta.yaml"),
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
+        (Runner::new(Arc::new(cfg), Arc::clone(&store)), store)
+    }
+
+    /// An agent waiting for a `max_running` slot under a live supervisor is no ghost, however
+    /// old its record: a reconcile (any `show` or `stop` of another agent) leaves it queued.
+    /// One whose supervisor is gone is written off, so the check is not vacuous.
+    #[test]
+    fn reconcile_leaves_a_queued_agent_of_a_live_supervisor_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runner, store) = runner(dir.path());
+        let old = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2);
+        let queue = |supervisor: Option<ProcessRef>| {
+            let mut p = runner
+                .prepare(&SpawnRequest {
+                    task: "wait".into(),
+                    prompt: Some("wait your turn".into()),
+                    runtime: None,
+                    tier: None,
+                    model: None,
+                    mode: None,
+                    parent_id: None,
+                })
+                .unwrap();
+            p.agent.updated_at = old;
+            p.agent.created_at = old;
+            // Recorded as the runner records a queued agent (this process supervises it).
+            let mut a = runner.record(p).unwrap();
+            if let Some(s) = supervisor {
+                a = store
+                    .update_agent(
+                        &a.id,
+                        &AgentPatch {
+                            meta: Some(fracta_state::AgentMeta {
+                                supervisor: Some(s),
+                                ..a.meta.clone()
+                            }),
+                            ..AgentPatch::default()
+                        },
+                    )
+                    .unwrap();
+            }
+            a
+        };
+        let waiting = queue(None);
+        assert_eq!(waiting.status, AgentStatus::Queued);
+        assert!(
+            jiff::Timestamp::now().duration_since(waiting.updated_at)
+                > jiff::SignedDuration::from_secs(3600)
+        );
+        // A queued agent whose supervisor died (a child process that has exited).
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let orphan = queue(Some(ProcessRef {
+            pid: dead_pid,
+            identity: None,
+        }));
+
+        let fixed = runner.reconcile().unwrap();
+        assert_eq!(fixed, vec![orphan.id.clone()]);
+        let after = store.get_agent(&waiting.id).unwrap();
+        assert_eq!(after.status, AgentStatus::Queued, "{after:?}");
+        assert_eq!(after.error, None);
+        assert_eq!(
+            store.get_agent(&orphan.id).unwrap().status,
+            AgentStatus::Lost
+        );
+        assert_eq!(
+            waiting.meta.supervisor.as_ref().map(|s| s.pid),
+            Some(std::process::id()),
+            "a queued agent is recorded with its supervisor"
+        );
+    }
+}

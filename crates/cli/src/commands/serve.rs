@@ -2,7 +2,8 @@
 //! one loopback address, writes `.fracta/serve.json` (URL, pid, admin token, mode 0600) so CLI
 //! commands find it, reconciles agents a previous control plane left running, and on SIGINT or
 //! SIGTERM (or SIGHUP) closes its idle stream sessions (they end recorded and resumable), stops the agents
-//! it runs, busy sessions included (recorded as `stopped`), and removes the file.
+//! it runs, busy sessions included (recorded as `stopped`), and removes the file. It holds a
+//! lock on the project (`.fracta/serve.lock`) for its life: a second `serve` fails at once.
 //!
 //! Unlike the short-lived commands it runs a multi-threaded tokio runtime: it serves many
 //! agents and clients at once, and a store call that blocks (a write waiting for another
@@ -21,6 +22,9 @@ use crate::cli::ServeArgs;
 
 pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let fracta_dir = std::path::absolute(cfg.fracta_dir()).unwrap_or_else(|_| cfg.fracta_dir());
+    // One control plane per project, before anything is touched: a second one would
+    // overwrite the first's discovery file and remove it on exit. Held until we return.
+    let _lock = discovery::lock(&fracta_dir)?;
     let store = open_store(&cfg)?;
     let runner = new_runner(cfg, store);
     // Agents a control plane (or a foreground spawn) left running when it died.

@@ -358,6 +358,152 @@ fn fracta_killed(rt: &str) {
     }
 }
 
+/// A prompt that looks like an option is the user's text: it reaches the model as the task,
+/// and the CLI neither prints its help nor takes the next option as the option's value.
+fn prompt_like_an_option(rt: &str) {
+    let p = Project::new(script(
+        "rules:\n  - when: { contains: \"--help\", has_tools: true }\n    repeat: true\n    reply: \"ANSWERED-HELP\"\n  - when: { contains: \"--system-prompt\", has_tools: true }\n    reply: \"ANSWERED-SYSTEM-PROMPT\"\nfallback: \"A title\"\n",
+    ));
+    let mut last = String::new();
+    for (prompt, answer) in [
+        ("--help", "ANSWERED-HELP"),
+        ("--system-prompt", "ANSWERED-SYSTEM-PROMPT"),
+    ] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "opt",
+            "--runtime",
+            rt,
+            &format!("--prompt={prompt}"),
+        ]);
+        assert_eq!(code, 0, "{prompt}: {v:#}");
+        assert_eq!(v["status"], "succeeded", "{prompt}: {v:#}");
+        assert_eq!(v["result"], answer, "{prompt}: {v:#}");
+        // The model was asked with the prompt as the user's own text.
+        assert!(
+            turns(&p).iter().any(|b| {
+                fracta_model_server::last_user_text(b)
+                    .is_some_and(|t| t.contains(prompt) && !t.contains("--output-format"))
+            }),
+            "{prompt} never reached the model as the user's text"
+        );
+        last = v["id"].as_str().unwrap().to_string();
+    }
+    // A resumed run too (Codex: `exec resume -- THREAD PROMPT`).
+    let out = p.run(&["resume", &last, "--prompt=--help", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["result"], "ANSWERED-HELP", "{r:#}");
+}
+
+/// A CLI that exits 0 without a word (`command: /bin/true`) did not complete a run: batch or
+/// stream, the agent fails saying the runtime's completion event never came.
+fn exit_0_without_completion(rt: &str) {
+    let p = Project::new(script("fallback: unused\n"));
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    let cfg = cfg.replace(
+        &format!("    {rt}:\n      adapter: {rt}\n"),
+        &format!("    {rt}:\n      adapter: {rt}\n      command: /bin/true\n"),
+    );
+    std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+    for mode in ["batch", "stream"] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "silent",
+            "--runtime",
+            rt,
+            "--mode",
+            mode,
+            "--prompt",
+            "hi",
+        ]);
+        assert_eq!(code, 1, "{mode}: {v:#}");
+        assert_eq!(v["status"], "failed", "{mode}: {v:#}");
+        assert_eq!(v["mode"], mode);
+        let err = v["error"].as_str().unwrap();
+        assert!(
+            err.contains("the CLI exited 0 without its completion event (no result)"),
+            "{mode}: {err}"
+        );
+    }
+    assert!(p.requests().is_empty());
+}
+
+/// The terminal of a foreground spawn closed (SIGHUP): Fracta stops the agent as for SIGTERM,
+/// records why, takes the CLI's whole process group down, and exits.
+fn sighup(rt: &str) {
+    let p = Project::new(slow_script(rt));
+    let (mut child, a) = start_slow(&p, rt);
+    let cli_pid = a["pid"].as_i64().unwrap();
+    assert!(pid_alive(cli_pid));
+    let group = nix::unistd::Pid::from_raw(cli_pid as i32);
+    assert!(
+        nix::sys::signal::killpg(group, None).is_ok(),
+        "the CLI leads its own process group"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(30));
+    assert_ne!(status.code(), Some(0), "{status:?}");
+    let after = p.agent(a["id"].as_str().unwrap());
+    assert_eq!(after["status"], "stopped", "{after:#}");
+    assert!(
+        after["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fracta received SIGHUP")),
+        "{after:#}"
+    );
+    // The CLI's process group is gone, not left working unsupervised.
+    let start = std::time::Instant::now();
+    while nix::sys::signal::killpg(group, None).is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the CLI's process group survived SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The wall-clock budget ends a run that overstays it (batch or stream; the model holds its
+/// reply) as a failure that names the budget, never as a success or a bare exit code.
+fn wall_clock_budget(rt: &str) {
+    let p = Project::new(slow_script(rt));
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    let cfg = cfg.replacen(
+        "agents:\n",
+        "agents:\n  budgets: { wall_clock_secs: 2 }\n",
+        1,
+    );
+    std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+    for mode in ["batch", "stream"] {
+        let (code, v) = p.spawn_json(&[
+            "--task",
+            "slow",
+            "--runtime",
+            rt,
+            "--mode",
+            mode,
+            "--prompt",
+            &format!("take your time {rt}"),
+        ]);
+        assert_eq!(code, 1, "{mode}: {v:#}");
+        assert_eq!(v["status"], "failed", "{mode}: {v:#}");
+        let err = v["error"].as_str().unwrap();
+        assert!(
+            err.contains("budget exceeded: wall_clock_secs"),
+            "{mode}: {err}"
+        );
+    }
+}
+
 macro_rules! per_runtime {
     ($($scenario:ident),* $(,)?) => {
         $(
@@ -387,7 +533,11 @@ per_runtime!(
     crash,
     http500,
     missing_cli,
-    fracta_killed
+    fracta_killed,
+    prompt_like_an_option,
+    exit_0_without_completion,
+    sighup,
+    wall_clock_budget
 );
 
 /// OpenCode safety: a model that keeps calling tools is stopped once OpenCode passes the

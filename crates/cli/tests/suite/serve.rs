@@ -200,3 +200,42 @@ fn a_control_plane_killed_mid_tree_is_reconciled_on_restart() {
     });
     assert!(server.stop());
 }
+
+/// One control plane per project: a second `serve` fails at once naming the first, and
+/// leaves its discovery file alone (the first stays reachable, and removes it on exit).
+#[test]
+fn a_second_control_plane_in_the_project_is_refused() {
+    let p = Project::new(holding_script(""));
+    let first = Serve::start(&p);
+    let file = p.path().join(".fracta/serve.json");
+    let before = std::fs::read_to_string(&file).unwrap();
+    let info: Value = serde_json::from_str(&before).unwrap();
+    let pid = info["pid"].as_u64().unwrap();
+
+    let mut second = p.start(&["serve"]);
+    let status = wait_child(&mut second, Duration::from_secs(30));
+    let out = second.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("already running")
+            && err.contains(&format!("pid {pid}"))
+            && err.contains(&first.url),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+
+    // The first is still the project's control plane.
+    let out = p.run(&["ps", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pid_alive(pid as i64));
+    assert!(first.stop());
+    assert!(
+        !file.exists(),
+        "the first control plane removes its file on exit"
+    );
+}

@@ -1,4 +1,4 @@
-//! Claude Code: `claude -p PROMPT --output-format stream-json --verbose`, configured through
+//! Claude Code: `claude -p --output-format stream-json --verbose ... -- PROMPT`, configured through
 //! `.claude/settings.json` in the workspace (permissions, API key helper, MCP).
 
 use std::collections::BTreeMap;
@@ -85,10 +85,13 @@ impl Adapter for Claude {
     /// user message line on stdin; the process lives until stdin closes.
     fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let mut spec = self.batch_launch(ctx)?;
-        // `-p PROMPT` → `-p --input-format stream-json`: the prompt comes on stdin.
-        if spec.args.len() >= 2 && spec.args[0] == "-p" {
-            spec.args[1] = "--input-format".into();
-            spec.args.insert(2, "stream-json".into());
+        // `-p ... -- PROMPT` → `-p --input-format stream-json ...`: the prompt comes on stdin.
+        if spec.args.len() >= 2 && spec.args[spec.args.len() - 2] == "--" {
+            spec.args.truncate(spec.args.len() - 2);
+        }
+        if spec.args.first().is_some_and(|a| a == "-p") {
+            spec.args
+                .splice(1..1, ["--input-format".to_string(), "stream-json".into()]);
         }
         spec.stdin = Stdin::Piped;
         Ok(spec)
@@ -104,7 +107,6 @@ impl Adapter for Claude {
         // the same file with --settings applies it without touching the user's Claude config.
         let mut args = vec![
             "-p".to_string(),
-            ctx.prompt.to_string(),
             "--output-format".into(),
             "stream-json".into(),
             "--verbose".into(),
@@ -138,6 +140,9 @@ impl Adapter for Claude {
             });
         }
         args.extend(ctx.runtime.args.iter().cloned());
+        // `--` ends the options: a prompt such as `--help` or `--system-prompt` is the user's
+        // text, never an option (nor a value of a variadic option such as `--mcp-config`).
+        args.extend(["--".into(), ctx.prompt.to_string()]);
 
         let mut env: BTreeMap<String, String> = QUIET_ENV
             .iter()

@@ -1,4 +1,4 @@
-//! Codex: `codex exec --json PROMPT` (and `codex exec resume THREAD PROMPT`). Codex takes its
+//! Codex: `codex exec --json -- PROMPT` (and `codex exec resume -- THREAD PROMPT`). Codex takes its
 //! model provider only from `$CODEX_HOME/config.toml`, so Fracta gives each runtime entry of a
 //! project its own Codex home (`.fracta/runtimes/<name>/codex-home`, shared by that runtime's
 //! agents and kept for resume, the user's `auth.json` linked in) holding the runtime's static
@@ -169,7 +169,8 @@ impl Adapter for Codex {
             }
             args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
             args.extend(ctx.runtime.args.iter().cloned());
-            args.extend([t.to_string(), ctx.prompt.to_string()]);
+            // `--` ends the options before the untrusted text (the thread id included).
+            args.extend(["--".into(), t.to_string(), ctx.prompt.to_string()]);
         } else {
             args.extend(["--json".into(), "--skip-git-repo-check".into()]);
             if let Some(m) = ctx.model {
@@ -177,7 +178,8 @@ impl Adapter for Codex {
             }
             args.extend(ctx.gateway.map(Self::gateway_overrides).unwrap_or_default());
             args.extend(ctx.runtime.args.iter().cloned());
-            args.push(ctx.prompt.to_string());
+            // `--` ends the options: a prompt such as `--help` is the user's text.
+            args.extend(["--".into(), ctx.prompt.to_string()]);
         }
         let mut env = BTreeMap::new();
         env.insert("CODEX_HOME".to_string(), home.display().to_string());

@@ -1,4 +1,4 @@
-//! OpenCode: `opencode run --format json PROMPT` (resume with `--session ID`), configured by
+//! OpenCode: `opencode run --format json -- PROMPT` (resume with `--session ID`), configured by
 //! `opencode.json` in the workspace: permissions from `project.allowed_tools`, the seed's
 //! `task: deny` (no subagents behind Fracta's back), merged with the runtime's `native_config`.
 
@@ -147,7 +147,9 @@ impl Adapter for OpenCode {
             args.extend(["--session".into(), t.to_string()]);
         }
         args.extend(ctx.runtime.args.iter().cloned());
-        args.push(ctx.prompt.to_string());
+        // `--` ends the options: OpenCode's `run` takes what follows it as the message, so a
+        // prompt such as `--help` is the user's text.
+        args.extend(["--".into(), ctx.prompt.to_string()]);
         let mut env: BTreeMap<String, String> = QUIET_ENV
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -285,9 +287,15 @@ impl EventParser for OpenCodeParser {
         }
         let part = v.get("part").unwrap_or(&Value::Null);
         match str_at(&v, "type").unwrap_or("") {
-            "step_start" => events.push(Event::Step(StepEvent {
-                phase: StepPhase::Started,
-            })),
+            "step_start" => {
+                // Another step: the run goes on, whatever the last one said.
+                if self.outcome.success == Some(true) {
+                    self.outcome.success = None;
+                }
+                events.push(Event::Step(StepEvent {
+                    phase: StepPhase::Started,
+                }));
+            }
             "text" => {
                 let text = str_at(part, "text").unwrap_or("").to_string();
                 self.outcome.result = Some(text.clone());
@@ -337,6 +345,11 @@ impl EventParser for OpenCodeParser {
                     self.cost += c;
                     self.saw_cost = true;
                     self.outcome.cost_usd = Some(self.cost);
+                }
+                // OpenCode's completion event: a step that finished for any reason but to
+                // call tools (`stop`, `length`, ...) ends the run, unless an error came first.
+                if str_at(part, "reason") != Some("tool-calls") && self.outcome.success.is_none() {
+                    self.outcome.success = Some(true);
                 }
                 events.push(Event::Step(StepEvent {
                     phase: StepPhase::Finished,

@@ -221,8 +221,17 @@ fn claude_resume_launch() {
     snapshot_launch("claude_resume", &spec);
     let i = spec.args.iter().position(|a| a == "--resume").unwrap();
     assert_eq!(spec.args[i + 1], "da76a7d9-7972-4dfb-b246-c3d549ba26dd");
-    // The runtime's own args come last.
-    assert_eq!(spec.args[spec.args.len() - 2..], ["--max-turns", "5"]);
+    // The runtime's own args come last among the options, then `--` and the prompt.
+    let n = spec.args.len();
+    assert_eq!(
+        spec.args[n - 4..],
+        [
+            "--max-turns",
+            "5",
+            "--",
+            "Review the change and say what's wrong."
+        ]
+    );
 }
 
 fn codex_provider() -> Value {
@@ -374,8 +383,9 @@ fn codex_resume_launch() {
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     let n = spec.args.len();
     assert_eq!(
-        spec.args[n - 2..],
+        spec.args[n - 3..],
         [
+            "--",
             "019b0c4e-5b5e-7d10-9a0b-3f7e0c1d2e3f",
             "Review the change and say what's wrong."
         ]
@@ -485,6 +495,74 @@ fn opencode_resume_launch() {
         spec.args.last().unwrap(),
         "Review the change and say what's wrong."
     );
+}
+
+/// Untrusted text never reaches a CLI as an option: every batch launch, plain or resumed,
+/// ends its options with `--` before the prompt, and nothing after `--` is Fracta's.
+#[test]
+fn batch_launches_end_options_before_the_prompt() {
+    let resumes = [
+        (AdapterKind::Claude, "da76a7d9-7972-4dfb-b246-c3d549ba26dd"),
+        (AdapterKind::Codex, "019b0c4e-5b5e-7d10-9a0b-3f7e0c1d2e3f"),
+        (AdapterKind::Opencode, "ses_4f1c2a9b3ffeYy1kQ2Zq3x9V8w"),
+    ];
+    for (kind, token) in resumes {
+        for resume in [None, Some(token)] {
+            let spec = launch(
+                kind,
+                &Case {
+                    resume,
+                    args: vec!["--verbose".into()],
+                    ..Case::default()
+                },
+            );
+            let dash = spec
+                .args
+                .iter()
+                .position(|a| a == "--")
+                .unwrap_or_else(|| panic!("{kind:?} {resume:?}: no `--` in {:?}", spec.args));
+            let after: Vec<&str> = spec.args[dash + 1..].iter().map(String::as_str).collect();
+            // Codex resumes name the thread positionally; the prompt is always last.
+            let want: Vec<&str> = match (kind, resume) {
+                (AdapterKind::Codex, Some(t)) => vec![t, "Review the change and say what's wrong."],
+                _ => vec!["Review the change and say what's wrong."],
+            };
+            assert_eq!(after, want, "{kind:?} {resume:?}: {:?}", spec.args);
+        }
+    }
+}
+
+/// Claude's stream launch takes its turns on stdin: neither the prompt nor `--` is in argv.
+#[test]
+fn claude_stream_launch_has_no_prompt_in_argv() {
+    let rt = runtime(AdapterKind::Claude, None);
+    let project = project();
+    let env = BTreeMap::new();
+    let ctx = LaunchContext {
+        agent_id: "ag-0001",
+        prompt: "--help",
+        model: None,
+        resume_token: None,
+        workspace: Path::new("/ws"),
+        runtime_home: Path::new("/home/agent"),
+        runtime_state: Path::new("/project/.fracta/runtimes/rt"),
+        runtime: &rt,
+        project: &project,
+        env: &env,
+        api_key_helper: None,
+        session: None,
+        gateway: None,
+    };
+    let spec = adapter_for(AdapterKind::Claude)
+        .stream_launch(&ctx)
+        .unwrap();
+    assert_eq!(spec.args[..3], ["-p", "--input-format", "stream-json"]);
+    assert!(
+        !spec.args.iter().any(|a| a == "--" || a == "--help"),
+        "{:?}",
+        spec.args
+    );
+    assert_eq!(spec.stdin, crate::launch::Stdin::Piped);
 }
 
 /// `LaunchContext::gateway` says the gateway is registered in the runtime's config as MCP
@@ -690,9 +768,13 @@ fn opencode_transcripts() {
 }
 
 #[test]
-fn claude_and_codex_report_success_explicitly() {
-    // OpenCode never says "success"; the other two do.
-    for kind in [AdapterKind::Claude, AdapterKind::Codex] {
+fn runtimes_report_success_explicitly() {
+    // A run succeeds only on the runtime's completion event (OpenCode: a final step_finish).
+    for kind in [
+        AdapterKind::Claude,
+        AdapterKind::Codex,
+        AdapterKind::Opencode,
+    ] {
         for (case, path) in transcripts(kind) {
             if case != "http500" {
                 let (_, _, o) = parse_transcript(kind, &path);
