@@ -157,11 +157,7 @@ mod tests {
                 .prepare(&SpawnRequest {
                     task: "wait".into(),
                     prompt: Some("wait your turn".into()),
-                    runtime: None,
-                    tier: None,
-                    model: None,
-                    mode: None,
-                    parent_id: None,
+                    ..SpawnRequest::default()
                 })
                 .unwrap();
             p.agent.updated_at = old;
