@@ -30,6 +30,16 @@ for cli in claude codex opencode; do
   printf '  %-9s %s\n' "$cli" "$(node_modules/.bin/$cli --version 2>/dev/null | head -n1 || echo '(not runnable here)')"
 done
 
+section "Installing the test suite's Python checkers (pip)"
+# kubernetes-validate (rendered objects against the Kubernetes schemas) and
+# openapi-spec-validator: the test suite fails, rather than skips, without them.
+if command -v python3 >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-ci.txt \
+    || echo "warning: pip could not install scripts/requirements-ci.txt; scripts/test.sh needs it" >&2
+else
+  echo "warning: python3 is not installed; scripts/test.sh needs it for its Python checkers" >&2
+fi
+
 section "Building fracta (cargo build --release)"
 cargo build --release --locked -p fracta
 
