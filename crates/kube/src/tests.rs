@@ -174,6 +174,44 @@ fn rendered_objects_for_every_runtime_mode_and_credential_form() {
     }
 }
 
+/// The seed's `kubernetes.env` puts `OPENCODE_DB=/data/opencode.db`; a batch Job mounts a
+/// writable `/data` for it as a session's Pod does (it used to reach a Job with no `/data`).
+#[test]
+fn an_opencode_job_mounts_the_volume_its_database_env_points_into() {
+    let r = render(
+        &cfg(),
+        &agent(
+            "opencode",
+            "opencode",
+            Mode::Batch,
+            Some("amazon-bedrock/claude"),
+        ),
+        "agents",
+    )
+    .unwrap();
+    let v = r.objects().unwrap().pop().unwrap();
+    let pod = &v["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "OPENCODE_DB" && e["value"] == "/data/opencode.db"),
+        "{env:#?}"
+    );
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.iter().any(|m| m["mountPath"] == "/data"),
+        "{mounts:#?}"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "data" && v.get("emptyDir").is_some()),
+        "{volumes:#?}"
+    );
+}
+
 #[test]
 fn claude_stream_on_kubernetes_is_refused() {
     let e = render(

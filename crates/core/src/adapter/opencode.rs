@@ -173,6 +173,12 @@ impl Adapter for OpenCode {
             links: vec![],
             stdin: Stdin::Null,
             endpoint: None,
+            // Its database, where it lives in a Pod: a writable volume of its own, in a Job as
+            // in a session's Pod (the seed's `OPENCODE_DB=/data/opencode.db` points there).
+            state_env: vec![EnvFile {
+                name: "OPENCODE_DB".into(),
+                file: DB_FILE.into(),
+            }],
             ..LaunchSpec::default()
         })
     }
