@@ -342,12 +342,18 @@ impl Recorder {
                 .filter(|f| f.in_workspace)
                 .map(|f| f.path.clone())
                 .collect();
+            let holds_secret = |text: &str| self.redactor.contains_secret(text);
             match workspace::commit_leftovers(
                 Path::new(ws),
                 &format!("fracta: {} ({})", agent.task, agent.id),
                 &exclude,
+                &holds_secret,
             ) {
                 Ok(c) => commit = c,
+                Err(e @ workspace::WorkspaceError::SecretInWork { .. }) => {
+                    tracing::warn!(agent = %agent.id, "{e}");
+                    self.error(&agent, &e.to_string(), observer)?;
+                }
                 Err(e) => {
                     tracing::warn!(agent = %agent.id, "could not commit the agent's work: {e}")
                 }

@@ -19,6 +19,20 @@ impl Redactor {
         Self::default()
     }
 
+    /// A redactor that already knows the values of Fracta's own secret-looking environment
+    /// variables (`*_KEY`, `*_TOKEN`, `*SECRET*`, `*PASSWORD*`, …): a credential helper that
+    /// fails and prints one on its stderr, or an agent that echoes one, shows the mask.
+    /// Values shorter than 8 characters are left out (they would mask innocent words).
+    pub fn with_secret_env() -> Self {
+        let r = Self::new();
+        for (k, v) in std::env::vars() {
+            if v.trim().len() >= 8 && fracta_config::show::looks_secret(&k) {
+                r.add(&v);
+            }
+        }
+        r
+    }
+
     pub fn add(&self, secret: &str) {
         let s = secret.trim();
         if s.len() < MIN_LEN {
@@ -48,6 +62,13 @@ impl Redactor {
             }
         }
         out
+    }
+
+    /// Whether `text` holds a registered secret.
+    pub fn contains_secret(&self, text: &str) -> bool {
+        self.secrets
+            .read()
+            .is_ok_and(|v| v.iter().any(|s| text.contains(s.as_str())))
     }
 
     /// Redact every string inside a JSON value.

@@ -74,7 +74,7 @@ fn supervisor_meta() -> ProcessRef {
 
 impl Runner {
     pub fn new(cfg: Arc<LoadedConfig>, store: Arc<dyn Store>) -> Self {
-        let redactor = Redactor::new();
+        let redactor = Redactor::with_secret_env();
         Runner {
             recorder: Recorder::new(Arc::clone(&store), redactor.clone()),
             cfg,

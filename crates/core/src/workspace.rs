@@ -37,6 +37,12 @@ pub enum WorkspaceError {
         repo: PathBuf,
         found: String,
     },
+    #[error(
+        "not committed: {} hold(s) a secret value Fracta materialized for this agent; the work is left uncommitted in {}",
+        files.join(", "),
+        ws.display()
+    )]
+    SecretInWork { files: Vec<String>, ws: PathBuf },
 }
 
 #[derive(Debug, Clone)]
@@ -559,6 +565,7 @@ pub fn commit_leftovers(
     ws: &Path,
     message: &str,
     exclude: &[PathBuf],
+    holds_secret: &dyn Fn(&str) -> bool,
 ) -> Result<Option<String>, WorkspaceError> {
     // Nothing changed: the usual end of a question-and-answer turn.
     if !has_changes(ws) {
@@ -583,6 +590,23 @@ pub fn commit_leftovers(
     }
     if git(ws, &["diff", "--cached", "--quiet"]).is_ok() {
         return Ok(None);
+    }
+    // Fracta's commit never carries a secret it handed the agent: a staged file that holds
+    // one stops the commit, and everything is left as the agent left it.
+    let staged = git(ws, &["diff", "--cached", "--name-only", "--diff-filter=d"])?;
+    let leaking: Vec<String> = staged
+        .lines()
+        .filter(|f| {
+            std::fs::read(ws.join(f)).is_ok_and(|b| holds_secret(&String::from_utf8_lossy(&b)))
+        })
+        .map(str::to_string)
+        .collect();
+    if !leaking.is_empty() {
+        let _ = git(ws, &["reset", "-q"]);
+        return Err(WorkspaceError::SecretInWork {
+            files: leaking,
+            ws: ws.to_path_buf(),
+        });
     }
     git(
         ws,
@@ -676,7 +700,7 @@ mod tests {
         assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
         assert!(!has_changes(&ws.path));
         assert_eq!(
-            commit_leftovers(&ws.path, "leftovers", &ours).unwrap(),
+            commit_leftovers(&ws.path, "leftovers", &ours, &|_| false).unwrap(),
             None
         );
         // The main checkout is untouched by the worktree's settings.
@@ -688,7 +712,7 @@ mod tests {
         // The agent's own work is seen and committed, Fracta's files are not.
         std::fs::write(ws.path.join("notes.txt"), "work\n").unwrap();
         assert!(has_changes(&ws.path));
-        let commit = commit_leftovers(&ws.path, "leftovers", &ours)
+        let commit = commit_leftovers(&ws.path, "leftovers", &ours, &|_| false)
             .unwrap()
             .unwrap();
         let files = sh(&ws.path, &["show", "--name-only", "--format=", &commit]);

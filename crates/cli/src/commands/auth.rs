@@ -11,7 +11,7 @@ use crate::exit::{self, Failure};
 use crate::output::{self, GREEN, RED};
 
 pub fn check(cfg: &LoadedConfig, a: AuthCheckArgs) -> anyhow::Result<ExitCode> {
-    let redactor = Redactor::new();
+    let redactor = Redactor::with_secret_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -362,13 +362,7 @@ agents:
     ];
     for (name, profile, needles) in cases {
         write_config(&p, &base(profile));
-        let t = std::time::Instant::now();
         let (code, v) = p.spawn_json(&["--task", "refused", "--prompt", "hi"]);
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "{name}: took {:?}",
-            t.elapsed()
-        );
         assert_eq!(code, 1, "{name}: {v:#}");
         assert_eq!(v["status"], "failed", "{name}");
         let err = v["error"].as_str().unwrap();
@@ -391,6 +385,47 @@ agents:
             .iter()
             .all(|a| a["status"] == "failed")
     );
+
+    // A failing helper that prints a secret of Fracta's environment on its stderr: the
+    // error says how it failed, with the secret masked, in the output, the store and the log.
+    write_config(
+        &p,
+        &base(
+            "      p:\n        auth_origins:\n          k: { type: command_output, command: [\"sh\", \"-c\", \"echo token was $HELPER_API_TOKEN >&2; exit 3\"] }\n        default_binding: { type: bearer_env, auth_origin: k, env_name: FAKE_OPENAI_KEY }",
+        ),
+    );
+    let sentinel = "SENTINEL-HELPER-STDERR-7731";
+    for args in [
+        &["spawn", "--json", "--task", "refused", "--prompt", "hi"][..],
+        &["auth", "check"][..],
+    ] {
+        let out = p
+            .command(args)
+            .env("HELPER_API_TOKEN", sentinel)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(!out.status.success(), "{args:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains(sentinel) && !stderr.contains(sentinel),
+            "{args:?} shows the helper's secret: {stdout}{stderr}"
+        );
+        assert!(
+            format!("{stdout}{stderr}").contains("token was [REDACTED]"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+    let mut db = std::fs::read(p.path().join(".fracta/state.db")).unwrap();
+    db.extend(std::fs::read(p.path().join(".fracta/state.db-wal")).unwrap_or_default());
+    assert!(
+        !String::from_utf8_lossy(&db).contains(sentinel),
+        "the store holds it"
+    );
+    let log = std::fs::read_to_string(p.path().join(".fracta/fracta.log")).unwrap_or_default();
+    assert!(!log.contains(sentinel), "the log holds it");
 }
 
 /// Plant distinct sentinel secrets in every origin type and in `${VAR}` env, run agents on

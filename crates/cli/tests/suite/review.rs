@@ -218,3 +218,50 @@ fn merge_brings_the_agents_work_in_and_a_conflict_changes_nothing() {
     let out = p.run(&["rm", &four]);
     assert!(out.status.success(), "{}", text(&out).1);
 }
+
+/// Fracta's own commit of an agent's work never carries a secret it handed the agent: a file
+/// holding the runtime's API key (planted by the model) stays uncommitted, and the agent's
+/// record says which file and why.
+#[test]
+fn fractas_commit_refuses_a_file_holding_a_secret() {
+    // `sk-ant-test` is the Claude runtime's ANTHROPIC_API_KEY in the test config.
+    let p = Project::new(
+        Script::parse(
+            "rules:\n  - when: { contains: \"leak it\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: \"leak.txt\", content: \"key=sk-ant-test\\n\" } }, { name: Write, input: { file_path: \"fine.txt\", content: \"fine\\n\" } }]\nfallback: \"Done.\"\n",
+            "t",
+        )
+        .unwrap(),
+    );
+    let out = p.run(&[
+        "spawn",
+        "--json",
+        "--runtime",
+        "claude",
+        "--prompt",
+        "leak it",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("sk-ant-test") && !stderr.contains("sk-ant-test"));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let (id, branch) = (v["id"].as_str().unwrap(), v["branch"].as_str().unwrap());
+    let ws = Path::new(v["workspace"].as_str().unwrap());
+    // Nothing was committed: the branch is where it started, the work is still there.
+    assert!(!git(p.path(), &["cat-file", "-e", &format!("{branch}:leak.txt")]).0);
+    assert!(!git(p.path(), &["cat-file", "-e", &format!("{branch}:fine.txt")]).0);
+    assert!(ws.join("leak.txt").is_file() && ws.join("fine.txt").is_file());
+    let events = p.events(id);
+    let said = events
+        .iter()
+        .find(|e| e["kind"] == "error")
+        .unwrap_or_else(|| panic!("{events:#?}"))
+        .to_string();
+    assert!(
+        said.contains("not committed") && said.contains("leak.txt"),
+        "{said}"
+    );
+    assert!(!said.contains("fine.txt"), "{said}");
+    for e in &events {
+        assert!(!e.to_string().contains("sk-ant-test"), "{e}");
+    }
+}
