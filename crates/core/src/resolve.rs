@@ -243,3 +243,78 @@ fn is_executable(p: &Path) -> bool {
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, LoadedConfig, fracta_state::SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      model: RT-MODEL\n      model_tiers:\n        heavy: H-MODEL\n",
+            &dir.path().join("fracta.yaml"),
+        )
+        .unwrap();
+        let tasks = cfg.tasks_dir();
+        std::fs::create_dir_all(&tasks).unwrap();
+        std::fs::write(
+            tasks.join("pinned.md"),
+            "---\nmodel: TASK-MODEL\n---\nDo it.\n",
+        )
+        .unwrap();
+        (
+            dir,
+            cfg,
+            fracta_state::SqliteStore::open_in_memory().unwrap(),
+        )
+    }
+
+    /// An explicit `--tier` the runtime does not map is an error naming the tiers it has
+    /// (it was silently ignored).
+    #[test]
+    fn an_unmapped_tier_is_an_error_naming_the_tiers() {
+        let (_d, cfg, store) = setup();
+        let req = SpawnRequest {
+            task: "t".into(),
+            prompt: Some("x".into()),
+            tier: Some(Tier::Light),
+            ..SpawnRequest::default()
+        };
+        let Err(RunError::Usage(e)) = prepare(&cfg, &store, &req) else {
+            panic!("an unmapped tier was accepted");
+        };
+        assert!(
+            e.contains("no model for tier `light`") && e.contains("its tiers: heavy"),
+            "{e}"
+        );
+    }
+
+    /// What is asked for now beats the task's defaults: `--tier` over the task file's model
+    /// (the task's model used to win).
+    #[test]
+    fn an_explicit_tier_beats_the_tasks_model() {
+        let (_d, cfg, store) = setup();
+        let mut req = SpawnRequest {
+            task: "pinned".into(),
+            tier: Some(Tier::Heavy),
+            ..SpawnRequest::default()
+        };
+        assert_eq!(
+            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            Some("H-MODEL")
+        );
+        req.tier = None;
+        assert_eq!(
+            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            Some("TASK-MODEL")
+        );
+        req.model = Some("ASKED".into());
+        req.tier = Some(Tier::Heavy);
+        assert_eq!(
+            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            Some("ASKED")
+        );
+    }
+}
