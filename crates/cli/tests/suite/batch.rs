@@ -300,6 +300,11 @@ fn http500(rt: &str) {
         err.contains("runtime error"),
         "the runtime's own error is recorded: {err}"
     );
+    // Claude's every-run warning about an untrusted workspace does not bury the cause.
+    assert!(
+        !err.contains("not been trusted"),
+        "noise in the error: {err}"
+    );
     let events = p.events(v["id"].as_str().unwrap());
     assert!(kinds(&events).contains(&"error".to_string()));
     eprintln!(

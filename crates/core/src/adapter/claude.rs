@@ -55,6 +55,15 @@ impl Adapter for Claude {
         AdapterKind::Claude
     }
 
+    /// Claude Code warns on every run that it ignores the workspace's `.claude/settings.json`
+    /// permissions (the workspace is not "trusted"); Fracta hands it the same file with
+    /// `--settings`, which applies them, so the warning says nothing about a failure.
+    fn stderr_noise(&self, line: &str) -> bool {
+        line.starts_with("Ignoring ")
+            && line.contains("permissions.allow entries")
+            && line.contains("not been trusted")
+    }
+
     fn forbidden_env(&self) -> &'static [(&'static str, &'static str)] {
         &[(
             fracta_config::load::CLAUDE_FORBIDDEN_ENV,

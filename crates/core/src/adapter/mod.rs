@@ -181,6 +181,12 @@ pub trait Adapter: Send + Sync {
         let _ = (host, port);
         None
     }
+    /// A line of the CLI's stderr that is known noise under Fracta (a warning every run
+    /// prints), kept out of an error's stderr tail so it does not hide the real cause.
+    fn stderr_noise(&self, line: &str) -> bool {
+        let _ = line;
+        false
+    }
     /// Env vars that must not reach this CLI, each with why.
     fn forbidden_env(&self) -> &'static [(&'static str, &'static str)] {
         &[]

@@ -271,6 +271,13 @@ pub async fn drive(
         // A session server Fracta closed (it has no stdin to close) ends by our signal.
         exit.code = Some(0);
     }
+    // The CLI's known noise is no part of why it failed.
+    exit.stderr_tail = exit
+        .stderr_tail
+        .lines()
+        .filter(|l| !adapter.stderr_noise(l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
     // A session recorded each turn's usage as it ended.
     let usage_turn = (!stream).then_some(turn);
     rec.finish_local(
