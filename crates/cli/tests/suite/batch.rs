@@ -580,3 +580,31 @@ fn opencode_past_max_steps_is_aborted() {
     let log = std::fs::read_to_string(p.path().join(".fracta/fracta.log")).unwrap();
     assert!(log.contains("opencode has taken 5 steps"), "{log}");
 }
+
+/// OpenCode's model stream that drops mid-answer, again and again: whatever ends the run (its
+/// own retries giving up, or the step limit), the error names the disconnect, not only a step
+/// count.
+#[test]
+fn opencode_mid_stream_disconnect_is_named() {
+    let p = Project::with_keys(
+        script(
+            "fallback: { text: \"a fairly long answer that never arrives whole\", drop_connection: true }\n",
+        ),
+        "      max_steps: 3\n",
+    );
+    let (code, v) = p.spawn_json(&[
+        "--task",
+        "drop",
+        "--runtime",
+        "opencode",
+        "--prompt",
+        "hello",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("restarted a step that never finished")
+            && err.contains("the model's answer broke off"),
+        "the step limit alone hides the cause: {err}"
+    );
+}
