@@ -52,8 +52,9 @@ pub struct Workspace {
     pub branch: Option<String>,
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
-    let out = Command::new("git")
+/// Run the git CLI in `dir` (never prompting), whatever its exit.
+fn git_run(dir: &Path, args: &[&str]) -> Result<std::process::Output, WorkspaceError> {
+    Command::new("git")
         .args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -61,13 +62,21 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
         .map_err(|source| WorkspaceError::Io {
             path: dir.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+fn git_failed(dir: &Path, args: &[&str], out: &std::process::Output) -> WorkspaceError {
+    WorkspaceError::Git {
+        args: args.join(" "),
+        dir: dir.to_path_buf(),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
+    let out = git_run(dir, args)?;
     if !out.status.success() {
-        return Err(WorkspaceError::Git {
-            args: args.join(" "),
-            dir: dir.to_path_buf(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+        return Err(git_failed(dir, args, &out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -118,23 +127,11 @@ pub fn diff(
 /// Whether every commit of `branch` is already on `base`, so deleting it loses nothing.
 pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, WorkspaceError> {
     let args = ["merge-base", "--is-ancestor", branch, base];
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(project_dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|source| WorkspaceError::Io {
-            path: project_dir.to_path_buf(),
-            source,
-        })?;
+    let out = git_run(project_dir, &args)?;
     match out.status.code() {
         Some(0) => Ok(true),
         Some(1) => Ok(false),
-        _ => Err(WorkspaceError::Git {
-            args: args.join(" "),
-            dir: project_dir.to_path_buf(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        }),
+        _ => Err(git_failed(project_dir, &args, &out)),
     }
 }
 
@@ -166,15 +163,7 @@ pub enum MergeError {
 
 /// Run git; `Ok(Err(stderr))` when it ran and failed.
 fn git_try(dir: &Path, args: &[&str]) -> Result<Result<(), String>, WorkspaceError> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|source| WorkspaceError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    let out = git_run(dir, args)?;
     Ok(if out.status.success() {
         Ok(())
     } else {
