@@ -52,6 +52,16 @@ pub fn runtime<'c>(cfg: &'c LoadedConfig, name: &str) -> Result<&'c RuntimeEntry
     })
 }
 
+/// An agent's wall-clock budget in seconds: its own (its parent's, narrowed), else the
+/// config's.
+pub fn wall_clock_secs(cfg: &LoadedConfig, agent: &AgentRecord) -> u64 {
+    agent
+        .meta
+        .budgets
+        .and_then(|b| b.wall_clock_secs)
+        .unwrap_or_else(|| cfg.config.agents.budgets.wall_clock_secs())
+}
+
 /// This machine's name, recorded on agents so that only this host judges their processes.
 pub fn hostname() -> String {
     nix::unistd::gethostname()

@@ -399,13 +399,7 @@ impl Runner {
 
     /// The wall-clock budget of an agent: its own (narrowed by its parent), else the config's.
     fn wall_clock(&self, agent: &AgentRecord) -> Duration {
-        Duration::from_secs(
-            agent
-                .meta
-                .budgets
-                .and_then(|b| b.wall_clock_secs)
-                .unwrap_or_else(|| self.cfg.config.agents.budgets.wall_clock_secs()),
-        )
+        Duration::from_secs(resolve::wall_clock_secs(&self.cfg, agent))
     }
 
     /// A session served over the network gets its own loopback port and secret.

@@ -682,11 +682,7 @@ pub fn render_with(
         ),
         ..Container::default()
     });
-    let wall_clock = agent
-        .meta
-        .budgets
-        .and_then(|b| b.wall_clock_secs)
-        .unwrap_or_else(|| cfg.config.agents.budgets.wall_clock_secs());
+    let wall_clock = fracta_core::resolve::wall_clock_secs(cfg, agent);
     let deadline = i64::try_from(wall_clock).unwrap_or(i64::MAX);
     let pod_spec = PodSpec {
         restart_policy: Some("Never".into()),
