@@ -273,7 +273,7 @@ fn codex_launch() {
     let cfg: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     assert_eq!(cfg["approval_policy"].as_str(), Some("never"));
-    // No plugin marketplace sync holding the first turn (docs/cli-behaviour.md).
+    // No plugin marketplace sync holding the first turn (docs/src/cli-behaviour.md).
     assert_eq!(cfg["features"]["plugins"].as_bool(), Some(false));
     assert_eq!(spec.args[..3], ["exec", "--json", "--skip-git-repo-check"]);
     assert_eq!(
