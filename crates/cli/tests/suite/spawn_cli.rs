@@ -81,6 +81,7 @@ fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
             ),
             (r"\b\d\d:\d\d:\d\d\b", "[HMS]"),
             (r"\b\d+(s|m|h) +", "[AGE] "),
+            (r", \d+[smhd](\d\d[smh])?\)", ", [TOOK])"),
             (r"pid \d+", "pid [PID]"),
             (r"\b\d+ (in|out|cached)\b", "N $1"),
             (r"\$\d+\.\d+", "$$[COST]"),
@@ -531,7 +532,7 @@ fn plain_spawn_then_logs_show_ps() {
     assert!(out.status.success(), "{}", stderr(&out));
     let ps = stdout(&out);
     assert!(ps.starts_with("ID "), "{ps}");
-    assert!(ps.contains(&id), "{ps}");
+    assert!(ps.contains(short), "the short id: {ps}");
     snapshot!(f, "ps_text", ps);
 }
 

@@ -384,9 +384,11 @@ pub(crate) fn item_events(item: &Value, completed: bool, outcome: &mut Outcome) 
             name: "web_search".into(),
             input: json!({ "query": str_at(item, "query").unwrap_or("") }),
         })],
+        // `codex exec` reports its warnings (a config warning, model metadata it lacks) as
+        // error items; a turn that fails says so with `turn.failed` or a top-level `error`.
         "error" if completed => {
             let message = str_at(item, "message").unwrap_or("").to_string();
-            vec![Event::Error(ErrorEvent { message })]
+            vec![Event::Warning(ErrorEvent { message })]
         }
         "todo_list" | "reasoning" | "agent_message" | "file_change" | "web_search" | "error" => {
             vec![Event::Runtime(RuntimeEvent {

@@ -268,10 +268,29 @@ impl CodexAppSession {
                     .unwrap_or("codex reported an error")
                     .to_string();
                 let retrying = params.get("willRetry").and_then(Value::as_bool) == Some(true);
-                if !retrying {
-                    self.outcome.error = Some(message.clone());
+                if retrying {
+                    // Codex tries again: the turn goes on, so this is a warning.
+                    return Parsed::known(vec![Event::Warning(ErrorEvent {
+                        message: format!("{message} (retrying)"),
+                    })]);
                 }
+                self.outcome.error = Some(message.clone());
                 Parsed::known(vec![Event::Error(ErrorEvent { message })])
+            }
+            // Warnings that do not end the turn: their text, not only their name.
+            "configWarning" | "deprecationNotice" | "warning" => {
+                let text = |k: &str| str_at(params, k).filter(|t| !t.trim().is_empty());
+                let mut message = text("summary")
+                    .or_else(|| text("message"))
+                    .unwrap_or(method)
+                    .to_string();
+                if let Some(d) = text("details") {
+                    message = format!("{message}: {d}");
+                }
+                if let Some(p) = text("path") {
+                    message = format!("{message} ({p})");
+                }
+                Parsed::known(vec![Event::Warning(ErrorEvent { message })])
             }
             // Streaming deltas: the completed item carries the whole text.
             m if m.ends_with("Delta") || m.ends_with("/delta") => Parsed::known(vec![]),
