@@ -11,12 +11,12 @@ use fracta_config::Budgets;
 use fracta_config::{LoadedConfig, Mode, Tier};
 use fracta_core::error::RunError;
 use fracta_core::event::Event;
-use fracta_core::workspace;
 use fracta_core::record::Observer;
 use fracta_core::resolve::SpawnRequest;
 use fracta_core::runner::Runner;
 use fracta_core::session::{RunOptions, Shutdown};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
+use fracta_core::workspace;
 use fracta_server::convert::{agent_view, event_view};
 use fracta_state::{AgentFilter, AgentRecord, Store};
 
@@ -655,10 +655,7 @@ fn waiting_for_input(store: &dyn Store, a: &AgentView) -> bool {
         .rev()
         .find(|e| e.kind == "message" && e.payload["role"] == "user")
         .map(|e| e.at);
-    let last_turn_end = store
-        .usage(&a.id)
-        .ok()
-        .and_then(|u| u.last().map(|u| u.at));
+    let last_turn_end = store.usage(&a.id).ok().and_then(|u| u.last().map(|u| u.at));
     match (last_prompt, last_turn_end) {
         (Some(p), Some(t)) => t >= p,
         (None, Some(_)) => true,
@@ -735,7 +732,7 @@ fn print_history(turns: &[(String, Vec<String>)], width: Option<usize>, colour: 
 /// What `attach`'s main loop hears.
 enum Heard {
     Event(fracta_api::EventView),
-    End(anyhow::Result<AgentView>),
+    End(Box<anyhow::Result<AgentView>>),
     /// A line typed (and about to be sent as a turn).
     Line(String),
     /// End of input (Ctrl-D).
@@ -809,7 +806,7 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
             let _ = to_main.send(Heard::Event(e.clone()));
             Ok(())
         });
-        let _ = to_main.send(Heard::End(end));
+        let _ = to_main.send(Heard::End(Box::new(end)));
     });
     // Turns go in from another thread, each with its own connection, without waiting.
     let sender = Client::require(&cfg, "`fracta attach`")?;
@@ -845,9 +842,7 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let mut eof = false;
     let detached = |view: &mut LiveView| {
         view.finish();
-        eprintln!(
-            "\ndetached from {sid}; the session goes on (attach again: fracta attach {sid})"
-        );
+        eprintln!("\ndetached from {sid}; the session goes on (attach again: fracta attach {sid})");
         Ok(ExitCode::SUCCESS)
     };
     while let Ok(heard) = rx.recv() {
@@ -898,7 +893,7 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
                 if typing && idle {
                     println!();
                 }
-                let done = done?;
+                let done = (*done)?;
                 return report(&done, false, changes_of(&cfg, &done.id, false).as_ref());
             }
         }
@@ -934,11 +929,7 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
         };
         anyhow::Ok(r.map_err(run_error)?)
     })?;
-    let changes = if a.json {
-        None
-    } else {
-        review.changes(&agent)
-    };
+    let changes = if a.json { None } else { review.changes(&agent) };
     report(&agent_view(&agent), a.json, changes.as_ref())
 }
 
@@ -1113,21 +1104,22 @@ fn ps_layout(rows: &[PsRow], width: Option<usize>) -> Vec<(Col, usize)> {
     .into_iter()
     .map(|c| (c, natural(c)))
     .collect();
-    // A pipe gets whole cells.
-    let Some(width) = width else {
-        return cols;
-    };
-    // Runtime names and tasks beyond these are cut (with an ellipsis) before anything goes.
-    for (c, w) in cols.iter_mut() {
-        match c {
-            Col::Runtime => *w = (*w).min(12),
-            Col::Task => *w = (*w).min(32),
-            _ => {}
-        }
-    }
     let total = |cols: &[(Col, usize)]| {
         cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * 2
     };
+    // A pipe gets whole cells, and so does a terminal wide enough.
+    let Some(width) = width else {
+        return cols;
+    };
+    if total(&cols) <= width {
+        return cols;
+    }
+    // Runtime names beyond 12 columns are cut (with an ellipsis) before anything goes.
+    for (c, w) in cols.iter_mut() {
+        if *c == Col::Runtime {
+            *w = (*w).min(12);
+        }
+    }
     for drop in [None, Some(Col::Summary), Some(Col::Runtime), Some(Col::Age)] {
         if let Some(d) = drop {
             cols.retain(|(c, _)| *c != d);
@@ -1135,7 +1127,8 @@ fn ps_layout(rows: &[PsRow], width: Option<usize>) -> Vec<(Col, usize)> {
         if total(&cols) <= width {
             return cols;
         }
-        // Narrow the task, then give the summary what is left (at least 16 columns).
+        // The task gets a third of what is left (at least 12 columns), the summary the rest
+        // (at least 16).
         let fixed: usize = cols
             .iter()
             .filter(|(c, _)| !matches!(c, Col::Task | Col::Summary))
@@ -1149,7 +1142,7 @@ fn ps_layout(rows: &[PsRow], width: Option<usize>) -> Vec<(Col, usize)> {
             .find(|(c, _)| *c == Col::Task)
             .map_or(0, |(_, w)| *w);
         let task = if has_summary {
-            task_natural.min(left.saturating_sub(16)).max(12.min(task_natural))
+            task_natural.min((left / 3).max(12))
         } else {
             task_natural.min(left)
         };

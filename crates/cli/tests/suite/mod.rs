@@ -13,3 +13,4 @@ mod spawn_cli;
 mod stream;
 mod support;
 mod tree;
+mod view;

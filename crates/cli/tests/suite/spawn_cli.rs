@@ -59,7 +59,7 @@ fn escape(s: &str) -> String {
 
 /// Filters for values that change between runs: the project folder, agent ids (and their
 /// short form), runtime session ids, times, ages and token counts.
-fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
+pub(super) fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
     let mut f = vec![(escape(&p.path().display().to_string()), "[PROJECT]".into())];
     if let Ok(c) = p.path().canonicalize() {
         f.push((escape(&c.display().to_string()), "[PROJECT]".into()));
