@@ -446,6 +446,10 @@ impl EventParser for CodexParser {
             }
             "error" => {
                 let message = str_at(&v, "message").unwrap_or("error").to_string();
+                // `Reconnecting... 2/5 (…)`: Codex retries the stream; the turn goes on.
+                if message.starts_with("Reconnecting") {
+                    return Parsed::known(vec![Event::Warning(ErrorEvent { message })]);
+                }
                 self.outcome.error = Some(message.clone());
                 Parsed::known(vec![Event::Error(ErrorEvent { message })])
             }

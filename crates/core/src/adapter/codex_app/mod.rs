@@ -548,6 +548,50 @@ mod tests {
         assert!(props("TokenUsageBreakdown").contains(&"inputTokens".to_string()));
         assert!(props("TokenUsageBreakdown").contains(&"cachedInputTokens".to_string()));
         assert!(props("ItemCompletedNotification").contains(&"item".to_string()));
+        for (n, field) in [
+            ("ConfigWarningNotification", "summary"),
+            ("ConfigWarningNotification", "details"),
+            ("DeprecationNoticeNotification", "summary"),
+            ("WarningNotification", "message"),
+        ] {
+            assert!(props(n).contains(&field.to_string()), "{n}.{field}");
+        }
+    }
+
+    /// Codex's warnings are warnings, with their text (not a bare `(configWarning)`), and a
+    /// retried error does not end the turn.
+    #[test]
+    fn warnings_keep_their_text_and_do_not_fail_the_turn() {
+        let mut s = CodexAppSession::new(None);
+        let cases = [
+            (
+                r#"{"method":"configWarning","params":{"summary":"unknown key `foo`","details":"remove it","path":"/h/.codex/config.toml"}}"#,
+                "unknown key `foo`: remove it (/h/.codex/config.toml)",
+            ),
+            (
+                r#"{"method":"deprecationNotice","params":{"summary":"`bar` is deprecated"}}"#,
+                "`bar` is deprecated",
+            ),
+            (
+                r#"{"method":"warning","params":{"message":"model metadata not found"}}"#,
+                "model metadata not found",
+            ),
+            (
+                r#"{"method":"error","params":{"error":{"message":"stream broke"},"willRetry":true}}"#,
+                "stream broke (retrying)",
+            ),
+        ];
+        for (line, text) in cases {
+            let p = s.parse_line(line);
+            assert_eq!(
+                p.events,
+                vec![Event::Warning(ErrorEvent {
+                    message: text.into()
+                })],
+                "{line}"
+            );
+        }
+        assert_eq!(s.outcome.error, None);
     }
 
     #[test]
