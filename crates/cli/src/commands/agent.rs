@@ -140,6 +140,42 @@ struct LiveView {
     spinner: Option<indicatif::ProgressBar>,
     width: Option<usize>,
     colour: bool,
+    /// A stream session run in this terminal: between turns the spinner stops and a prompt
+    /// shows, and a typed line is not shown again as the session's prompt.
+    session: Option<Typed>,
+    /// The prompt is the last thing on screen (the cursor is after it).
+    prompted: bool,
+}
+
+/// The lines typed into a stream session in this terminal, until the session records them.
+#[derive(Clone)]
+struct Typed {
+    root: String,
+    /// Whether stdin is a terminal (which shows what is typed, and wants a prompt).
+    typing: bool,
+    lines: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl Typed {
+    fn push(&self, line: &str) {
+        if self.typing
+            && let Ok(mut l) = self.lines.lock()
+        {
+            l.push_back(line.to_string());
+        }
+    }
+
+    /// Whether `text` is the next line typed here (which the terminal showed already).
+    fn take(&self, text: &str) -> bool {
+        let Ok(mut l) = self.lines.lock() else {
+            return false;
+        };
+        if l.front().is_some_and(|t| t == text) {
+            l.pop_front();
+            return true;
+        }
+        false
+    }
 }
 
 impl LiveView {
@@ -149,6 +185,8 @@ impl LiveView {
             spinner: None,
             width: view::width(),
             colour: view::colour(),
+            session: None,
+            prompted: false,
         };
         v.spin();
         v
@@ -159,6 +197,7 @@ impl LiveView {
         if !self.terminal || self.spinner.is_some() {
             return;
         }
+        self.prompted = false;
         let template = if self.colour {
             "{spinner:.cyan} {t:.dim} {wide_msg}"
         } else {
@@ -185,6 +224,9 @@ impl LiveView {
         if let Some(s) = self.spinner.take() {
             s.finish_and_clear();
         }
+        if std::mem::take(&mut self.prompted) {
+            let _ = writeln!(anstream::stdout().lock());
+        }
     }
 
     /// Print a line above the spinner (or plainly).
@@ -207,7 +249,31 @@ impl Observer for LiveView {
 impl LiveView {
     /// Show one event of any agent in the tree.
     fn show(&mut self, e: &fracta_core::supervisor::AgentEvent) {
+        let Some(session) = self.session.clone() else {
+            self.line(&e.runtime, &e.agent_id, &e.event);
+            return;
+        };
+        let root = e.agent_id == session.root;
+        if let Event::Message(m) = &e.event
+            && m.role == fracta_core::event::Role::User
+            && root
+        {
+            self.spin();
+            if session.take(&m.text) {
+                return;
+            }
+        }
         self.line(&e.runtime, &e.agent_id, &e.event);
+        // A turn's usage is its last word: the session waits for the next line.
+        if root && matches!(e.event, Event::Usage(_)) {
+            self.finish();
+            if session.typing {
+                let mut out = anstream::stdout().lock();
+                let _ = write!(out, "{}", view::paint(self.colour, view::MAGENTA, PROMPT));
+                let _ = out.flush();
+                self.prompted = true;
+            }
+        }
     }
 
     /// One event: its line (see `view::event_line`), and on a terminal the spinner's step.
@@ -458,7 +524,12 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
             .map_err(control_error)?;
         // A stream session in the terminal: each line on stdin is the next turn; end of input
         // (Ctrl-D) closes the session once its last turn is done.
-        let turns = (root.mode == fracta_state::Mode::Stream).then(|| {
+        let session = (root.mode == fracta_state::Mode::Stream).then(|| Typed {
+            root: root.id.clone(),
+            typing: std::io::stdin().is_terminal(),
+            lines: Arc::default(),
+        });
+        let turns = session.clone().map(|typed| {
             let sup = Arc::clone(&supervisor);
             let id = root.id.clone();
             tokio::spawn(async move {
@@ -468,6 +539,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
                     if line.trim().is_empty() {
                         continue;
                     }
+                    typed.push(&line);
                     if let Err(e) = sup.send(&Caller::User, &id, &line, None).await {
                         output::warning(&e.to_string());
                         break;
@@ -479,6 +551,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         let view = (!json).then(|| {
             tokio::spawn(async move {
                 let mut view = LiveView::new();
+                view.session = session;
                 loop {
                     match events.recv().await {
                         Ok(e) => view.show(&e),

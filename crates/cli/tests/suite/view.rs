@@ -394,3 +394,42 @@ fn attach_in_a_terminal_shows_history_prompts_and_detaches() {
     drop(tmux);
     assert!(server.stop());
 }
+
+/// A stream session run in the terminal (`spawn --mode stream`): between turns the spinner
+/// stops and a prompt shows; a typed turn is shown once; Ctrl-D ends the session with its
+/// summary.
+#[test]
+fn a_terminal_session_prompts_between_turns() {
+    let p = Project::new(script());
+    let bin = env!("CARGO_BIN_EXE_fracta");
+    let command = format!(
+        "cd '{}' && env -i PATH='{}' HOME='{}' TERM=xterm-256color NO_COLOR=1 '{bin}' spawn --mode stream --runtime claude --task chat --prompt 'first turn'; echo SPAWN-EXITED-$?; sleep 120",
+        p.path().display(),
+        std::env::var("PATH").unwrap_or_default(),
+        p.path().join("home").display(),
+    );
+    let Some(tmux) = Tmux::start(p.path(), &command) else {
+        return;
+    };
+    tmux.wait("the first answer and a prompt", |s| {
+        s.contains("assistant: ANSWER-ONE") && s.trim_end().ends_with("you>")
+    });
+    tmux.keys(&["second turn", "Enter"]);
+    let s = tmux.wait("the second answer and a prompt", |s| {
+        s.contains("assistant: ANSWER-TWO") && s.trim_end().ends_with("you>")
+    });
+    assert_eq!(
+        s.matches("second turn").count(),
+        1,
+        "typed once, shown once:\n{s}"
+    );
+    // Ctrl-D: the session closes after its last turn, and the run ends with its summary.
+    tmux.keys(&["C-d"]);
+    let s = tmux.wait("the end of the run", |s| s.contains("SPAWN-EXITED-"));
+    assert!(s.contains("SPAWN-EXITED-0"), "{s}");
+    assert!(
+        s.contains("\nsucceeded  agent "),
+        "the summary on a line of its own:\n{s}"
+    );
+    assert!(s.contains("no changes"), "{s}");
+}
