@@ -1056,7 +1056,12 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
         }
     };
     field(&mut out, "id", Some(agent.id.clone()));
-    field(&mut out, "status", Some(agent.status.as_str().to_string()));
+    let status = if waiting_for_input(store.as_ref(), &agent_view(&agent)) {
+        "running (waiting for input)".to_string()
+    } else {
+        agent.status.as_str().to_string()
+    };
+    field(&mut out, "status", Some(status));
     field(&mut out, "task", Some(agent.task.clone()));
     field(
         &mut out,

@@ -353,6 +353,11 @@ fn attach_in_a_terminal_shows_history_prompts_and_detaches() {
     };
     assert_fits(&ps, 80, |_| true);
     snapshot(&filters(&p, &[&id]), "ps_waiting_for_input", &ps);
+    let show = text(&p.run(&["show", &short]));
+    assert!(
+        show.contains("status        running (waiting for input)"),
+        "{show}"
+    );
 
     let bin = env!("CARGO_BIN_EXE_fracta");
     let command = format!(
@@ -432,4 +437,47 @@ fn a_terminal_session_prompts_between_turns() {
         "the summary on a line of its own:\n{s}"
     );
     assert!(s.contains("no changes"), "{s}");
+}
+
+/// Codex's config warnings (here: a setting it does not know) are `warning:` lines with their
+/// text, in `codex exec` (batch) and in `codex app-server` (stream) alike, and the agent
+/// succeeds with no `error:` line.
+#[test]
+fn codex_config_warnings_read_as_warnings_with_their_text() {
+    let p = Project::new(script());
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    let cfg = cfg.replacen(
+        "        model_provider: fake\n",
+        "        model_provider: fake\n        no_such_setting: true\n",
+        1,
+    );
+    std::fs::write(p.path().join("fracta.yaml"), cfg).unwrap();
+    for mode in ["batch", "stream"] {
+        let out = run(
+            &p,
+            None,
+            &[
+                "spawn",
+                "--runtime",
+                "codex",
+                "--mode",
+                mode,
+                "--prompt",
+                "have a look",
+            ],
+        );
+        let live = text(&out);
+        assert!(
+            out.status.success(),
+            "{mode}: {live}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            live.lines()
+                .any(|l| l.contains("] warning: ") && l.contains("no_such_setting")),
+            "{mode}: no warning naming the setting:\n{live}"
+        );
+        assert!(!live.contains("] error: "), "{mode}: {live}");
+        assert!(!live.contains("(configWarning)"), "{mode}: {live}");
+    }
 }
