@@ -14,3 +14,4 @@ mod spawn_cli;
 mod stream;
 mod support;
 mod tree;
+mod view;
