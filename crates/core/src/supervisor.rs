@@ -188,6 +188,11 @@ impl Supervisor {
         self.shutdown.send_replace(Some(why));
     }
 
+    /// Hears [`Supervisor::shut_down`] (e.g. to end streams that would otherwise never end).
+    pub fn shutdown_watch(&self) -> watch::Receiver<Option<Shutdown>> {
+        self.shutdown.subscribe()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
         self.events.subscribe()
     }

@@ -99,6 +99,11 @@ function openForest() {
   es.addEventListener('agent', (e) => {
     const f = JSON.parse(e.data);
     state.agents.set(f.agent.id, f);
+    // The selected agent runs again (resumed): follow its new events.
+    if (f.agent.id === state.selected && isLive(f.agent)
+      && (!state.stream || state.stream.readyState === EventSource.CLOSED)) {
+      followAgent(f.agent.id, state.lastSeq);
+    }
     queueRender();
   });
   es.addEventListener('removed', (e) => {
@@ -114,6 +119,8 @@ function openForest() {
     conn.className = 'conn down';
   };
 }
+
+function isLive(a) { return ['running', 'starting', 'queued'].includes(a.status); }
 
 function queueRender() {
   if (state.renderQueued) return;
@@ -247,6 +254,7 @@ function select(id) {
   if (state.stream) state.stream.close();
   state.calls = new Map();
   state.shown = 0;
+  state.lastSeq = 0;
   $('timeline').replaceChildren();
   $('timeline-note').textContent = '';
   $('diff-files').replaceChildren();
@@ -255,8 +263,16 @@ function select(id) {
   $('action-msg').textContent = '';
   showTab('timeline');
   queueRender();
-  const es = new EventSource(`/v1/agents/${encodeURIComponent(id)}/events/stream`);
+  followAgent(id, 0);
+}
+
+// Stream an agent's events after `after` (the browser resumes a dropped stream itself, with
+// Last-Event-ID).
+function followAgent(id, after) {
+  if (state.stream) state.stream.close();
+  const es = new EventSource(`/v1/agents/${encodeURIComponent(id)}/events/stream?after=${after}`);
   state.stream = es;
+  $('timeline-note').textContent = '';
   const kinds = ['session', 'message', 'reasoning', 'tool_call', 'tool_result', 'step', 'usage',
     'error', 'status', 'runtime', 'unknown'];
   for (const k of kinds) es.addEventListener(k, (e) => { if (state.stream === es) addEvent(JSON.parse(e.data)); });
@@ -272,6 +288,8 @@ function text(v) {
 }
 
 function addEvent(ev) {
+  if (ev.seq <= state.lastSeq) return;
+  state.lastSeq = ev.seq;
   const p = ev.payload || {};
   const li = el('li', { class: `k-${ev.kind}`, 'data-seq': String(ev.seq), 'data-kind': ev.kind },
     el('span', { class: 'seq', text: String(ev.seq) }),

@@ -447,6 +447,7 @@ async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
     let resumed = forest_cursor(&headers);
     let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
     let mut live = api.sup.subscribe();
+    let mut shutdown = api.sup.shutdown_watch();
     let sup = api.sup;
     tokio::spawn(async move {
         let hello = serde_json::json!({ "resumed_from": resumed.map(|c| c.to_string()) });
@@ -551,6 +552,9 @@ async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
                 },
                 _ = tick.tick() => {}
                 _ = tx.closed() => return,
+                // The control plane is going away: end the stream (the client reconnects to
+                // the next one, resuming from its last id).
+                _ = async { shutdown.wait_for(Option::is_some).await.map(|_| ()) } => return,
             }
         }
     });

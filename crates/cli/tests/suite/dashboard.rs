@@ -281,7 +281,12 @@ fn a_tree_spawned_from_the_page_appears_live_and_only_the_session_opens_it() {
     );
     b.screenshot("agent-diff.png");
     b.click("#tab-timeline");
-    b.screenshot("agent.png");
+    let shot = b.screenshot("agent.png");
+    // The README's picture: `FRACTA_UPDATE_SCREENSHOT=1` refreshes docs/src/dashboard.png.
+    if std::env::var_os("FRACTA_UPDATE_SCREENSHOT").is_some() {
+        let docs = super::harness::repo_root().join("docs/src/dashboard.png");
+        std::fs::copy(&shot, docs).unwrap();
+    }
     // Keyboard: the tree takes focus, arrows move, Enter opens.
     b.call(json!({ "op": "focus", "sel": node(&child) }));
     b.call(json!({ "op": "press", "key": "ArrowUp" }));
