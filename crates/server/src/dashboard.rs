@@ -471,6 +471,23 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_is_cut_per_file_with_its_counts() {
+        let patch = "diff --git a/a.txt b/a.txt\nindex 1..2 100644\n--- a/a.txt\n+++ b/a.txt\n@@ -1 +1,2 @@\n-old\n+new\n+more\ndiff --git a/dir/b c.md b/dir/b c.md\nnew file mode 100644\n--- /dev/null\n+++ b/dir/b c.md\n@@ -0,0 +1 @@\n+x\n";
+        let files = crate::http::split_patch(patch);
+        assert_eq!(files.len(), 2);
+        assert_eq!(
+            (files[0].path.as_str(), files[0].added, files[0].removed),
+            ("a.txt", 2, 1)
+        );
+        assert!(files[0].patch.starts_with("diff --git a/a.txt"));
+        assert!(files[0].patch.ends_with("+more\n"));
+        assert_eq!(
+            (files[1].path.as_str(), files[1].added, files[1].removed),
+            ("dir/b c.md", 1, 0)
+        );
+    }
+
+    #[test]
     fn sessions_outlive_a_restart_in_their_private_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("dashboard-sessions.json");

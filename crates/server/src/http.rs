@@ -31,6 +31,7 @@ use crate::convert::{agent_view, event_view, forest_agent, request_context, spaw
 use crate::dashboard::{self, Authn, DashboardAuth};
 
 /// An API error: a status and a message a person can act on.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
 
 impl ApiError {
@@ -476,7 +477,7 @@ async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
                 sup2.runner.store.list_agents(&filter).map(|agents| {
                     agents
                         .iter()
-                        .map(|a| (a.updated_at.as_microsecond() as i64, forest_agent(&sup2, a)))
+                        .map(|a| (a.updated_at.as_microsecond(), forest_agent(&sup2, a)))
                         .collect::<Vec<_>>()
                 })
             })
