@@ -96,13 +96,14 @@ function openForest() {
     for (const id of [...state.agents.keys()]) if (!ids.has(id)) state.agents.delete(id);
     queueRender();
   });
-  es.addEventListener('agent', (e) => {
-    const f = JSON.parse(e.data);
-    state.agents.set(f.agent.id, f);
-    // The selected agent runs again (resumed): follow its new events.
-    if (f.agent.id === state.selected && isLive(f.agent)
-      && (!state.stream || state.stream.readyState === EventSource.CLOSED)) {
-      followAgent(f.agent.id, state.lastSeq);
+  es.addEventListener('agents', (e) => {
+    for (const f of JSON.parse(e.data)) {
+      state.agents.set(f.agent.id, f);
+      // The selected agent runs again (resumed): follow its new events.
+      if (f.agent.id === state.selected && isLive(f.agent)
+        && (!state.stream || state.stream.readyState === EventSource.CLOSED)) {
+        followAgent(f.agent.id, state.lastSeq);
+      }
     }
     queueRender();
   });
@@ -184,6 +185,7 @@ function subtreeCost(id, kids) {
 }
 
 function renderForest() {
+  const began = performance.now();
   const { roots, kids } = children();
   const focused = document.activeElement && document.activeElement.dataset
     ? document.activeElement.dataset.id : null;
@@ -231,6 +233,9 @@ function renderForest() {
     if (again) again.focus();
   }
   document.body.dataset.agents = String(state.agents.size);
+  // For the benchmark: when the forest was last drawn, and how long that took (ms).
+  document.body.dataset.renderedAt = String(Math.round(performance.now()));
+  document.body.dataset.renderMs = String(Math.round(performance.now() - began));
   if (!document.body.dataset.firstRender && state.agents.size > 0) {
     document.body.dataset.firstRender = String(Math.round(performance.now()));
   }

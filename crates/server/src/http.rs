@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fracta_api::{
     AgentView, ApiErrorBody, DiffView, ErrorCode, ErrorDetail, EventView, EventsQuery, FileDiff,
-    Health, ListQuery, LoginCode, ResumeBody, SendBody, SpawnArgs, SteerBody,
+    ForestAgent, Health, ListQuery, LoginCode, ResumeBody, SendBody, SpawnArgs, SteerBody,
 };
 use fracta_core::error::RunError;
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
@@ -439,8 +439,8 @@ fn forest_cursor(headers: &HeaderMap) -> Option<i64> {
 /// At most this many agents, newest first, are in the forest stream.
 const FOREST_MAX: usize = 5000;
 
-/// `GET /v1/forest/stream`: every agent as a [`fracta_api::ForestAgent`] (`event: agent`),
-/// then each again whenever it changes, and `event: removed` (its id) when one is deleted.
+/// `GET /v1/forest/stream`: every agent as a [`fracta_api::ForestAgent`] (`event: agents`, a
+/// JSON array), then those that changed, in one array per change, and `event: removed` (its id) when one is deleted.
 /// The stream never ends. It opens with `event: hello` (`{"resumed_from": CURSOR|null}`);
 /// resumed with `Last-Event-ID`, it first sends `event: present` (every agent id there is,
 /// so the client drops those removed meanwhile), then only the agents updated since.
@@ -509,6 +509,7 @@ async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
             }
             first = false;
             let mut present = std::collections::HashSet::new();
+            let mut changed: Vec<&ForestAgent> = Vec::new();
             for (at, f) in &agents {
                 present.insert(f.agent.id.clone());
                 let data = serde_json::to_string(f).unwrap_or_default();
@@ -516,11 +517,16 @@ async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
                     continue;
                 }
                 cursor = cursor.max(*at);
-                sent.insert(f.agent.id.clone(), data.clone());
+                sent.insert(f.agent.id.clone(), data);
+                changed.push(f);
+            }
+            // One message per round (the first one holds the whole forest): a page draws
+            // once, not once per agent.
+            for chunk in changed.chunks(1000) {
                 let ev = SseEvent::default()
                     .id(cursor.to_string())
-                    .event("agent")
-                    .data(data);
+                    .event("agents")
+                    .data(serde_json::to_string(chunk).unwrap_or_default());
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }

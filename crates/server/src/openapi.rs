@@ -165,7 +165,7 @@ pub fn document() -> Value {
             } },
             "/v1/forest/stream": { "get": {
                 "operationId": "streamForest", "summary": "Every agent live, for the dashboard's forest (never ends; resumable with Last-Event-ID)",
-                "responses": with_errors(json!({ "200": { "description": "Server-Sent Events: `event: hello` first (`{\"resumed_from\": CURSOR|null}`); `event: agent` with a ForestAgent each time an agent is new or changed (`id`: the newest `updated_at` sent, microseconds since the epoch); `event: removed` with the id of a deleted agent. Resumed with `Last-Event-ID`, `event: present` (every agent id, as a JSON array) comes before the agents updated since.", "content": { "text/event-stream": { "schema": { "type": "string" } } }, "x-event-schema": schema_ref("ForestAgent") } }))
+                "responses": with_errors(json!({ "200": { "description": "Server-Sent Events: `event: hello` first (`{\"resumed_from\": CURSOR|null}`); `event: agents` with a JSON array of ForestAgent: first every agent (oldest first, so parents come before their children), then those new or changed, one array per change (`id`: the newest `updated_at` sent, microseconds since the epoch); `event: removed` with the id of a deleted agent. Resumed with `Last-Event-ID`, `event: present` (every agent id, as a JSON array) comes before the agents updated since.", "content": { "text/event-stream": { "schema": { "type": "string" } } }, "x-event-schema": schema_ref("ForestAgent") } }))
             } },
             "/v1/agents/{id}/diff": { "get": {
                 "operationId": "agentDiff", "summary": "What the agent's branch changed since its base (`git diff BASE...BRANCH`): a stat and one patch per file",
