@@ -62,3 +62,36 @@ pub struct LoginBody {
 pub struct SessionView {
     pub csrf_token: String,
 }
+
+/// The body of `POST /v1/agents/{id}/merge`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    /// `merge` (default: a merge commit), `squash` or `rebase`.
+    #[serde(default)]
+    pub how: Option<String>,
+    /// Remove the agent once its branch is merged (worktree, branch, runtime home, record).
+    #[serde(default)]
+    pub rm: Option<bool>,
+}
+
+/// A merged agent branch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct MergeView {
+    pub agent_id: String,
+    pub branch: String,
+    /// The branch checked out in the project, which the work went into.
+    pub into: String,
+    /// Its new head commit.
+    pub head: String,
+    /// The agent was removed after the merge (`rm: true`).
+    pub removed: bool,
+}
+
+/// The query of `DELETE /v1/agents/{id}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RemoveQuery {
+    /// Remove it even though its branch has work that is not on its base.
+    #[serde(default)]
+    pub force: Option<bool>,
+}

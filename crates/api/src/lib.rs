@@ -10,7 +10,10 @@ mod event;
 mod requests;
 
 pub use agent::{AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, TokenUsage};
-pub use dashboard::{DiffView, FileDiff, ForestAgent, LoginBody, LoginCode, SessionView};
+pub use dashboard::{
+    DiffView, FileDiff, ForestAgent, LoginBody, LoginCode, MergeBody, MergeView, RemoveQuery,
+    SessionView,
+};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::EventView;
 pub use requests::{

@@ -378,6 +378,9 @@ function renderAgent() {
   $('act-send').disabled = !f.has_session;
   $('send-text').disabled = !f.has_session;
   $('act-resume').disabled = live;
+  $('act-merge').disabled = live || !a.branch;
+  $('merge-how').disabled = live || !a.branch;
+  $('act-remove').disabled = live;
   $('resume-text').disabled = live;
   const steerWhy = f.steer_unsupported || (!f.has_session ? 'no live stream session' : '');
   $('act-steer').disabled = !!steerWhy;
@@ -391,7 +394,7 @@ async function act(what, fn) {
   msg.textContent = `${what}…`;
   try {
     await fn();
-    msg.textContent = `${what}: done`;
+    if (msg.textContent === `${what}…`) msg.textContent = `${what}: done`;
   } catch (e) {
     msg.className = 'action-msg error';
     msg.textContent = `${what} failed: ${e.message}`;
@@ -467,6 +470,19 @@ function wire() {
   form('form-send', 'send', 'send', { wait: false });
   form('form-steer', 'steer', 'steer', {});
   form('form-resume', 'resume', 'resume', {});
+  $('form-merge').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const id = state.selected;
+    act('merge', async () => {
+      const m = await api('POST', `/v1/agents/${encodeURIComponent(id)}/merge`, { how: $('merge-how').value });
+      $('action-msg').textContent = `merged ${m.branch} into ${m.into}: ${m.head.slice(0, 12)}`;
+    }).then(() => { if (state.selected === id && !$('diff-pane').hidden) loadDiff(); });
+  });
+  $('act-remove').addEventListener('click', () => {
+    const id = state.selected;
+    const force = $('remove-force').checked ? '?force=true' : '';
+    act('remove', () => api('DELETE', `/v1/agents/${encodeURIComponent(id)}${force}`));
+  });
   $('tab-timeline').addEventListener('click', () => showTab('timeline'));
   $('tab-diff').addEventListener('click', () => { showTab('diff'); loadDiff(); });
   const dlg = $('spawn-dialog');

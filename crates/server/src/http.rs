@@ -18,7 +18,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use fracta_api::{
     AgentView, ApiErrorBody, DiffView, ErrorCode, ErrorDetail, EventView, EventsQuery, FileDiff,
-    ForestAgent, Health, ListQuery, LoginCode, ResumeBody, SendBody, SpawnArgs, SteerBody,
+    ForestAgent, Health, ListQuery, LoginCode, MergeBody, MergeView, RemoveQuery, ResumeBody,
+    SendBody, SpawnArgs, SteerBody,
 };
 use fracta_core::error::RunError;
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
@@ -151,7 +152,8 @@ pub fn router_with(sup: Arc<Supervisor>, admin_token: String, auth: Arc<Dashboar
         .route("/v1/agents", post(create).get(list))
         .route("/v1/forest/stream", get(stream_forest))
         .route("/v1/agents/{id}/diff", get(diff))
-        .route("/v1/agents/{id}", get(show))
+        .route("/v1/agents/{id}", get(show).delete(remove))
+        .route("/v1/agents/{id}/merge", post(merge))
         .route("/v1/agents/{id}/events", get(events))
         .route("/v1/agents/{id}/events/stream", get(stream_agent))
         .route("/v1/agents/{id}/tree/events/stream", get(stream_tree))
@@ -584,13 +586,8 @@ async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Dif
         ));
     };
     let cfg = Arc::clone(&api.sup.runner.cfg);
-    let dir = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
-    let base = agent
-        .meta
-        .base
-        .clone()
-        .or_else(|| cfg.config.project.default_base_branch.clone())
-        .unwrap_or_else(|| "main".into());
+    let dir = fracta_core::review::project_dir(&cfg);
+    let base = fracta_core::review::base_of(&cfg, &agent);
     if !fracta_core::workspace::branch_exists(&dir, &branch) {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -613,6 +610,91 @@ async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Dif
         stat: out.0,
         files: split_patch(&out.1),
     }))
+}
+
+impl From<fracta_core::review::ReviewError> for ApiError {
+    fn from(e: fracta_core::review::ReviewError) -> Self {
+        use fracta_core::review::ReviewError as R;
+        let status = match &e {
+            R::NotEnded(_) | R::Refused(_) => StatusCode::CONFLICT,
+            R::NoBranch { .. } | R::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// Run blocking review work (git, files) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// `POST /v1/agents/{id}/merge`: bring an ended agent's branch into the branch checked out
+/// in the project (as `fracta merge`), then remove the agent with `rm: true`.
+async fn merge(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<MergeBody>,
+) -> Result<Json<MergeView>, ApiError> {
+    use fracta_core::workspace::MergeHow;
+    let how = match body.how.as_deref() {
+        None | Some("merge") => MergeHow::Merge,
+        Some("squash") => MergeHow::Squash,
+        Some("rebase") => MergeHow::Rebase,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown merge `{other}`; valid: merge, squash, rebase"),
+            ));
+        }
+    };
+    let sup = Arc::clone(&api.sup);
+    blocking(move || {
+        let store = &sup.runner.store;
+        let cfg = &sup.runner.cfg;
+        let agent = store.get_agent(&id)?;
+        let m = fracta_core::review::merge(cfg, &agent, how)?;
+        let rm = body.rm.unwrap_or(false);
+        if rm {
+            fracta_core::review::remove(cfg, store.as_ref(), &agent)?;
+        }
+        Ok(Json(MergeView {
+            agent_id: agent.id,
+            branch: m.branch,
+            into: m.into,
+            head: m.head,
+            removed: rm,
+        }))
+    })
+    .await
+}
+
+/// `DELETE /v1/agents/{id}[?force=true]`: remove an ended agent (worktree, branch, runtime
+/// home, record), as `fracta rm`; refused (409) while it runs, or while its branch has work
+/// not on its base unless `force`. Answers the agent as it was.
+async fn remove(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<Json<AgentView>, ApiError> {
+    let sup = Arc::clone(&api.sup);
+    blocking(move || {
+        let store = &sup.runner.store;
+        let cfg = &sup.runner.cfg;
+        let agent = store.get_agent(&id)?;
+        let why = fracta_core::review::refusal(cfg, &agent, q.force.unwrap_or(false))
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(why) = why {
+            return Err(ApiError(StatusCode::CONFLICT, why));
+        }
+        fracta_core::review::remove(cfg, store.as_ref(), &agent)?;
+        Ok(Json(agent_view(&agent)))
+    })
+    .await
 }
 
 /// A patch cut at each `diff --git` line, with each file's path and line counts.

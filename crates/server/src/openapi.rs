@@ -5,7 +5,7 @@
 
 use fracta_api::{
     AgentView, ApiErrorBody, DiffView, EventView, ForestAgent, Health, LoginBody, LoginCode,
-    ResumeBody, SendBody, SessionView, SpawnArgs, SteerBody,
+    MergeBody, MergeView, ResumeBody, SendBody, SessionView, SpawnArgs, SteerBody,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -85,6 +85,8 @@ pub fn document() -> Value {
     add::<LoginCode>(&mut generator, &mut schemas);
     add::<LoginBody>(&mut generator, &mut schemas);
     add::<SessionView>(&mut generator, &mut schemas);
+    add::<MergeBody>(&mut generator, &mut schemas);
+    add::<MergeView>(&mut generator, &mut schemas);
     for (k, v) in generator.take_definitions(true) {
         schemas.entry(k).or_insert(v);
     }
@@ -123,9 +125,22 @@ pub fn document() -> Value {
                     "responses": with_errors(json!({ "200": ok("Agents, newest first", agents) }))
                 }
             },
-            "/v1/agents/{id}": { "get": {
-                "operationId": "getAgent", "summary": "One agent", "parameters": [id_param()],
-                "responses": with_errors(json!({ "200": ok("The agent", agent.clone()) }))
+            "/v1/agents/{id}": {
+                "get": {
+                    "operationId": "getAgent", "summary": "One agent", "parameters": [id_param()],
+                    "responses": with_errors(json!({ "200": ok("The agent", agent.clone()) }))
+                },
+                "delete": {
+                    "operationId": "removeAgent", "summary": "Remove an ended agent: its worktree, branch, runtime home and record (as `fracta rm`); 409 while it runs, or while its branch has work not on its base unless `force=true`",
+                    "parameters": [id_param(), query("force", "boolean", "Remove it even with unmerged work on its branch")],
+                    "responses": with_errors(json!({ "200": ok("The agent as it was", agent.clone()) }))
+                }
+            },
+            "/v1/agents/{id}/merge": { "post": {
+                "operationId": "mergeAgent", "summary": "Bring an ended agent's branch into the branch checked out in the project (as `fracta merge`); 409 while it runs, with a dirty work tree or on a conflict (then nothing is changed)",
+                "parameters": [id_param()],
+                "requestBody": body("MergeBody"),
+                "responses": with_errors(json!({ "200": ok("The merge", schema_ref("MergeView")) }))
             } },
             "/v1/agents/{id}/events": { "get": {
                 "operationId": "listEvents", "summary": "An agent's stored events, in order",
