@@ -351,6 +351,11 @@ fn free_port() -> u16 {
 #[test]
 fn send_steer_stop_and_resume_work_from_the_page_across_a_restart_of_serve() {
     let p = Project::new(chat_script());
+    // With no control plane, `fracta dashboard` says how to start one.
+    let out = p.run(&["dashboard"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fracta serve"), "{err}");
     let listen = format!("127.0.0.1:{}", free_port());
     let serve = Serve::start_args(&p, &["--listen", &listen], &[]);
     let mut b = Browser::start();
