@@ -214,6 +214,9 @@ pub struct DashboardArgs {
     /// Print `{"url": …, "expires_in_secs": …}`
     #[arg(long)]
     pub json: bool,
+    /// Also open the link in the default browser (xdg-open, or open on macOS)
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, Args)]

@@ -23,5 +23,21 @@ pub fn run(cfg: &LoadedConfig, a: &crate::cli::DashboardArgs) -> anyhow::Result<
             code.expires_in_secs
         );
     }
+    if a.open {
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        };
+        let opened = std::process::Command::new(opener)
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !opened.is_ok_and(|s| s.success()) {
+            eprintln!("could not open a browser with `{opener}`: open the link above by hand");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

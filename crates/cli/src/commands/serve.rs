@@ -62,6 +62,12 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("fracta control plane listening on {url} (API: {url}/v1, MCP: {url}/mcp)");
         println!("discovery file: {}", discovery::path(&fracta_dir).display());
         println!("dashboard: run `fracta dashboard` for a login link");
+        if !server.addr.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {}, not loopback: the API and the dashboard are reachable from the network, over plain HTTP",
+                server.addr
+            );
+        }
 
         // SIGINT, SIGTERM and SIGHUP all shut the control plane down.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
