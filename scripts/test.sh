@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this):
-# formatting, clippy with warnings denied, every crate's tests and the doc tests.
+# formatting, clippy with warnings denied, every crate's tests and the doc tests, the OpenAPI
+# document's validation and the book's build.
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -39,6 +40,16 @@ elif [[ "${CI:-}" == "true" ]]; then
   exit 1
 else
   echo "skipped: openapi-spec-validator is not installed (pip install -r scripts/requirements-ci.txt)"
+fi
+
+section "the book (docs/) builds with mdBook"
+if command -v mdbook >/dev/null 2>&1; then
+  mdbook build docs
+elif [[ "${CI:-}" == "true" ]]; then
+  echo "error: mdbook is not installed (cargo install mdbook --version 0.5.4 --locked)" >&2
+  exit 1
+else
+  echo "skipped: mdbook is not installed (cargo install mdbook --version 0.5.4 --locked --no-default-features --features search)"
 fi
 
 section "All tests passed"

@@ -15,7 +15,7 @@ pub struct EventView {
     pub seq: u64,
     #[schemars(with = "String")]
     pub at: Timestamp,
-    /// `message`, `tool_call`, `tool_result`, `step`, `usage`, `status`, `error`, ...
+    /// `message`, `tool_call`, `tool_result`, `step`, `usage`, `status`, `error`, `warning`, ...
     pub kind: String,
     /// The normalized event (its fields depend on `kind`).
     pub payload: Value,

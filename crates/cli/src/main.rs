@@ -7,6 +7,7 @@ mod exit;
 mod logging;
 mod output;
 mod signals;
+mod view;
 
 use std::process::ExitCode;
 

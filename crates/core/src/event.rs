@@ -18,6 +18,9 @@ pub enum Event {
     Step(StepEvent),
     Usage(UsageEvent),
     Error(ErrorEvent),
+    /// Something the runtime warns about that does not end the turn (a config warning, a
+    /// deprecation, a retried request).
+    Warning(ErrorEvent),
     /// A status change recorded by Fracta (started, succeeded, failed, stopped, lost).
     Status(StatusEvent),
     /// A runtime line Fracta recognizes but does not normalize further (kept raw).
@@ -128,6 +131,7 @@ impl Event {
             Event::Step(_) => "step",
             Event::Usage(_) => "usage",
             Event::Error(_) => "error",
+            Event::Warning(_) => "warning",
             Event::Status(_) => "status",
             Event::Runtime(_) => "runtime",
             Event::Unknown(_) => "unknown",
@@ -182,6 +186,7 @@ impl Event {
                 u.cost_usd.map(|c| format!(", ${c:.6}")).unwrap_or_default()
             ),
             Event::Error(e) => format!("error: {}", clip(&e.message, 300)),
+            Event::Warning(e) => format!("warning: {}", clip(&e.message, 300)),
             Event::Status(s) => match &s.detail {
                 Some(d) => format!("{}: {}", s.status, clip(d, 300)),
                 None => s.status.clone(),

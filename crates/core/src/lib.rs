@@ -129,7 +129,7 @@ mod layering {
             }
         }
         assert!(left.is_empty(), "modules on an import circle: {left:#?}");
-        // And the rooms sit where docs/architecture.md says: nothing below the runner names it.
+        // And the rooms sit where docs/src/architecture.md says: nothing below the runner names it.
         for (m, deps) in &graph {
             if !["stop", "supervisor"].contains(&m.as_str()) {
                 assert!(!deps.contains("runner"), "{m} imports the runner");

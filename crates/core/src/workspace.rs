@@ -124,6 +124,37 @@ pub fn diff(
     git(project_dir, &args)
 }
 
+/// What a branch changed since it left its base, counted: files, and lines added and removed
+/// (a binary file counts as a file with no lines).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiffStat {
+    pub files: usize,
+    pub added: u64,
+    pub removed: u64,
+}
+
+/// `git diff --numstat BASE...BRANCH`, summed.
+pub fn diff_stat(project_dir: &Path, base: &str, branch: &str) -> Result<DiffStat, WorkspaceError> {
+    let range = format!("{base}...{branch}");
+    let args = [
+        "diff",
+        "--numstat",
+        "--no-color",
+        "--no-ext-diff",
+        range.as_str(),
+        "--",
+    ];
+    let out = git(project_dir, &args)?;
+    let mut stat = DiffStat::default();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let mut cols = line.split('\t');
+        stat.files += 1;
+        stat.added += cols.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        stat.removed += cols.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    }
+    Ok(stat)
+}
+
 /// Whether every commit of `branch` is already on `base`, so deleting it loses nothing.
 pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, WorkspaceError> {
     let args = ["merge-base", "--is-ancestor", branch, base];

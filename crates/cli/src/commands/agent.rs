@@ -16,6 +16,7 @@ use fracta_core::resolve::SpawnRequest;
 use fracta_core::runner::Runner;
 use fracta_core::session::{RunOptions, Shutdown};
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
+use fracta_core::workspace;
 use fracta_server::convert::{agent_view, event_view};
 use fracta_state::{AgentFilter, AgentRecord, Store};
 
@@ -24,7 +25,8 @@ use crate::cli::{
     IdArgs, LogsArgs, ModeArg, PsArgs, ResumeArgs, SendArgs, SpawnArgs, SteerArgs, TierArg,
 };
 use crate::exit::{self, Failure};
-use crate::output::{self, DIM, GREEN, RED, YELLOW};
+use crate::output::{self, BOLD, DIM, GREEN, RED, YELLOW};
+use crate::view;
 
 pub fn open_store(cfg: &LoadedConfig) -> anyhow::Result<Arc<dyn Store>> {
     let sc = fracta_state::StateConfig::sqlite(cfg.state_path());
@@ -130,24 +132,110 @@ pub fn mcp_stdio(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The live view: a spinner with the current step on a terminal, plain lines otherwise.
+/// The live view: one line per event, the same events on a terminal as in a pipe. On a
+/// terminal the lines are coloured and cut to its width, under a spinner with the elapsed
+/// time and the latest step; in a pipe they are plain and whole.
 struct LiveView {
+    terminal: bool,
     spinner: Option<indicatif::ProgressBar>,
+    width: Option<usize>,
+    colour: bool,
+    /// A stream session run in this terminal: between turns the spinner stops and a prompt
+    /// shows, and a typed line is not shown again as the session's prompt.
+    session: Option<Typed>,
+    /// The prompt is the last thing on screen (the cursor is after it).
+    prompted: bool,
+}
+
+/// The lines typed into a stream session in this terminal, until the session records them.
+#[derive(Clone)]
+struct Typed {
+    root: String,
+    /// Whether stdin is a terminal (which shows what is typed, and wants a prompt).
+    typing: bool,
+    lines: Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl Typed {
+    fn push(&self, line: &str) {
+        if self.typing
+            && let Ok(mut l) = self.lines.lock()
+        {
+            l.push_back(line.to_string());
+        }
+    }
+
+    /// Whether `text` is the next line typed here (which the terminal showed already).
+    fn take(&self, text: &str) -> bool {
+        let Ok(mut l) = self.lines.lock() else {
+            return false;
+        };
+        if l.front().is_some_and(|t| t == text) {
+            l.pop_front();
+            return true;
+        }
+        false
+    }
 }
 
 impl LiveView {
     fn new() -> Self {
-        let spinner = std::io::stdout().is_terminal().then(|| {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.enable_steady_tick(Duration::from_millis(100));
-            pb
-        });
-        LiveView { spinner }
+        let mut v = LiveView {
+            terminal: std::io::stdout().is_terminal(),
+            spinner: None,
+            width: view::width(),
+            colour: view::colour(),
+            session: None,
+            prompted: false,
+        };
+        v.spin();
+        v
     }
 
-    fn finish(&self) {
-        if let Some(s) = &self.spinner {
+    /// Start the spinner (on a terminal), unless it runs.
+    fn spin(&mut self) {
+        if !self.terminal || self.spinner.is_some() {
+            return;
+        }
+        self.prompted = false;
+        let template = if self.colour {
+            "{spinner:.cyan} {t:.dim} {wide_msg}"
+        } else {
+            "{spinner} {t} {wide_msg}"
+        };
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+            .with_key(
+                "t",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:>6}", view::duration(s.elapsed().as_secs()));
+                },
+            );
+        // On stdout, where the lines go: the spinner is there only when stdout is a terminal.
+        let pb =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stdout())
+                .with_style(style);
+        pb.enable_steady_tick(Duration::from_millis(100));
+        self.spinner = Some(pb);
+    }
+
+    /// Stop the spinner and clear its line (the end of a run, or of a session's turn).
+    fn finish(&mut self) {
+        if let Some(s) = self.spinner.take() {
             s.finish_and_clear();
+        }
+        if std::mem::take(&mut self.prompted) {
+            let _ = writeln!(anstream::stdout().lock());
+        }
+    }
+
+    /// Print a line above the spinner (or plainly).
+    fn print(&self, line: &str) {
+        match &self.spinner {
+            Some(s) => s.println(line),
+            None => {
+                let _ = writeln!(anstream::stdout().lock(), "{line}");
+            }
         }
     }
 }
@@ -161,44 +249,132 @@ impl Observer for LiveView {
 impl LiveView {
     /// Show one event of any agent in the tree.
     fn show(&mut self, e: &fracta_core::supervisor::AgentEvent) {
+        let Some(session) = self.session.clone() else {
+            self.line(&e.runtime, &e.agent_id, &e.event);
+            return;
+        };
+        let root = e.agent_id == session.root;
+        if let Event::Message(m) = &e.event
+            && m.role == fracta_core::event::Role::User
+            && root
+        {
+            self.spin();
+            if session.take(&m.text) {
+                return;
+            }
+        }
         self.line(&e.runtime, &e.agent_id, &e.event);
+        // A turn's usage is its last word: the session waits for the next line.
+        if root && matches!(e.event, Event::Usage(_)) {
+            self.finish();
+            if session.typing {
+                let mut out = anstream::stdout().lock();
+                let _ = write!(out, "{}", view::paint(self.colour, view::MAGENTA, PROMPT));
+                let _ = out.flush();
+                self.prompted = true;
+            }
+        }
     }
 
-    /// One event: on a terminal, messages, tool calls and errors stay on screen and the rest
-    /// is the spinner's current step; otherwise one plain line each.
+    /// One event: its line (see `view::event_line`), and on a terminal the spinner's step.
     fn line(&mut self, runtime: &str, agent_id: &str, event: &Event) {
-        if matches!(event, Event::Runtime(_) | Event::Unknown(_)) {
-            return;
-        }
         let short = &agent_id[agent_id.len().saturating_sub(6)..];
-        let line = event.summary();
-        match &self.spinner {
-            Some(s) => {
-                if matches!(
-                    event,
-                    Event::Message(_) | Event::ToolCall(_) | Event::Error(_)
-                ) {
-                    s.println(format!("  [{runtime} {short}] {line}"));
-                }
-                s.set_message(format!("[{runtime} {short}] {line}"));
-            }
-            None => {
-                let _ = writeln!(std::io::stdout().lock(), "[{runtime} {short}] {line}");
+        let prefix = format!("[{runtime} {short}] ");
+        if let Some(s) = &self.spinner {
+            let step = match event {
+                Event::Step(_) => Some("thinking".to_string()),
+                Event::Runtime(_) | Event::Unknown(_) => None,
+                other => view::event_line(other).map(|l| l.text),
+            };
+            if let Some(step) = step {
+                let room = self.width.map(|w| w.saturating_sub(10));
+                s.set_message(view::fit_opt(&format!("{prefix}{step}"), room).into_owned());
             }
         }
+        let Some(l) = view::event_line(event) else {
+            return;
+        };
+        let room = self
+            .width
+            .map(|w| w.saturating_sub(view::columns(&prefix)).max(10));
+        let text = view::fit_opt(&l.text, room);
+        let line = format!(
+            "{}{}",
+            view::paint(self.colour, DIM, &prefix),
+            view::paint(self.colour, l.style, &text)
+        );
+        self.print(&line);
     }
 }
 
-fn print_outcome(a: &AgentView) {
+/// What an ended agent's branch changed, for the end-of-run summary.
+enum Changes {
+    /// Its branch changed nothing (or, having changed nothing, was not kept).
+    Nothing,
+    Changed {
+        stat: workspace::DiffStat,
+        branch: String,
+    },
+}
+
+/// Where to look for an agent's changes: the project folder and the base branch it defaults to.
+struct Review {
+    dir: std::path::PathBuf,
+    default_base: Option<String>,
+}
+
+impl Review {
+    fn of(cfg: &LoadedConfig) -> Review {
+        Review {
+            dir: std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone()),
+            default_base: cfg.config.project.default_base_branch.clone(),
+        }
+    }
+
+    /// What the agent's branch changed since it left its base; `None` when it has no branch
+    /// (no git repository, Kubernetes) or git could not say.
+    fn changes(&self, rec: &AgentRecord) -> Option<Changes> {
+        let branch = rec.branch.as_deref()?;
+        if !workspace::branch_exists(&self.dir, branch) {
+            return Some(Changes::Nothing);
+        }
+        let base = rec
+            .meta
+            .base
+            .as_deref()
+            .or(self.default_base.as_deref())
+            .unwrap_or("main");
+        let stat = workspace::diff_stat(&self.dir, base, branch).ok()?;
+        Some(if stat.files == 0 {
+            Changes::Nothing
+        } else {
+            Changes::Changed {
+                stat,
+                branch: branch.to_string(),
+            }
+        })
+    }
+}
+
+/// The end-of-run summary: the outcome, the final message, what changed and how to review
+/// it, the workspace, tokens and how to continue.
+fn print_outcome(a: &AgentView, changes: Option<&Changes>) {
     let mut out = anstream::stdout().lock();
     let (style, word) = match a.status {
         Status::Succeeded => (GREEN, "succeeded"),
         Status::Stopped => (YELLOW, "stopped"),
         _ => (RED, status_name(a.status)),
     };
+    let took = match (a.started_at, a.ended_at) {
+        (Some(s), Some(e)) => format!(
+            ", {}",
+            view::duration(e.duration_since(s).as_secs().max(0).unsigned_abs())
+        ),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{style}{word}{style:#}  agent {} ({} on {})",
+        "{style}{word}{style:#}  agent {} ({} on {}{took})",
         a.id, a.task, a.runtime
     );
     if let Some(r) = &a.result {
@@ -207,14 +383,35 @@ fn print_outcome(a: &AgentView) {
     if let Some(e) = &a.error {
         let _ = writeln!(out, "{RED}error{RED:#}: {e}");
     }
+    let short = &a.id[a.id.len().saturating_sub(6)..];
+    match changes {
+        Some(Changes::Changed { stat, branch }) => {
+            let files = if stat.files == 1 { "file" } else { "files" };
+            let _ = writeln!(
+                out,
+                "{BOLD}changed{BOLD:#}    {} {files}, {GREEN}+{}{GREEN:#} {RED}\u{2212}{}{RED:#} on {branch}",
+                stat.files, stat.added, stat.removed
+            );
+            let _ = writeln!(
+                out,
+                "review     fracta diff {short}  ·  merge: fracta merge {short}"
+            );
+        }
+        Some(Changes::Nothing) => {
+            let _ = writeln!(out, "{BOLD}no changes{BOLD:#}");
+        }
+        None => {
+            if let Some(b) = &a.branch {
+                let _ = writeln!(out, "branch     {b}");
+            }
+        }
+    }
+    if let Some(w) = &a.workspace {
+        let _ = writeln!(out, "{DIM}workspace  {w}{DIM:#}");
+    }
     let _ = writeln!(
         out,
-        "{DIM}workspace {}{}  ·  tokens {} in / {} out / {} cached{}{DIM:#}",
-        a.workspace.as_deref().unwrap_or("-"),
-        a.branch
-            .as_deref()
-            .map(|b| format!(" (branch {b})"))
-            .unwrap_or_default(),
+        "{DIM}tokens     {} in / {} out / {} cached{}{DIM:#}",
         a.usage.input_tokens,
         a.usage.output_tokens,
         a.usage.cached_tokens,
@@ -227,17 +424,25 @@ fn print_outcome(a: &AgentView) {
     if a.status != Status::Running && a.resume_token.is_some() {
         let _ = writeln!(
             out,
-            "{DIM}continue with: fracta resume {} --prompt \"...\"{DIM:#}",
-            a.id
+            "{DIM}continue   fracta resume {short} --prompt \"...\"{DIM:#}"
         );
     }
 }
 
-fn report(a: &AgentView, json: bool) -> anyhow::Result<ExitCode> {
+/// What agent `id` changed, for the summary (none with `--json`).
+fn changes_of(cfg: &LoadedConfig, id: &str, json: bool) -> Option<Changes> {
+    if json {
+        return None;
+    }
+    let rec = open_store(cfg).ok()?.get_agent(id).ok()?;
+    Review::of(cfg).changes(&rec)
+}
+
+fn report(a: &AgentView, json: bool, changes: Option<&Changes>) -> anyhow::Result<ExitCode> {
     if json {
         output::json(a)?;
     } else {
-        print_outcome(a);
+        print_outcome(a, changes);
     }
     match status_code(a) {
         0 => Ok(ExitCode::SUCCESS),
@@ -284,6 +489,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     }
     let json = a.json;
     let req = spawn_request(a);
+    let review = Review::of(&cfg);
     let store = open_store(&cfg)?;
     let kube = kube_remote(&cfg);
     let runner = Runner::new(Arc::new(cfg), store);
@@ -318,7 +524,12 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
             .map_err(control_error)?;
         // A stream session in the terminal: each line on stdin is the next turn; end of input
         // (Ctrl-D) closes the session once its last turn is done.
-        let turns = (root.mode == fracta_state::Mode::Stream).then(|| {
+        let session = (root.mode == fracta_state::Mode::Stream).then(|| Typed {
+            root: root.id.clone(),
+            typing: std::io::stdin().is_terminal(),
+            lines: Arc::default(),
+        });
+        let turns = session.clone().map(|typed| {
             let sup = Arc::clone(&supervisor);
             let id = root.id.clone();
             tokio::spawn(async move {
@@ -328,6 +539,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
                     if line.trim().is_empty() {
                         continue;
                     }
+                    typed.push(&line);
                     if let Err(e) = sup.send(&Caller::User, &id, &line, None).await {
                         output::warning(&e.to_string());
                         break;
@@ -339,6 +551,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         let view = (!json).then(|| {
             tokio::spawn(async move {
                 let mut view = LiveView::new();
+                view.session = session;
                 loop {
                     match events.recv().await {
                         Ok(e) => view.show(&e),
@@ -369,7 +582,9 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     // A stream session's stdin reader may still be blocked on a terminal that sends nothing:
     // do not wait for it.
     rt.shutdown_background();
-    report(&agent_view(&agent?), json)
+    let agent = agent?;
+    let changes = if json { None } else { review.changes(&agent) };
+    report(&agent_view(&agent), json, changes.as_ref())
 }
 
 /// `spawn --detach`: the running control plane starts and keeps the agent; print its id.
@@ -415,6 +630,7 @@ fn spawn_detached(cfg: &LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> 
 
 /// Follow an agent run by the control plane to its end, as a foreground command would.
 fn follow_remote(
+    cfg: &LoadedConfig,
     client: &Client,
     agent: &AgentView,
     after: u64,
@@ -429,10 +645,10 @@ fn follow_remote(
         }
         Ok(())
     })?;
-    if let Some(v) = view {
+    if let Some(mut v) = view {
         v.finish();
     }
-    report(&done, json)
+    report(&done, json, changes_of(cfg, &done.id, json).as_ref())
 }
 
 /// `fracta send`: the next turn of a stream session that the control plane runs.
@@ -490,7 +706,117 @@ pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `fracta attach`: type turns into a session the control plane runs and watch it live.
+/// The last six characters of an id: what the live view shows, and what every command takes.
+fn short(id: &str) -> &str {
+    &id[id.len().saturating_sub(6)..]
+}
+
+/// Whether a running stream session waits for its next turn: its last turn has ended (a
+/// turn's usage is recorded when it ends) since the last prompt it was sent.
+fn waiting_for_input(store: &dyn Store, a: &AgentView) -> bool {
+    if a.status != Status::Running || a.mode != fracta_api::AgentMode::Stream {
+        return false;
+    }
+    let Ok(count) = store.event_count(&a.id) else {
+        return false;
+    };
+    let Ok(events) = store.events(&a.id, count.saturating_sub(500), Some(500)) else {
+        return false;
+    };
+    let last_prompt = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "message" && e.payload["role"] == "user")
+        .map(|e| e.at);
+    let last_turn_end = store.usage(&a.id).ok().and_then(|u| u.last().map(|u| u.at));
+    match (last_prompt, last_turn_end) {
+        (Some(p), Some(t)) => t >= p,
+        (None, Some(_)) => true,
+        (_, None) => false,
+    }
+}
+
+/// A session's recent turns, from its stored events: the last `n` prompts, each with the
+/// replies it got.
+fn recent_turns(store: &dyn Store, id: &str, upto: u64, n: usize) -> Vec<(String, Vec<String>)> {
+    let mut turns: Vec<(String, Vec<String>)> = Vec::new();
+    let mut after = upto.saturating_sub(5000);
+    while let Ok(batch) = store.events(id, after, Some(500)) {
+        for e in &batch {
+            after = e.seq;
+            if e.seq > upto {
+                break;
+            }
+            if let Ok(Event::Message(m)) = serde_json::from_value::<Event>(e.payload.clone()) {
+                match m.role {
+                    fracta_core::event::Role::User => turns.push((m.text, Vec::new())),
+                    fracta_core::event::Role::Assistant => match turns.last_mut() {
+                        Some(t) => t.1.push(m.text),
+                        None => turns.push((String::new(), vec![m.text])),
+                    },
+                }
+            }
+        }
+        if batch.len() < 500 || after >= upto {
+            break;
+        }
+    }
+    let skip = turns.len().saturating_sub(n);
+    turns.split_off(skip)
+}
+
+/// The prompt `attach` shows when the session waits for input.
+const PROMPT: &str = "you> ";
+
+/// Print the recent turns of a session, as `attach` shows them first.
+fn print_history(turns: &[(String, Vec<String>)], width: Option<usize>, colour: bool) {
+    if turns.is_empty() {
+        return;
+    }
+    let mut out = anstream::stdout().lock();
+    let rule = view::paint(colour, DIM, "── recent turns ──");
+    let _ = writeln!(out, "{rule}");
+    for (prompt, replies) in turns {
+        if !prompt.is_empty() {
+            let text = view::one_line(prompt);
+            let text = view::fit_opt(&text, width.map(|w| w.saturating_sub(PROMPT.len())));
+            let _ = writeln!(
+                out,
+                "{}{}",
+                view::paint(colour, view::MAGENTA, PROMPT),
+                text
+            );
+        }
+        for r in replies {
+            let lines: Vec<&str> = r.lines().collect();
+            const MAX: usize = 12;
+            for l in lines.iter().take(MAX) {
+                let _ = writeln!(out, "{}", view::fit_opt(l, width));
+            }
+            if lines.len() > MAX {
+                let more = format!("… ({} more lines)", lines.len() - MAX);
+                let _ = writeln!(out, "{}", view::paint(colour, DIM, &more));
+            }
+        }
+    }
+    let _ = writeln!(out, "{}", view::paint(colour, DIM, "──"));
+}
+
+/// What `attach`'s main loop hears.
+enum Heard {
+    Event(fracta_api::EventView),
+    End(Box<anyhow::Result<AgentView>>),
+    /// A line typed (and about to be sent as a turn).
+    Line(String),
+    /// End of input (Ctrl-D).
+    Eof,
+    /// Ctrl-C, or the terminal closed.
+    Signal,
+}
+
+/// `fracta attach`: the session's recent turns, then its live view; each line typed is its
+/// next turn. Ctrl-C, or the end of input once no turn is in flight, detaches and leaves the
+/// session running.
 pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     let client = Client::require(&cfg, "`fracta attach`")?;
     let agent = client.agent(&a.id)?;
@@ -501,32 +827,151 @@ pub fn attach(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
                 "agent {} has ended ({}); resume it with `fracta resume {} --prompt ...`",
                 agent.id,
                 status_name(agent.status),
-                agent.id
+                short(&agent.id)
             ),
         ));
     }
+    let store = open_store(&cfg)?;
+    let id = agent.id.clone();
+    let sid = short(&id).to_string();
+    let typing = std::io::stdin().is_terminal();
     eprintln!(
-        "attached to {} ({} on {}): type a line to send it; Ctrl-C detaches and leaves it running",
-        agent.id, agent.task, agent.runtime
+        "attached to {sid} ({} on {}): type a prompt and press Enter; Ctrl-C detaches and leaves it running",
+        agent.task, agent.runtime
     );
     // Where the view starts, counted before any typed line can be sent: a line sent first
     // could be recorded before the count, and its turn would not be shown.
-    let after = open_store(&cfg)?.event_count(&agent.id)?;
+    let after = store.event_count(&id)?;
+    let width = view::width();
+    let colour = view::colour();
+    print_history(&recent_turns(store.as_ref(), &id, after, 3), width, colour);
+    let mut idle = waiting_for_input(store.as_ref(), &agent);
+
+    let (tx, rx) = std::sync::mpsc::channel::<Heard>();
+    // Signals: heard on a runtime of their own, registered before anything can be typed.
+    let rt = runtime()?;
+    let signals = {
+        let _in_rt = rt.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        [
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::terminate())?,
+        ]
+    };
+    let to_main = tx.clone();
+    std::thread::spawn(move || {
+        let [mut int, mut hup, mut term] = signals;
+        rt.block_on(async {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = hup.recv() => {}
+                _ = term.recv() => {}
+            }
+        });
+        let _ = to_main.send(Heard::Signal);
+    });
+    // The session's events, until it ends.
+    let to_main = tx.clone();
+    let follow_id = id.clone();
+    std::thread::spawn(move || {
+        let end = client.follow(&follow_id, after, &mut |e| {
+            let _ = to_main.send(Heard::Event(e.clone()));
+            Ok(())
+        });
+        let _ = to_main.send(Heard::End(Box::new(end)));
+    });
     // Turns go in from another thread, each with its own connection, without waiting.
     let sender = Client::require(&cfg, "`fracta attach`")?;
-    let id = agent.id.clone();
+    let send_id = id.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lines() {
             let Ok(line) = line else { break };
             if line.trim().is_empty() {
                 continue;
             }
-            if let Err(e) = sender.send(&id, &line, false) {
+            let _ = tx.send(Heard::Line(line.clone()));
+            if let Err(e) = sender.send(&send_id, &line, false) {
                 output::warning(&e.to_string());
             }
         }
+        let _ = tx.send(Heard::Eof);
     });
-    follow_remote(&client, &agent, after, false)
+
+    let mut view = LiveView::new();
+    let prompt = |colour: bool| {
+        let mut out = anstream::stdout().lock();
+        let _ = write!(out, "{}", view::paint(colour, view::MAGENTA, PROMPT));
+        let _ = out.flush();
+    };
+    if idle {
+        view.finish();
+        if typing {
+            prompt(colour);
+        }
+    }
+    // Typed lines not yet seen back as the session's prompt: the terminal showed them already.
+    let mut typed: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut eof = false;
+    let detached = |view: &mut LiveView| {
+        view.finish();
+        eprintln!("\ndetached from {sid}; the session goes on (attach again: fracta attach {sid})");
+        Ok(ExitCode::SUCCESS)
+    };
+    while let Ok(heard) = rx.recv() {
+        match heard {
+            Heard::Signal => return detached(&mut view),
+            Heard::Eof => {
+                eof = true;
+                if idle {
+                    return detached(&mut view);
+                }
+            }
+            Heard::Line(l) => {
+                idle = false;
+                if typing {
+                    typed.push_back(l);
+                }
+                view.spin();
+            }
+            Heard::Event(e) => {
+                let Ok(ev) = serde_json::from_value::<Event>(e.payload.clone()) else {
+                    continue;
+                };
+                if let Event::Message(m) = &ev
+                    && m.role == fracta_core::event::Role::User
+                {
+                    idle = false;
+                    view.spin();
+                    if typed.front() == Some(&m.text) {
+                        typed.pop_front();
+                        continue;
+                    }
+                }
+                view.line(&agent.runtime, &e.agent_id, &ev);
+                // A turn's usage is its last word: the session waits for the next one.
+                if matches!(ev, Event::Usage(_)) && e.agent_id == id {
+                    idle = true;
+                    view.finish();
+                    if eof {
+                        return detached(&mut view);
+                    }
+                    if typing {
+                        prompt(colour);
+                    }
+                }
+            }
+            Heard::End(done) => {
+                view.finish();
+                if typing && idle {
+                    println!();
+                }
+                let done = (*done)?;
+                return report(&done, false, changes_of(&cfg, &done.id, false).as_ref());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
@@ -534,8 +979,9 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
         let before = client.agent(&a.id)?;
         let seq = open_store(&cfg)?.event_count(&before.id)?;
         client.resume(&before.id, &a.prompt)?;
-        return follow_remote(&client, &before, seq, a.json);
+        return follow_remote(&cfg, &client, &before, seq, a.json);
     }
+    let review = Review::of(&cfg);
     let store = open_store(&cfg)?;
     let runner = new_runner(cfg, store);
     let rt = runtime()?;
@@ -556,7 +1002,8 @@ pub fn resume(cfg: LoadedConfig, a: ResumeArgs) -> anyhow::Result<ExitCode> {
         };
         anyhow::Ok(r.map_err(run_error)?)
     })?;
-    report(&agent_view(&agent), a.json)
+    let changes = if a.json { None } else { review.changes(&agent) };
+    report(&agent_view(&agent), a.json, changes.as_ref())
 }
 
 pub fn stop(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
@@ -609,7 +1056,12 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
         }
     };
     field(&mut out, "id", Some(agent.id.clone()));
-    field(&mut out, "status", Some(agent.status.as_str().to_string()));
+    let status = if waiting_for_input(store.as_ref(), &agent_view(&agent)) {
+        "running (waiting for input)".to_string()
+    } else {
+        agent.status.as_str().to_string()
+    };
+    field(&mut out, "status", Some(status));
     field(&mut out, "task", Some(agent.task.clone()));
     field(
         &mut out,
@@ -653,11 +1105,145 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The word `ps` shows for an agent's state.
+fn state_word(a: &AgentView, waiting: bool) -> &'static str {
+    if waiting {
+        "waiting for input"
+    } else {
+        status_name(a.status)
+    }
+}
+
+/// One row of `ps`, before it is fitted to the width.
+struct PsRow {
+    id: String,
+    state: &'static str,
+    style: anstyle::Style,
+    age: String,
+    runtime: String,
+    task: String,
+    summary: String,
+}
+
+/// The columns `ps` shows, in order; the last one (SUMMARY) takes what is left.
+#[derive(Clone, Copy, PartialEq)]
+enum Col {
+    Id,
+    State,
+    Age,
+    Runtime,
+    Task,
+    Summary,
+}
+
+impl Col {
+    fn header(self) -> &'static str {
+        match self {
+            Col::Id => "ID",
+            Col::State => "STATE",
+            Col::Age => "AGE",
+            Col::Runtime => "RUNTIME",
+            Col::Task => "TASK",
+            Col::Summary => "SUMMARY",
+        }
+    }
+
+    fn of(self, r: &PsRow) -> &str {
+        match self {
+            Col::Id => &r.id,
+            Col::State => r.state,
+            Col::Age => &r.age,
+            Col::Runtime => &r.runtime,
+            Col::Task => &r.task,
+            Col::Summary => &r.summary,
+        }
+    }
+}
+
+/// The columns and their widths for `rows` in `width` columns: each as wide as its widest
+/// cell; past the width the task is narrowed (to 12) and the summary takes the rest; when
+/// too narrow still, the summary, then the runtime, then the age are left out.
+fn ps_layout(rows: &[PsRow], width: Option<usize>) -> Vec<(Col, usize)> {
+    let natural = |c: Col| {
+        rows.iter()
+            .map(|r| view::columns(c.of(r)))
+            .chain([c.header().len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let mut cols: Vec<(Col, usize)> = [
+        Col::Id,
+        Col::State,
+        Col::Age,
+        Col::Runtime,
+        Col::Task,
+        Col::Summary,
+    ]
+    .into_iter()
+    .map(|c| (c, natural(c)))
+    .collect();
+    let total = |cols: &[(Col, usize)]| {
+        cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * 2
+    };
+    // A pipe gets whole cells, and so does a terminal wide enough.
+    let Some(width) = width else {
+        return cols;
+    };
+    if total(&cols) <= width {
+        return cols;
+    }
+    // Runtime names beyond 12 columns are cut (with an ellipsis) before anything goes.
+    for (c, w) in cols.iter_mut() {
+        if *c == Col::Runtime {
+            *w = (*w).min(12);
+        }
+    }
+    for drop in [None, Some(Col::Summary), Some(Col::Runtime), Some(Col::Age)] {
+        if let Some(d) = drop {
+            cols.retain(|(c, _)| *c != d);
+        }
+        if total(&cols) <= width {
+            return cols;
+        }
+        // The task gets a third of what is left (at least 12 columns), the summary the rest
+        // (at least 16).
+        let fixed: usize = cols
+            .iter()
+            .filter(|(c, _)| !matches!(c, Col::Task | Col::Summary))
+            .map(|(_, w)| w)
+            .sum::<usize>()
+            + cols.len().saturating_sub(1) * 2;
+        let has_summary = cols.iter().any(|(c, _)| *c == Col::Summary);
+        let left = width.saturating_sub(fixed);
+        let task_natural = cols
+            .iter()
+            .find(|(c, _)| *c == Col::Task)
+            .map_or(0, |(_, w)| *w);
+        let task = if has_summary {
+            task_natural.min((left / 3).max(12))
+        } else {
+            task_natural.min(left)
+        };
+        let summary = left.saturating_sub(task);
+        if task >= 4.min(task_natural) && (!has_summary || summary >= 16) {
+            for (c, w) in cols.iter_mut() {
+                match c {
+                    Col::Task => *w = task,
+                    Col::Summary => *w = summary,
+                    _ => {}
+                }
+            }
+            return cols;
+        }
+    }
+    cols
+}
+
 pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cfg)?;
     let mut agents: Vec<AgentView> = match Client::discover(&cfg) {
         Some(c) => c.list(true)?,
         None => {
-            let store = open_store(&cfg)?;
             let runner = new_runner(cfg, store.clone());
             let _ = runner.reconcile();
             let records = store.list_agents(&AgentFilter::default())?;
@@ -683,60 +1269,102 @@ pub fn ps(cfg: LoadedConfig, a: PsArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = anstream::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{:<28} {:<10} {:<10} {:<20} {:<8} SUMMARY",
-        "ID", "STATUS", "RUNTIME", "TASK", "AGE"
-    );
-    // Roots in list order, each followed by its descendants.
+    // Roots in list order, each followed by its descendants (indented under it).
     let ids: std::collections::HashSet<&str> = agents.iter().map(|x| x.id.as_str()).collect();
-    let roots: Vec<&AgentView> = agents
-        .iter()
-        .filter(|x| x.parent_id.as_deref().is_none_or(|p| !ids.contains(p)))
-        .collect();
-    fn walk<'a>(out: &mut dyn Write, all: &'a [AgentView], a: &'a AgentView, depth: usize) {
-        let (style, _) = match a.status {
-            Status::Succeeded => (GREEN, ()),
-            Status::Failed | Status::Lost => (RED, ()),
-            Status::Stopped => (YELLOW, ()),
-            _ => (anstyle::Style::new(), ()),
-        };
-        let age = jiff::Timestamp::now()
-            .duration_since(a.created_at)
-            .as_secs();
-        let age = if age < 120 {
-            format!("{age}s")
-        } else if age < 7200 {
-            format!("{}m", age / 60)
-        } else {
-            format!("{}h", age / 3600)
-        };
-        let summary = a
-            .error
-            .as_deref()
-            .or(a.result.as_deref())
-            .unwrap_or("")
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let summary: String = summary.chars().take(60).collect();
-        let id = format!("{}{}", "  ".repeat(depth), a.id);
-        let status = format!("{style}{:<10}{style:#}", status_name(a.status));
-        let _ = writeln!(
-            out,
-            "{id:<28} {status} {:<10} {:<20} {age:<8} {summary}",
-            a.runtime, a.task
-        );
+    let mut order: Vec<(&AgentView, usize)> = Vec::new();
+    fn walk<'a>(
+        all: &'a [AgentView],
+        a: &'a AgentView,
+        depth: usize,
+        order: &mut Vec<(&'a AgentView, usize)>,
+    ) {
+        order.push((a, depth));
         for c in all
             .iter()
             .filter(|c| c.parent_id.as_deref() == Some(a.id.as_str()))
         {
-            walk(out, all, c, depth + 1);
+            walk(all, c, depth + 1, order);
         }
     }
-    for r in roots {
-        walk(&mut out, &agents, r, 0);
+    for r in agents
+        .iter()
+        .filter(|x| x.parent_id.as_deref().is_none_or(|p| !ids.contains(p)))
+    {
+        walk(&agents, r, 0, &mut order);
+    }
+    let now = jiff::Timestamp::now();
+    let rows: Vec<PsRow> = order
+        .iter()
+        .map(|(a, depth)| {
+            let waiting = waiting_for_input(store.as_ref(), a);
+            let style = match a.status {
+                _ if waiting => YELLOW,
+                Status::Succeeded => GREEN,
+                Status::Failed | Status::Lost => RED,
+                Status::Stopped => YELLOW,
+                Status::Running | Status::Starting => view::CYAN,
+                Status::Queued => DIM,
+            };
+            let summary = a
+                .error
+                .as_deref()
+                .or(a.result.as_deref())
+                .map(view::one_line)
+                .unwrap_or_default();
+            PsRow {
+                id: format!("{}{}", "  ".repeat(*depth), short(&a.id)),
+                state: state_word(a, waiting),
+                style,
+                age: view::age(
+                    now.duration_since(a.created_at)
+                        .as_secs()
+                        .max(0)
+                        .unsigned_abs(),
+                ),
+                runtime: a.runtime.clone(),
+                task: a.task.clone(),
+                summary,
+            }
+        })
+        .collect();
+    let width = view::width();
+    let colour = view::colour();
+    let cols = ps_layout(&rows, width);
+    let mut out = anstream::stdout().lock();
+    let cell = |w: usize, text: &str, last: bool| -> String {
+        let text = view::fit(text, w);
+        let pad = if last {
+            0
+        } else {
+            w.saturating_sub(view::columns(&text))
+        };
+        format!("{text}{}", " ".repeat(pad))
+    };
+    let n = cols.len();
+    let header: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (c, w))| cell(*w, c.header(), i + 1 == n))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{}",
+        view::paint(colour, BOLD, header.join("  ").trim_end())
+    );
+    for r in &rows {
+        let line: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let text = cell(*w, c.of(r), i + 1 == n);
+                match c {
+                    Col::State => view::paint(colour, r.style, &text),
+                    Col::Age => view::paint(colour, DIM, &text),
+                    _ => text,
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -751,6 +1379,8 @@ pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
     let runner = new_runner(cfg, store.clone());
     let _ = runner.reconcile();
     let agent = store.get_agent(&a.id).map_err(|e| run_error(e.into()))?;
+    let width = view::width();
+    let colour = view::colour();
     let print = |e: &fracta_api::EventView| -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         if a.raw {
@@ -762,10 +1392,22 @@ pub fn logs(cfg: LoadedConfig, a: LogsArgs) -> anyhow::Result<ExitCode> {
             serde_json::to_writer(&mut out, e)?;
             writeln!(out)?;
         } else {
-            let text = serde_json::from_value::<Event>(e.payload.clone())
-                .map(|ev| ev.summary())
-                .unwrap_or_else(|_| e.payload.to_string());
-            writeln!(out, "{:>5} {} {text}", e.seq, e.at.strftime("%H:%M:%S"))?;
+            let prefix = format!("{:>5} {} ", e.seq, e.at.strftime("%H:%M:%S"));
+            let line = serde_json::from_value::<Event>(e.payload.clone())
+                .map(|ev| view::log_line(&ev))
+                .unwrap_or_else(|_| view::EventLine {
+                    style: DIM,
+                    text: e.payload.to_string(),
+                });
+            let room = width.map(|w| w.saturating_sub(prefix.len()).max(10));
+            let text = view::fit_opt(&line.text, room);
+            // Colour was chosen above: nothing to strip.
+            writeln!(
+                out,
+                "{}{}",
+                view::paint(colour, DIM, &prefix),
+                view::paint(colour, line.style, &text)
+            )?;
         }
         Ok(())
     };

@@ -59,7 +59,7 @@ fn escape(s: &str) -> String {
 
 /// Filters for values that change between runs: the project folder, agent ids (and their
 /// short form), runtime session ids, times, ages and token counts.
-fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
+pub(super) fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
     let mut f = vec![(escape(&p.path().display().to_string()), "[PROJECT]".into())];
     if let Ok(c) = p.path().canonicalize() {
         f.push((escape(&c.display().to_string()), "[PROJECT]".into()));
@@ -81,6 +81,7 @@ fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
             ),
             (r"\b\d\d:\d\d:\d\d\b", "[HMS]"),
             (r"\b\d+(s|m|h) +", "[AGE] "),
+            (r", \d+[smhd](\d\d[smh])?\)", ", [TOOK])"),
             (r"pid \d+", "pid [PID]"),
             (r"\b\d+ (in|out|cached)\b", "N $1"),
             (r"\$\d+\.\d+", "$$[COST]"),
@@ -531,7 +532,7 @@ fn plain_spawn_then_logs_show_ps() {
     assert!(out.status.success(), "{}", stderr(&out));
     let ps = stdout(&out);
     assert!(ps.starts_with("ID "), "{ps}");
-    assert!(ps.contains(&id), "{ps}");
+    assert!(ps.contains(short), "the short id: {ps}");
     snapshot!(f, "ps_text", ps);
 }
 

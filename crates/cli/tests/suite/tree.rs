@@ -93,8 +93,9 @@ fn parent_spawns_child(parent: &str, child: &str) {
     // The tree shows the child under its parent.
     let out = p.run(&["ps", "--all"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    let kid_id = kid["id"].as_str().unwrap();
     assert!(
-        text.contains(&format!("  {}", kid["id"].as_str().unwrap())),
+        text.contains(&format!("\n  {}", &kid_id[kid_id.len() - 6..])),
         "{text}"
     );
     let model_requests = p.requests();

@@ -384,9 +384,11 @@ pub(crate) fn item_events(item: &Value, completed: bool, outcome: &mut Outcome) 
             name: "web_search".into(),
             input: json!({ "query": str_at(item, "query").unwrap_or("") }),
         })],
+        // `codex exec` reports its warnings (a config warning, model metadata it lacks) as
+        // error items; a turn that fails says so with `turn.failed` or a top-level `error`.
         "error" if completed => {
             let message = str_at(item, "message").unwrap_or("").to_string();
-            vec![Event::Error(ErrorEvent { message })]
+            vec![Event::Warning(ErrorEvent { message })]
         }
         "todo_list" | "reasoning" | "agent_message" | "file_change" | "web_search" | "error" => {
             vec![Event::Runtime(RuntimeEvent {
@@ -444,6 +446,10 @@ impl EventParser for CodexParser {
             }
             "error" => {
                 let message = str_at(&v, "message").unwrap_or("error").to_string();
+                // `Reconnecting... 2/5 (…)`: Codex retries the stream; the turn goes on.
+                if message.starts_with("Reconnecting") {
+                    return Parsed::known(vec![Event::Warning(ErrorEvent { message })]);
+                }
                 self.outcome.error = Some(message.clone());
                 Parsed::known(vec![Event::Error(ErrorEvent { message })])
             }

@@ -273,7 +273,7 @@ fn codex_launch() {
     let cfg: toml::Table = toml::from_str(file(&spec, "/ws/.codex/config.toml")).unwrap();
     assert_eq!(cfg["sandbox_mode"].as_str(), Some("workspace-write"));
     assert_eq!(cfg["approval_policy"].as_str(), Some("never"));
-    // No plugin marketplace sync holding the first turn (docs/cli-behaviour.md).
+    // No plugin marketplace sync holding the first turn (docs/src/cli-behaviour.md).
     assert_eq!(cfg["features"]["plugins"].as_bool(), Some(false));
     assert_eq!(spec.args[..3], ["exec", "--json", "--skip-git-repo-check"]);
     assert_eq!(
@@ -988,4 +988,35 @@ fn parsers_survive_mutated_real_lines() {
             }
         }
     }
+}
+
+/// `codex exec` reports its warnings as error items and the turn goes on: they are warnings
+/// (a failed turn says so with `turn.failed` or a top-level `error`).
+#[test]
+fn a_codex_exec_error_item_is_a_warning() {
+    use crate::event::{ErrorEvent, Event};
+    let mut p = adapter_for(AdapterKind::Codex).parser();
+    let parsed = p.parse_line(
+        r#"{"type":"item.completed","item":{"id":"item_0","type":"error","message":"Model metadata for `m` not found"}}"#,
+    );
+    assert_eq!(
+        parsed.events,
+        vec![Event::Warning(ErrorEvent {
+            message: "Model metadata for `m` not found".into()
+        })]
+    );
+    assert_eq!(p.outcome().error, None);
+    assert_eq!(
+        parsed.events[0].summary(),
+        "warning: Model metadata for `m` not found"
+    );
+    // A stream Codex retries is a warning too.
+    let parsed =
+        p.parse_line(r#"{"type":"error","message":"Reconnecting... 1/5 (stream disconnected)"}"#);
+    assert!(
+        matches!(parsed.events[..], [Event::Warning(_)]),
+        "{:?}",
+        parsed.events
+    );
+    assert_eq!(p.outcome().error, None);
 }

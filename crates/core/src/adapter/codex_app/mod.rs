@@ -268,10 +268,29 @@ impl CodexAppSession {
                     .unwrap_or("codex reported an error")
                     .to_string();
                 let retrying = params.get("willRetry").and_then(Value::as_bool) == Some(true);
-                if !retrying {
-                    self.outcome.error = Some(message.clone());
+                if retrying {
+                    // Codex tries again: the turn goes on, so this is a warning.
+                    return Parsed::known(vec![Event::Warning(ErrorEvent {
+                        message: format!("{message} (retrying)"),
+                    })]);
                 }
+                self.outcome.error = Some(message.clone());
                 Parsed::known(vec![Event::Error(ErrorEvent { message })])
+            }
+            // Warnings that do not end the turn: their text, not only their name.
+            "configWarning" | "deprecationNotice" | "warning" => {
+                let text = |k: &str| str_at(params, k).filter(|t| !t.trim().is_empty());
+                let mut message = text("summary")
+                    .or_else(|| text("message"))
+                    .unwrap_or(method)
+                    .to_string();
+                if let Some(d) = text("details") {
+                    message = format!("{message}: {d}");
+                }
+                if let Some(p) = text("path") {
+                    message = format!("{message} ({p})");
+                }
+                Parsed::known(vec![Event::Warning(ErrorEvent { message })])
             }
             // Streaming deltas: the completed item carries the whole text.
             m if m.ends_with("Delta") || m.ends_with("/delta") => Parsed::known(vec![]),
@@ -529,6 +548,50 @@ mod tests {
         assert!(props("TokenUsageBreakdown").contains(&"inputTokens".to_string()));
         assert!(props("TokenUsageBreakdown").contains(&"cachedInputTokens".to_string()));
         assert!(props("ItemCompletedNotification").contains(&"item".to_string()));
+        for (n, field) in [
+            ("ConfigWarningNotification", "summary"),
+            ("ConfigWarningNotification", "details"),
+            ("DeprecationNoticeNotification", "summary"),
+            ("WarningNotification", "message"),
+        ] {
+            assert!(props(n).contains(&field.to_string()), "{n}.{field}");
+        }
+    }
+
+    /// Codex's warnings are warnings, with their text (not a bare `(configWarning)`), and a
+    /// retried error does not end the turn.
+    #[test]
+    fn warnings_keep_their_text_and_do_not_fail_the_turn() {
+        let mut s = CodexAppSession::new(None);
+        let cases = [
+            (
+                r#"{"method":"configWarning","params":{"summary":"unknown key `foo`","details":"remove it","path":"/h/.codex/config.toml"}}"#,
+                "unknown key `foo`: remove it (/h/.codex/config.toml)",
+            ),
+            (
+                r#"{"method":"deprecationNotice","params":{"summary":"`bar` is deprecated"}}"#,
+                "`bar` is deprecated",
+            ),
+            (
+                r#"{"method":"warning","params":{"message":"model metadata not found"}}"#,
+                "model metadata not found",
+            ),
+            (
+                r#"{"method":"error","params":{"error":{"message":"stream broke"},"willRetry":true}}"#,
+                "stream broke (retrying)",
+            ),
+        ];
+        for (line, text) in cases {
+            let p = s.parse_line(line);
+            assert_eq!(
+                p.events,
+                vec![Event::Warning(ErrorEvent {
+                    message: text.into()
+                })],
+                "{line}"
+            );
+        }
+        assert_eq!(s.outcome.error, None);
     }
 
     #[test]

@@ -96,4 +96,7 @@ pub const NOTIFICATIONS: &[&str] = &[
     "item/completed",
     "thread/tokenUsage/updated",
     "error",
+    "configWarning",
+    "deprecationNotice",
+    "warning",
 ];
