@@ -30,6 +30,12 @@ for cli in claude codex opencode; do
   printf '  %-9s %s\n' "$cli" "$(node_modules/.bin/$cli --version 2>/dev/null | head -n1 || echo '(not runnable here)')"
 done
 
+section "Installing the dashboard's browser-test driver (npm ci in crates/cli/tests/browser)"
+# The tests drive Debian's chromium (apt-get install chromium); playwright-core fetches none.
+npm ci --no-audit --no-fund --prefix crates/cli/tests/browser
+command -v chromium >/dev/null 2>&1 \
+  || echo "warning: chromium is not installed; the dashboard's browser tests need it (apt-get install chromium)" >&2
+
 section "Installing the test suite's Python checkers (pip)"
 # kubernetes-validate (rendered objects against the Kubernetes schemas) and
 # openapi-spec-validator: the test suite fails, rather than skips, without them.

@@ -4,11 +4,16 @@
 //! plane in `fracta-server`'s `convert` module). This crate depends on nothing of Fracta's.
 
 mod agent;
+mod dashboard;
 mod error;
 mod event;
 mod requests;
 
 pub use agent::{AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, TokenUsage};
+pub use dashboard::{
+    DiffView, FileDiff, ForestAgent, LoginBody, LoginCode, MergeBody, MergeView, RemoveQuery,
+    SessionView,
+};
 pub use error::{ApiErrorBody, ErrorCode, ErrorDetail};
 pub use event::EventView;
 pub use requests::{

@@ -46,6 +46,7 @@ impl Cli {
             Command::Task(TaskCommand::List(a))
             | Command::Config(ConfigCommand::Validate(a) | ConfigCommand::Show(a)) => a.json,
             Command::Auth(AuthCommand::Check(a)) => a.json,
+            Command::Dashboard(a) => a.json,
             Command::Init(_)
             | Command::Diff(_)
             | Command::Merge(_)
@@ -107,6 +108,9 @@ pub enum Command {
     /// Run the control plane: the HTTP API (/v1) and the MCP gateway (/mcp) on loopback, owning
     /// detached agents and every agent spawned through MCP
     Serve(ServeArgs),
+    /// Print a link that opens the running control plane's dashboard (a live view of the agent
+    /// forest) with a one-time login code
+    Dashboard(DashboardArgs),
     /// Serve Fracta's MCP tools (spawn, status, wait, result, send, steer, stop, list) over
     /// stdio, for MCP clients that launch a command
     Mcp,
@@ -203,6 +207,16 @@ pub struct ServeArgs {
     /// .fracta/serve.json for the CLI and other tools
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Print `{"url": …, "expires_in_secs": …}`
+    #[arg(long)]
+    pub json: bool,
+    /// Also open the link in the default browser (xdg-open, or open on macOS)
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod record;
 pub mod redact;
 pub mod remote;
 pub mod resolve;
+pub mod review;
 pub mod runner;
 pub mod secret;
 pub mod session;

@@ -82,6 +82,8 @@ struct State {
 struct SessionHandle {
     turns: mpsc::Sender<StreamTurn>,
     steer: mpsc::Sender<SteerRequest>,
+    /// Set by the session while it waits for its next turn.
+    waiting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a background run does.
@@ -184,6 +186,11 @@ impl Supervisor {
     /// stops the rest.
     pub fn shut_down(&self, why: Shutdown) {
         self.shutdown.send_replace(Some(why));
+    }
+
+    /// Hears [`Supervisor::shut_down`] (e.g. to end streams that would otherwise never end).
+    pub fn shutdown_watch(&self) -> watch::Receiver<Option<Shutdown>> {
+        self.shutdown.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
@@ -383,19 +390,23 @@ impl Supervisor {
                 .is_ok_and(|a| a.mode == fracta_state::Mode::Stream);
         let mut inbox = None;
         let mut steer = None;
+        let mut waiting = None;
         if let Ok(mut st) = self.state.lock() {
             st.tokens.insert(token.clone(), id.to_string());
             st.live.insert(id.to_string(), done_rx);
             if stream {
                 let (tx, rx) = mpsc::channel(64);
                 let (steer_tx, steer_rx) = mpsc::channel(16);
+                let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 st.sessions.insert(
                     id.to_string(),
                     SessionHandle {
                         turns: tx,
                         steer: steer_tx,
+                        waiting: Arc::clone(&flag),
                     },
                 );
+                waiting = Some(flag);
                 inbox = Some(Arc::new(tokio::sync::Mutex::new(rx)));
                 steer = Some(Arc::new(tokio::sync::Mutex::new(steer_rx)));
             }
@@ -430,6 +441,7 @@ impl Supervisor {
                     .agents
                     .stream_idle_timeout_secs
                     .map(Duration::from_secs),
+                waiting,
                 shutdown: Some(me.shutdown.subscribe()),
             };
             let mut obs = Broadcast(me.events.clone());
@@ -568,6 +580,15 @@ impl Supervisor {
         self.state
             .lock()
             .is_ok_and(|st| st.sessions.contains_key(id))
+    }
+
+    /// Whether the agent's live stream session here is between turns, waiting for input.
+    pub fn waiting_for_input(&self, id: &str) -> bool {
+        self.state.lock().is_ok_and(|st| {
+            st.sessions
+                .get(id)
+                .is_some_and(|s| s.waiting.load(std::sync::atomic::Ordering::Relaxed))
+        })
     }
 
     /// Take no more turns: the session ends once its turn in flight (if any) is done.

@@ -2,7 +2,7 @@
 //! that knows both.
 
 use fracta_api::{
-    AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, EventView, SpawnArgs, TokenUsage,
+    AGENT_SCHEMA, AgentMode, AgentStatus, AgentView, EventView, ForestAgent, SpawnArgs, TokenUsage,
 };
 use fracta_config::{Budgets, Mode, Tier};
 use fracta_core::credentials::RequestContext;
@@ -60,6 +60,26 @@ pub fn agent_view(a: &AgentRecord) -> AgentView {
         started_at: a.started_at,
         ended_at: a.ended_at,
         updated_at: a.updated_at,
+    }
+}
+
+/// An agent as the dashboard's forest shows it: its view, whether its live session waits for
+/// input, and whether its runtime can be steered.
+pub fn forest_agent(sup: &fracta_core::supervisor::Supervisor, a: &AgentRecord) -> ForestAgent {
+    let steer =
+        fracta_core::adapter::adapter_named(&a.adapter).is_some_and(|ad| ad.capabilities().steer);
+    ForestAgent {
+        agent: agent_view(a),
+        waiting_for_input: sup.waiting_for_input(&a.id),
+        has_session: sup.has_session(&a.id),
+        steer_unsupported: (!steer).then(|| {
+            format!(
+                "{} runs {}: {}",
+                a.id,
+                a.adapter,
+                fracta_core::adapter::STEER_UNSUPPORTED
+            )
+        }),
     }
 }
 

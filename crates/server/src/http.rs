@@ -17,8 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fracta_api::{
-    AgentView, ApiErrorBody, ErrorCode, ErrorDetail, EventView, EventsQuery, Health, ListQuery,
-    ResumeBody, SendBody, SpawnArgs, SteerBody,
+    AgentView, ApiErrorBody, DiffView, ErrorCode, ErrorDetail, EventView, EventsQuery, FileDiff,
+    ForestAgent, Health, ListQuery, LoginCode, MergeBody, MergeView, RemoveQuery, ResumeBody,
+    SendBody, SpawnArgs, SteerBody,
 };
 use fracta_core::error::RunError;
 use fracta_core::supervisor::{Caller, ControlError, Supervisor};
@@ -27,10 +28,22 @@ use fracta_state::{AgentFilter, AgentRecord, AgentStatus, StoreError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::convert::{agent_view, event_view, request_context, spawn_request};
+use crate::convert::{agent_view, event_view, forest_agent, request_context, spawn_request};
+use crate::dashboard::{self, Authn, DashboardAuth};
 
 /// An API error: a status and a message a person can act on.
+#[derive(Debug)]
 pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError(status, message.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+}
 
 /// The machine-readable code of an error answer with this status.
 pub fn error_code(status: StatusCode) -> ErrorCode {
@@ -90,39 +103,57 @@ impl From<StoreError> for ApiError {
 struct Api {
     sup: Arc<Supervisor>,
     token: Arc<String>,
+    auth: Arc<DashboardAuth>,
 }
 
-/// Refuse any API call without the admin token.
+/// Refuse any API call without the admin token or a dashboard session (see
+/// [`DashboardAuth::check`]).
 async fn require_admin(State(api): State<Api>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), api.token.as_bytes()) => next.run(req).await,
-        _ => ApiError(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized: send `Authorization: Bearer TOKEN` with the control plane's token (in .fracta/serve.json)".into(),
-        )
-        .into_response(),
+    match api.auth.check(&api.token, &req) {
+        Ok(_) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Only the admin token (not a dashboard session): minting login codes.
+async fn require_admin_token(State(api): State<Api>, req: Request, next: Next) -> Response {
+    match api.auth.check(&api.token, &req) {
+        Ok(Authn::AdminToken) => next.run(req).await,
+        Ok(Authn::Session) => ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden: login codes are made with the admin token (`fracta dashboard`), not from a dashboard session".into(),
+        )
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
-/// The `/v1` routes (the health check needs no token).
+/// The `/v1` routes (the health check needs no token) and the dashboard at `/`, with
+/// sessions in memory only.
 pub fn router(sup: Arc<Supervisor>, admin_token: String) -> Router {
+    router_with(sup, admin_token, Arc::new(DashboardAuth::new(None)))
+}
+
+/// [`router`] with the dashboard's login codes and sessions in `auth`.
+pub fn router_with(sup: Arc<Supervisor>, admin_token: String, auth: Arc<DashboardAuth>) -> Router {
     let api = Api {
         sup,
         token: Arc::new(admin_token),
+        auth: Arc::clone(&auth),
     };
+    let codes = Router::new()
+        .route("/v1/dashboard/codes", post(new_code))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            require_admin_token,
+        ))
+        .with_state(api.clone());
     let protected = Router::new()
         .route("/v1/agents", post(create).get(list))
-        .route("/v1/agents/{id}", get(show))
+        .route("/v1/forest/stream", get(stream_forest))
+        .route("/v1/agents/{id}/diff", get(diff))
+        .route("/v1/agents/{id}", get(show).delete(remove))
+        .route("/v1/agents/{id}/merge", post(merge))
         .route("/v1/agents/{id}/events", get(events))
         .route("/v1/agents/{id}/events/stream", get(stream_agent))
         .route("/v1/agents/{id}/tree/events/stream", get(stream_tree))
@@ -139,6 +170,12 @@ pub fn router(sup: Arc<Supervisor>, admin_token: String) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/openapi.json", get(openapi))
         .merge(protected)
+        .merge(codes)
+        .merge(dashboard::pages(auth))
+}
+
+async fn new_code(State(api): State<Api>) -> Result<(StatusCode, Json<LoginCode>), ApiError> {
+    Ok((StatusCode::CREATED, Json(api.auth.new_code()?)))
 }
 
 async fn health() -> Json<Health> {
@@ -391,6 +428,302 @@ fn follow(sup: Arc<Supervisor>, agent: AgentRecord, tree: bool, resume: Cursor) 
     Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// The forest's stream position: the newest `updated_at` sent (microseconds since the epoch).
+fn forest_cursor(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// At most this many agents, newest first, are in the forest stream.
+const FOREST_MAX: usize = 5000;
+
+/// `GET /v1/forest/stream`: every agent as a [`fracta_api::ForestAgent`] (`event: agents`, a
+/// JSON array), then those that changed, in one array per change, and `event: removed` (its id) when one is deleted.
+/// The stream never ends. It opens with `event: hello` (`{"resumed_from": CURSOR|null}`);
+/// resumed with `Last-Event-ID`, it first sends `event: present` (every agent id there is,
+/// so the client drops those removed meanwhile), then only the agents updated since.
+async fn stream_forest(State(api): State<Api>, headers: HeaderMap) -> Response {
+    let resumed = forest_cursor(&headers);
+    let (tx, rx) = mpsc::channel::<Result<SseEvent, Infallible>>(256);
+    let mut live = api.sup.subscribe();
+    let mut shutdown = api.sup.shutdown_watch();
+    let sup = api.sup;
+    tokio::spawn(async move {
+        let hello = serde_json::json!({ "resumed_from": resumed.map(|c| c.to_string()) });
+        if tx
+            .send(Ok(SseEvent::default()
+                .event("hello")
+                .retry(Duration::from_secs(1))
+                .data(hello.to_string())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // What the client has: id → the JSON it was sent.
+        let mut sent: HashMap<String, String> = HashMap::new();
+        let mut cursor = resumed.unwrap_or(0);
+        let mut first = true;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            let sup2 = Arc::clone(&sup);
+            let listed = tokio::task::spawn_blocking(move || {
+                let filter = AgentFilter {
+                    limit: Some(FOREST_MAX),
+                    ..AgentFilter::default()
+                };
+                sup2.runner.store.list_agents(&filter).map(|agents| {
+                    agents
+                        .iter()
+                        .map(|a| (a.updated_at.as_microsecond(), forest_agent(&sup2, a)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await;
+            let Ok(Ok(mut agents)) = listed else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            // Oldest first: a parent arrives before its children.
+            agents.reverse();
+            if first && resumed.is_some() {
+                let ids: Vec<&str> = agents.iter().map(|(_, f)| f.agent.id.as_str()).collect();
+                let data = serde_json::to_string(&ids).unwrap_or_default();
+                if tx
+                    .send(Ok(SseEvent::default().event("present").data(data)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                for (at, f) in &agents {
+                    if *at <= cursor {
+                        sent.insert(
+                            f.agent.id.clone(),
+                            serde_json::to_string(f).unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+            first = false;
+            let mut present = std::collections::HashSet::new();
+            let mut changed: Vec<&ForestAgent> = Vec::new();
+            for (at, f) in &agents {
+                present.insert(f.agent.id.clone());
+                let data = serde_json::to_string(f).unwrap_or_default();
+                if sent.get(&f.agent.id) == Some(&data) {
+                    continue;
+                }
+                cursor = cursor.max(*at);
+                sent.insert(f.agent.id.clone(), data);
+                changed.push(f);
+            }
+            // One message per round (the first one holds the whole forest): a page draws
+            // once, not once per agent.
+            for chunk in changed.chunks(1000) {
+                let ev = SseEvent::default()
+                    .id(cursor.to_string())
+                    .event("agents")
+                    .data(serde_json::to_string(chunk).unwrap_or_default());
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            let gone: Vec<String> = sent
+                .keys()
+                .filter(|k| !present.contains(*k))
+                .cloned()
+                .collect();
+            for id in gone {
+                sent.remove(&id);
+                let data = serde_json::to_string(&id).unwrap_or_default();
+                if tx
+                    .send(Ok(SseEvent::default().event("removed").data(data)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // Wake on a live event (then let a burst settle) or the tick (status changes
+            // that came with no event, agents run by another process).
+            tokio::select! {
+                r = live.recv() => {
+                    if let Err(broadcast::error::RecvError::Closed) = r {
+                        tick.tick().await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    while live.try_recv().is_ok() {}
+                },
+                _ = tick.tick() => {}
+                _ = tx.closed() => return,
+                // The control plane is going away: end the stream (the client reconnects to
+                // the next one, resuming from its last id).
+                _ = async { shutdown.wait_for(Option::is_some).await.map(|_| ()) } => return,
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /v1/agents/{id}/diff`: the agent's branch against its base, with a stat and one
+/// patch per file.
+async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<DiffView>, ApiError> {
+    let agent = api.sup.runner.store.get_agent(&id)?;
+    let Some(branch) = agent.branch.clone() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "agent {} has no branch (it ran outside a git repository, or on Kubernetes)",
+                agent.id
+            ),
+        ));
+    };
+    let cfg = Arc::clone(&api.sup.runner.cfg);
+    let dir = fracta_core::review::project_dir(&cfg);
+    let base = fracta_core::review::base_of(&cfg, &agent);
+    if !fracta_core::workspace::branch_exists(&dir, &branch) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("agent {}'s branch {branch} no longer exists", agent.id),
+        ));
+    }
+    let (b, br) = (base.clone(), branch.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        let stat = fracta_core::workspace::diff(&dir, &b, &br, true)?;
+        let patch = fracta_core::workspace::diff(&dir, &b, &br, false)?;
+        Ok::<_, fracta_core::workspace::WorkspaceError>((stat, patch))
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(DiffView {
+        agent_id: agent.id,
+        base,
+        branch,
+        stat: out.0,
+        files: split_patch(&out.1),
+    }))
+}
+
+impl From<fracta_core::review::ReviewError> for ApiError {
+    fn from(e: fracta_core::review::ReviewError) -> Self {
+        use fracta_core::review::ReviewError as R;
+        let status = match &e {
+            R::NotEnded(_) | R::Refused(_) => StatusCode::CONFLICT,
+            R::NoBranch { .. } | R::Store(StoreError::NotFound { .. }) => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+/// Run blocking review work (git, files) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// `POST /v1/agents/{id}/merge`: bring an ended agent's branch into the branch checked out
+/// in the project (as `fracta merge`), then remove the agent with `rm: true`.
+async fn merge(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Json(body): Json<MergeBody>,
+) -> Result<Json<MergeView>, ApiError> {
+    use fracta_core::workspace::MergeHow;
+    let how = match body.how.as_deref() {
+        None | Some("merge") => MergeHow::Merge,
+        Some("squash") => MergeHow::Squash,
+        Some("rebase") => MergeHow::Rebase,
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown merge `{other}`; valid: merge, squash, rebase"),
+            ));
+        }
+    };
+    let sup = Arc::clone(&api.sup);
+    blocking(move || {
+        let store = &sup.runner.store;
+        let cfg = &sup.runner.cfg;
+        let agent = store.get_agent(&id)?;
+        let m = fracta_core::review::merge(cfg, &agent, how)?;
+        let rm = body.rm.unwrap_or(false);
+        if rm {
+            fracta_core::review::remove(cfg, store.as_ref(), &agent)?;
+        }
+        Ok(Json(MergeView {
+            agent_id: agent.id,
+            branch: m.branch,
+            into: m.into,
+            head: m.head,
+            removed: rm,
+        }))
+    })
+    .await
+}
+
+/// `DELETE /v1/agents/{id}[?force=true]`: remove an ended agent (worktree, branch, runtime
+/// home, record), as `fracta rm`; refused (409) while it runs, or while its branch has work
+/// not on its base unless `force`. Answers the agent as it was.
+async fn remove(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Result<Json<AgentView>, ApiError> {
+    let sup = Arc::clone(&api.sup);
+    blocking(move || {
+        let store = &sup.runner.store;
+        let cfg = &sup.runner.cfg;
+        let agent = store.get_agent(&id)?;
+        let why = fracta_core::review::refusal(cfg, &agent, q.force.unwrap_or(false))
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Some(why) = why {
+            return Err(ApiError(StatusCode::CONFLICT, why));
+        }
+        fracta_core::review::remove(cfg, store.as_ref(), &agent)?;
+        Ok(Json(agent_view(&agent)))
+    })
+    .await
+}
+
+/// A patch cut at each `diff --git` line, with each file's path and line counts.
+pub fn split_patch(patch: &str) -> Vec<FileDiff> {
+    let mut files: Vec<FileDiff> = Vec::new();
+    for line in patch.split_inclusive('\n') {
+        if let Some(rest) = line.strip_prefix("diff --git ") {
+            // `a/OLD b/NEW`: the new path (paths with spaces keep theirs).
+            let path = rest
+                .trim_end()
+                .rsplit_once(" b/")
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_else(|| rest.trim_end().to_string());
+            files.push(FileDiff {
+                path,
+                added: 0,
+                removed: 0,
+                patch: String::new(),
+            });
+        }
+        let Some(f) = files.last_mut() else { continue };
+        f.patch.push_str(line);
+        if line.starts_with('+') && !line.starts_with("+++ ") {
+            f.added += 1;
+        } else if line.starts_with('-') && !line.starts_with("--- ") {
+            f.removed += 1;
+        }
+    }
+    files
 }
 
 /// Whether `a` is a descendant of `ancestor`.

@@ -2,6 +2,7 @@
 //! served over streamable HTTP (for agents) and stdio (`fracta mcp`).
 
 pub mod convert;
+pub mod dashboard;
 pub mod discovery;
 pub mod http;
 pub mod mcp;
@@ -190,13 +191,24 @@ pub async fn start_control_plane(
     addr: SocketAddr,
     admin_token: String,
 ) -> Result<RunningGateway, ServerError> {
-    start_with(supervisor, addr, Some(admin_token)).await
+    start_with(supervisor, addr, Some((admin_token, None))).await
+}
+
+/// [`start_control_plane`], keeping the dashboard's sessions in `sessions_file` (mode 0600)
+/// so an open page outlives a restart.
+pub async fn start_control_plane_with_sessions(
+    supervisor: Arc<Supervisor>,
+    addr: SocketAddr,
+    admin_token: String,
+    sessions_file: std::path::PathBuf,
+) -> Result<RunningGateway, ServerError> {
+    start_with(supervisor, addr, Some((admin_token, Some(sessions_file)))).await
 }
 
 async fn start_with(
     supervisor: Arc<Supervisor>,
     addr: SocketAddr,
-    admin_token: Option<String>,
+    admin: Option<(String, Option<std::path::PathBuf>)>,
 ) -> Result<RunningGateway, ServerError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -205,8 +217,11 @@ async fn start_with(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     supervisor.set_gateway_url(format!("http://{addr}{MCP_PATH}"));
-    let app = match admin_token {
-        Some(token) => router(Arc::clone(&supervisor)).merge(http::router(supervisor, token)),
+    let app = match admin {
+        Some((token, sessions)) => {
+            let auth = Arc::new(dashboard::DashboardAuth::new(sessions));
+            router(Arc::clone(&supervisor)).merge(http::router_with(supervisor, token, auth))
+        }
         None => router(supervisor),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -4,7 +4,8 @@
 //! so the document cannot drift from the wire types.
 
 use fracta_api::{
-    AgentView, ApiErrorBody, EventView, Health, ResumeBody, SendBody, SpawnArgs, SteerBody,
+    AgentView, ApiErrorBody, DiffView, EventView, ForestAgent, Health, LoginBody, LoginCode,
+    MergeBody, MergeView, ResumeBody, SendBody, SessionView, SpawnArgs, SteerBody,
 };
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
@@ -26,7 +27,8 @@ fn errors() -> Value {
     let e = |d: &str| ok(d, schema_ref("ApiErrorBody"));
     json!({
         "400": e("Invalid request (the message names what is valid)"),
-        "401": e("Missing or wrong admin token"),
+        "401": e("Missing or wrong admin token, or no live dashboard session"),
+        "403": e("A dashboard call that changes something without the session's CSRF token, or from another origin"),
         "404": e("No such agent"),
         "409": e("The id prefix matches more than one agent, or the agent has no live stream session (send) or is still running (resume)"),
         "422": e("Over budget (the message names the budget and its value)"),
@@ -78,6 +80,13 @@ pub fn document() -> Value {
     add::<ApiErrorBody>(&mut generator, &mut schemas);
     add::<AgentView>(&mut generator, &mut schemas);
     add::<EventView>(&mut generator, &mut schemas);
+    add::<ForestAgent>(&mut generator, &mut schemas);
+    add::<DiffView>(&mut generator, &mut schemas);
+    add::<LoginCode>(&mut generator, &mut schemas);
+    add::<LoginBody>(&mut generator, &mut schemas);
+    add::<SessionView>(&mut generator, &mut schemas);
+    add::<MergeBody>(&mut generator, &mut schemas);
+    add::<MergeView>(&mut generator, &mut schemas);
     for (k, v) in generator.take_definitions(true) {
         schemas.entry(k).or_insert(v);
     }
@@ -89,7 +98,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Fracta control plane",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Start, follow, stop and resume AI coding agents (Claude Code, Codex, OpenCode). Served by `fracta serve` on loopback; every call but /v1/health and /v1/openapi.json needs the admin token from `.fracta/serve.json` as `Authorization: Bearer TOKEN`. Agents reach the MCP gateway at /mcp with their own tokens."
+            "description": "Start, follow, stop and resume AI coding agents (Claude Code, Codex, OpenCode). Served by `fracta serve` on loopback; every call but /v1/health and /v1/openapi.json needs the admin token from `.fracta/serve.json` as `Authorization: Bearer TOKEN`, or the dashboard's session cookie (then a call that changes something also needs the session's CSRF token as `X-CSRF-Token`). Agents reach the MCP gateway at /mcp with their own tokens; those never open the API or the dashboard."
         },
         "security": [{ "admin": [] }],
         "paths": {
@@ -116,9 +125,22 @@ pub fn document() -> Value {
                     "responses": with_errors(json!({ "200": ok("Agents, newest first", agents) }))
                 }
             },
-            "/v1/agents/{id}": { "get": {
-                "operationId": "getAgent", "summary": "One agent", "parameters": [id_param()],
-                "responses": with_errors(json!({ "200": ok("The agent", agent.clone()) }))
+            "/v1/agents/{id}": {
+                "get": {
+                    "operationId": "getAgent", "summary": "One agent", "parameters": [id_param()],
+                    "responses": with_errors(json!({ "200": ok("The agent", agent.clone()) }))
+                },
+                "delete": {
+                    "operationId": "removeAgent", "summary": "Remove an ended agent: its worktree, branch, runtime home and record (as `fracta rm`); 409 while it runs, or while its branch has work not on its base unless `force=true`",
+                    "parameters": [id_param(), query("force", "boolean", "Remove it even with unmerged work on its branch")],
+                    "responses": with_errors(json!({ "200": ok("The agent as it was", agent.clone()) }))
+                }
+            },
+            "/v1/agents/{id}/merge": { "post": {
+                "operationId": "mergeAgent", "summary": "Bring an ended agent's branch into the branch checked out in the project (as `fracta merge`); 409 while it runs, with a dirty work tree or on a conflict (then nothing is changed)",
+                "parameters": [id_param()],
+                "requestBody": body("MergeBody"),
+                "responses": with_errors(json!({ "200": ok("The merge", schema_ref("MergeView")) }))
             } },
             "/v1/agents/{id}/events": { "get": {
                 "operationId": "listEvents", "summary": "An agent's stored events, in order",
@@ -155,6 +177,34 @@ pub fn document() -> Value {
                 "parameters": [id_param()],
                 "requestBody": body("SteerBody"),
                 "responses": with_errors(json!({ "200": ok("The agent (the turn goes on with the added input)", agent.clone()) }))
+            } },
+            "/v1/forest/stream": { "get": {
+                "operationId": "streamForest", "summary": "Every agent live, for the dashboard's forest (never ends; resumable with Last-Event-ID)",
+                "responses": with_errors(json!({ "200": { "description": "Server-Sent Events: `event: hello` first (`{\"resumed_from\": CURSOR|null}`); `event: agents` with a JSON array of ForestAgent: first every agent (oldest first, so parents come before their children), then those new or changed, one array per change (`id`: the newest `updated_at` sent, microseconds since the epoch); `event: removed` with the id of a deleted agent. Resumed with `Last-Event-ID`, `event: present` (every agent id, as a JSON array) comes before the agents updated since.", "content": { "text/event-stream": { "schema": { "type": "string" } } }, "x-event-schema": schema_ref("ForestAgent") } }))
+            } },
+            "/v1/agents/{id}/diff": { "get": {
+                "operationId": "agentDiff", "summary": "What the agent's branch changed since its base (`git diff BASE...BRANCH`): a stat and one patch per file",
+                "parameters": [id_param()],
+                "responses": with_errors(json!({ "200": ok("The diff", schema_ref("DiffView")) }))
+            } },
+            "/v1/dashboard/codes": { "post": {
+                "operationId": "createLoginCode", "summary": "A one-time dashboard login code (admin token only; `fracta dashboard` prints the URL with it)",
+                "responses": with_errors(json!({ "201": ok("The code: it works once, within `expires_in_secs`", schema_ref("LoginCode")), "403": ok("Asked from a dashboard session", schema_ref("ApiErrorBody")) }))
+            } },
+            "/dashboard/session": {
+                "post": {
+                    "operationId": "dashboardLogin", "summary": "Trade a login code for an HttpOnly, SameSite=Strict session cookie (`fracta_session`) and its CSRF token", "security": [],
+                    "requestBody": body("LoginBody"),
+                    "responses": { "200": ok("The session's CSRF token (the cookie is set)", schema_ref("SessionView")), "401": ok("Unknown, used or expired code", schema_ref("ApiErrorBody")), "403": ok("Cross-origin request", schema_ref("ApiErrorBody")) }
+                },
+                "get": {
+                    "operationId": "dashboardSession", "summary": "The CSRF token of the cookie's session (a reloaded page)", "security": [],
+                    "responses": { "200": ok("The session", schema_ref("SessionView")), "401": ok("No session", schema_ref("ApiErrorBody")) }
+                }
+            },
+            "/dashboard/logout": { "post": {
+                "operationId": "dashboardLogout", "summary": "End the dashboard session (needs `X-CSRF-Token`)", "security": [],
+                "responses": { "204": { "description": "Ended; the cookie is cleared" }, "401": ok("No session", schema_ref("ApiErrorBody")), "403": ok("No or wrong CSRF token", schema_ref("ApiErrorBody")) }
             } },
             "/v1/agents/{id}/resume": { "post": {
                 "operationId": "resumeAgent", "summary": "Run a new turn of an ended agent's conversation (returns at once)",

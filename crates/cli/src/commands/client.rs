@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use eventsource_stream::Eventsource;
 use fracta_api::{
-    AgentView, ApiErrorBody, ErrorCode, EventView, Health, ResumeBody, SendBody, SpawnArgs,
-    SteerBody,
+    AgentView, ApiErrorBody, ErrorCode, EventView, Health, LoginCode, ResumeBody, SendBody,
+    SpawnArgs, SteerBody,
 };
 use fracta_config::LoadedConfig;
 use fracta_server::discovery;
@@ -116,6 +116,16 @@ impl Client {
                 .await?;
             Self::answer(r).await
         })
+    }
+
+    /// The control plane's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A one-time dashboard login code.
+    pub fn login_code(&self) -> anyhow::Result<LoginCode> {
+        self.post("/v1/dashboard/codes", &serde_json::json!({}))
     }
 
     pub fn spawn(&self, args: &SpawnArgs) -> anyhow::Result<AgentView> {

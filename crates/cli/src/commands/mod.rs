@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod completions;
 mod config;
+mod dashboard;
 mod init;
 mod model_server;
 mod render;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ModelServer(a) => model_server::run(a),
         Command::Mcp => agent::mcp_stdio(load(cli.config.as_deref())?),
         Command::Serve(a) => serve::run(load(cli.config.as_deref())?, a),
+        Command::Dashboard(a) => dashboard::run(&load(cli.config.as_deref())?, &a),
         Command::Auth(AuthCommand::Check(a)) => auth::check(&load(cli.config.as_deref())?, a),
     }
 }

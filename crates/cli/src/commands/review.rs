@@ -1,9 +1,9 @@
 //! Reviewing and cleaning up agents' work: `fracta diff`, `fracta rm`, `fracta prune`.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use fracta_config::LoadedConfig;
+use fracta_core::review::{ReviewError, base_of, project_dir, refusal};
 use fracta_core::workspace;
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 
@@ -11,17 +11,19 @@ use super::agent::{open_store, run_failure};
 use crate::cli::{DiffArgs, MergeArgs, PruneArgs, RmArgs};
 use crate::exit::{self, Failure};
 
-fn project_dir(cfg: &LoadedConfig) -> PathBuf {
-    std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone())
+/// A review error as the CLI reports it (exit code and message).
+fn review_failure(e: ReviewError) -> anyhow::Error {
+    match e {
+        ReviewError::NotEnded(m) => Failure::msg(exit::USAGE, m),
+        e @ ReviewError::NoBranch { .. } => Failure::msg(exit::NOT_FOUND, e.to_string()),
+        ReviewError::Refused(m) => Failure::msg(exit::FAILURE, m),
+        ReviewError::Store(e) => run_failure(e.into()),
+        e => anyhow::Error::new(e),
+    }
 }
 
-/// Where an agent's branch left from: as recorded, else the project's default.
-fn base_of(cfg: &LoadedConfig, a: &AgentRecord) -> String {
-    a.meta
-        .base
-        .clone()
-        .or_else(|| cfg.config.project.default_base_branch.clone())
-        .unwrap_or_else(|| "main".into())
+fn remove(cfg: &LoadedConfig, store: &dyn Store, a: &AgentRecord) -> anyhow::Result<()> {
+    fracta_core::review::remove(cfg, store, a).map_err(review_failure)
 }
 
 fn agent(store: &dyn Store, id: &str) -> anyhow::Result<AgentRecord> {
@@ -65,27 +67,6 @@ pub fn diff(cfg: &LoadedConfig, a: DiffArgs) -> anyhow::Result<ExitCode> {
 pub fn merge(cfg: &LoadedConfig, a: MergeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(cfg)?;
     let agent = agent(store.as_ref(), &a.id)?;
-    if !agent.status.is_terminal() {
-        return Err(Failure::msg(
-            exit::USAGE,
-            format!(
-                "agent {} is {}; merge its work once it has ended (or stop it)",
-                agent.id,
-                agent.status.as_str()
-            ),
-        ));
-    }
-    let dir = project_dir(cfg);
-    let Some(branch) = agent
-        .branch
-        .as_deref()
-        .filter(|b| workspace::branch_exists(&dir, b))
-    else {
-        return Err(Failure::msg(
-            exit::NOT_FOUND,
-            format!("agent {} has no branch to merge", agent.id),
-        ));
-    };
     let how = if a.squash {
         workspace::MergeHow::Squash
     } else if a.rebase {
@@ -93,77 +74,19 @@ pub fn merge(cfg: &LoadedConfig, a: MergeArgs) -> anyhow::Result<ExitCode> {
     } else {
         workspace::MergeHow::Merge
     };
-    let message = format!("{} (fracta agent {})", agent.task, agent.id);
-    let head = workspace::merge(
-        &dir,
-        branch,
-        agent.workspace.as_deref().map(Path::new),
-        how,
-        &message,
-    )
-    .map_err(|e| match e {
-        workspace::MergeError::Git(g) => anyhow::Error::new(g),
-        refused => Failure::msg(exit::FAILURE, refused.to_string()),
-    })?;
-    let into = workspace::current_branch(&dir).unwrap_or_default();
+    let m = fracta_core::review::merge(cfg, &agent, how).map_err(review_failure)?;
     println!(
-        "merged agent {} ({branch}) into {into}: {}",
+        "merged agent {} ({}) into {}: {}",
         agent.id,
-        &head[..head.len().min(12)]
+        m.branch,
+        m.into,
+        &m.head[..m.head.len().min(12)]
     );
     if a.rm {
         remove(cfg, store.as_ref(), &agent)?;
         println!("removed agent {}", agent.id);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Why an agent may not be removed, if it may not.
-fn refusal(cfg: &LoadedConfig, a: &AgentRecord, force: bool) -> anyhow::Result<Option<String>> {
-    if !a.status.is_terminal() {
-        return Ok(Some(format!(
-            "agent {} is {}; stop it first (fracta stop {})",
-            a.id,
-            a.status.as_str(),
-            a.id
-        )));
-    }
-    if force {
-        return Ok(None);
-    }
-    let dir = project_dir(cfg);
-    if let Some(branch) = a.branch.as_deref()
-        && workspace::branch_exists(&dir, branch)
-    {
-        let base = base_of(cfg, a);
-        if !workspace::is_merged(&dir, branch, &base)? {
-            return Ok(Some(format!(
-                "agent {}'s branch {branch} has work that is not on {base}; review it (fracta diff {}), merge it, or pass --force",
-                a.id, a.id
-            )));
-        }
-    }
-    Ok(None)
-}
-
-/// Remove an agent's worktree, branch, runtime home and record.
-fn remove(cfg: &LoadedConfig, store: &dyn Store, a: &AgentRecord) -> anyhow::Result<()> {
-    let dir = project_dir(cfg);
-    workspace::remove(
-        &dir,
-        a.workspace.as_deref().map(Path::new),
-        a.branch.as_deref(),
-    )?;
-    if let Some(home) = a.runtime_home.as_deref().map(Path::new)
-        && home.exists()
-    {
-        std::fs::remove_dir_all(home)?;
-    }
-    store
-        .delete_agent(&a.id)
-        .map_err(|e| run_failure(e.into()))?;
-    tracing::info!(agent = %a.id, "agent removed");
-    Ok(())
 }
 
 /// `fracta rm ID [--force]`.

@@ -41,9 +41,13 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let supervisor = Supervisor::new(Arc::new(runner));
     serve_runtime()?.block_on(async move {
         let token = fracta_core::secret::new_token()?;
-        let server =
-            fracta_server::start_control_plane(Arc::clone(&supervisor), a.listen, token.clone())
-                .await?;
+        let server = fracta_server::start_control_plane_with_sessions(
+            Arc::clone(&supervisor),
+            a.listen,
+            token.clone(),
+            fracta_dir.join("dashboard-sessions.json"),
+        )
+        .await?;
         let url = format!("http://{}", server.addr);
         let pid = std::process::id();
         discovery::write(
@@ -57,6 +61,13 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(%url, "control plane listening");
         println!("fracta control plane listening on {url} (API: {url}/v1, MCP: {url}/mcp)");
         println!("discovery file: {}", discovery::path(&fracta_dir).display());
+        println!("dashboard: run `fracta dashboard` for a login link");
+        if !server.addr.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {}, not loopback: the API and the dashboard are reachable from the network, over plain HTTP",
+                server.addr
+            );
+        }
 
         // SIGINT, SIGTERM and SIGHUP all shut the control plane down.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

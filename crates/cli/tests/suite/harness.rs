@@ -356,10 +356,17 @@ impl Serve {
 
     /// `start`, with extra environment variables for `fracta serve`.
     pub fn start_with(p: &Project, env: &[(&str, &str)]) -> Serve {
+        Self::start_args(p, &[], env)
+    }
+
+    /// `start_with`, with extra arguments for `fracta serve` (e.g. `--listen`).
+    pub fn start_args(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Serve {
         let file = p.path().join(".fracta/serve.json");
         let _ = std::fs::remove_file(&file);
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
         let child = p
-            .command(&["serve"])
+            .command(&full)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,7 +1,9 @@
 mod batch;
+mod browser;
 mod cli;
 mod config_cmd;
 mod credentials;
+mod dashboard;
 mod docs_examples;
 mod harness;
 mod init_cmd;

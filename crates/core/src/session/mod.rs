@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// Steering input for the turn in flight (Codex's `turn/steer`).
     pub steer: Option<SteerInbox>,
     pub idle_timeout: Option<Duration>,
+    /// Set while a stream session waits for its next turn (between turns), for a control
+    /// plane that shows it as "waiting for input".
+    pub waiting: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Fracta's own shutdown (signals are the binary's business; it announces them here).
     pub shutdown: Option<ShutdownWatch>,
 }
@@ -148,6 +151,8 @@ struct Loop<'r> {
     aborted_turn: Option<String>,
     waiting: Option<oneshot::Sender<AgentRecord>>,
     idle_since: Option<tokio::time::Instant>,
+    /// Mirrors `idle_since` for the control plane (`RunOptions::waiting`).
+    waiting_flag: Option<Arc<std::sync::atomic::AtomicBool>>,
     monitor: Option<StepMonitor>,
     session_turn: u32,
     session_cost: f64,
@@ -209,6 +214,7 @@ pub async fn drive(
         aborted_turn: None,
         waiting: None,
         idle_since: None,
+        waiting_flag: opts.waiting.clone(),
         monitor: max_steps.map(|limit| StepMonitor::new(adapter.binary(), limit)),
         session_turn: turn,
         session_cost: 0.0,
@@ -278,6 +284,7 @@ pub async fn drive(
         .filter(|l| !adapter.stderr_noise(l.trim()))
         .collect::<Vec<_>>()
         .join("\n");
+    st.set_waiting(false);
     // A session recorded each turn's usage as it ended.
     let usage_turn = (!stream).then_some(turn);
     rec.finish_local(
@@ -347,6 +354,12 @@ async fn next_op(opts: &RunOptions, shutdown: Option<&mut ShutdownWatch>, g: Gua
 }
 
 impl Loop<'_> {
+    fn set_waiting(&self, waiting: bool) {
+        if let Some(f) = &self.waiting_flag {
+            f.store(waiting, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn user_message(&self, text: &str, observer: &mut dyn Observer) -> Result<(), RunError> {
         let m = Event::Message(MessageEvent {
             role: Role::User,
@@ -400,6 +413,7 @@ impl Loop<'_> {
         match op {
             Op::Turn(Some(turn)) => {
                 self.idle_since = None;
+                self.set_waiting(false);
                 if let Some(m) = self.monitor.as_mut() {
                     m.new_turn();
                 }
@@ -541,6 +555,7 @@ impl Loop<'_> {
                 let _ = w.send(record);
             }
             self.idle_since = Some(tokio::time::Instant::now());
+            self.set_waiting(true);
         }
         Ok(())
     }

@@ -589,3 +589,188 @@ async fn accepted_connections_arm_the_keepalive_timer() {
     drop(tcp);
     p.server.shutdown().await;
 }
+
+/// Read SSE blocks from `r` until `done` says the text so far is enough (10 s at most); the
+/// blocks as (event, id, data).
+async fn read_blocks(
+    r: &mut reqwest::Response,
+    done: impl Fn(&str) -> bool,
+) -> Vec<(String, Option<String>, String)> {
+    let mut got = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done(&got) {
+        let chunk = tokio::time::timeout_at(deadline, r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("timed out; so far: {got}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("stream ended early: {got}"));
+        got.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    got.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            Some((field("event: ")?, field("id: "), field("data: ")?))
+        })
+        .collect()
+}
+
+/// The dashboard's forest stream: the whole forest in one message (parents first), what
+/// only the control plane knows (steer, session), a resume that sends only what changed and
+/// names the agents there are, and an end when the control plane shuts down (its graceful
+/// shutdown waited for the never-ending stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forest_stream_sends_the_forest_then_changes_and_resumes_from_last_event_id() {
+    let p = plane(CONFIG).await;
+    let root = p.agent(None, None, "claude");
+    let kid = p.agent(Some(&root), None, "codex");
+    let url = format!("{}/v1/forest/stream", p.base);
+    assert_eq!(p.http.get(&url).send().await.unwrap().status(), 401);
+
+    let mut r = p.http.get(&url).bearer_auth(&p.admin).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let blocks = read_blocks(&mut r, |t| t.contains("event: agents")).await;
+    drop(r);
+    assert_eq!(blocks[0].0, "hello");
+    assert_eq!(blocks[0].2, r#"{"resumed_from":null}"#);
+    let (_, id, data) = blocks.iter().find(|b| b.0 == "agents").unwrap();
+    let forest: Vec<Value> = serde_json::from_str(data).unwrap();
+    let ids: Vec<&str> = forest
+        .iter()
+        .map(|f| f["agent"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [root.id.as_str(), kid.id.as_str()], "parents first");
+    assert!(
+        forest[0]["steer_unsupported"]
+            .as_str()
+            .unwrap()
+            .contains("cannot take input")
+    );
+    assert!(
+        forest[1]["steer_unsupported"].is_null(),
+        "codex can be steered"
+    );
+    assert_eq!(forest[1]["waiting_for_input"], false);
+    assert_eq!(forest[1]["has_session"], false);
+    let cursor = id.clone().unwrap();
+
+    // Meanwhile: the child is deleted, a new root is added.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    p.store.delete_agent(&kid.id).unwrap();
+    let late = p.agent(None, None, "claude");
+    let mut r = p
+        .http
+        .get(&url)
+        .bearer_auth(&p.admin)
+        .header("last-event-id", &cursor)
+        .send()
+        .await
+        .unwrap();
+    let blocks = read_blocks(&mut r, |t| t.contains("event: agents")).await;
+    assert_eq!(blocks[0].2, format!(r#"{{"resumed_from":"{cursor}"}}"#));
+    let present: Vec<String> =
+        serde_json::from_str(&blocks.iter().find(|b| b.0 == "present").unwrap().2).unwrap();
+    assert_eq!(present, [root.id.clone(), late.id.clone()]);
+    let changed: Vec<Value> =
+        serde_json::from_str(&blocks.iter().find(|b| b.0 == "agents").unwrap().2).unwrap();
+    let ids: Vec<&str> = changed
+        .iter()
+        .map(|f| f["agent"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [late.id.as_str()],
+        "only what changed since the cursor"
+    );
+
+    // A shutdown ends the stream.
+    p.sup
+        .shut_down(fracta_core::session::Shutdown::Terminate("SIGTERM"));
+    let end = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while r.chunk().await.ok().flatten().is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the forest stream ended on shutdown");
+}
+
+/// Login codes: made only with the admin token (not from a dashboard session), each works
+/// once, and the session it opens reads the API but changes nothing without its CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_code_opens_one_session_that_needs_csrf_and_mints_no_codes() {
+    let p = plane(CONFIG).await;
+    let codes = format!("{}/v1/dashboard/codes", p.base);
+    assert_eq!(p.http.post(&codes).send().await.unwrap().status(), 401);
+    let r = p
+        .http
+        .post(&codes)
+        .bearer_auth(&p.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let code: Value = r.json().await.unwrap();
+    let login = format!("{}/dashboard/session", p.base);
+    let body = json!({ "code": code["code"] });
+    let r = p.http.post(&login).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let again = p.http.post(&login).json(&body).send().await.unwrap();
+    assert_eq!(again.status(), 401, "a code works once");
+    let list = format!("{}/v1/agents", p.base);
+    let r = p
+        .http
+        .get(&list)
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = p
+        .http
+        .post(&codes)
+        .header("cookie", &session)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a session mints no codes");
+    let spawn = json!({ "task": "t", "prompt": "x" });
+    let r = p
+        .http
+        .post(&list)
+        .header("cookie", &session)
+        .json(&spawn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "forbidden");
+    // The page's headers.
+    let page = p.http.get(format!("{}/", p.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains(&p.admin) && !html.contains("<script>"),
+        "{html}"
+    );
+}
