@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{AsyncBufReadExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
@@ -352,13 +353,18 @@ impl KubeBackend {
         .await
     }
 
-    /// Create (or update) the agent's objects: the workload first, then its Secret (with the
-    /// values materialized for it) and ConfigMap, owned by the workload.
+    /// Create (or update) the agent's objects: its NetworkPolicy first (so that the Pod is
+    /// never reachable from more than the control plane), then the workload, its Secret (with
+    /// the values materialized for it) and ConfigMap, and the NetworkPolicy again, all three
+    /// now owned by the workload (deleting it deletes them).
     pub async fn apply(
         &self,
         r: &Rendered,
         secret_values: &BTreeMap<String, String>,
     ) -> Result<(), KubeError> {
+        let np_object = format!("NetworkPolicy {}", r.name);
+        self.apply_one(&r.network_policy, &r.name, &np_object)
+            .await?;
         let (uid, api_version, kind) = match &r.workload {
             Workload::Job(j) => {
                 let out = self
@@ -398,9 +404,14 @@ impl KubeBackend {
                 .await?;
         }
         let mut cm: ConfigMap = r.config_map.clone();
-        cm.metadata.owner_references = owner;
+        cm.metadata.owner_references.clone_from(&owner);
         self.apply_one(&cm, &r.name, &format!("ConfigMap {}", r.name))
             .await?;
+        if owner.is_some() {
+            let mut np: NetworkPolicy = r.network_policy.clone();
+            np.metadata.owner_references = owner;
+            self.apply_one(&np, &r.name, &np_object).await?;
+        }
         Ok(())
     }
 
@@ -670,9 +681,19 @@ impl KubeBackend {
         }
         let api: Api<ConfigMap> = self.api();
         match api.delete(&r.name, &dp).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) => {
                 let e = KubeError::from_kube(e, "delete", &format!("ConfigMap {}", r.name));
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let api: Api<NetworkPolicy> = self.api();
+        match api.delete(&r.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "delete", &format!("NetworkPolicy {}", r.name));
                 if e.is_not_found() { Ok(()) } else { Err(e) }
             }
         }

@@ -581,6 +581,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                         }
                         send.send_response(ok(body));
                     }
+                    ("PATCH", p) if p.contains("/networkpolicies/") => {
+                        send.send_response(ok(body));
+                    }
                     ("PATCH", p) if p.contains("/configmaps/") => {
                         // Everything is applied: the kubelet starts the Pod.
                         pod = Some(run_locally(&rendered, &secret_values, &cluster));
@@ -614,7 +617,7 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                     ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) => {
                         send.send_response(gone())
                     }
-                    ("DELETE", p) if p.ends_with(&format!("/configmaps/{name}")) => {
+                    ("DELETE", p) if p.ends_with(&format!("/networkpolicies/{name}")) => {
                         send.send_response(ok(
                             json!({"kind": "Status", "status": "Success"}).to_string()
                         ));
@@ -686,9 +689,13 @@ async fn stream_agent_as_a_pod(runtime: &str) {
     assert_eq!(
         kinds,
         [
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
             format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
             "GET /api/v1/namespaces/agents/pods",
             format!("GET /api/v1/namespaces/agents/pods/{name}/log").as_str(),
             format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
@@ -696,6 +703,8 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("DELETE /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("DELETE /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+            format!("DELETE /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
         ]
     );
 }
