@@ -282,6 +282,36 @@ pub fn job_phase(job: &Job) -> Option<Phase> {
     None
 }
 
+/// The namespace agents go to, the same for `fracta render` and a spawn: `namespace` of
+/// `runtime.kubernetes`, else the namespace of the kubeconfig's context (`context`, else the
+/// current one), else the ServiceAccount's namespace inside a Pod, else `default`.
+pub fn resolve_namespace(section: Option<&fracta_config::KubernetesSection>) -> String {
+    if let Some(ns) = section.and_then(|s| s.namespace.clone()) {
+        return ns;
+    }
+    if let Ok(kc) = kube::config::Kubeconfig::read() {
+        let wanted = section
+            .and_then(|s| s.context.clone())
+            .or(kc.current_context.clone());
+        if let Some(ctx) = kc
+            .contexts
+            .iter()
+            .find(|c| Some(&c.name) == wanted.as_ref())
+        {
+            return ctx
+                .context
+                .as_ref()
+                .and_then(|c| c.namespace.clone())
+                .unwrap_or_else(|| "default".into());
+        }
+    }
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
 /// The Kubernetes backend's client, bound to one namespace.
 #[derive(Clone)]
 pub struct KubeBackend {
@@ -307,9 +337,7 @@ impl KubeBackend {
                 .await
                 .map_err(|e| KubeError::Config(e.to_string()))?,
         };
-        let namespace = section
-            .and_then(|s| s.namespace.clone())
-            .unwrap_or_else(|| config.default_namespace.clone());
+        let namespace = resolve_namespace(section);
         let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
         Ok(KubeBackend { client, namespace })
     }

@@ -367,6 +367,36 @@ fn the_control_plane_deployment_file_is_valid() {
         cfg.config.runtime.backend,
         fracta_config::Backend::Kubernetes
     );
+    // The seed's three runtimes, by its names, each rendering objects that pass the schemas.
+    let runtimes: Vec<&str> = cfg
+        .config
+        .agents
+        .agent_runtimes
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(runtimes, ["claude", "codex", "opencode"]);
+    let dir = tempfile_dir().join("controlplane");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, rt) in &cfg.config.agents.agent_runtimes {
+        let r = render(
+            &cfg,
+            &agent(name, rt.adapter.as_str(), Mode::Batch, None),
+            "fracta",
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, r.to_yaml().unwrap()).unwrap();
+        files.push(path);
+    }
+    validate(&files);
+    // Prometheus finds /metrics on the control plane's Pod.
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let ann = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    assert_eq!(ann["prometheus.io/port"], "8080");
     // Least privilege: only namespaced Jobs, Pods, Pods/log, Secrets, ConfigMaps and
     // NetworkPolicies.
     let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
@@ -611,5 +641,35 @@ fn a_kubernetes_env_path_into_data_mounts_the_volume_in_a_codex_job() {
     assert!(
         !mounts.iter().any(|m| m["mountPath"] == "/data"),
         "{mounts:#?}"
+    );
+}
+
+/// `render` and a spawn put agents in the same namespace: fracta.yaml's, else the kubeconfig
+/// context's (the one named by `context`, else the current one), else `default`.
+#[test]
+fn the_namespace_comes_from_the_config_then_the_kubeconfig_context() {
+    let dir = tempfile_dir().join("kubeconfig-ns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("config");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: one\n  context: {cluster: c, user: u, namespace: team-one}\n- name: two\n  context: {cluster: c, user: u}\ncurrent-context: one\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    // SAFETY: this test alone (its own process under nextest) reads KUBECONFIG.
+    unsafe { std::env::set_var("KUBECONFIG", &kc) };
+    let section =
+        |namespace: Option<&str>, context: Option<&str>| fracta_config::KubernetesSection {
+            namespace: namespace.map(str::to_string),
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+    let resolve = crate::client::resolve_namespace;
+    assert_eq!(resolve(None), "team-one");
+    assert_eq!(resolve(Some(&section(None, None))), "team-one");
+    assert_eq!(resolve(Some(&section(None, Some("two")))), "default");
+    assert_eq!(
+        resolve(Some(&section(Some("agents"), Some("one")))),
+        "agents"
     );
 }
