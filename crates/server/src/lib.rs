@@ -5,6 +5,7 @@ pub mod convert;
 pub mod discovery;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 
 use std::net::SocketAddr;
@@ -206,7 +207,21 @@ async fn start_with(
         .map_err(|source| ServerError::Bind { addr, source })?;
     supervisor.set_gateway_url(format!("http://{addr}{MCP_PATH}"));
     let app = match admin_token {
-        Some(token) => router(Arc::clone(&supervisor)).merge(http::router(supervisor, token)),
+        Some(token) => {
+            // The control plane: the API, and /metrics for Prometheus (no token: a scraper
+            // has none; it shows counts and sums, never a prompt, a secret or an id).
+            let m = Arc::new(metrics::Metrics::default());
+            let (sup, scrape) = (Arc::clone(&supervisor), Arc::clone(&m));
+            router(Arc::clone(&supervisor))
+                .merge(http::router(supervisor, token))
+                .route(
+                    metrics::METRICS_PATH,
+                    axum::routing::get(move || {
+                        metrics::handler(Arc::clone(&sup), Arc::clone(&scrape))
+                    }),
+                )
+                .layer(axum::middleware::from_fn_with_state(m, metrics::track))
+        }
         None => router(supervisor),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

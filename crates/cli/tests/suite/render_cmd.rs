@@ -105,10 +105,7 @@ fn render_prints_the_objects_a_spawn_would_create() {
 #[test]
 fn render_uses_the_kubeconfig_namespace_as_spawn_does() {
     let p = Project::new();
-    p.write(
-        "fracta.yaml",
-        CONFIG.replace("    namespace: agents\n", ""),
-    );
+    p.write("fracta.yaml", CONFIG.replace("    namespace: agents\n", ""));
     let kubeconfig = p.write("kubeconfig", unreachable_kubeconfig("t"));
     let v = p
         .fracta([
