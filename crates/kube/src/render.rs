@@ -737,7 +737,10 @@ pub fn render_with(
         init_containers: init.map(|c| vec![c]),
         containers: vec![container],
         volumes: Some(volumes),
-        active_deadline_seconds: stream.then_some(deadline),
+        // A session's Pod lives while the session is used: the control plane closes it (and
+        // deletes the Pod) after its idle timeout; the wall-clock budget is each turn's, kept
+        // by the session loop. A Job's one turn is bounded here too.
+        active_deadline_seconds: None,
         node_selector: settings
             .node_selector
             .as_ref()

@@ -673,3 +673,28 @@ fn the_namespace_comes_from_the_config_then_the_kubeconfig_context() {
         "agents"
     );
 }
+
+/// A session's Pod has no activeDeadlineSeconds (its idle timeout ends it, through the control
+/// plane); a Job's one turn keeps the wall-clock budget as its deadline.
+#[test]
+fn a_session_pod_is_not_killed_at_the_wall_clock_budget_but_a_job_is() {
+    let pod = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Stream, None),
+        "agents",
+    )
+    .unwrap();
+    let pod = pod.objects().unwrap().pop().unwrap();
+    assert!(
+        pod["spec"].get("activeDeadlineSeconds").is_none(),
+        "{pod:#}"
+    );
+    let job = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let job = job.objects().unwrap().pop().unwrap();
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600, "{job:#}");
+}
