@@ -95,6 +95,10 @@ pub struct KubernetesSection {
     /// its ports. Default: `app.kubernetes.io/name: fracta-controlplane` (the deployment file's).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub control_plane_labels: IndexMap<String, String>,
+    /// How the control plane reaches a stream session's Pod: `auto` (its IP when that answers,
+    /// else through the API server's port-forward), `pod_ip` or `port_forward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_access: Option<SessionAccess>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,6 +113,17 @@ pub struct KubernetesSection {
     pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,
+}
+
+/// How the control plane reaches a stream session's Pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAccess {
+    /// The Pod's IP when a connection to it succeeds, else the API server's port-forward.
+    #[default]
+    Auto,
+    PodIp,
+    PortForward,
 }
 
 /// The settings of an agent's Pod, from `runtime.kubernetes` with a runtime's own

@@ -156,6 +156,20 @@ pub struct ReadyPod {
     pub port: u16,
 }
 
+/// A port on this machine that reaches a Pod's port through the API server (the
+/// `pods/portforward` subresource), for a control plane outside the cluster that cannot reach
+/// Pod IPs. Each connection to it opens its own forward; dropping it stops listening.
+pub struct PortForward {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Waiting reasons that will not resolve by waiting longer.
 const FATAL_WAITING: &[&str] = &[
     "ErrImagePull",
@@ -571,6 +585,55 @@ impl KubeBackend {
             timeout.as_secs(),
             last.map(|l| format!(": {l}")).unwrap_or_default()
         ))
+    }
+
+    /// Forward a local port to `port` of Pod `pod` through the API server. One forward is
+    /// opened at once, so that a refusal (RBAC, a Pod gone) is an error here, not a session
+    /// that hangs; its stream is the first connection's.
+    pub async fn forward_port(&self, pod: &str, port: u16) -> Result<PortForward, KubeError> {
+        let object = format!("Pod {pod} (port-forward to port {port})");
+        let other = |message: String| KubeError::Other {
+            action: "listen for",
+            object: object.clone(),
+            message,
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| other(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| other(e.to_string()))?;
+        let api: Api<Pod> = self.api();
+        let first = api
+            .portforward(pod, &[port])
+            .await
+            .map_err(|e| KubeError::from_kube(e, "open", &object))?;
+        let pod = pod.to_string();
+        let task = tokio::spawn(async move {
+            let mut first = Some(first);
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let forwarder = match first.take() {
+                    Some(f) => Ok(f),
+                    None => api.portforward(&pod, &[port]).await,
+                };
+                let pod = pod.clone();
+                tokio::spawn(async move {
+                    let mut forwarder = match forwarder {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::warn!("port-forward to Pod {pod} port {port} failed: {e}");
+                            return;
+                        }
+                    };
+                    let Some(mut upstream) = forwarder.take_stream(port) else {
+                        return;
+                    };
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await {
+                        tracing::debug!("port-forward to Pod {pod} port {port} ended: {e}");
+                    }
+                    forwarder.abort();
+                });
+            }
+        });
+        Ok(PortForward { addr, task })
     }
 
     /// How a Pod's agent container ended: its exit code, or `None` when the Pod is gone.

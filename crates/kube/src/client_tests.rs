@@ -827,3 +827,28 @@ async fn an_opencode_job_past_max_steps_is_deleted_and_fails_saying_why() {
         .count();
     assert_eq!(steps, 3, "the log was read up to the step past the limit");
 }
+
+/// A port-forward the API refuses (the Role lacks `pods/portforward`) is an error saying
+/// what to do, before any session is attempted.
+#[tokio::test]
+async fn a_refused_port_forward_says_which_rbac_is_missing() {
+    let (kube, _c) = mocked(vec![expect(
+        "GET",
+        &format!("/api/v1/namespaces/agents/pods/{NAME}/portforward?&ports=8080"),
+        403,
+        Some(status(
+            403,
+            "Forbidden",
+            "pods \"x\" is forbidden: cannot create resource \"pods/portforward\"",
+        )),
+    )]);
+    let Err(e) = kube.forward_port(NAME, 8080).await else {
+        panic!("the forward was not refused")
+    };
+    assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("port-forward") && msg.contains("fracta-controlplane.yaml"),
+        "{msg}"
+    );
+}

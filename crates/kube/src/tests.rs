@@ -421,6 +421,7 @@ fn the_control_plane_deployment_file_is_valid() {
             "networkpolicies",
             "pods",
             "pods/log",
+            "pods/portforward",
             "secrets"
         ]
     );
