@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod expand;
+pub mod kube_rules;
 pub mod load;
 pub mod model;
 pub mod show;

@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::diagnostic::{Diagnostic, SourceCtx, explain_serde, valid_help};
 use crate::expand;
+use crate::kube_rules::{PodFields, check_pod_fields};
 use crate::model::{AdapterKind, AuthOrigin, Binding, Config, Profile, RuntimeEntry, Scope};
 use crate::spans::SpanMap;
 
@@ -340,6 +341,48 @@ fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut V
             }
         }
         check_runtime_rules(name, rt, profile, &base, ctx, diags);
+        if let Some(k) = &rt.kubernetes {
+            check_pod_fields(
+                &PodFields {
+                    resources: k.resources.as_ref(),
+                    node_selector: k.node_selector.as_ref(),
+                    tolerations: k.tolerations.as_deref(),
+                    image_pull_secrets: k.image_pull_secrets.as_deref(),
+                    service_account: k.service_account.as_ref(),
+                    security_context: k.security_context.as_ref(),
+                    runtime_class_name: k.runtime_class_name.as_ref(),
+                },
+                &format!("{base}.kubernetes"),
+                ctx,
+                diags,
+            );
+        }
+    }
+    if let Some(k) = &config.runtime.kubernetes {
+        check_pod_fields(
+            &PodFields {
+                resources: k.resources.as_ref(),
+                node_selector: k.node_selector.as_ref(),
+                tolerations: k.tolerations.as_deref(),
+                image_pull_secrets: k.image_pull_secrets.as_deref(),
+                service_account: k.service_account.as_ref(),
+                security_context: k.security_context.as_ref(),
+                runtime_class_name: k.runtime_class_name.as_ref(),
+            },
+            "runtime.kubernetes",
+            ctx,
+            diags,
+        );
+        for (key, v) in &k.control_plane_labels {
+            let path = format!("runtime.kubernetes.control_plane_labels.{key}");
+            if !crate::kube_rules::is_label_key(key) || !crate::kube_rules::is_label_value(v) {
+                diags.push(
+                    Diagnostic::error(format!("`{key}: {v}` is not a Kubernetes label"))
+                        .at_key(ctx, &path)
+                        .with_help("the labels of the control plane's Pods, e.g. `app.kubernetes.io/name: fracta-controlplane`"),
+                );
+            }
+        }
     }
 }
 

@@ -91,6 +91,171 @@ pub struct KubernetesSection {
     /// kubeconfig context; default: the current context (or in-cluster config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// Labels of the control plane's Pods: the only Pods each agent's NetworkPolicy lets reach
+    /// its ports. Default: `app.kubernetes.io/name: fracta-controlplane` (the deployment file's).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub control_plane_labels: IndexMap<String, String>,
+    /// How the control plane reaches a stream session's Pod: `auto` (its IP when that answers,
+    /// else through the API server's port-forward), `pod_ip` or `port_forward`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_access: Option<SessionAccess>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<IndexMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+}
+
+/// How the control plane reaches a stream session's Pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAccess {
+    /// The Pod's IP when a connection to it succeeds, else the API server's port-forward.
+    #[default]
+    Auto,
+    PodIp,
+    PortForward,
+}
+
+/// The settings of an agent's Pod, from `runtime.kubernetes` with a runtime's own
+/// `kubernetes` laid over it (a key set on the runtime replaces the cluster-wide one whole).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodSettings {
+    pub resources: Option<Resources>,
+    pub node_selector: Option<IndexMap<String, String>>,
+    pub tolerations: Option<Vec<Toleration>>,
+    pub image_pull_secrets: Option<Vec<String>>,
+    pub service_account: Option<String>,
+    pub security_context: Option<SecurityContext>,
+    pub runtime_class_name: Option<String>,
+}
+
+impl PodSettings {
+    /// The settings for `runtime`'s agents.
+    pub fn resolve(
+        cluster: Option<&KubernetesSection>,
+        runtime: Option<&RuntimeKubernetes>,
+    ) -> Self {
+        let c = cluster.cloned().unwrap_or_default();
+        let r = runtime.cloned().unwrap_or_default();
+        PodSettings {
+            resources: r.resources.or(c.resources),
+            node_selector: r.node_selector.or(c.node_selector),
+            tolerations: r.tolerations.or(c.tolerations),
+            image_pull_secrets: r.image_pull_secrets.or(c.image_pull_secrets),
+            service_account: r.service_account.or(c.service_account),
+            security_context: r.security_context.or(c.security_context),
+            runtime_class_name: r.runtime_class_name.or(c.runtime_class_name),
+        }
+    }
+}
+
+/// Compute resources of the agent's containers: `requests` and `limits`, each a map of a
+/// resource name (`cpu`, `memory`, `ephemeral-storage`, `nvidia.com/gpu`) to a Kubernetes
+/// quantity (`500m`, `2Gi`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub requests: IndexMap<String, String>,
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub limits: IndexMap<String, String>,
+}
+
+/// A toleration of the agent's Pod (Kubernetes' own fields, in snake_case).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<TolerationOperator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<TaintEffect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    Exists,
+    Equal,
+}
+
+impl TolerationOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TolerationOperator::Exists => "Exists",
+            TolerationOperator::Equal => "Equal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// Who the agent runs as and what it may do. The first five are the Pod's (they hold for
+/// the init container too); the rest are set on each container.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_user: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_group: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_group: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<SeccompProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_root_filesystem: Option<bool>,
+    /// Linux capabilities dropped from each container (`[ALL]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop_capabilities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompProfile {
+    RuntimeDefault,
+    Unconfined,
+}
+
+impl SeccompProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeccompProfile::RuntimeDefault => "RuntimeDefault",
+            SeccompProfile::Unconfined => "Unconfined",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -331,6 +496,20 @@ pub struct RuntimeKubernetes {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "KubeEnv::is_empty")]
     pub env: KubeEnv,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<IndexMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
 }
 
 /// Kubernetes env for a runtime. The seed shows both a `NAME: value` map and a list of

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{AsyncBufReadExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
@@ -155,6 +156,20 @@ pub struct ReadyPod {
     pub port: u16,
 }
 
+/// A port on this machine that reaches a Pod's port through the API server (the
+/// `pods/portforward` subresource), for a control plane outside the cluster that cannot reach
+/// Pod IPs. Each connection to it opens its own forward; dropping it stops listening.
+pub struct PortForward {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Waiting reasons that will not resolve by waiting longer.
 const FATAL_WAITING: &[&str] = &[
     "ErrImagePull",
@@ -281,6 +296,36 @@ pub fn job_phase(job: &Job) -> Option<Phase> {
     None
 }
 
+/// The namespace agents go to, the same for `fracta render` and a spawn: `namespace` of
+/// `runtime.kubernetes`, else the namespace of the kubeconfig's context (`context`, else the
+/// current one), else the ServiceAccount's namespace inside a Pod, else `default`.
+pub fn resolve_namespace(section: Option<&fracta_config::KubernetesSection>) -> String {
+    if let Some(ns) = section.and_then(|s| s.namespace.clone()) {
+        return ns;
+    }
+    if let Ok(kc) = kube::config::Kubeconfig::read() {
+        let wanted = section
+            .and_then(|s| s.context.clone())
+            .or(kc.current_context.clone());
+        if let Some(ctx) = kc
+            .contexts
+            .iter()
+            .find(|c| Some(&c.name) == wanted.as_ref())
+        {
+            return ctx
+                .context
+                .as_ref()
+                .and_then(|c| c.namespace.clone())
+                .unwrap_or_else(|| "default".into());
+        }
+    }
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
 /// The Kubernetes backend's client, bound to one namespace.
 #[derive(Clone)]
 pub struct KubeBackend {
@@ -306,9 +351,7 @@ impl KubeBackend {
                 .await
                 .map_err(|e| KubeError::Config(e.to_string()))?,
         };
-        let namespace = section
-            .and_then(|s| s.namespace.clone())
-            .unwrap_or_else(|| config.default_namespace.clone());
+        let namespace = resolve_namespace(section);
         let client = Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))?;
         Ok(KubeBackend { client, namespace })
     }
@@ -352,13 +395,18 @@ impl KubeBackend {
         .await
     }
 
-    /// Create (or update) the agent's objects: the workload first, then its Secret (with the
-    /// values materialized for it) and ConfigMap, owned by the workload.
+    /// Create (or update) the agent's objects: its NetworkPolicy first (so that the Pod is
+    /// never reachable from more than the control plane), then the workload, its Secret (with
+    /// the values materialized for it) and ConfigMap, and the NetworkPolicy again, all three
+    /// now owned by the workload (deleting it deletes them).
     pub async fn apply(
         &self,
         r: &Rendered,
         secret_values: &BTreeMap<String, String>,
     ) -> Result<(), KubeError> {
+        let np_object = format!("NetworkPolicy {}", r.name);
+        self.apply_one(&r.network_policy, &r.name, &np_object)
+            .await?;
         let (uid, api_version, kind) = match &r.workload {
             Workload::Job(j) => {
                 let out = self
@@ -398,9 +446,14 @@ impl KubeBackend {
                 .await?;
         }
         let mut cm: ConfigMap = r.config_map.clone();
-        cm.metadata.owner_references = owner;
+        cm.metadata.owner_references.clone_from(&owner);
         self.apply_one(&cm, &r.name, &format!("ConfigMap {}", r.name))
             .await?;
+        if owner.is_some() {
+            let mut np: NetworkPolicy = r.network_policy.clone();
+            np.metadata.owner_references = owner;
+            self.apply_one(&np, &r.name, &np_object).await?;
+        }
         Ok(())
     }
 
@@ -532,6 +585,55 @@ impl KubeBackend {
             timeout.as_secs(),
             last.map(|l| format!(": {l}")).unwrap_or_default()
         ))
+    }
+
+    /// Forward a local port to `port` of Pod `pod` through the API server. One forward is
+    /// opened at once, so that a refusal (RBAC, a Pod gone) is an error here, not a session
+    /// that hangs; its stream is the first connection's.
+    pub async fn forward_port(&self, pod: &str, port: u16) -> Result<PortForward, KubeError> {
+        let object = format!("Pod {pod} (port-forward to port {port})");
+        let other = |message: String| KubeError::Other {
+            action: "listen for",
+            object: object.clone(),
+            message,
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| other(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| other(e.to_string()))?;
+        let api: Api<Pod> = self.api();
+        let first = api
+            .portforward(pod, &[port])
+            .await
+            .map_err(|e| KubeError::from_kube(e, "open", &object))?;
+        let pod = pod.to_string();
+        let task = tokio::spawn(async move {
+            let mut first = Some(first);
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let forwarder = match first.take() {
+                    Some(f) => Ok(f),
+                    None => api.portforward(&pod, &[port]).await,
+                };
+                let pod = pod.clone();
+                tokio::spawn(async move {
+                    let mut forwarder = match forwarder {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::warn!("port-forward to Pod {pod} port {port} failed: {e}");
+                            return;
+                        }
+                    };
+                    let Some(mut upstream) = forwarder.take_stream(port) else {
+                        return;
+                    };
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await {
+                        tracing::debug!("port-forward to Pod {pod} port {port} ended: {e}");
+                    }
+                    forwarder.abort();
+                });
+            }
+        });
+        Ok(PortForward { addr, task })
     }
 
     /// How a Pod's agent container ended: its exit code, or `None` when the Pod is gone.
@@ -670,9 +772,19 @@ impl KubeBackend {
         }
         let api: Api<ConfigMap> = self.api();
         match api.delete(&r.name, &dp).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) => {
                 let e = KubeError::from_kube(e, "delete", &format!("ConfigMap {}", r.name));
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let api: Api<NetworkPolicy> = self.api();
+        match api.delete(&r.name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "delete", &format!("NetworkPolicy {}", r.name));
                 if e.is_not_found() { Ok(()) } else { Err(e) }
             }
         }

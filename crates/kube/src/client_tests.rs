@@ -136,12 +136,24 @@ async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
     let (kube, calls) = mocked(vec![
         expect(
             "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
             &apply_uri("/apis/batch/v1", "jobs"),
             200,
             Some(created_job(&r)),
         ),
         expect("PATCH", &apply_uri("/api/v1", "secrets"), 200, None),
         expect("PATCH", &apply_uri("/api/v1", "configmaps"), 200, None),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
     ]);
     let values = BTreeMap::from([
         ("openai-api-key".to_string(), "SENTINEL-VALUE-1".to_string()),
@@ -160,6 +172,13 @@ async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
         // Server-side apply, under Fracta's field manager.
         assert_eq!(c.content_type, "application/apply-patch+yaml", "{c:#?}");
     }
+    // The NetworkPolicy comes before the Pod can exist, and is owned by the Job once it does.
+    let np: Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(np["kind"], "NetworkPolicy");
+    assert!(np["metadata"].get("ownerReferences").is_none(), "{np:#}");
+    let np: Value = serde_json::from_str(&calls[4].body).unwrap();
+    assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], "uid-job-1");
+    let calls = &calls[1..];
     let job: Value = serde_json::from_str(&calls[0].body).unwrap();
     assert_eq!(job["kind"], "Job");
     assert_eq!(job["spec"]["backoffLimit"], 0);
@@ -190,12 +209,20 @@ async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
 #[tokio::test]
 async fn a_secret_value_that_was_not_materialized_is_an_error_not_a_blank() {
     let r = rendered("codex_env", "codex");
-    let (kube, _calls) = mocked(vec![expect(
-        "PATCH",
-        &apply_uri("/apis/batch/v1", "jobs"),
-        200,
-        Some(created_job(&r)),
-    )]);
+    let (kube, _calls) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/batch/v1", "jobs"),
+            200,
+            Some(created_job(&r)),
+        ),
+    ]);
     let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
     assert!(matches!(e, KubeError::MissingSecret(_)), "{e}");
 }
@@ -203,30 +230,46 @@ async fn a_secret_value_that_was_not_materialized_is_an_error_not_a_blank() {
 #[tokio::test]
 async fn forbidden_and_conflict_answers_are_errors_that_say_what_to_do() {
     let r = rendered("codex", "codex");
-    let (kube, _c) = mocked(vec![expect(
-        "PATCH",
-        &apply_uri("/apis/batch/v1", "jobs"),
-        403,
-        Some(status(
+    let (kube, _c) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/batch/v1", "jobs"),
             403,
-            "Forbidden",
-            "jobs.batch is forbidden: User \"system:serviceaccount:agents:default\" cannot patch resource \"jobs\"",
-        )),
-    )]);
+            Some(status(
+                403,
+                "Forbidden",
+                "jobs.batch is forbidden: User \"system:serviceaccount:agents:default\" cannot patch resource \"jobs\"",
+            )),
+        ),
+    ]);
     let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
     assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
     assert!(e.to_string().contains("fracta-controlplane.yaml"), "{e}");
 
-    let (kube, _c) = mocked(vec![expect(
-        "PATCH",
-        &apply_uri("/apis/batch/v1", "jobs"),
-        409,
-        Some(status(
+    let (kube, _c) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/batch/v1", "jobs"),
             409,
-            "Conflict",
-            "Apply failed with 1 conflict: conflict with \"kubectl\"",
-        )),
-    )]);
+            Some(status(
+                409,
+                "Conflict",
+                "Apply failed with 1 conflict: conflict with \"kubectl\"",
+            )),
+        ),
+    ]);
     let e = kube.apply(&r, &BTreeMap::new()).await.unwrap_err();
     assert!(matches!(e, KubeError::Conflict { .. }), "{e}");
     assert!(e.to_string().contains(&format!("Job {NAME}")), "{e}");
@@ -244,6 +287,12 @@ async fn server_errors_are_retried_then_reported() {
     };
     // Two 500s, then the API recovers.
     let (kube, calls) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect(
@@ -253,11 +302,23 @@ async fn server_errors_are_retried_then_reported() {
             Some(created_job(&r)),
         ),
         expect("PATCH", &apply_uri("/api/v1", "configmaps"), 200, None),
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
     ]);
     kube.apply(&r, &BTreeMap::new()).await.unwrap();
-    assert_eq!(calls.await.unwrap().len(), 4);
+    assert_eq!(calls.await.unwrap().len(), 6);
     // Three 500s: given up, with the API's words.
     let (kube, _c) = mocked(vec![
+        expect(
+            "PATCH",
+            &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
@@ -420,6 +481,12 @@ async fn stop_and_clean_up_delete_in_the_background_and_a_missing_object_is_fine
             404,
             gone(),
         ),
+        expect(
+            "DELETE",
+            &format!("/apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{NAME}?"),
+            200,
+            Some(status(200, "", "")),
+        ),
     ]);
     kube.clean_up(&r).await.unwrap();
     let calls = calls.await.unwrap();
@@ -496,9 +563,12 @@ impl BatchRun {
         let mut job = self.job.clone();
         job["metadata"]["uid"] = json!("uid-job-1");
         pod["metadata"]["name"] = json!(pod_name);
+        let np = apply("/apis/networking.k8s.io/v1", "networkpolicies");
         vec![
+            expect("PATCH", &np, 200, None),
             expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
             expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
+            expect("PATCH", &np, 200, None),
             Expect {
                 method: "GET",
                 uri: format!(
@@ -535,9 +605,10 @@ impl BatchRun {
         )
     }
 
-    /// Delete the Job (200) and the ConfigMap (`cm_status`).
+    /// Delete the Job (200), the ConfigMap (`cm_status`) and the NetworkPolicy (200; a
+    /// ConfigMap answer other than 200 or 404 ends the clean-up before it).
     fn clean_up_calls(&self, cm_status: u16) -> Vec<Expect> {
-        vec![
+        let mut calls = vec![
             expect(
                 "DELETE",
                 &format!("/apis/batch/v1/namespaces/agents/jobs/{}?", self.name),
@@ -550,7 +621,19 @@ impl BatchRun {
                 cm_status,
                 Some(status(cm_status, "", "")),
             ),
-        ]
+        ];
+        if cm_status == 200 || cm_status == 404 {
+            calls.push(expect(
+                "DELETE",
+                &format!(
+                    "/apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{}?",
+                    self.name
+                ),
+                200,
+                Some(status(200, "", "")),
+            ));
+        }
+        calls
     }
 
     async fn run(
@@ -743,4 +826,29 @@ async fn an_opencode_job_past_max_steps_is_deleted_and_fails_saying_why() {
         .filter(|e| e.kind == "step")
         .count();
     assert_eq!(steps, 3, "the log was read up to the step past the limit");
+}
+
+/// A port-forward the API refuses (the Role lacks `pods/portforward`) is an error saying
+/// what to do, before any session is attempted.
+#[tokio::test]
+async fn a_refused_port_forward_says_which_rbac_is_missing() {
+    let (kube, _c) = mocked(vec![expect(
+        "GET",
+        &format!("/api/v1/namespaces/agents/pods/{NAME}/portforward?&ports=8080"),
+        403,
+        Some(status(
+            403,
+            "Forbidden",
+            "pods \"x\" is forbidden: cannot create resource \"pods/portforward\"",
+        )),
+    )]);
+    let Err(e) = kube.forward_port(NAME, 8080).await else {
+        panic!("the forward was not refused")
+    };
+    assert!(matches!(e, KubeError::Forbidden { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("port-forward") && msg.contains("fracta-controlplane.yaml"),
+        "{msg}"
+    );
 }

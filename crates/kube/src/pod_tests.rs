@@ -581,6 +581,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                         }
                         send.send_response(ok(body));
                     }
+                    ("PATCH", p) if p.contains("/networkpolicies/") => {
+                        send.send_response(ok(body));
+                    }
                     ("PATCH", p) if p.contains("/configmaps/") => {
                         // Everything is applied: the kubelet starts the Pod.
                         pod = Some(run_locally(&rendered, &secret_values, &cluster));
@@ -588,6 +591,18 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                     }
                     ("GET", p) if p.ends_with("/pods") => {
                         let port = pod.as_ref().unwrap().port;
+                        // Ready once its server listens, as its readiness probe would say.
+                        let until = tokio::time::Instant::now() + Duration::from_secs(90);
+                        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                            .await
+                            .is_err()
+                        {
+                            assert!(
+                                tokio::time::Instant::now() < until,
+                                "the session's server never listened"
+                            );
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         let ready = json!({"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": name, "namespace": "agents"},
                         "spec": {"containers": [{"name": container, "ports": [{"containerPort": port}]}]},
@@ -614,7 +629,7 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                     ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) => {
                         send.send_response(gone())
                     }
-                    ("DELETE", p) if p.ends_with(&format!("/configmaps/{name}")) => {
+                    ("DELETE", p) if p.ends_with(&format!("/networkpolicies/{name}")) => {
                         send.send_response(ok(
                             json!({"kind": "Status", "status": "Success"}).to_string()
                         ));
@@ -686,9 +701,13 @@ async fn stream_agent_as_a_pod(runtime: &str) {
     assert_eq!(
         kinds,
         [
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
             format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
             "GET /api/v1/namespaces/agents/pods",
             format!("GET /api/v1/namespaces/agents/pods/{name}/log").as_str(),
             format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
@@ -696,6 +715,168 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("DELETE /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("DELETE /api/v1/namespaces/agents/configmaps/{name}").as_str(),
+            format!("DELETE /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
+                .as_str(),
         ]
     );
+}
+
+/// A stand-in for the API server's `pods/{name}/portforward` subresource: the WebSocket
+/// `v4.channel.k8s.io` protocol (each port's data and error channels announced with the port
+/// number, then frames prefixed with their channel), forwarding to `target` on this machine.
+/// Returns its URL and the paths it was asked for.
+#[allow(clippy::result_large_err)] // the handshake callback's type is tungstenite's
+async fn port_forward_api(target: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let record = std::sync::Arc::clone(&record);
+            tokio::spawn(async move {
+                let mut port = 0u16;
+                let ws =
+                    tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut res: Response| {
+                        record.lock().unwrap().push(req.uri().to_string());
+                        port = req
+                            .uri()
+                            .query()
+                            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("ports=")))
+                            .and_then(|p| p.parse().ok())
+                            .unwrap_or(0);
+                        res.headers_mut().insert(
+                            "sec-websocket-protocol",
+                            "v4.channel.k8s.io".parse().unwrap(),
+                        );
+                        Ok(res)
+                    })
+                    .await
+                    .unwrap();
+                let (mut sink, mut stream) = ws.split();
+                let [lo, hi] = port.to_le_bytes();
+                sink.send(Message::binary(vec![0, lo, hi])).await.unwrap();
+                sink.send(Message::binary(vec![1, lo, hi])).await.unwrap();
+                let Ok(pod) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut from_pod, mut to_pod) = pod.into_split();
+                let up = tokio::spawn(async move {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if let Message::Binary(b) = m
+                            && b.first() == Some(&0)
+                            && to_pod.write_all(&b[1..]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match from_pod.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let mut frame = vec![0u8];
+                            frame.extend_from_slice(&buf[..n]);
+                            if sink.send(Message::binary(frame)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// From outside the cluster a session Pod's IP does not answer: the control plane reaches the
+/// session through the API server's port-forward instead, and the real Codex app-server
+/// (the rendered Pod, run here) carries two turns over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_pod_whose_ip_does_not_answer_is_reached_through_the_api_servers_port_forward() {
+    require_clis();
+    let server = model_server().await;
+    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex"), "agents").unwrap();
+    let token = fracta_core::secret::new_token().unwrap();
+    let values = BTreeMap::from([(
+        "fracta-ws-token-sha256".to_string(),
+        fracta_core::secret::sha256_hex(&token),
+    )]);
+    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let pod = run_locally(&r, &values, &cluster);
+    let (api_url, seen) = port_forward_api(pod.port).await;
+    let kube = crate::client::KubeBackend::new(
+        kube::Client::try_from(kube::Config::new(api_url.parse().unwrap())).unwrap(),
+        "agents",
+    );
+    // The Pod's IP as the watch reports it, here an address nothing answers on (TEST-NET-1).
+    let ready = crate::client::ReadyPod {
+        name: r.name.clone(),
+        ip: "192.0.2.1".into(),
+        port: 8080,
+    };
+    let (host, port, forward) =
+        crate::run::session_address(&kube, &ready, fracta_config::SessionAccess::Auto)
+            .await
+            .unwrap();
+    assert_eq!(host, "127.0.0.1");
+    assert!(forward.is_some());
+    // The app-server is up once its port answers through the forward.
+    let url = format!("ws://{host}:{port}");
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (said_tx, said_rx) = mpsc::unbounded_channel();
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", pod.port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "codex app-server never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::spawn(transport::codex_ws(
+        transport::CodexWsTarget { url, token },
+        out_rx,
+        said_tx,
+    ));
+    let session = adapter_for(AdapterKind::Codex).stream_session(None);
+    let results = converse(session, out_tx, said_rx, &["first turn", "second turn"]).await;
+    assert_eq!(
+        results,
+        [Some("ANSWER-ONE".into()), Some("ANSWER-TWO".into())]
+    );
+    assert_second_turn_carries_the_first(&server);
+    let paths = seen.lock().unwrap().clone();
+    assert!(!paths.is_empty(), "nothing went through the port-forward");
+    assert!(
+        paths.iter().all(|p| p.starts_with(&format!(
+            "/api/v1/namespaces/agents/pods/{}/portforward?",
+            r.name
+        )) && p.contains("ports=8080")),
+        "{paths:#?}"
+    );
+    drop(forward);
+    // A Pod IP that answers is used as it is.
+    let reachable = crate::client::ReadyPod {
+        name: r.name.clone(),
+        ip: "127.0.0.1".into(),
+        port: pod.port,
+    };
+    let (host, port, forward) =
+        crate::run::session_address(&kube, &reachable, fracta_config::SessionAccess::Auto)
+            .await
+            .unwrap();
+    assert_eq!((host.as_str(), port), ("127.0.0.1", pod.port));
+    assert!(forward.is_none());
+    drop(pod);
 }

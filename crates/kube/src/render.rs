@@ -10,11 +10,18 @@ use fracta_state::{AgentRecord, Mode};
 use indexmap::IndexMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, PodSpec,
-    PodTemplateSpec, Probe, Secret, SecretKeySelector, TCPSocketAction, Volume, VolumeMount,
+    Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, LocalObjectReference,
+    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    TCPSocketAction, Toleration, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
@@ -41,6 +48,9 @@ pub const LABEL_TASK: &str = "fracta.dev/task";
 pub const LABEL_RUNTIME: &str = "fracta.dev/runtime";
 pub const LABEL_PARENT: &str = "fracta.dev/parent";
 pub const LABEL_ROOT: &str = "fracta.dev/root";
+/// The label of the control plane's Pods (deployment/k8s/manifests/fracta-controlplane.yaml),
+/// the default peer of each agent's NetworkPolicy.
+pub const CONTROL_PLANE_LABEL: (&str, &str) = ("app.kubernetes.io/name", "fracta-controlplane");
 
 /// Stands in for the session secret while rendering; never applied.
 const SESSION_PLACEHOLDER: &str = "session-secret";
@@ -122,6 +132,9 @@ pub struct Rendered {
     pub secret: Option<Secret>,
     pub secret_sources: BTreeMap<String, SecretSource>,
     pub config_map: ConfigMap,
+    /// Lets only the control plane reach the agent Pod's ports (a batch Job's Pod serves
+    /// none, so nothing may reach it).
+    pub network_policy: NetworkPolicy,
     pub workload: Workload,
 }
 
@@ -141,6 +154,11 @@ impl Rendered {
             out.push(typed(s, "v1", "Secret")?);
         }
         out.push(typed(&self.config_map, "v1", "ConfigMap")?);
+        out.push(typed(
+            &self.network_policy,
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+        )?);
         out.push(match &self.workload {
             Workload::Job(j) => typed(j.as_ref(), "batch/v1", "Job")?,
             Workload::Pod(p) => typed(p.as_ref(), "v1", "Pod")?,
@@ -660,7 +678,16 @@ pub fn render_with(
         container.readiness_probe = served.readiness.as_ref().map(probe);
         container.liveness_probe = served.liveness.as_ref().map(probe);
     }
-    if !spec.state_env.is_empty() {
+    // A `kubernetes.env` value that points into `/data` (the seed's `OPENCODE_DB=/data/...`)
+    // gets the volume in every workload, a batch Job's as a session's Pod.
+    let env_uses_data = rt.kubernetes.as_ref().is_some_and(|k| {
+        k.env.to_list().iter().any(|v| {
+            v.value
+                .as_deref()
+                .is_some_and(|p| p == DATA_DIR || p.starts_with(&format!("{DATA_DIR}/")))
+        })
+    });
+    if !spec.state_env.is_empty() || env_uses_data {
         volumes.push(empty("data"));
         mounts.push(mount("data", DATA_DIR));
     }
@@ -670,7 +697,7 @@ pub fn render_with(
     if !files {
         volumes.retain(|v| v.name != "files");
     }
-    let init = files.then(|| Container {
+    let mut init = files.then(|| Container {
         name: "files".into(),
         image: Some(image),
         command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
@@ -682,6 +709,25 @@ pub fn render_with(
         ),
         ..Container::default()
     });
+    let settings = fracta_config::PodSettings::resolve(
+        cfg.config.runtime.kubernetes.as_ref(),
+        rt.kubernetes.as_ref(),
+    );
+    let resources = settings.resources.as_ref().map(resource_requirements);
+    let container_security = settings
+        .security_context
+        .as_ref()
+        .and_then(container_security_context);
+    for c in std::iter::once(&mut container).chain(init.as_mut()) {
+        c.resources.clone_from(&resources);
+        c.security_context.clone_from(&container_security);
+    }
+    let ports: Vec<i32> = container
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
     let wall_clock = fracta_core::resolve::wall_clock_secs(cfg, agent);
     let deadline = i64::try_from(wall_clock).unwrap_or(i64::MAX);
     let pod_spec = PodSpec {
@@ -691,8 +737,81 @@ pub fn render_with(
         init_containers: init.map(|c| vec![c]),
         containers: vec![container],
         volumes: Some(volumes),
-        active_deadline_seconds: stream.then_some(deadline),
+        // A session's Pod lives while the session is used: the control plane closes it (and
+        // deletes the Pod) after its idle timeout; the wall-clock budget is each turn's, kept
+        // by the session loop. A Job's one turn is bounded here too.
+        active_deadline_seconds: None,
+        node_selector: settings
+            .node_selector
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        tolerations: settings
+            .tolerations
+            .as_ref()
+            .map(|ts| ts.iter().map(toleration).collect()),
+        image_pull_secrets: settings.image_pull_secrets.as_ref().map(|s| {
+            s.iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        service_account_name: settings.service_account.clone(),
+        security_context: settings
+            .security_context
+            .as_ref()
+            .and_then(pod_security_context),
+        runtime_class_name: settings.runtime_class_name.clone(),
         ..PodSpec::default()
+    };
+    let control_plane: BTreeMap<String, String> = match cfg
+        .config
+        .runtime
+        .kubernetes
+        .as_ref()
+        .map(|k| &k.control_plane_labels)
+    {
+        Some(l) if !l.is_empty() => l.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        _ => BTreeMap::from([(
+            CONTROL_PLANE_LABEL.0.to_string(),
+            CONTROL_PLANE_LABEL.1.to_string(),
+        )]),
+    };
+    let network_policy = NetworkPolicy {
+        metadata: meta(&name),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    LABEL_AGENT.to_string(),
+                    label_value(&agent.id),
+                )])),
+                match_expressions: None,
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            // No rule: no ingress at all. A session's port: from the control plane only.
+            ingress: Some(if ports.is_empty() {
+                Vec::new()
+            } else {
+                vec![NetworkPolicyIngressRule {
+                    from: Some(vec![NetworkPolicyPeer {
+                        pod_selector: Some(LabelSelector {
+                            match_labels: Some(control_plane),
+                            match_expressions: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                    ports: Some(
+                        ports
+                            .iter()
+                            .map(|p| NetworkPolicyPort {
+                                port: Some(IntOrString::Int(*p)),
+                                protocol: Some("TCP".into()),
+                                end_port: None,
+                            })
+                            .collect(),
+                    ),
+                }]
+            }),
+            egress: None,
+        }),
     };
     let workload = if stream {
         Workload::Pod(Box::new(Pod {
@@ -740,8 +859,64 @@ pub fn render_with(
             data: Some(data),
             ..ConfigMap::default()
         },
+        network_policy,
         workload,
     })
+}
+
+fn resource_requirements(r: &fracta_config::Resources) -> ResourceRequirements {
+    let map = |m: &IndexMap<String, String>| {
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    ResourceRequirements {
+        requests: map(&r.requests),
+        limits: map(&r.limits),
+        claims: None,
+    }
+}
+
+fn toleration(t: &fracta_config::Toleration) -> Toleration {
+    Toleration {
+        key: t.key.clone(),
+        operator: t.operator.map(|o| o.as_str().to_string()),
+        value: t.value.clone(),
+        effect: t.effect.map(|e| e.as_str().to_string()),
+        toleration_seconds: t.toleration_seconds,
+    }
+}
+
+/// The Pod-wide part of `security_context`; `None` when it sets none of it.
+fn pod_security_context(s: &fracta_config::SecurityContext) -> Option<PodSecurityContext> {
+    let out = PodSecurityContext {
+        run_as_user: s.run_as_user,
+        run_as_group: s.run_as_group,
+        run_as_non_root: s.run_as_non_root,
+        fs_group: s.fs_group,
+        seccomp_profile: s.seccomp_profile.map(|p| SeccompProfile {
+            type_: p.as_str().to_string(),
+            localhost_profile: None,
+        }),
+        ..PodSecurityContext::default()
+    };
+    (out != PodSecurityContext::default()).then_some(out)
+}
+
+/// The per-container part of `security_context`; `None` when it sets none of it.
+fn container_security_context(s: &fracta_config::SecurityContext) -> Option<SecurityContext> {
+    let out = SecurityContext {
+        allow_privilege_escalation: s.allow_privilege_escalation,
+        read_only_root_filesystem: s.read_only_root_filesystem,
+        capabilities: (!s.drop_capabilities.is_empty()).then(|| Capabilities {
+            add: None,
+            drop: Some(s.drop_capabilities.clone()),
+        }),
+        ..SecurityContext::default()
+    };
+    (out != SecurityContext::default()).then_some(out)
 }
 
 /// A Kubernetes probe for what the adapter says to check.

@@ -531,6 +531,8 @@ pub struct PodWorkload {
     container: String,
     log: Log,
     deleted: bool,
+    /// The port-forward the session goes through, while it lasts.
+    _forward: Option<crate::client::PortForward>,
 }
 
 impl fracta_core::backend::Workload for PodWorkload {
@@ -568,6 +570,46 @@ impl fracta_core::backend::Workload for PodWorkload {
             }
         })
     }
+}
+
+/// How long a connection to a session Pod's IP may take before the control plane takes it
+/// for unreachable (outside the cluster) and goes through the API server instead.
+pub const POD_IP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the control plane talks to a ready session Pod: its IP and port, or (`port_forward`,
+/// or `auto` when the IP does not answer, as from a laptop outside the cluster) a local port
+/// forwarded through the API server.
+pub async fn session_address(
+    kube: &KubeBackend,
+    ready: &crate::client::ReadyPod,
+    access: fracta_config::SessionAccess,
+) -> Result<(String, u16, Option<crate::client::PortForward>), crate::KubeError> {
+    use fracta_config::SessionAccess;
+    let direct = match access {
+        SessionAccess::PodIp => true,
+        SessionAccess::PortForward => false,
+        // The Pod is Ready (its readiness probe passed), so its server listens: a connection
+        // that fails or times out means its IP is not reachable from here.
+        SessionAccess::Auto => matches!(
+            tokio::time::timeout(
+                POD_IP_TIMEOUT,
+                tokio::net::TcpStream::connect((ready.ip.as_str(), ready.port))
+            )
+            .await,
+            Ok(Ok(_))
+        ),
+    };
+    if direct {
+        return Ok((ready.ip.clone(), ready.port, None));
+    }
+    tracing::info!(
+        "the session's Pod {} is not reachable at {}:{}: going through the API server's port-forward",
+        ready.name,
+        ready.ip,
+        ready.port
+    );
+    let f = kube.forward_port(&ready.name, ready.port).await?;
+    Ok(("127.0.0.1".into(), f.addr.port(), Some(f)))
 }
 
 /// How long a session's Pod may take to become ready.
@@ -611,13 +653,37 @@ pub async fn start_stream(
         Ok(r) => r,
         Err(e) => return abandon(ctx, kube, &rendered, &agent, &e, observer).await,
     };
-    let Some(endpoint) = adapter.session_endpoint(&ready.ip, ready.port) else {
+    let access = ctx
+        .cfg
+        .config
+        .runtime
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.session_access)
+        .unwrap_or_default();
+    let (host, port, forward) = match session_address(kube, &ready, access).await {
+        Ok(a) => a,
+        Err(e) => {
+            let why = format!(
+                "cannot reach the session's Pod {} at {}:{} nor through the API server's port-forward: {e}",
+                ready.name, ready.ip, ready.port
+            );
+            return abandon(ctx, kube, &rendered, &agent, &why, observer).await;
+        }
+    };
+    let Some(endpoint) = adapter.session_endpoint(&host, port) else {
         let why = format!("{} serves no session over the network", adapter.binary());
         return abandon(ctx, kube, &rendered, &agent, &why, observer).await;
     };
     Ok(Started::Running {
         agent,
-        detail: format!("pod {} at {}:{}", ready.name, ready.ip, ready.port),
+        detail: match &forward {
+            None => format!("pod {} at {}:{}", ready.name, ready.ip, ready.port),
+            Some(f) => format!(
+                "pod {} port {} through the API server's port-forward at {}",
+                ready.name, ready.port, f.addr
+            ),
+        },
         workload: Box::new(PodWorkload {
             log: Log::new(kube.clone(), ready.name.clone(), container.to_string()),
             kube: kube.clone(),
@@ -625,6 +691,7 @@ pub async fn start_stream(
             pod: ready.name,
             container: container.to_string(),
             deleted: false,
+            _forward: forward,
         }),
         connect: Some((endpoint, secret)),
     })

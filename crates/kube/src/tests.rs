@@ -367,7 +367,38 @@ fn the_control_plane_deployment_file_is_valid() {
         cfg.config.runtime.backend,
         fracta_config::Backend::Kubernetes
     );
-    // Least privilege: only namespaced Jobs, Pods, Pods/log, Secrets and ConfigMaps.
+    // The seed's three runtimes, by its names, each rendering objects that pass the schemas.
+    let runtimes: Vec<&str> = cfg
+        .config
+        .agents
+        .agent_runtimes
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(runtimes, ["claude", "codex", "opencode"]);
+    let dir = tempfile_dir().join("controlplane");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for (name, rt) in &cfg.config.agents.agent_runtimes {
+        let r = render(
+            &cfg,
+            &agent(name, rt.adapter.as_str(), Mode::Batch, None),
+            "fracta",
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(&path, r.to_yaml().unwrap()).unwrap();
+        files.push(path);
+    }
+    validate(&files);
+    // Prometheus finds /metrics on the control plane's Pod.
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let ann = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(ann["prometheus.io/scrape"], "true");
+    assert_eq!(ann["prometheus.io/path"], "/metrics");
+    assert_eq!(ann["prometheus.io/port"], "8080");
+    // Least privilege: only namespaced Jobs, Pods, Pods/log, Secrets, ConfigMaps and
+    // NetworkPolicies.
     let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
     let mut resources: Vec<&str> = role["rules"]
         .as_array()
@@ -384,7 +415,15 @@ fn the_control_plane_deployment_file_is_valid() {
     resources.sort_unstable();
     assert_eq!(
         resources,
-        ["configmaps", "jobs", "pods", "pods/log", "secrets"]
+        [
+            "configmaps",
+            "jobs",
+            "networkpolicies",
+            "pods",
+            "pods/log",
+            "pods/portforward",
+            "secrets"
+        ]
     );
 }
 
@@ -449,4 +488,214 @@ fn an_agent_in_the_cluster_reaches_the_gateway_with_its_token_from_its_secret() 
             insta::assert_snapshot!("claude_batch_with_gateway", text);
         }
     }
+}
+
+/// Pod settings: cluster-wide under `runtime.kubernetes`, a runtime's own `kubernetes`
+/// replacing a key whole.
+pub const SETTINGS_CONFIG: &str = r#"
+runtime:
+  backend: kubernetes
+  kubernetes:
+    image: registry.example/fracta/agent:1.2.3
+    namespace: agents
+    control_plane_labels:
+      app: fracta-cp
+    resources:
+      requests: { cpu: 500m, memory: 1Gi }
+      limits: { memory: 4Gi }
+    node_selector:
+      kubernetes.io/arch: amd64
+    tolerations:
+      - { key: dedicated, operator: Equal, value: agents, effect: NoSchedule }
+    image_pull_secrets: [registry-creds]
+    service_account: fracta-agent
+    security_context:
+      run_as_user: 1000
+      run_as_group: 1000
+      run_as_non_root: true
+      fs_group: 1000
+      seccomp_profile: RuntimeDefault
+      allow_privilege_escalation: false
+      drop_capabilities: [ALL]
+    runtime_class_name: gvisor
+agents:
+  agent_runtimes:
+    codex:
+      adapter: codex
+      kubernetes:
+        resources:
+          requests: { cpu: "2", memory: 4Gi }
+          limits: { cpu: "4", memory: 8Gi, nvidia.com/gpu: "1" }
+        tolerations:
+          - { key: gpu, operator: Exists, effect: NoExecute, toleration_seconds: 300 }
+        runtime_class_name: kata
+    opencode:
+      adapter: opencode
+"#;
+
+fn settings_rendered(runtime: &str, mode: Mode) -> crate::render::Rendered {
+    let cfg = fracta_config::parse(SETTINGS_CONFIG, Path::new("/project/fracta.yaml")).unwrap();
+    render(&cfg, &agent(runtime, runtime, mode, None), "agents").unwrap()
+}
+
+#[test]
+fn pod_settings_are_rendered_and_a_runtime_overrides_the_cluster_wide_ones() {
+    let codex = settings_rendered("codex", Mode::Stream).to_yaml().unwrap();
+    let opencode = settings_rendered("opencode", Mode::Batch)
+        .to_yaml()
+        .unwrap();
+    insta::assert_snapshot!("codex_stream_pod_settings", codex);
+    insta::assert_snapshot!("opencode_batch_pod_settings", opencode);
+    // The runtime's keys replace the cluster's; the rest come from the cluster.
+    assert!(codex.contains("runtimeClassName: kata") && codex.contains("nvidia.com/gpu"));
+    assert!(codex.contains("serviceAccountName: fracta-agent"));
+    assert!(!codex.contains("dedicated"), "{codex}");
+    assert!(opencode.contains("runtimeClassName: gvisor") && opencode.contains("dedicated"));
+    let dir = tempfile_dir();
+    let files: Vec<_> = [
+        ("settings-codex.yaml", codex),
+        ("settings-opencode.yaml", opencode),
+    ]
+    .into_iter()
+    .map(|(n, text)| {
+        let p = dir.join(n);
+        std::fs::write(&p, text).unwrap();
+        p
+    })
+    .collect();
+    validate(&files);
+}
+
+/// A session's Pod may be reached on its port by the control plane only; a batch Job's Pod,
+/// which serves nothing, by nobody.
+#[test]
+fn each_agent_pod_admits_only_the_control_plane_to_its_ports() {
+    let pod = settings_rendered("codex", Mode::Stream);
+    let np = serde_json::to_value(&pod.network_policy).unwrap();
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"][crate::render::LABEL_AGENT],
+        "01JAGENT0000000000000000AB"
+    );
+    assert_eq!(np["spec"]["policyTypes"], serde_json::json!(["Ingress"]));
+    let rules = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{np:#}");
+    assert_eq!(
+        rules[0]["from"],
+        serde_json::json!([{"podSelector": {"matchLabels": {"app": "fracta-cp"}}}])
+    );
+    assert_eq!(
+        rules[0]["ports"],
+        serde_json::json!([{"port": 8080, "protocol": "TCP"}])
+    );
+    let job = settings_rendered("opencode", Mode::Batch);
+    let np = serde_json::to_value(&job.network_policy).unwrap();
+    assert_eq!(np["spec"]["ingress"], serde_json::json!([]), "{np:#}");
+    // Without `control_plane_labels`: the deployment file's label.
+    let r = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Stream, None),
+        "agents",
+    )
+    .unwrap();
+    let np = serde_json::to_value(&r.network_policy).unwrap();
+    assert_eq!(
+        np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"],
+        serde_json::json!({"app.kubernetes.io/name": "fracta-controlplane"})
+    );
+}
+
+/// A `kubernetes.env` path into `/data` gets the volume in a batch Job of any runtime.
+#[test]
+fn a_kubernetes_env_path_into_data_mounts_the_volume_in_a_codex_job() {
+    let text = CONFIG.replace(
+        "          RUST_LOG: warn\n",
+        "          RUST_LOG: warn\n          CODEX_CACHE: /data/codex-cache\n",
+    );
+    let with_cache = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let r = render(
+        &with_cache,
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let v = r.objects().unwrap().pop().unwrap();
+    let mounts = v["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        mounts.iter().any(|m| m["mountPath"] == "/data"),
+        "{mounts:#?}"
+    );
+    // Without it, no /data.
+    let r = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let v = r.objects().unwrap().pop().unwrap();
+    let mounts = v["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        !mounts.iter().any(|m| m["mountPath"] == "/data"),
+        "{mounts:#?}"
+    );
+}
+
+/// `render` and a spawn put agents in the same namespace: fracta.yaml's, else the kubeconfig
+/// context's (the one named by `context`, else the current one), else `default`.
+#[test]
+fn the_namespace_comes_from_the_config_then_the_kubeconfig_context() {
+    let dir = tempfile_dir().join("kubeconfig-ns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kc = dir.join("config");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\ncontexts:\n- name: one\n  context: {cluster: c, user: u, namespace: team-one}\n- name: two\n  context: {cluster: c, user: u}\ncurrent-context: one\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    // SAFETY: this test alone (its own process under nextest) reads KUBECONFIG.
+    unsafe { std::env::set_var("KUBECONFIG", &kc) };
+    let section =
+        |namespace: Option<&str>, context: Option<&str>| fracta_config::KubernetesSection {
+            namespace: namespace.map(str::to_string),
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+    let resolve = crate::client::resolve_namespace;
+    assert_eq!(resolve(None), "team-one");
+    assert_eq!(resolve(Some(&section(None, None))), "team-one");
+    assert_eq!(resolve(Some(&section(None, Some("two")))), "default");
+    assert_eq!(
+        resolve(Some(&section(Some("agents"), Some("one")))),
+        "agents"
+    );
+}
+
+/// A session's Pod has no activeDeadlineSeconds (its idle timeout ends it, through the control
+/// plane); a Job's one turn keeps the wall-clock budget as its deadline.
+#[test]
+fn a_session_pod_is_not_killed_at_the_wall_clock_budget_but_a_job_is() {
+    let pod = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Stream, None),
+        "agents",
+    )
+    .unwrap();
+    let pod = pod.objects().unwrap().pop().unwrap();
+    assert!(
+        pod["spec"].get("activeDeadlineSeconds").is_none(),
+        "{pod:#}"
+    );
+    let job = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let job = job.objects().unwrap().pop().unwrap();
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600, "{job:#}");
 }

@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod discovery;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod openapi;
 
 use std::net::SocketAddr;
@@ -220,7 +221,20 @@ async fn start_with(
     let app = match admin {
         Some((token, sessions)) => {
             let auth = Arc::new(dashboard::DashboardAuth::new(sessions));
-            router(Arc::clone(&supervisor)).merge(http::router_with(supervisor, token, auth))
+            // The control plane: the API and the dashboard, and /metrics for Prometheus (no
+            // token: a scraper has none; it shows counts and sums, never a prompt, a secret or
+            // an id).
+            let m = Arc::new(metrics::Metrics::default());
+            let (sup, scrape) = (Arc::clone(&supervisor), Arc::clone(&m));
+            router(Arc::clone(&supervisor))
+                .merge(http::router_with(supervisor, token, auth))
+                .route(
+                    metrics::METRICS_PATH,
+                    axum::routing::get(move || {
+                        metrics::handler(Arc::clone(&sup), Arc::clone(&scrape))
+                    }),
+                )
+                .layer(axum::middleware::from_fn_with_state(m, metrics::track))
         }
         None => router(supervisor),
     };

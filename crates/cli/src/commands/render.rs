@@ -19,13 +19,8 @@ pub fn run(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let json = a.json;
-    let namespace = cfg
-        .config
-        .runtime
-        .kubernetes
-        .as_ref()
-        .and_then(|k| k.namespace.clone())
-        .unwrap_or_else(|| "default".into());
+    // The namespace a spawn would use (fracta.yaml, else the kubeconfig's context).
+    let namespace = fracta_kube::client::resolve_namespace(cfg.config.runtime.kubernetes.as_ref());
     let store = open_store(&cfg)?;
     let cfg = Arc::new(cfg);
     let runner = Runner::new(Arc::clone(&cfg), store);

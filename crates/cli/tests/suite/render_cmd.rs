@@ -94,10 +94,36 @@ fn render_prints_the_objects_a_spawn_would_create() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["Secret", "ConfigMap", "Job"]);
+    assert_eq!(kinds, ["Secret", "ConfigMap", "NetworkPolicy", "Job"]);
     // Nothing was recorded or started.
     let ps = p.fracta(["ps", "--all", "--json"]).run().json();
     assert_eq!(ps, serde_json::json!([]), "{ps}");
+}
+
+/// Without a namespace in fracta.yaml, `render` uses the kubeconfig context's, as a spawn
+/// does (it used to say `default`).
+#[test]
+fn render_uses_the_kubeconfig_namespace_as_spawn_does() {
+    let p = Project::new();
+    p.write("fracta.yaml", CONFIG.replace("    namespace: agents\n", ""));
+    let kubeconfig = p.write("kubeconfig", unreachable_kubeconfig("t"));
+    let v = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "review",
+            "--prompt",
+            "look",
+            "--json",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .run()
+        .json();
+    for o in v["items"].as_array().unwrap() {
+        assert_eq!(o["metadata"]["namespace"], "agents", "{o:#}");
+    }
 }
 
 #[test]
@@ -173,7 +199,8 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
     let v = out.json();
     assert_eq!(v["status"], "failed", "{v:#}");
     let err = v["error"].as_str().unwrap();
-    assert!(err.contains("apply Job fracta-"), "{err}");
+    // The first object applied is the agent's NetworkPolicy (before its Pod can exist).
+    assert!(err.contains("apply NetworkPolicy fracta-"), "{err}");
     for s in ["SENTINEL-RENDER-4242", "SENTINEL-KUBE-TOKEN"] {
         assert!(!out.stdout.contains(s) && !out.stderr.contains(s), "{out}");
     }
@@ -212,7 +239,7 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
     let a = p.wait_for_agent(v["id"].as_str().unwrap(), "failed", Duration::from_secs(30));
     let err = a["error"].as_str().unwrap();
     assert!(
-        err.contains("cannot apply Job fracta-") && err.contains("Connection refused"),
+        err.contains("cannot apply NetworkPolicy fracta-") && err.contains("Connection refused"),
         "{err}"
     );
     assert!(
@@ -237,8 +264,8 @@ fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
         a["error"]
             .as_str()
             .unwrap()
-            .contains("cannot apply Pod fracta-"),
-        "a stream session's Pod, through the same backend: {a:#}"
+            .contains("cannot apply NetworkPolicy fracta-"),
+        "a stream session's objects, through the same backend: {a:#}"
     );
     assert!(server.stop());
 }

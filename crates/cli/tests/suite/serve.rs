@@ -239,3 +239,101 @@ fn a_second_control_plane_in_the_project_is_refused() {
         "the first control plane removes its file on exit"
     );
 }
+
+/// A real Claude agent run through `fracta serve` shows on its `/metrics`, read back with
+/// Prometheus' OpenMetrics parser (Python `prometheus_client`): the agent by runtime and
+/// status, its spawn, its turn and the tokens the model server reported, and the API calls
+/// that made it.
+#[test]
+fn a_real_agent_run_shows_on_the_control_planes_metrics() {
+    let p = Project::new(holding_script(""));
+    let server = Serve::start(&p);
+    let v = p.json(&[
+        "spawn", "--detach", "--json", "--task", "t", "--prompt", "say fine",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    p.wait_for_agent(&id, "succeeded", Duration::from_secs(120));
+    let res = http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().unwrap();
+    assert!(!text.contains(&id), "no series per agent:\n{text}");
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append([s.name, s.labels, s.value])
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser rejected /metrics (pip install -r scripts/requirements-ci.txt installs it): {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, std::collections::BTreeMap<String, String>, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| *v)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    assert_eq!(
+        get(
+            "fracta_agents",
+            &[("runtime", "claude"), ("status", "succeeded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            "fracta_spawns_total",
+            &[("runtime", "claude"), ("mode", "batch")]
+        ),
+        1.0
+    );
+    assert_eq!(get("fracta_turns_total", &[("runtime", "claude")]), 1.0);
+    assert!(
+        get(
+            "fracta_tokens_total",
+            &[("runtime", "claude"), ("kind", "input")]
+        ) > 0.0
+    );
+    assert!(
+        get(
+            "fracta_tokens_total",
+            &[("runtime", "claude"), ("kind", "output")]
+        ) > 0.0
+    );
+    assert_eq!(get("fracta_queue_length", &[]), 0.0);
+    assert!(
+        get(
+            "fracta_api_request_duration_seconds_count",
+            &[
+                ("method", "POST"),
+                ("route", "/v1/agents"),
+                ("status", "201")
+            ]
+        ) >= 1.0
+    );
+    assert!(server.stop());
+}

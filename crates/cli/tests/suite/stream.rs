@@ -98,7 +98,12 @@ fn terminal_session_with(runtime: &str, env: &[(&str, &str)]) -> (String, Projec
     } // end of input: the session closes after its last turn
     let status = wait_child(&mut child, Duration::from_secs(120));
     let out = child.wait_with_output().unwrap();
-    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], "succeeded", "{v:#}");
     assert_eq!(v["mode"], "stream");
@@ -421,6 +426,63 @@ fn mcp_steer_adds_input_to_a_codex_turn_in_flight() {
     tool_ok(&mcp_call(&mut stdin, &mut out, 4, "tools/call", stop));
     drop(stdin);
     wait_child(&mut child, Duration::from_secs(60));
+}
+
+/// The wall-clock budget is one turn's: a session waiting for its next turn longer than
+/// `wall_clock_secs` is not failed for it; its idle timeout closes it (it used to be failed,
+/// and its Pod on Kubernetes killed by activeDeadlineSeconds, while still in use).
+#[test]
+fn a_session_outlives_the_wall_clock_budget_between_turns() {
+    let p = Project::new(script());
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        cfg.replacen(
+            "agents:\n",
+            "agents:\n  stream_idle_timeout_secs: 10\n  budgets: { wall_clock_secs: 6 }\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let mut child = p
+        .command(&[
+            "spawn",
+            "--mode",
+            "stream",
+            "--json",
+            "--task",
+            "chat",
+            "--prompt",
+            "first turn",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let status = wait_child(&mut child, Duration::from_secs(120));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let events = p.events(v["id"].as_str().unwrap());
+    assert!(
+        events.iter().any(|e| e["payload"]["status"] == "idle"),
+        "closed by its idle timeout: {events:#?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.to_string().contains("budget exceeded")),
+        "{events:#?}"
+    );
 }
 
 /// `agents.stream_idle_timeout_secs`: a session with no next turn is closed, recorded with

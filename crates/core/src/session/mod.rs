@@ -93,7 +93,7 @@ pub struct Launched<'a> {
     pub connect: Option<(Endpoint, String)>,
     /// The files Fracta wrote, kept out of the agent's commits.
     pub files: &'a [FileSpec],
-    /// The wall-clock budget of the run.
+    /// The wall-clock budget of the run (of each turn, for a stream session).
     pub wall_clock: Duration,
     /// The runtime's step limit, if its adapter counts steps.
     pub max_steps: Option<u32>,
@@ -157,7 +157,11 @@ struct Loop<'r> {
     session_turn: u32,
     session_cost: f64,
     idle_timeout: Duration,
+    /// The wall-clock budget of one turn: a stream session lives as long as it is used, and
+    /// its idle timeout, not this, ends it between turns.
     wall_clock: Duration,
+    /// When the turn in flight began.
+    turn_started: tokio::time::Instant,
     over_time: bool,
     shutdown_seen: bool,
 }
@@ -220,6 +224,7 @@ pub async fn drive(
         session_cost: 0.0,
         idle_timeout: opts.idle_timeout.unwrap_or(DEFAULT_STREAM_IDLE),
         wall_clock,
+        turn_started: tokio::time::Instant::now(),
         over_time: false,
         shutdown_seen: false,
     };
@@ -229,14 +234,15 @@ pub async fn drive(
     {
         tracing::warn!(agent = %st.agent.id, "could not hand the session its first turn: {e}");
     }
-    let deadline = tokio::time::Instant::now() + wall_clock;
     let mut shutdown = opts.shutdown.clone();
     loop {
         let guards = Guards {
             live: st.wire.is_some(),
             idle_since: st.idle_since,
             idle_timeout: st.idle_timeout,
-            deadline: (!st.ended_by_us && !st.over_time).then_some(deadline),
+            // Only while a turn is in flight (between turns the idle timeout governs).
+            deadline: (!st.ended_by_us && !st.over_time && st.idle_since.is_none())
+                .then_some(st.turn_started + st.wall_clock),
             shutdown: !st.ended_by_us && !st.shutdown_seen,
         };
         // What the session said: the process's stdout, or the transport's messages (then
@@ -414,6 +420,7 @@ impl Loop<'_> {
             Op::Turn(Some(turn)) => {
                 self.idle_since = None;
                 self.set_waiting(false);
+                self.turn_started = tokio::time::Instant::now();
                 if let Some(m) = self.monitor.as_mut() {
                     m.new_turn();
                 }
@@ -459,7 +466,7 @@ impl Loop<'_> {
             Op::OverTime => {
                 self.over_time = true;
                 let why = format!(
-                    "budget exceeded: wall_clock_secs is {} (the agent ran that long): stopped",
+                    "budget exceeded: wall_clock_secs is {} (the turn ran that long): stopped",
                     self.wall_clock.as_secs()
                 );
                 tracing::warn!(agent = %self.agent.id, "{why}");

@@ -1,3 +1,4 @@
 mod busy_store;
 mod gateway;
+mod metrics;
 mod openapi;
