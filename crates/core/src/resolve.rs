@@ -224,7 +224,9 @@ pub fn locate_binary(
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    if rt.command.is_none() {
+    // A generic ACP runtime names its agent's CLI in `command`; the project's pinned CLIs
+    // are candidates for it too.
+    if rt.command.is_none() || rt.adapter == fracta_config::AdapterKind::Acp {
         let mut roots: Vec<PathBuf> = cfg.dir.canonicalize().ok().into_iter().collect();
         if let Ok(exe) = std::env::current_exe() {
             roots.push(exe);

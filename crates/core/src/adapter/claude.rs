@@ -79,6 +79,7 @@ impl Adapter for Claude {
             default_max_steps: None,
             networked_session: false,
             pod_port: None,
+            stdio_session: false,
         }
     }
 

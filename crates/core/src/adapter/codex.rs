@@ -142,6 +142,7 @@ impl Adapter for Codex {
             default_max_steps: None,
             networked_session: over_ws(),
             pod_port: Some(8080),
+            stdio_session: false,
         }
     }
 

@@ -125,6 +125,7 @@ impl Adapter for OpenCode {
             default_max_steps: Some(super::DEFAULT_MAX_STEPS),
             networked_session: true,
             pod_port: Some(4096),
+            stdio_session: false,
         }
     }
 
@@ -240,6 +241,7 @@ impl Adapter for OpenCode {
                 name: "OPENCODE_DB".into(),
                 file: DB_FILE.into(),
             }],
+            session_init: None,
         })
     }
 

@@ -24,6 +24,8 @@ fn name(kind: AdapterKind) -> &'static str {
         AdapterKind::Claude => "claude",
         AdapterKind::Codex => "codex",
         AdapterKind::Opencode => "opencode",
+        AdapterKind::Gemini => "gemini",
+        AdapterKind::Acp => "acp",
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Launched<'a> {
     pub wall_clock: Duration,
     /// The runtime's step limit, if its adapter counts steps.
     pub max_steps: Option<u32>,
+    /// What the session protocol needs besides turns (the launch's `session_init`).
+    pub session_init: Option<&'a serde_json::Value>,
 }
 
 /// Everything that can happen to a run besides its output.
@@ -155,7 +157,14 @@ struct Loop<'r> {
     wall_clock: Duration,
     over_time: bool,
     shutdown_seen: bool,
+    /// A stream session (else a batch run, maybe spoken as a one-turn session).
+    stream: bool,
+    /// A one-turn session whose stdin Fracta closed is terminated if it has not ended by then.
+    close_deadline: Option<tokio::time::Instant>,
 }
+
+/// How long an agent whose one-turn session ended may take to exit once its stdin is closed.
+pub const BATCH_CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Drive a launched agent to its end: its session protocol (a stream) or its output (a
 /// batch run); ops as they come; then record how it ended. `work` is what runs it: a local
@@ -179,9 +188,12 @@ pub async fn drive(
         files,
         wall_clock,
         max_steps,
+        session_init,
     } = launched;
-    let session: Box<dyn StreamSession> = if stream {
-        adapter.stream_session(resume_token)
+    // A runtime whose batch run is a session too (ACP) speaks its protocol on stdin either way.
+    let stdio_session = adapter.capabilities().stdio_session;
+    let session: Box<dyn StreamSession> = if stream || stdio_session {
+        adapter.session_for(resume_token, session_init)
     } else {
         Box::new(BatchParser(adapter.parser()))
     };
@@ -198,6 +210,8 @@ pub async fn drive(
             }
             None => wire = stdin.map(Wire::Stdin),
         }
+    } else if stdio_session {
+        wire = stdin.map(Wire::Stdin);
     }
     let mut st = Loop {
         rec,
@@ -216,6 +230,8 @@ pub async fn drive(
         wall_clock,
         over_time: false,
         shutdown_seen: false,
+        stream,
+        close_deadline: None,
     };
     let first = st.session.open(prompt);
     if let Some(w) = st.wire.as_mut()
@@ -254,6 +270,17 @@ pub async fn drive(
                     }
                 }
                 msg
+            }
+            _ = async {
+                match st.close_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if st.close_deadline.is_some() => {
+                tracing::debug!(agent = %st.agent.id, "the agent did not exit once its session closed: terminating it");
+                st.close_deadline = None;
+                work.terminate();
+                None
             }
             op = next_op(opts, shutdown.as_mut(), guards) => {
                 st.handle(op, work.as_mut(), observer).await?;
@@ -519,7 +546,7 @@ impl Loop<'_> {
             let abort = self.session.interrupt();
             match self.wire.as_mut() {
                 // A live session: abort the turn; the session goes on.
-                Some(w) if !abort.is_empty() => {
+                Some(w) if self.stream && !abort.is_empty() => {
                     self.aborted_turn = Some(why);
                     if let Err(e) = w.write(abort).await {
                         tracing::warn!(agent = %self.agent.id, "could not abort the turn: {e}");
@@ -527,6 +554,16 @@ impl Loop<'_> {
                 }
                 _ => self.end(AgentStatus::Failed, &why, work)?,
             }
+        }
+        if !self.stream {
+            // A batch run spoken as a session ends with its one turn: its stdin closes and
+            // the agent exits (its end is recorded as a batch run's).
+            if self.wire.is_some() && self.session.take_turn_end() {
+                self.wire = None;
+                self.closed_by_us = true;
+                self.close_deadline = Some(tokio::time::Instant::now() + BATCH_CLOSE_GRACE);
+            }
+            return Ok(());
         }
         if self.wire.is_some() && self.session.take_turn_end() {
             let record = self.rec.end_turn(
