@@ -1,3 +1,4 @@
+mod acp;
 mod batch;
 mod cli;
 mod config_cmd;
@@ -11,5 +12,6 @@ mod review;
 mod serve;
 mod spawn_cli;
 mod stream;
+mod subagents;
 mod support;
 mod tree;

@@ -25,7 +25,7 @@ impl Gemini {
     pub fn settings(ctx: &LaunchContext<'_>) -> Value {
         let mut cfg = json!({
             "security": { "auth": { "selectedType": "gemini-api-key" } },
-            "general": { "disableAutoUpdate": true, "disableUpdateNag": true },
+            "general": { "enableAutoUpdate": false, "enableAutoUpdateNotification": false },
             "privacy": { "usageStatisticsEnabled": false },
             "telemetry": { "enabled": false },
         });
@@ -34,9 +34,14 @@ impl Gemini {
         }
         // Native subagents run outside Fracta's budgets: off unless the project allows them.
         if !ctx.project.allow_native_subagents {
+            // `enableAgents: false` loads no agents, but 0.61 still offers the model its
+            // `invoke_agent` tool: it is excluded too.
             merge_json(
                 &mut cfg,
-                &json!({ "experimental": { "enableAgents": false } }),
+                &json!({
+                    "experimental": { "enableAgents": false },
+                    "tools": { "exclude": ["invoke_agent"] },
+                }),
             );
         }
         cfg

@@ -100,7 +100,12 @@ impl OpenCode {
         if !cfg["permission"].is_object() {
             cfg["permission"] = json!({});
         }
-        cfg["permission"]["task"] = json!("deny");
+        // OpenCode's `task` tool (its subagents) unless the project allows native subagents.
+        cfg["permission"]["task"] = json!(if ctx.project.allow_native_subagents {
+            "allow"
+        } else {
+            "deny"
+        });
         cfg
     }
 }

@@ -217,6 +217,7 @@ fn is_fracta_tool(call: &Value) -> bool {
         || title.contains("(fracta MCP Server)")
         || title.starts_with("fracta_")
         || id.starts_with("mcp__fracta__")
+        || id.starts_with("mcp_fracta_")
         || id.starts_with("fracta__")
 }
 
@@ -461,7 +462,10 @@ impl AcpSession {
                 })])
             }
             Pending::New | Pending::Load => {
-                self.loading = false;
+                // A loaded session's history may still be replayed after the answer (Gemini
+                // CLI replays it without waiting): it goes on until the agent lists its
+                // commands, which both Gemini CLI and OpenCode do once a session is ready.
+                self.loading = kind == Pending::Load;
                 let sid = match (kind, str_at(result, "sessionId"), self.resume.clone()) {
                     (Pending::New, Some(s), _) => s.to_string(),
                     (Pending::Load, _, Some(s)) => s,
@@ -578,13 +582,44 @@ impl AcpSession {
             Some(r) => format!("permission allowed: {tool} (by {r})"),
             None => format!("permission denied: {tool} (not in project.allowed_tools)"),
         };
-        Parsed::known(vec![Event::Runtime(RuntimeEvent { name })])
+        // The model called a tool even when it is denied (Gemini CLI then says no more of
+        // it): a call, and a step, from its first word.
+        let mut events = self.flush();
+        events.extend(self.call_started(call));
+        events.push(Event::Runtime(RuntimeEvent { name }));
+        Parsed::known(events)
+    }
+
+    /// A tool call's start (a step), the first time it is seen.
+    fn call_started(&mut self, call: &Value) -> Vec<Event> {
+        let id = str_at(call, "toolCallId").unwrap_or("").to_string();
+        if self.calls.contains_key(&id) {
+            return vec![];
+        }
+        let name = str_at(call, "title")
+            .or_else(|| str_at(call, "kind"))
+            .unwrap_or("tool")
+            .to_string();
+        self.calls.insert(id.clone(), name.clone());
+        vec![
+            Event::Step(StepEvent {
+                phase: StepPhase::Started,
+            }),
+            Event::ToolCall(ToolCallEvent {
+                id: Some(id),
+                name,
+                input: call.get("rawInput").cloned().unwrap_or(Value::Null),
+            }),
+        ]
     }
 
     fn update(&mut self, update: &Value) -> Parsed {
         let kind = str_at(update, "sessionUpdate").unwrap_or("");
         if self.loading {
             // The history of a loaded session, replayed: recorded when it happened.
+            if kind == "available_commands_update" && self.session_id.is_some() {
+                self.loading = false;
+            }
             return Parsed::known(vec![]);
         }
         match kind {
@@ -625,21 +660,7 @@ impl AcpSession {
             "tool_call" | "tool_call_update" => {
                 let mut events = self.flush();
                 let id = str_at(update, "toolCallId").unwrap_or("").to_string();
-                let name = str_at(update, "title")
-                    .or_else(|| str_at(update, "kind"))
-                    .map(str::to_string);
-                if !self.calls.contains_key(&id) {
-                    let name = name.clone().unwrap_or_else(|| "tool".into());
-                    self.calls.insert(id.clone(), name.clone());
-                    events.push(Event::Step(StepEvent {
-                        phase: StepPhase::Started,
-                    }));
-                    events.push(Event::ToolCall(ToolCallEvent {
-                        id: Some(id.clone()),
-                        name,
-                        input: update.get("rawInput").cloned().unwrap_or(Value::Null),
-                    }));
-                }
+                events.extend(self.call_started(update));
                 let status = str_at(update, "status").unwrap_or("");
                 if matches!(status, "completed" | "failed") && self.finished.insert(id.clone()) {
                     let output = content_text(update.get("content"))

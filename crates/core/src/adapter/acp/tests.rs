@@ -127,6 +127,12 @@ fn resume_loads_the_session_or_says_why_it_cannot() {
     let prompt = sent(&s.take_output());
     assert_eq!(prompt[0]["method"], "session/prompt");
     assert_eq!(prompt[0]["params"]["sessionId"], "S1");
+    // Gemini CLI replays the history after its answer, until it lists its commands.
+    s.parse_line(r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"S1","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"OLD"}}}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"S1","update":{"sessionUpdate":"available_commands_update","availableCommands":[]}}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"S1","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"NEW"}}}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","id":3,"result":{"stopReason":"end_turn"}}"#);
+    assert_eq!(s.outcome().result.as_deref(), Some("NEW"));
 
     let mut s = AcpSession::new(Some("S1"), init(&[]));
     s.open("again");
