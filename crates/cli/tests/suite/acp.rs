@@ -24,17 +24,17 @@ fn script() -> Script {
       tool_calls:
         - { name: run_shell_command, input: { command: "touch made.txt" } }
         - { name: run_shell_command, input: { command: "git tag acp-tag" } }
-  - name: loop
-    when: { contains: "loop forever", anywhere: true, has_tools: true }
-    repeat: true
-    reply:
-      tool_calls: [{ name: run_shell_command, input: { command: "git status" } }]
   - when: { contains: "first turn", has_tools: true }
     reply: "ANSWER-ONE"
   - when: { contains: "second turn", has_tools: true }
     reply: "ANSWER-TWO"
   - when: { contains: "third turn", has_tools: true }
     reply: "ANSWER-THREE"
+  - name: loop
+    when: { contains: "loop forever", anywhere: true, has_tools: true }
+    repeat: true
+    reply:
+      tool_calls: [{ name: run_shell_command, input: { command: "git status" } }]
 fallback: "fine"
 "#,
         "acp",
@@ -378,4 +378,51 @@ fn a_gemini_parent_spawns_a_codex_child() {
 #[test]
 fn a_claude_parent_spawns_a_gemini_child() {
     tree("claude", "name: mcp__fracta__spawn", "gemini");
+}
+
+/// In a stream session, a turn past `max_steps` is cancelled (`session/cancel`) with the
+/// reason recorded, and the session takes its next turn.
+#[test]
+fn a_gemini_session_turn_past_max_steps_is_cancelled_and_the_session_goes_on() {
+    let p = Project::with_acp(script(), "      max_steps: 3\n");
+    let mut child = p
+        .command(&[
+            "spawn",
+            "--mode",
+            "stream",
+            "--json",
+            "--runtime",
+            "gemini",
+            "--task",
+            "loop",
+            "--prompt",
+            "loop forever",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"second turn\n").unwrap();
+    }
+    let status = wait_child(&mut child, Duration::from_secs(180));
+    let out = child.wait_with_output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status.success(),
+        "{v:#} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = events_of(&p, &v);
+    assert_eq!(v["result"], "ANSWER-TWO", "{v:#} {events:#?}");
+    assert!(
+        events.iter().any(|e| e["kind"] == "error"
+            && e["payload"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("more than 3 steps (max_steps)")),
+        "{events:#?}"
+    );
 }

@@ -159,12 +159,13 @@ struct Loop<'r> {
     shutdown_seen: bool,
     /// A stream session (else a batch run, maybe spoken as a one-turn session).
     stream: bool,
-    /// A one-turn session whose stdin Fracta closed is terminated if it has not ended by then.
+    /// A session whose stdin Fracta closed is terminated if it has not ended by then.
     close_deadline: Option<tokio::time::Instant>,
 }
 
-/// How long an agent whose one-turn session ended may take to exit once its stdin is closed.
-pub const BATCH_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long an agent may take to exit once Fracta closed its stdin (its session is over).
+/// Gemini CLI 0.61, for one, stays up for minutes after a cancelled turn.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Drive a launched agent to its end: its session protocol (a stream) or its output (a
 /// batch run); ops as they come; then record how it ended. `work` is what runs it: a local
@@ -277,7 +278,7 @@ pub async fn drive(
                     None => std::future::pending().await,
                 }
             }, if st.close_deadline.is_some() => {
-                tracing::debug!(agent = %st.agent.id, "the agent did not exit once its session closed: terminating it");
+                tracing::info!(agent = %st.agent.id, "the agent did not exit within {} s of its stdin closing: terminating it", CLOSE_GRACE.as_secs());
                 st.close_deadline = None;
                 work.terminate();
                 None
@@ -399,8 +400,11 @@ impl Loop<'_> {
         if let Some(w) = self.wire.take() {
             self.closed_by_us = true;
             match w {
-                // The CLI ends on its own once its input ends.
-                Wire::Stdin(w) => drop(w),
+                // The CLI ends on its own once its input ends; if it does not, it is ended.
+                Wire::Stdin(w) => {
+                    drop(w);
+                    self.close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
                 Wire::Channel(tx) => {
                     drop(tx);
                     work.terminate();
@@ -561,7 +565,7 @@ impl Loop<'_> {
             if self.wire.is_some() && self.session.take_turn_end() {
                 self.wire = None;
                 self.closed_by_us = true;
-                self.close_deadline = Some(tokio::time::Instant::now() + BATCH_CLOSE_GRACE);
+                self.close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             }
             return Ok(());
         }

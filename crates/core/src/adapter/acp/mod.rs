@@ -300,6 +300,8 @@ pub struct AcpSession {
     message: String,
     message_id: Option<String>,
     thought: String,
+    /// Usage an agent reports in its updates' `_meta` (Qwen Code), summed over the turn.
+    meta_usage: UsageEvent,
     /// Tool calls seen (started), and those finished.
     calls: BTreeMap<String, String>,
     finished: BTreeSet<String>,
@@ -326,6 +328,7 @@ impl AcpSession {
             message: String::new(),
             message_id: None,
             thought: String::new(),
+            meta_usage: UsageEvent::default(),
             calls: BTreeMap::new(),
             finished: BTreeSet::new(),
             output: Vec::new(),
@@ -354,6 +357,7 @@ impl AcpSession {
         self.outcome.error = None;
         self.outcome.success = None;
         self.outcome.usage = UsageEvent::default();
+        self.meta_usage = UsageEvent::default();
         vec![self.request(
             "session/prompt",
             PromptParams {
@@ -506,6 +510,12 @@ impl AcpSession {
                     ),
                     cost_usd: None,
                 };
+                // Qwen Code reports usage per model call, in its chunks' `_meta`.
+                let usage = if usage.input_tokens == 0 && usage.output_tokens == 0 {
+                    std::mem::take(&mut self.meta_usage)
+                } else {
+                    usage
+                };
                 self.outcome.usage = usage.clone();
                 events.push(Event::Usage(usage));
                 let stop = str_at(result, "stopReason").unwrap_or("end_turn");
@@ -621,6 +631,12 @@ impl AcpSession {
                 self.loading = false;
             }
             return Parsed::known(vec![]);
+        }
+        if let Some(u) = update.pointer("/_meta/usage") {
+            let m = &mut self.meta_usage;
+            m.input_tokens += first_u64(u, &["/inputTokens"]);
+            m.output_tokens += first_u64(u, &["/outputTokens"]);
+            m.cached_tokens += first_u64(u, &["/cachedReadTokens"]);
         }
         match kind {
             "agent_message_chunk" => {

@@ -182,3 +182,21 @@ fn tool_calls_plans_and_cancel() {
     assert_eq!(ans[0]["id"], 7);
     assert_eq!(ans[0]["error"]["code"], -32601);
 }
+
+/// Qwen Code (seen with 0.15.10 over ACP) reports usage in its chunks' `_meta`.
+#[test]
+fn usage_from_the_updates_meta() {
+    let mut s = AcpSession::new(None, init(&[]));
+    s.open("go");
+    s.parse_line(r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":1}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","id":2,"result":{"sessionId":"S"}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"S","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":"hi"}}}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"S","update":{"sessionUpdate":"agent_message_chunk","content":{"type":"text","text":""},"_meta":{"usage":{"inputTokens":19304,"outputTokens":3,"totalTokens":19307,"thoughtTokens":0,"cachedReadTokens":7}}}}}"#);
+    s.parse_line(r#"{"jsonrpc":"2.0","id":3,"result":{"stopReason":"end_turn"}}"#);
+    let u = &s.outcome().usage;
+    assert_eq!(
+        (u.input_tokens, u.output_tokens, u.cached_tokens),
+        (19304, 3, 7)
+    );
+    assert_eq!(s.outcome().result.as_deref(), Some("hi"));
+}
