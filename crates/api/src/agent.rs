@@ -35,7 +35,7 @@ pub struct AgentView {
     pub task: String,
     /// The configured runtime's name.
     pub runtime: String,
-    /// `claude`, `codex` or `opencode`.
+    /// `claude`, `codex`, `opencode`, `gemini` or `acp`.
     pub adapter: String,
     pub mode: AgentMode,
     pub model: Option<String>,

@@ -471,6 +471,15 @@ fn check_runtime_rules(
             .with_help("bind the secret with `type: bearer_env` and an `auth_origin` instead"),
         );
     }
+    if rt.adapter == AdapterKind::Acp && rt.command.is_none() {
+        diags.push(
+            Diagnostic::error(format!(
+                "runtime `{name}` uses adapter `acp`, which needs the `command` that starts the agent"
+            ))
+            .at_key(ctx, &format!("{base}.adapter"))
+            .with_help("set `command:` (and `args:`), e.g. `command: opencode` with `args: [acp]`, or `command: qwen` with `args: [--acp]`"),
+        );
+    }
     if rt.adapter == AdapterKind::Opencode
         && let (Some(Binding::BearerEnv { auth_origin, .. }), Some((pname, p))) = (binding, profile)
         && let Some(origin) = p.auth_origins.get(auth_origin)

@@ -378,13 +378,20 @@ pub enum AdapterKind {
     Claude,
     Codex,
     Opencode,
+    /// Gemini CLI, over the Agent Client Protocol (`gemini --acp`).
+    Gemini,
+    /// Any agent that speaks the Agent Client Protocol on its stdio; the runtime's
+    /// `command` and `args` start it (e.g. `opencode` with `args: [acp]`).
+    Acp,
 }
 
 impl AdapterKind {
-    pub const ALL: [AdapterKind; 3] = [
+    pub const ALL: [AdapterKind; 5] = [
         AdapterKind::Claude,
         AdapterKind::Codex,
         AdapterKind::Opencode,
+        AdapterKind::Gemini,
+        AdapterKind::Acp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -392,6 +399,8 @@ impl AdapterKind {
             AdapterKind::Claude => "claude",
             AdapterKind::Codex => "codex",
             AdapterKind::Opencode => "opencode",
+            AdapterKind::Gemini => "gemini",
+            AdapterKind::Acp => "acp",
         }
     }
 }
@@ -946,6 +955,12 @@ pub struct Project {
     /// Tools agents may use without asking (Claude permission rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_tools: Vec<String>,
+    /// Let agents use their CLI's own subagents (Claude Code's Task/Agent tool, Codex's
+    /// multi-agent tools, OpenCode's `task`, Gemini CLI's subagents). Default false: a
+    /// native subagent runs outside Fracta's budgets and records, so children are spawned
+    /// through Fracta's MCP gateway instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_native_subagents: bool,
 }
 
 /// The message the seed gives for `command_output.command` written as a string.

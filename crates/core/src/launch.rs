@@ -41,6 +41,21 @@ pub struct LaunchSpec {
     /// writable volume of its own.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub state_env: Vec<EnvFile>,
+    /// What the session protocol needs besides turns (ACP: the folder, the MCP servers with
+    /// the agent's token, the tool rules), handed to the adapter's session. Never serialized:
+    /// it may hold the agent's token.
+    #[serde(skip)]
+    pub session_init: Option<SessionInit>,
+}
+
+/// A session's init (see [`LaunchSpec::session_init`]); its `Debug` shows none of it.
+#[derive(Clone, Default)]
+pub struct SessionInit(pub serde_json::Value);
+
+impl std::fmt::Debug for SessionInit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionInit(..)")
+    }
 }
 
 /// A session's server as a backend that runs it elsewhere serves it.

@@ -196,10 +196,14 @@ pub fn locate_binary(
     rt: &RuntimeEntry,
     adapter: &dyn Adapter,
 ) -> Result<PathBuf, String> {
-    let install = format!(
-        "install it with `npm ci` in the Fracta repository (pinned in package.json), or `npm install -g {}`, or set `command:` on the runtime",
-        adapter.npm_package()
-    );
+    let install = if rt.adapter == fracta_config::AdapterKind::Acp {
+        "install the agent, or set the runtime's `command:` to where it is".to_string()
+    } else {
+        format!(
+            "install it with `npm ci` in the Fracta repository (pinned in package.json), or `npm install -g {}`, or set `command:` on the runtime",
+            adapter.npm_package()
+        )
+    };
     let name = rt
         .command
         .clone()
@@ -224,7 +228,9 @@ pub fn locate_binary(
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    if rt.command.is_none() {
+    // A generic ACP runtime names its agent's CLI in `command`; the project's pinned CLIs
+    // are candidates for it too.
+    if rt.command.is_none() || rt.adapter == fracta_config::AdapterKind::Acp {
         let mut roots: Vec<PathBuf> = cfg.dir.canonicalize().ok().into_iter().collect();
         if let Ok(exe) = std::env::current_exe() {
             roots.push(exe);
@@ -279,6 +285,24 @@ mod tests {
             cfg,
             fracta_state::SqliteStore::open_in_memory().unwrap(),
         )
+    }
+
+    /// A generic ACP runtime's missing agent is named by its `command`, with no npm advice.
+    #[test]
+    fn a_missing_acp_agent_is_named_by_its_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    q:\n      adapter: acp\n      command: no-such-acp-agent-xyz\n      args: [--acp]\n",
+            &dir.path().join("fracta.yaml"),
+        )
+        .unwrap();
+        let rt = runtime(&cfg, "q").unwrap();
+        let e = locate_binary(&cfg, rt, crate::adapter::adapter_for(rt.adapter)).unwrap_err();
+        assert!(e.contains("`no-such-acp-agent-xyz`"), "{e}");
+        assert!(
+            e.contains("set the runtime's `command:`") && !e.contains("npm"),
+            "{e}"
+        );
     }
 
     /// An explicit `--tier` the runtime does not map is an error naming the tiers it has

@@ -105,6 +105,16 @@ impl Runner {
     pub fn prepare(&self, req: &SpawnRequest) -> Result<Prepared, RunError> {
         let p = resolve::prepare(&self.cfg, self.store.as_ref(), req)?;
         if self.on_kubernetes()
+            && let Ok(rt) = resolve::runtime(&self.cfg, &p.runtime_name)
+            && adapter_for(rt.adapter).capabilities().stdio_session
+        {
+            return Err(RunError::Usage(format!(
+                "runtime `{}` cannot run on Kubernetes: {}",
+                p.runtime_name,
+                crate::adapter::acp::NOT_ON_KUBERNETES
+            )));
+        }
+        if self.on_kubernetes()
             && p.agent.mode == fracta_state::Mode::Stream
             && let Ok(rt) = resolve::runtime(&self.cfg, &p.runtime_name)
             && !adapter_for(rt.adapter).capabilities().stream_on_kubernetes
@@ -310,6 +320,7 @@ impl Runner {
                 files: &[],
                 wall_clock,
                 max_steps: adapter.capabilities().max_steps(&rt),
+                session_init: None,
             },
             workload,
             opts,
@@ -612,6 +623,7 @@ impl Runner {
                 files: &spec.files,
                 wall_clock,
                 max_steps: adapter.capabilities().max_steps(&rt),
+                session_init: spec.session_init.as_ref().map(|i| &i.0),
             },
             Box::new(proc),
             opts,

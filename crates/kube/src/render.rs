@@ -417,6 +417,13 @@ pub fn render_with(
         .ok_or_else(|| RenderError::Refused(format!("unknown runtime `{}`", agent.runtime)))?;
     let stream = agent.mode == Mode::Stream;
     let adapter = fracta_core::adapter::adapter_for(rt.adapter);
+    if adapter.capabilities().stdio_session {
+        return Err(RenderError::Refused(format!(
+            "runtime `{}` cannot run on Kubernetes: {}",
+            agent.runtime,
+            fracta_core::adapter::acp::NOT_ON_KUBERNETES
+        )));
+    }
     if stream && !adapter.capabilities().stream_on_kubernetes {
         return Err(RenderError::Refused(format!(
             "runtime `{}`: {}",

@@ -224,6 +224,28 @@ fn claude_stream_on_kubernetes_is_refused() {
     assert!(e.to_string().contains("run locally only"), "{e}");
 }
 
+/// An ACP agent talks over its stdio, which a Pod does not offer: rendering one, in batch or
+/// stream mode, is refused with the reason.
+#[test]
+fn acp_runtimes_on_kubernetes_are_refused_with_the_reason() {
+    let text = CONFIG.replace(
+        "agents:\n  agent_runtimes:\n",
+        "agents:\n  agent_runtimes:\n    gemini:\n      adapter: gemini\n    qwen:\n      adapter: acp\n      command: qwen\n      args: [--acp]\n",
+    );
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    for (rt, mode) in [("gemini", Mode::Batch), ("qwen", Mode::Stream)] {
+        let adapter = if rt == "qwen" { "acp" } else { rt };
+        let e = render(&cfg, &agent(rt, adapter, mode, None), "agents").unwrap_err();
+        assert!(matches!(e, RenderError::Refused(_)));
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("runtime `{rt}` cannot run on Kubernetes"))
+                && msg.contains("stdin/stdout"),
+            "{msg}"
+        );
+    }
+}
+
 #[test]
 fn a_resolver_the_default_image_lacks_is_refused() {
     let text = CONFIG

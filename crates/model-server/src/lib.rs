@@ -42,6 +42,8 @@
 //! - `POST /v1/messages` (Anthropic, SSE when `"stream": true`),
 //!   `POST /v1/messages/count_tokens`, `GET /v1/models`.
 //! - `POST /v1/responses` (OpenAI Responses), `POST /v1/chat/completions`.
+//! - `POST /v1beta/models/{model}:generateContent`, `:streamGenerateContent` (Gemini; SSE
+//!   `data:` chunks), `:countTokens`.
 //! - The same paths without the `/v1` prefix.
 //! - Control API (not recorded): `GET /_fracta/health`, `GET|DELETE /_fracta/requests`,
 //!   `GET|PUT /_fracta/script` (YAML or JSON), `POST /_fracta/release/{name}`,
@@ -50,6 +52,7 @@
 
 mod anthropic;
 mod error;
+mod gemini;
 mod openai;
 pub mod script;
 mod server;

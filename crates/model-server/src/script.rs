@@ -98,6 +98,8 @@ pub enum Api {
     /// OpenAI Chat Completions API (`/v1/chat/completions`).
     #[serde(rename = "openai_chat")]
     OpenAiChat,
+    /// Gemini API (`/v1beta/models/{model}:generateContent`, `:streamGenerateContent`).
+    Gemini,
 }
 
 impl Api {
@@ -107,6 +109,7 @@ impl Api {
             Api::Anthropic => "anthropic",
             Api::OpenAi => "openai",
             Api::OpenAiChat => "openai_chat",
+            Api::Gemini => "gemini",
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::error::ServerError;
 use crate::script::{Api, Reply, Script};
 use crate::wire::{self, Ctx, Ids, Stream};
-use crate::{anthropic, openai};
+use crate::{anthropic, gemini, openai};
 
 /// Largest request body accepted (agent requests with long histories are big).
 const MAX_BODY: usize = 256 * 1024 * 1024;
@@ -67,8 +67,12 @@ impl RecordedRequest {
     }
 
     /// The request's `model` field.
+    /// The request's model: its body's `model`, or for the Gemini API the one its path names.
     pub fn model(&self) -> Option<&str> {
-        self.body.get("model").and_then(Value::as_str)
+        self.body
+            .get("model")
+            .and_then(Value::as_str)
+            .or_else(|| gemini::model_of(&self.path))
     }
 }
 
@@ -517,6 +521,25 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
     };
 
     let trimmed = path.trim_end_matches('/');
+    // The Gemini API: `/v1beta/models/NAME:METHOD`.
+    if method == Method::POST
+        && let Some((_, call)) = trimmed
+            .strip_prefix("/v1beta")
+            .or_else(|| trimmed.strip_prefix("/v1"))
+            .and_then(gemini::route)
+    {
+        match call {
+            "generateContent" | "streamGenerateContent" => {
+                return model_request(&s, rec, Api::Gemini).await;
+            }
+            "countTokens" => {
+                let v = gemini::count_tokens(&rec.body);
+                s.record(rec);
+                return json_response(StatusCode::OK, &v);
+            }
+            _ => {}
+        }
+    }
     let route = trimmed.strip_prefix("/v1").unwrap_or(trimmed);
     let is_get = method == Method::GET || method == Method::HEAD;
     match (is_get, method == Method::POST, route) {
@@ -608,6 +631,9 @@ fn error_response(
                 .or(dcode.map(str::to_string));
             openai::error_body(&ty, message, code.as_deref())
         }
+        Api::Gemini => {
+            gemini::error_body(status, message, reply.and_then(|r| r.error_type.as_deref()))
+        }
     };
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = json_response(code, &body);
@@ -633,7 +659,20 @@ fn error_response(
 
 async fn model_request(s: &Arc<Shared>, mut rec: RecordedRequest, api: Api) -> Response {
     rec.api = Some(api);
-    let (rule, reply) = s.select(api, &rec.body);
+    // The Gemini API names the model and streaming in the path: matching and replies see
+    // them as the other APIs' body fields.
+    let gemini_stream = rec.path.ends_with(":streamGenerateContent");
+    let view = match (api, rec.model().map(str::to_string), &rec.body) {
+        (Api::Gemini, model, Value::Object(m)) => {
+            let mut m = m.clone();
+            m.insert("model".into(), json!(model));
+            m.insert("stream".into(), json!(gemini_stream));
+            Some(Value::Object(m))
+        }
+        _ => None,
+    };
+    let body = view.as_ref().unwrap_or(&rec.body);
+    let (rule, reply) = s.select(api, body);
     rec.rule = rule;
     let Some(reply) = reply else {
         let last = wire::last_user_text(&rec.body).unwrap_or_default();
@@ -649,17 +688,13 @@ async fn model_request(s: &Arc<Shared>, mut rec: RecordedRequest, api: Api) -> R
         return error_response(api, 500, &msg, None);
     };
     rec.status = reply.error.as_ref().map_or(200, |e| e.status);
-    let stream_requested = rec
-        .body
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let stream_requested = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = rec
         .body
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let ctx = Ctx::new(&reply, &rec.body);
+    let ctx = Ctx::new(&reply, body);
     s.record(rec);
 
     if let Some(ms) = reply.delay_ms
@@ -685,6 +720,7 @@ async fn model_request(s: &Arc<Shared>, mut rec: RecordedRequest, api: Api) -> R
             Api::Anthropic => anthropic::stream(&ctx, &s.ids),
             Api::OpenAi => openai::response_stream(&ctx, &s.ids),
             Api::OpenAiChat => openai::chat_stream(&ctx, &s.ids, include_usage),
+            Api::Gemini => gemini::stream(&ctx, &s.ids),
         };
         return sse_response(s.clone(), stream, &reply);
     }
@@ -693,6 +729,7 @@ async fn model_request(s: &Arc<Shared>, mut rec: RecordedRequest, api: Api) -> R
         Api::Anthropic => anthropic::message(&ctx, &s.ids),
         Api::OpenAi => openai::response(&ctx, &s.ids),
         Api::OpenAiChat => openai::chat(&ctx, &s.ids),
+        Api::Gemini => gemini::response(&ctx, &s.ids),
     };
     if let Some(name) = &reply.hold
         && !s.hold(name, std::future::pending()).await

@@ -166,9 +166,13 @@ pub(crate) fn chunks(s: &str) -> Vec<String> {
 
 /// The text of the last user-side message of a request: the last user message
 /// or tool result in `messages` (Anthropic, Chat Completions) or `input`
-/// (Responses; a plain string input counts as the user message).
+/// (Responses; a plain string input counts as the user message) or `contents` (Gemini: a
+/// `user` turn's text parts and function responses).
 pub fn last_user_text(body: &Value) -> Option<String> {
-    let list = body.get("messages").or_else(|| body.get("input"))?;
+    let list = body
+        .get("messages")
+        .or_else(|| body.get("input"))
+        .or_else(|| body.get("contents"))?;
     if let Value::String(s) = list {
         return Some(s.clone());
     }
@@ -179,7 +183,7 @@ pub fn last_user_text(body: &Value) -> Option<String> {
         matches!(role, Some("user") | Some("tool")) || ty.ends_with("_output")
     })?;
     let mut out = Vec::new();
-    for key in ["content", "output", "text"] {
+    for key in ["content", "output", "text", "parts"] {
         if let Some(v) = item.get(key) {
             collect_message_text(v, &mut out);
         }
@@ -192,7 +196,11 @@ fn collect_message_text(v: &Value, out: &mut Vec<String>) {
         Value::String(s) => out.push(s.clone()),
         Value::Array(a) => a.iter().for_each(|x| collect_message_text(x, out)),
         Value::Object(m) => {
-            for key in ["text", "content", "output"] {
+            // A thought of the model's is not the user's text.
+            if m.get("thought").and_then(Value::as_bool) == Some(true) {
+                return;
+            }
+            for key in ["text", "content", "output", "functionResponse", "response"] {
                 if let Some(x) = m.get(key) {
                     collect_message_text(x, out);
                 }
@@ -306,6 +314,12 @@ mod tests {
         ]});
         assert_eq!(last_user_text(&chat).unwrap(), "question");
         assert_eq!(last_user_text(&json!({"x": 1})), None);
+        let gemini = json!({"contents": [
+            {"role": "user", "parts": [{"text": "list it"}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "ls", "args": {}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "ls", "response": {"output": "a.txt"}}}]}
+        ]});
+        assert_eq!(last_user_text(&gemini).unwrap(), "a.txt");
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl FractaMcp {
     }
 
     #[tool(
-        description = "Start a child agent on a task, with any configured runtime (claude, codex, opencode). Returns the new agent's id at once; with wait=true, waits for it to finish and returns its result. Budgets (depth, children, wall clock) can only be lowered."
+        description = "Start a child agent on a task, with any runtime configured in fracta.yaml (by its name: e.g. claude, codex, opencode, gemini). Returns the new agent's id at once; with wait=true, waits for it to finish and returns its result. Budgets (depth, children, wall clock) can only be lowered."
     )]
     async fn spawn(
         &self,

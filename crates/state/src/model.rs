@@ -176,7 +176,7 @@ pub struct AgentRecord {
     pub task: String,
     /// Configured runtime name.
     pub runtime: String,
-    /// `claude`, `codex` or `opencode`.
+    /// `claude`, `codex`, `opencode`, `gemini` or `acp`.
     pub adapter: String,
     pub mode: Mode,
     pub model: Option<String>,

@@ -287,6 +287,57 @@ agents:
     );
 }
 
+/// Gemini CLI's `GEMINI_API_KEY` through `bearer_env`: the secret from Fracta's environment
+/// reaches the Gemini API as its `x-goog-api-key`, and nowhere in Fracta's records.
+#[test]
+fn gemini_bearer_env_from_secret_env_reaches_the_model() {
+    let p = Project::new(script("fallback: \"ok from gemini\"\n"));
+    write_config(
+        &p,
+        r#"auth:
+  credentials:
+    profiles:
+      google:
+        auth_origins:
+          gemini:
+            type: secret_env
+            scope: any
+            env_name: SEEDED_GEMINI_FOR_TEST
+        default_binding:
+          type: bearer_env
+          auth_origin: gemini
+          env_name: GEMINI_API_KEY
+agents:
+  agent_runtimes:
+    gemini:
+      adapter: gemini
+      model: gemini-2.5-pro
+      auth_profile: google
+      env:
+        GOOGLE_GEMINI_BASE_URL: "{URL}"
+"#,
+    );
+    let out = p
+        .command(&["spawn", "--json", "--task", "k", "--prompt", "hello"])
+        .env("SEEDED_GEMINI_FOR_TEST", "GM-BEARER-77")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["result"], "ok from gemini", "{v:#}");
+    let reqs = p.requests();
+    assert!(
+        !reqs.is_empty()
+            && reqs
+                .iter()
+                .all(|r| header(r, "x-goog-api-key").as_deref() == Some("GM-BEARER-77")),
+        "{:#?}",
+        reqs.iter().map(|r| &r.headers).collect::<Vec<_>>()
+    );
+    let logs = p.run(&["logs", v["id"].as_str().unwrap(), "--json"]);
+    assert!(!String::from_utf8_lossy(&logs.stdout).contains("GM-BEARER-77"));
+}
+
 /// Each failure refuses the spawn before the CLI starts, names what is wrong, and leaves no
 /// agent running.
 #[test]

@@ -20,7 +20,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Fail with instructions when the pinned CLIs are not installed.
 pub fn require_clis() {
-    for b in ["claude", "codex", "opencode"] {
+    for b in ["claude", "codex", "opencode", "gemini"] {
         let p = repo_root().join("node_modules/.bin").join(b);
         assert!(
             p.exists(),
@@ -91,6 +91,39 @@ project:
     )
 }
 
+/// The ACP runtimes of `Project::with_acp`, pointed at the model server at `url`.
+pub fn acp_runtimes(url: &str, extra: &str) -> String {
+    let opencode = serde_json::json!({
+        "model": "fake/m",
+        "permission": { "task": "deny" },
+        "provider": { "fake": {
+            "npm": "@ai-sdk/anthropic",
+            "options": { "baseURL": format!("{url}/v1"), "apiKey": "sk-oc-test" },
+            "models": { "m": { "name": "m" } },
+        } },
+    });
+    format!(
+        r#"    gemini:
+      adapter: gemini
+      model: gemini-2.5-pro
+      env:
+        GOOGLE_GEMINI_BASE_URL: {url}
+        GEMINI_API_KEY: gm-test-key
+{extra}
+    opencode-acp:
+      adapter: acp
+      command: opencode
+      args: [acp]
+      env:
+        OPENCODE_DISABLE_MODELS_FETCH: "1"
+        OPENCODE_DISABLE_AUTOUPDATE: "1"
+        NPM_CONFIG_OFFLINE: "true"
+        OPENCODE_CONFIG_CONTENT: '{opencode}'
+{extra}
+"#
+    )
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
@@ -109,6 +142,17 @@ impl Project {
     /// A git project with one commit on `main`, and a model server running `script`.
     pub fn new(script: Script) -> Project {
         Self::with_keys(script, "")
+    }
+
+    /// A project whose config also has the ACP runtimes: `gemini` (Gemini CLI) and
+    /// `opencode-acp` (`opencode acp` through the generic ACP adapter), with `extra` keys on
+    /// every runtime entry.
+    pub fn with_acp(script: Script, extra: &str) -> Project {
+        let p = Self::with_keys(script, extra);
+        let acp = acp_runtimes(&p.url, extra);
+        let text = config(&p.url, extra).replace("\nproject:\n", &format!("\n{acp}project:\n"));
+        std::fs::write(p.path().join("fracta.yaml"), text).unwrap();
+        p
     }
 
     /// Like `new`, with extra YAML keys added to every runtime entry (indented 6 spaces).

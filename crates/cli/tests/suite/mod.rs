@@ -1,3 +1,4 @@
+mod acp;
 mod batch;
 mod browser;
 mod cli;
@@ -14,6 +15,7 @@ mod review;
 mod serve;
 mod spawn_cli;
 mod stream;
+mod subagents;
 mod support;
 mod tree;
 mod view;

@@ -290,3 +290,29 @@ fn a_claude_stream_spawn_on_kubernetes_is_refused_with_the_seeds_reason() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("K8s stream N/A for claude"), "{out}");
 }
+
+/// An ACP agent talks over its stdio, which a Pod does not offer: a spawn (batch as well as
+/// stream) and a render of one on the Kubernetes backend are refused with the reason.
+#[test]
+fn an_acp_spawn_or_render_on_kubernetes_is_refused_with_the_reason() {
+    let p = Project::new();
+    p.write(
+        "fracta.yaml",
+        CONFIG.replace(
+            "  agent_runtimes:\n",
+            "  agent_runtimes:\n    gemini:\n      adapter: gemini\n",
+        ),
+    );
+    for cmd in ["spawn", "render"] {
+        let out = p
+            .fracta([cmd, "--runtime", "gemini", "--task", "t", "--prompt", "hi"])
+            .run();
+        assert_eq!(out.code, 2, "{cmd}: {out}");
+        assert!(
+            out.stderr
+                .contains("runtime `gemini` cannot run on Kubernetes")
+                && out.stderr.contains("stdin/stdout"),
+            "{cmd}: {out}"
+        );
+    }
+}

@@ -26,6 +26,9 @@ const QUIET_ENV: &[(&str, &str)] = &[
     ("DISABLE_ERROR_REPORTING", "1"),
 ];
 
+/// Claude Code's subagent tool, by its names.
+pub const NATIVE_SUBAGENT_TOOLS: [&str; 2] = ["Task", "Agent"];
+
 impl Claude {
     /// `.claude/settings.json`: permissions from `project.allowed_tools`, the API key helper
     /// projection, merged with the runtime's `native_config`.
@@ -45,6 +48,15 @@ impl Claude {
         }
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut settings, native);
+        }
+        // Claude Code's own subagents (its `Task` tool, `Agent` in newer releases) run
+        // outside Fracta's budgets: denied, which keeps them from the model, unless the
+        // project allows them.
+        if !ctx.project.allow_native_subagents {
+            merge_json(
+                &mut settings,
+                &json!({ "permissions": { "deny": NATIVE_SUBAGENT_TOOLS } }),
+            );
         }
         settings
     }
@@ -79,6 +91,7 @@ impl Adapter for Claude {
             default_max_steps: None,
             networked_session: false,
             pod_port: None,
+            stdio_session: false,
         }
     }
 

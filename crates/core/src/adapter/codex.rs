@@ -84,6 +84,16 @@ impl Codex {
         if let Some(native) = &ctx.runtime.native_config {
             merge_json(&mut cfg, native);
         }
+        // Codex's multi-agent tools (`spawn_agent`, …, offered as the `multi_agent_v1`
+        // namespace) run subagents outside Fracta's budgets: off unless the project allows
+        // them.
+        // (A native_config that is no table stays as it is, to be refused as such.)
+        if !ctx.project.allow_native_subagents && cfg.is_object() {
+            merge_json(
+                &mut cfg,
+                &json!({ "features": { "multi_agent": false, "multi_agent_v2": false } }),
+            );
+        }
         cfg
     }
 
@@ -142,6 +152,7 @@ impl Adapter for Codex {
             default_max_steps: None,
             networked_session: over_ws(),
             pod_port: Some(8080),
+            stdio_session: false,
         }
     }
 

@@ -3,9 +3,11 @@
 //!
 //! Adding a runtime = one module here and one line in [`adapter_for`].
 
+pub mod acp;
 pub mod claude;
 pub mod codex;
 pub mod codex_app;
+pub mod gemini;
 pub mod opencode;
 
 use std::collections::BTreeMap;
@@ -162,6 +164,9 @@ pub struct Capabilities {
     pub networked_session: bool,
     /// The port its session's server listens on in a Pod (the seed's), if it has one.
     pub pod_port: Option<u16>,
+    /// Its batch run is a session spoken over stdio too (ACP): one turn, then its stdin is
+    /// closed. Such a runtime cannot run in a Pod (no stdio to speak over there).
+    pub stdio_session: bool,
 }
 
 impl Capabilities {
@@ -212,6 +217,16 @@ pub trait Adapter: Send + Sync {
         let _ = resume_token;
         Box::new(BatchParser(self.parser()))
     }
+    /// The session of a launch whose spec carries a `session_init` (what the protocol needs
+    /// besides turns: ACP's folder, MCP servers, tool rules).
+    fn session_for(
+        &self,
+        resume_token: Option<&str>,
+        init: Option<&Value>,
+    ) -> Box<dyn StreamSession> {
+        let _ = init;
+        self.stream_session(resume_token)
+    }
     fn parser(&self) -> Box<dyn EventParser>;
 }
 
@@ -239,6 +254,8 @@ pub fn adapter_for(kind: AdapterKind) -> &'static dyn Adapter {
         AdapterKind::Claude => &claude::Claude,
         AdapterKind::Codex => &codex::Codex,
         AdapterKind::Opencode => &opencode::OpenCode,
+        AdapterKind::Gemini => &gemini::Gemini,
+        AdapterKind::Acp => &acp::Acp,
     }
 }
 

@@ -100,7 +100,12 @@ impl OpenCode {
         if !cfg["permission"].is_object() {
             cfg["permission"] = json!({});
         }
-        cfg["permission"]["task"] = json!("deny");
+        // OpenCode's `task` tool (its subagents) unless the project allows native subagents.
+        cfg["permission"]["task"] = json!(if ctx.project.allow_native_subagents {
+            "allow"
+        } else {
+            "deny"
+        });
         cfg
     }
 }
@@ -125,6 +130,7 @@ impl Adapter for OpenCode {
             default_max_steps: Some(super::DEFAULT_MAX_STEPS),
             networked_session: true,
             pod_port: Some(4096),
+            stdio_session: false,
         }
     }
 
@@ -240,6 +246,7 @@ impl Adapter for OpenCode {
                 name: "OPENCODE_DB".into(),
                 file: DB_FILE.into(),
             }],
+            session_init: None,
         })
     }
 

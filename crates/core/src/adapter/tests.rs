@@ -24,6 +24,8 @@ fn name(kind: AdapterKind) -> &'static str {
         AdapterKind::Claude => "claude",
         AdapterKind::Codex => "codex",
         AdapterKind::Opencode => "opencode",
+        AdapterKind::Gemini => "gemini",
+        AdapterKind::Acp => "acp",
     }
 }
 
@@ -125,6 +127,73 @@ fn file<'a>(spec: &'a LaunchSpec, path: &str) -> &'a str {
 // ---------------------------------------------------------------------------------------
 // Generated launches.
 
+/// Gemini CLI over ACP: `gemini --acp --model M`, its stdin piped, its settings file in the
+/// workspace (API-key auth, nothing reaching for the network, subagents off), the
+/// workspace trusted through the env.
+#[test]
+fn gemini_launch() {
+    let spec = launch(
+        AdapterKind::Gemini,
+        &Case {
+            model: Some("gemini-2.5-pro"),
+            ..Case::default()
+        },
+    );
+    snapshot_launch("gemini_plain", &spec);
+    assert_eq!(spec.stdin, crate::launch::Stdin::Piped);
+    let s: Value = serde_json::from_str(file(&spec, "/ws/.gemini/settings.json")).unwrap();
+    assert_eq!(s["experimental"]["enableAgents"], false);
+    assert_eq!(s["tools"]["exclude"], json!(["invoke_agent"]));
+    // The session's init: the workspace and the tool rules (no gateway in this case).
+    let init = &spec.session_init.as_ref().unwrap().0;
+    assert_eq!(init["cwd"], "/ws");
+    assert_eq!(init["allowed_tools"][0], "Read");
+}
+
+/// A generic ACP runtime is its `command` and `args`; without a `command` it cannot start.
+#[test]
+fn acp_launch_is_the_runtimes_command() {
+    let mut rt: RuntimeEntry =
+        serde_yaml_ng::from_str("adapter: acp\ncommand: qwen\nargs: [--acp]").unwrap();
+    let project = project();
+    let env = BTreeMap::new();
+    let ctx = |rt: &RuntimeEntry| -> Result<LaunchSpec, super::AdapterError> {
+        let gw = crate::launch::Gateway {
+            url: "http://127.0.0.1:9/mcp".into(),
+            token: "TOKEN-1".into(),
+        };
+        let ctx = LaunchContext {
+            agent_id: "ag-0001",
+            prompt: "p",
+            model: None,
+            resume_token: None,
+            workspace: Path::new("/ws"),
+            runtime_home: Path::new("/home/agent"),
+            runtime_state: Path::new("/project/.fracta/runtimes/rt"),
+            runtime: rt,
+            project: &project,
+            env: &env,
+            api_key_helper: None,
+            session: None,
+            gateway: Some(&gw),
+        };
+        adapter_for(AdapterKind::Acp).stream_launch(&ctx)
+    };
+    let spec = ctx(&rt).unwrap();
+    assert_eq!(spec.display_command(), "qwen --acp");
+    let init = &spec.session_init.as_ref().unwrap().0;
+    assert_eq!(
+        init["mcp_servers"][0]["headers"][0]["value"],
+        "Bearer TOKEN-1"
+    );
+    // The token is in no rendering of the spec.
+    assert!(!serde_json::to_string(&spec).unwrap().contains("TOKEN-1"));
+    assert!(!format!("{spec:?}").contains("TOKEN-1"));
+    rt.command = None;
+    let e = ctx(&rt).unwrap_err().to_string();
+    assert!(e.contains("needs `command`"), "{e}");
+}
+
 #[test]
 fn claude_launch() {
     let spec = launch(
@@ -203,7 +272,11 @@ fn claude_launch_with_native_config() {
             "WebFetch"
         ])
     );
-    assert_eq!(s["permissions"]["deny"], json!(["Bash(rm *)"]));
+    // The native subagent tool is denied beside what the runtime denies.
+    assert_eq!(
+        s["permissions"]["deny"],
+        json!(["Bash(rm *)", "Task", "Agent"])
+    );
     assert_eq!(s["env"]["ANTHROPIC_BASE_URL"], "http://127.0.0.1:9");
 }
 

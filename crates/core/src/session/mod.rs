@@ -97,6 +97,8 @@ pub struct Launched<'a> {
     pub wall_clock: Duration,
     /// The runtime's step limit, if its adapter counts steps.
     pub max_steps: Option<u32>,
+    /// What the session protocol needs besides turns (the launch's `session_init`).
+    pub session_init: Option<&'a serde_json::Value>,
 }
 
 /// Everything that can happen to a run besides its output.
@@ -164,7 +166,15 @@ struct Loop<'r> {
     turn_started: tokio::time::Instant,
     over_time: bool,
     shutdown_seen: bool,
+    /// A stream session (else a batch run, maybe spoken as a one-turn session).
+    stream: bool,
+    /// A session whose stdin Fracta closed is terminated if it has not ended by then.
+    close_deadline: Option<tokio::time::Instant>,
 }
+
+/// How long an agent may take to exit once Fracta closed its stdin (its session is over).
+/// Gemini CLI 0.61, for one, stays up for minutes after a cancelled turn.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Drive a launched agent to its end: its session protocol (a stream) or its output (a
 /// batch run); ops as they come; then record how it ended. `work` is what runs it: a local
@@ -188,9 +198,12 @@ pub async fn drive(
         files,
         wall_clock,
         max_steps,
+        session_init,
     } = launched;
-    let session: Box<dyn StreamSession> = if stream {
-        adapter.stream_session(resume_token)
+    // A runtime whose batch run is a session too (ACP) speaks its protocol on stdin either way.
+    let stdio_session = adapter.capabilities().stdio_session;
+    let session: Box<dyn StreamSession> = if stream || stdio_session {
+        adapter.session_for(resume_token, session_init)
     } else {
         Box::new(BatchParser(adapter.parser()))
     };
@@ -207,6 +220,8 @@ pub async fn drive(
             }
             None => wire = stdin.map(Wire::Stdin),
         }
+    } else if stdio_session {
+        wire = stdin.map(Wire::Stdin);
     }
     let mut st = Loop {
         rec,
@@ -227,6 +242,8 @@ pub async fn drive(
         turn_started: tokio::time::Instant::now(),
         over_time: false,
         shutdown_seen: false,
+        stream,
+        close_deadline: None,
     };
     let first = st.session.open(prompt);
     if let Some(w) = st.wire.as_mut()
@@ -266,6 +283,17 @@ pub async fn drive(
                     }
                 }
                 msg
+            }
+            _ = async {
+                match st.close_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if st.close_deadline.is_some() => {
+                tracing::info!(agent = %st.agent.id, "the agent did not exit within {} s of its stdin closing: terminating it", CLOSE_GRACE.as_secs());
+                st.close_deadline = None;
+                work.terminate();
+                None
             }
             op = next_op(opts, shutdown.as_mut(), guards) => {
                 st.handle(op, work.as_mut(), observer).await?;
@@ -391,8 +419,11 @@ impl Loop<'_> {
         if let Some(w) = self.wire.take() {
             self.closed_by_us = true;
             match w {
-                // The CLI ends on its own once its input ends.
-                Wire::Stdin(w) => drop(w),
+                // The CLI ends on its own once its input ends; if it does not, it is ended.
+                Wire::Stdin(w) => {
+                    drop(w);
+                    self.close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
                 Wire::Channel(tx) => {
                     drop(tx);
                     work.terminate();
@@ -540,7 +571,7 @@ impl Loop<'_> {
             let abort = self.session.interrupt();
             match self.wire.as_mut() {
                 // A live session: abort the turn; the session goes on.
-                Some(w) if !abort.is_empty() => {
+                Some(w) if self.stream && !abort.is_empty() => {
                     self.aborted_turn = Some(why);
                     if let Err(e) = w.write(abort).await {
                         tracing::warn!(agent = %self.agent.id, "could not abort the turn: {e}");
@@ -548,6 +579,16 @@ impl Loop<'_> {
                 }
                 _ => self.end(AgentStatus::Failed, &why, work)?,
             }
+        }
+        if !self.stream {
+            // A batch run spoken as a session ends with its one turn: its stdin closes and
+            // the agent exits (its end is recorded as a batch run's).
+            if self.wire.is_some() && self.session.take_turn_end() {
+                self.wire = None;
+                self.closed_by_us = true;
+                self.close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            return Ok(());
         }
         if self.wire.is_some() && self.session.take_turn_end() {
             let record = self.rec.end_turn(

@@ -711,3 +711,153 @@ async fn count_tokens_and_models() {
     assert!(server.requests().iter().all(|r| r.rule.is_none()));
     server.shutdown().await;
 }
+
+const GEMINI_REPLY: &str = r#"
+rules:
+  - name: router
+    when: { api: gemini, model: flash-lite, stream: false }
+    repeat: true
+    reply: '{"reasoning": "simple", "model_choice": "flash"}'
+  - name: tool
+    when: { api: gemini, contains: "list files" }
+    reply:
+      reasoning: "Think first."
+      text: "Listing."
+      tool_calls:
+        - { name: list_directory, input: { path: "." } }
+      usage: { input_tokens: 100, output_tokens: 20, cached_tokens: 60, reasoning_tokens: 4 }
+  - name: after-tool
+    when: { api: gemini, contains: "a.txt" }
+    reply: "There is a.txt."
+"#;
+
+fn gemini_body(contents: Value) -> Value {
+    json!({
+        "contents": contents,
+        "systemInstruction": {"parts": [{"text": "You are Gemini CLI."}]},
+        "tools": [{"functionDeclarations": [{"name": "list_directory", "parameters": {"type": "object"}}]}],
+        "generationConfig": {"temperature": 0},
+    })
+}
+
+/// The Gemini API as Gemini CLI speaks it: the router's `generateContent`, then streamed
+/// turns with a function call and its response; the model comes from the path.
+#[tokio::test]
+async fn gemini_generate_and_stream_with_function_calls() {
+    let server = start(GEMINI_REPLY).await;
+    let user = |t: &str| json!([{"role": "user", "parts": [{"text": t}]}]);
+    let routed: Value = post(
+        &server,
+        "/v1beta/models/gemini-2.5-flash-lite:generateContent",
+        gemini_body(user("route me")),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    insta::assert_json_snapshot!("gemini_generate", routed);
+    assert_eq!(routed["candidates"][0]["finishReason"], "STOP");
+
+    let resp = post(
+        &server,
+        "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+        gemini_body(user("please list files")),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    insta::assert_snapshot!("gemini_stream", text);
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(|b| serde_json::from_str(b.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    let last = chunks.last().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(last["usageMetadata"]["promptTokenCount"], 100);
+    assert!(chunks.iter().any(
+        |c| c["candidates"][0]["content"]["parts"][0]["functionCall"]["name"] == "list_directory"
+    ));
+
+    // The function's response is the next request's user text.
+    let contents = json!([
+        {"role": "user", "parts": [{"text": "please list files"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "list_directory", "args": {"path": "."}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "list_directory", "response": {"output": "a.txt"}}}]}
+    ]);
+    let text = post(
+        &server,
+        "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+        gemini_body(contents),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let said: String = text
+        .split("\n\n")
+        .filter_map(|b| b.strip_prefix("data: "))
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| {
+            c["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(said, "There is a.txt.");
+
+    let counted: Value = post(
+        &server,
+        "/v1beta/models/gemini-2.5-pro:countTokens",
+        gemini_body(user("x")),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert!(counted["totalTokens"].as_u64().unwrap() > 0);
+
+    let reqs = server.model_requests();
+    let rules: Vec<Option<&str>> = reqs.iter().map(|r| r.rule.as_deref()).collect();
+    assert_eq!(rules, [Some("router"), Some("tool"), Some("after-tool")]);
+    assert!(reqs.iter().all(|r| r.api == Some(Api::Gemini)));
+    assert_eq!(reqs[1].model(), Some("gemini-2.5-pro"));
+    assert_eq!(reqs[1].query.as_deref(), Some("alt=sse"));
+    // Recorded as received: the body has no `model` of its own.
+    assert!(reqs[1].body.get("model").is_none());
+    assert_eq!(
+        reqs[1].body["tools"][0]["functionDeclarations"][0]["name"],
+        "list_directory"
+    );
+    server.shutdown().await;
+}
+
+/// An unscripted Gemini request and a scripted error answer in Gemini's error shape.
+#[tokio::test]
+async fn gemini_errors_have_the_google_shape() {
+    let server = start(
+        "rules:\n  - when: { contains: busy }\n    reply: { error: { status: 429, message: slow down } }\n",
+    )
+    .await;
+    let body = gemini_body(json!([{"role": "user", "parts": [{"text": "busy"}]}]));
+    let resp = post(&server, "/v1beta/models/m:generateContent", body).await;
+    assert_eq!(resp.status(), 429);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(v["error"]["message"], "slow down");
+    let body = gemini_body(json!([{"role": "user", "parts": [{"text": "nothing"}]}]));
+    let v: Value = post(&server, "/v1beta/models/m:streamGenerateContent", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"]["code"], 500);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gemini request, model m"),
+        "{v}"
+    );
+    server.shutdown().await;
+}
