@@ -474,6 +474,14 @@ fn the_agent_images_pin_the_tested_cli_versions() {
             );
         }
     }
+    let gemini =
+        std::fs::read_to_string(repo_root().join("deployment/docker/agent-gemini.Dockerfile"))
+            .unwrap();
+    let want = deps["@google/gemini-cli"].as_str().unwrap();
+    assert!(
+        gemini.contains(&format!("ARG GEMINI_CLI_VERSION={want}\n")),
+        "agent-gemini.Dockerfile does not pin @google/gemini-cli at {want}"
+    );
 }
 
 /// Under a control plane in the cluster, an agent that may spawn children gets Fracta's MCP
