@@ -46,6 +46,7 @@ impl Cli {
             Command::Task(TaskCommand::List(a))
             | Command::Config(ConfigCommand::Validate(a) | ConfigCommand::Show(a)) => a.json,
             Command::Auth(AuthCommand::Check(a)) => a.json,
+            Command::Doctor(a) => a.json,
             Command::Init(_)
             | Command::Diff(_)
             | Command::Merge(_)
@@ -101,6 +102,9 @@ pub enum Command {
     /// Work with tasks (.fracta/tasks/NAME.md)
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Check that this project is ready to run agents (CLIs and their versions, credentials,
+    /// base branch, state store, serve), with the fix for each problem; exit 1 if one is broken
+    Doctor(JsonArg),
     /// Check credentials: materialize each auth origin and run each resolver once
     #[command(subcommand)]
     Auth(AuthCommand),

@@ -294,6 +294,29 @@ pub fn branch_exists(project_dir: &Path, branch: &str) -> bool {
     discover(project_dir).is_some_and(|r| r.find_branch(branch, git2::BranchType::Local).is_ok())
 }
 
+/// Whether `rev` (a branch, tag or commit) names a commit in the repository at `project_dir`:
+/// what a spawn needs of its base.
+pub fn resolves_to_commit(project_dir: &Path, rev: &str) -> bool {
+    discover(project_dir).is_some_and(|r| {
+        r.revparse_single(&format!("{rev}^{{commit}}"))
+            .and_then(|o| o.peel_to_commit())
+            .is_ok()
+    })
+}
+
+/// The local branches of the repository at `project_dir`, by name.
+pub fn local_branches(project_dir: &Path) -> Vec<String> {
+    discover(project_dir)
+        .and_then(|r| {
+            r.branches(Some(git2::BranchType::Local)).ok().map(|bs| {
+                bs.flatten()
+                    .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// Remove an agent's worktree (its folder and git's record of it) and delete its branch.
 /// Checking that nothing unmerged is lost is the caller's business.
 pub fn remove(

@@ -2,6 +2,7 @@ mod batch;
 mod cli;
 mod config_cmd;
 mod credentials;
+mod doctor;
 mod harness;
 mod init_cmd;
 mod json_shape;
