@@ -20,6 +20,7 @@ pub mod resolve;
 pub mod runner;
 pub mod secret;
 pub mod session;
+pub mod setup;
 mod stop;
 pub mod supervisor;
 pub mod task;

@@ -543,6 +543,15 @@ impl Runner {
             true,
             observer,
         )?;
+        if turn == 1 && !self.cfg.config.project.setup.is_empty() {
+            let ws = PathBuf::from(agent.workspace.clone().unwrap_or_default());
+            let setup = &self.cfg.config.project.setup;
+            if let Some(why) =
+                crate::setup::run(&self.recorder, &agent, setup, &ws, observer).await?
+            {
+                return self.recorder.fail_before_start(&agent, &why, observer);
+            }
+        }
         let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
         let ask = TurnAsk {
             prompt,

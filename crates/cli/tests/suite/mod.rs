@@ -10,6 +10,7 @@ mod logging;
 mod render_cmd;
 mod review;
 mod serve;
+mod setup;
 mod spawn_cli;
 mod stream;
 mod support;
