@@ -354,6 +354,10 @@ impl Runner {
                 agent.id
             )));
         };
+        let agent = match agent.meta.unchanged_branch.clone() {
+            Some(_) if agent.workspace.is_none() => self.recreate_workspace(agent)?,
+            _ => agent,
+        };
         if agent
             .workspace
             .as_deref()
@@ -367,6 +371,43 @@ impl Runner {
         }
         self.run_turn(agent, prompt, Some(&token), opts, observer)
             .await
+    }
+
+    /// An agent whose worktree and branch were removed because it changed nothing gets them
+    /// again, from the same base, at the same path (its runtime's session finds it there).
+    fn recreate_workspace(&self, agent: AgentRecord) -> Result<AgentRecord, RunError> {
+        let project_dir =
+            std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        let base = self.base_of(&agent, &project_dir)?;
+        let ws = workspace::create(
+            &project_dir,
+            &project_dir.join(".fracta"),
+            &agent.id,
+            &agent.task,
+            &base,
+        )
+        .map_err(|e| {
+            RunError::Usage(format!(
+                "agent {} changed nothing, so its worktree was removed, and it cannot be made again: {e}",
+                agent.id
+            ))
+        })?;
+        // Its git excludes were set in the old worktree's admin folder, gone with it: the
+        // launch sets them again only when this record of them is gone too.
+        if let Some(home) = &agent.runtime_home {
+            let _ = std::fs::remove_file(std::path::Path::new(home).join("git-exclude"));
+        }
+        let mut meta = agent.meta.clone();
+        meta.unchanged_branch = None;
+        Ok(self.store.update_agent(
+            &agent.id,
+            &AgentPatch {
+                meta: Some(meta),
+                workspace: Some(Some(ws.path.display().to_string())),
+                branch: Some(ws.branch.clone()),
+                ..AgentPatch::default()
+            },
+        )?)
     }
 
     /// The agent's environment: the runtime's `env` expanded (secret-looking values registered
@@ -502,7 +543,78 @@ impl Runner {
         })
     }
 
+    /// A turn, then: an agent that ended having changed nothing leaves no branch.
     async fn run_turn(
+        &self,
+        agent: AgentRecord,
+        prompt: &str,
+        resume_token: Option<&str>,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let rec = self
+            .run_turn_inner(agent, prompt, resume_token, opts, observer)
+            .await?;
+        Ok(self.drop_if_unchanged(rec))
+    }
+
+    /// An ended agent with no commit beyond its base and nothing uncommitted: remove its
+    /// worktree and branch, and record that it changed nothing (the record stays; a resume
+    /// makes them again). An agent with children keeps its branch: theirs grew from it.
+    fn drop_if_unchanged(&self, rec: AgentRecord) -> AgentRecord {
+        let (Some(branch), Some(ws), Some(base)) = (
+            rec.branch.clone(),
+            rec.workspace.clone(),
+            rec.meta.base.clone(),
+        ) else {
+            return rec;
+        };
+        if !rec.status.is_terminal() {
+            return rec;
+        }
+        let has_children = self
+            .store
+            .list_agents(&fracta_state::AgentFilter {
+                parent_id: Some(rec.id.clone()),
+                ..fracta_state::AgentFilter::default()
+            })
+            .map_or(true, |c| !c.is_empty());
+        if has_children {
+            return rec;
+        }
+        let project_dir =
+            std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        let ws_path = std::path::Path::new(&ws);
+        let unchanged = workspace::is_merged(&project_dir, &branch, &base).unwrap_or(false)
+            && workspace::is_clean(ws_path).unwrap_or(false);
+        if !unchanged {
+            return rec;
+        }
+        if let Err(e) = workspace::remove(&project_dir, Some(ws_path), Some(&branch)) {
+            tracing::warn!(agent = %rec.id, "could not remove the branch of an agent that changed nothing: {e}");
+            return rec;
+        }
+        let mut meta = rec.meta.clone();
+        meta.unchanged_branch = Some(branch.clone());
+        let patch = AgentPatch {
+            meta: Some(meta),
+            branch: Some(None),
+            workspace: Some(None),
+            ..AgentPatch::default()
+        };
+        match self.store.update_agent(&rec.id, &patch) {
+            Ok(r) => {
+                tracing::info!(agent = %rec.id, %branch, "the agent changed nothing: its worktree and branch are removed");
+                r
+            }
+            Err(e) => {
+                tracing::warn!(agent = %rec.id, "could not record that the agent changed nothing: {e}");
+                rec
+            }
+        }
+    }
+
+    async fn run_turn_inner(
         &self,
         agent: AgentRecord,
         prompt: &str,

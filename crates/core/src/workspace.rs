@@ -135,6 +135,16 @@ pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, W
     }
 }
 
+/// Whether the work tree at `worktree` has nothing git would commit: no change to a tracked
+/// file, no untracked file (ignored and excluded ones, such as Fracta's own, do not count).
+pub fn is_clean(worktree: &Path) -> Result<bool, WorkspaceError> {
+    let out = git(
+        worktree,
+        &["status", "--porcelain", "--untracked-files=all"],
+    )?;
+    Ok(out.trim().is_empty())
+}
+
 /// How `merge` brings a branch in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeHow {

@@ -156,6 +156,20 @@ impl Project {
         self.dir.path()
     }
 
+    /// Give each agent an untracked file from `project.setup` (appended to fracta.yaml, whose
+    /// last section must be `project:`), so an agent that itself changes nothing still leaves
+    /// its worktree and branch for the test to look at.
+    pub fn keep_worktrees(&self) {
+        let path = self.path().join("fracta.yaml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        assert!(cfg.contains("\nproject:\n"), "{cfg}");
+        std::fs::write(
+            path,
+            format!("{cfg}  setup:\n    - touch kept-by-the-test\n"),
+        )
+        .unwrap();
+    }
+
     pub fn server(&self) -> &ModelServer {
         self.server.as_ref().unwrap()
     }
