@@ -50,7 +50,7 @@ pub async fn run(
         let outcome = run_one(c, workspace).await;
         let secs = t0.elapsed().as_secs_f64();
         let (output, failure) = match outcome {
-            Ok((code, output)) if code == Some(0) => (output, None),
+            Ok((Some(0), output)) => (output, None),
             Ok((code, output)) => {
                 let how = match code {
                     Some(c) => format!("exited with code {c}"),

@@ -158,7 +158,7 @@ fn recorded(b: &Budgets) -> AgentBudgets {
 
 impl Supervisor {
     pub fn new(runner: Arc<Runner>) -> Arc<Supervisor> {
-        let max = runner.cfg.config.agents.budgets.max_running().max(1) as usize;
+        let max = runner.cfg().config.agents.budgets.max_running().max(1) as usize;
         // A live tap only (the store is the record; a lagging receiver skips ahead), so a
         // modest buffer: each slot holds a whole event, and 4096 of them cost ~0.5 ms of page
         // faults at every start.
@@ -306,7 +306,7 @@ impl Supervisor {
         asked: &Budgets,
         request: RequestContext,
     ) -> Result<AgentRecord, ControlError> {
-        let defaults = self.runner.cfg.config.agents.budgets;
+        let defaults = self.runner.cfg().config.agents.budgets;
         // Checking a parent's budgets and recording its child is one step: two concurrent
         // spawns (a model may call the tool twice in one turn) must not both see room.
         // Waiting for the gate is waiting for another spawn's store write: blocking work.
@@ -402,7 +402,7 @@ impl Supervisor {
         }
         // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
         // only refuse, and registering them costs the CLI an MCP handshake at start-up.
-        let defaults = self.runner.cfg.config.agents.budgets;
+        let defaults = self.runner.cfg().config.agents.budgets;
         let can_spawn = self.runner.store.get_agent(id).map_or(true, |a| {
             let b = budgets_of(&a, &defaults);
             a.depth < b.max_depth() && b.max_children() > 0
@@ -425,7 +425,7 @@ impl Supervisor {
                 steer,
                 idle_timeout: me
                     .runner
-                    .cfg
+                    .cfg()
                     .config
                     .agents
                     .stream_idle_timeout_secs
