@@ -3,7 +3,7 @@
 mod agent;
 mod auth;
 mod client;
-mod completions;
+pub mod completions;
 mod config;
 mod doctor;
 mod init;

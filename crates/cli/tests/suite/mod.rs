@@ -1,5 +1,6 @@
 mod batch;
 mod cli;
+mod complete;
 mod config_cmd;
 mod credentials;
 mod doctor;
