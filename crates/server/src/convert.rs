@@ -46,6 +46,7 @@ pub fn agent_view(a: &AgentRecord) -> AgentView {
         resume_token: a.resume_token.clone(),
         workspace: a.workspace.clone(),
         branch: a.branch.clone(),
+        changed_nothing: a.meta.unchanged_branch.is_some(),
         result: a.result.clone(),
         error: a.error.clone(),
         exit_code: a.exit_code,

@@ -209,8 +209,12 @@ fn print_outcome(a: &AgentView) {
     }
     let _ = writeln!(
         out,
-        "{DIM}workspace {}{}  ·  tokens {} in / {} out / {} cached{}{DIM:#}",
-        a.workspace.as_deref().unwrap_or("-"),
+        "{DIM}{}{}  ·  tokens {} in / {} out / {} cached{}{DIM:#}",
+        match a.workspace.as_deref() {
+            Some(w) => format!("workspace {w}"),
+            None if a.changed_nothing => "changed nothing: no branch kept".to_string(),
+            None => "workspace -".to_string(),
+        },
         a.branch
             .as_deref()
             .map(|b| format!(" (branch {b})"))
@@ -622,6 +626,15 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     field(&mut out, "resume token", agent.resume_token.clone());
     field(&mut out, "workspace", agent.workspace.clone());
     field(&mut out, "branch", agent.branch.clone());
+    field(
+        &mut out,
+        "branch",
+        agent
+            .meta
+            .unchanged_branch
+            .as_ref()
+            .map(|b| format!("none: it changed nothing, so {b} and its worktree were removed")),
+    );
     field(&mut out, "created", Some(agent.created_at.to_string()));
     field(&mut out, "ended", agent.ended_at.map(|t| t.to_string()));
     field(
