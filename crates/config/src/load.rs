@@ -309,6 +309,17 @@ fn validate_setup(
 
 fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut Vec<Diagnostic>) {
     validate_setup(&config.project.setup, ctx, diags);
+    if !config.project.setup.is_empty()
+        && config.runtime.backend == crate::model::Backend::Kubernetes
+    {
+        diags.push(
+            Diagnostic::warning(
+                "`project.setup` is not run for agents on Kubernetes (runtime.backend: kubernetes), only for local ones",
+            )
+            .at_key(ctx, "project.setup")
+            .with_help("bake what the agents need into their image"),
+        );
+    }
     let runtimes = &config.agents.agent_runtimes;
     let runtime_names: Vec<&str> = runtimes.keys().map(String::as_str).collect();
     let profiles = &config.auth.credentials.profiles;

@@ -294,3 +294,16 @@ fn project_setup_is_a_list_of_command_lines_with_timeouts_and_config_show_lists_
         ])
     );
 }
+
+#[test]
+fn project_setup_on_kubernetes_is_a_warning_that_it_is_not_run_there() {
+    let src = "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\nruntime:\n  backend: kubernetes\nproject:\n  setup:\n    - npm ci\n";
+    let cfg = parse(src, Path::new("fracta.yaml")).unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter().any(
+            |w| w.contains("not run for agents on Kubernetes") && w.contains("fracta.yaml:8:3")
+        ),
+        "{w:?}"
+    );
+}

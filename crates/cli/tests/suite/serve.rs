@@ -359,10 +359,19 @@ fn serve_logs_agents_and_reloads_a_valid_config_but_keeps_its_own_over_an_invali
 }
 
 /// Ctrl-C on `fracta serve` (SIGINT to its process group, as a terminal sends it) closes an
-/// idle Codex stream session as "session closed", resumable, as the README says: not
+/// idle stream session as "session closed", resumable, as the README says: not
 /// "stopped (interrupted)".
 #[test]
 fn ctrl_c_on_serve_closes_an_idle_codex_session_resumable() {
+    ctrl_c_on_serve_closes_an_idle_session("codex");
+}
+
+#[test]
+fn ctrl_c_on_serve_closes_an_idle_claude_session_resumable() {
+    ctrl_c_on_serve_closes_an_idle_session("claude");
+}
+
+fn ctrl_c_on_serve_closes_an_idle_session(rt: &str) {
     let p = Project::new(Script::parse(
         "rules:\n  - when: { contains: \"first turn\", has_tools: true }\n    reply: \"ANSWER-ONE\"\n  - when: { contains: \"after ctrl-c\", anywhere: true, has_tools: true }\n    reply: \"RESUMED\"\nfallback: \"fine\"\n",
         "ctrlc",
@@ -377,7 +386,7 @@ fn ctrl_c_on_serve_closes_an_idle_codex_session_resumable() {
         "--mode",
         "stream",
         "--runtime",
-        "codex",
+        rt,
         "--task",
         "chat",
         "--prompt",
@@ -394,7 +403,7 @@ fn ctrl_c_on_serve_closes_an_idle_codex_session_resumable() {
     let ended = p.agent(&id);
     assert_eq!(ended["status"], "succeeded", "{ended:#}");
     assert!(ended["error"].is_null(), "{ended:#}");
-    assert!(!pid_alive(pid), "the app-server is gone");
+    assert!(!pid_alive(pid), "the {rt} session's process is gone");
     let events = p.events(&id);
     let text = serde_json::to_string(&events).unwrap();
     assert!(
@@ -404,7 +413,7 @@ fn ctrl_c_on_serve_closes_an_idle_codex_session_resumable() {
     assert!(!text.contains("interrupted"), "{text}");
     let text = log.lock().unwrap().clone();
     assert!(
-        text.contains(&format!("agent {id} (codex, task chat) ended succeeded")),
+        text.contains(&format!("agent {id} ({rt}, task chat) ended succeeded")),
         "{text}"
     );
     // Resumable.
