@@ -681,10 +681,29 @@ impl Runner {
         if turn == 1 && !self.cfg().config.project.setup.is_empty() {
             let ws = PathBuf::from(agent.workspace.clone().unwrap_or_default());
             let setup = &self.cfg().config.project.setup;
-            if let Some(why) =
-                crate::setup::run(&self.recorder, &agent, setup, &ws, observer).await?
-            {
-                return self.recorder.fail_before_start(&agent, &why, observer);
+            let shutdown = opts.shutdown.as_ref();
+            match crate::setup::run(&self.recorder, &agent, setup, &ws, shutdown, observer).await? {
+                crate::setup::SetupEnd::Ready => {}
+                crate::setup::SetupEnd::Failed(why) => {
+                    return self.recorder.fail_before_start(&agent, &why, observer);
+                }
+                crate::setup::SetupEnd::Cancelled(why) => {
+                    // Stopped by request (already recorded), or Fracta is going away.
+                    if self
+                        .recorder
+                        .end_with(&agent.id, AgentStatus::Stopped, &why)?
+                    {
+                        let rec = self.store.get_agent(&agent.id)?;
+                        self.recorder.persist(
+                            &rec,
+                            &[Event::status("stopped", Some(why))],
+                            None,
+                            true,
+                            observer,
+                        )?;
+                    }
+                    return Ok(self.store.get_agent(&agent.id)?);
+                }
             }
         }
         let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();

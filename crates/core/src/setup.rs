@@ -16,6 +16,7 @@ use crate::backend::local;
 use crate::error::RunError;
 use crate::event::{Event, ToolCallEvent, ToolResultEvent};
 use crate::record::{Observer, Recorder};
+use crate::session::{Shutdown, ShutdownWatch};
 
 /// The tool name setup commands are recorded under.
 pub const SETUP_TOOL: &str = "setup";
@@ -24,15 +25,47 @@ const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
 /// How many lines of output a failure's message carries.
 const FAILURE_TAIL_LINES: usize = 15;
 
-/// Run the setup commands in `workspace`. `Ok(Some(why))`: one failed, and why (its exit code
-/// or the timeout, and its output's tail).
+/// How often a running command looks whether its agent was stopped or Fracta is going away.
+const CANCEL_POLL: Duration = Duration::from_millis(250);
+
+/// How the setup ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupEnd {
+    /// Every command succeeded: the agent may start.
+    Ready,
+    /// One failed: why (its exit code or the timeout, and its output's tail).
+    Failed(String),
+    /// The agent was stopped, or Fracta is shutting down (why): the command was killed.
+    Cancelled(String),
+}
+
+/// Why the setup must stop now, if it must: the agent ended (`fracta stop`), or Fracta heard
+/// a signal.
+fn cancelled(recorder: &Recorder, id: &str, shutdown: Option<&ShutdownWatch>) -> Option<String> {
+    if let Some(s) = shutdown.and_then(|w| *w.borrow()) {
+        return Some(match s {
+            Shutdown::Interrupt => "interrupted (Ctrl-C) during project.setup".to_string(),
+            Shutdown::Terminate(sig) => format!("fracta received {sig} during project.setup"),
+        });
+    }
+    match recorder.store.get_agent(id) {
+        Ok(a) if a.status.is_terminal() => Some(
+            a.error
+                .unwrap_or_else(|| format!("the agent is {}", a.status.as_str())),
+        ),
+        _ => None,
+    }
+}
+
+/// Run the setup commands in `workspace`, in order, until one fails or the agent is stopped.
 pub async fn run(
     recorder: &Recorder,
     agent: &AgentRecord,
     commands: &[SetupCommand],
     workspace: &Path,
+    shutdown: Option<&ShutdownWatch>,
     observer: &mut dyn Observer,
-) -> Result<Option<String>, RunError> {
+) -> Result<SetupEnd, RunError> {
     for (i, c) in commands.iter().enumerate() {
         let id = format!("setup-{}", i + 1);
         recorder.persist(
@@ -47,7 +80,8 @@ pub async fn run(
             observer,
         )?;
         let t0 = Instant::now();
-        let outcome = run_one(c, workspace).await;
+        let cancel = || cancelled(recorder, &agent.id, shutdown);
+        let outcome = run_one(c, workspace, &cancel).await;
         let secs = t0.elapsed().as_secs_f64();
         let (output, failure) = match outcome {
             Ok((Some(0), output)) => (output, None),
@@ -63,6 +97,21 @@ pub async fn run(
                 Some(format!("did not finish within {} s", c.timeout_secs)),
             ),
             Err(Ended::NotRun(e)) => (String::new(), Some(format!("could not be run: {e}"))),
+            Err(Ended::Cancelled(why)) => {
+                recorder.persist(
+                    agent,
+                    &[Event::ToolResult(ToolResultEvent {
+                        id: Some(id),
+                        name: Some(SETUP_TOOL.into()),
+                        output: format!("killed: {why}"),
+                        is_error: true,
+                    })],
+                    None,
+                    true,
+                    observer,
+                )?;
+                return Ok(SetupEnd::Cancelled(why));
+            }
         };
         tracing::info!(agent = %agent.id, command = %c.run, secs, ok = failure.is_none(), "setup command ran");
         recorder.persist(
@@ -89,20 +138,25 @@ pub async fn run(
             if !tail.is_empty() {
                 why.push_str(&format!("; its output ends:\n{tail}"));
             }
-            return Ok(Some(why));
+            return Ok(SetupEnd::Failed(why));
         }
     }
-    Ok(None)
+    Ok(SetupEnd::Ready)
 }
 
 enum Ended {
     TimedOut(String),
     NotRun(std::io::Error),
+    Cancelled(String),
 }
 
 /// One command: its exit code (None: a signal) and its output (stdout then stderr, the end
 /// of each kept).
-async fn run_one(c: &SetupCommand, workspace: &Path) -> Result<(Option<i32>, String), Ended> {
+async fn run_one(
+    c: &SetupCommand,
+    workspace: &Path,
+    cancel: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<(Option<i32>, String), Ended> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&c.run)
@@ -117,17 +171,31 @@ async fn run_one(c: &SetupCommand, workspace: &Path) -> Result<(Option<i32>, Str
     let pid = child.id();
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let all = async { tokio::join!(read_all(out), read_all(err), child.wait()) };
-    match tokio::time::timeout(Duration::from_secs(c.timeout_secs), all).await {
-        Ok((o, e, status)) => {
-            let code = status.map_err(Ended::NotRun)?.code();
-            Ok((code, combine(&o, &e)))
+    tokio::pin!(all);
+    let deadline = tokio::time::sleep(Duration::from_secs(c.timeout_secs));
+    tokio::pin!(deadline);
+    let kill = || async {
+        // The whole group: `npm ci` leaves children of its own.
+        if let Some(pid) = pid {
+            local::stop_group(pid, None, Duration::from_secs(2)).await;
         }
-        Err(_) => {
-            // The whole group: `npm ci` leaves children of its own.
-            if let Some(pid) = pid {
-                local::stop_group(pid, None, Duration::from_secs(2)).await;
+    };
+    loop {
+        tokio::select! {
+            (o, e, status) = &mut all => {
+                let code = status.map_err(Ended::NotRun)?.code();
+                return Ok((code, combine(&o, &e)));
             }
-            Err(Ended::TimedOut(String::new()))
+            () = &mut deadline => {
+                kill().await;
+                return Err(Ended::TimedOut(String::new()));
+            }
+            () = tokio::time::sleep(CANCEL_POLL) => {
+                if let Some(why) = cancel() {
+                    kill().await;
+                    return Err(Ended::Cancelled(why));
+                }
+            }
         }
     }
 }

@@ -102,3 +102,87 @@ fn a_setup_command_that_overstays_its_timeout_is_killed_and_fails_the_agent() {
         "{v:#}"
     );
 }
+
+/// The pid a long setup command wrote into its worktree, once it has.
+fn setup_pid(p: &Project) -> i64 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(dirs) = std::fs::read_dir(p.path().join(".fracta/worktrees")) {
+            for d in dirs.flatten() {
+                if let Ok(text) = std::fs::read_to_string(d.path().join("setup.pid"))
+                    && let Ok(pid) = text.trim().parse()
+                {
+                    return pid;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the setup command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `fracta stop` while a setup command runs kills it (its whole group) and the agent ends
+/// stopped, without starting; Ctrl-C on the foreground spawn does the same.
+#[test]
+fn stopping_an_agent_during_setup_kills_the_command_and_the_agent_never_starts() {
+    use super::harness::{pid_alive, wait_child};
+    let p = project_with_setup("    - \"echo $$ > setup.pid; exec sleep 300\"\n");
+    let mut spawn = p.start(&["spawn", "--runtime", "claude", "--prompt", "just say done"]);
+    let pid = setup_pid(&p);
+    let out = p.run(&["stop", "@last"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_child(&mut spawn, std::time::Duration::from_secs(60));
+    assert_eq!(status.code(), Some(3), "the spawn ends as stopped");
+    let start = std::time::Instant::now();
+    while pid_alive(pid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the setup command still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let a = p.json(&["show", "@last", "--json"]);
+    assert_eq!(a["status"], "stopped", "{a:#}");
+    assert!(p.requests().is_empty(), "the agent's CLI never started");
+
+    // Ctrl-C at the terminal, on a foreground spawn in its setup.
+    for d in std::fs::read_dir(p.path().join(".fracta/worktrees"))
+        .unwrap()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(d.path().join("setup.pid"));
+    }
+    let mut spawn = p.start(&["spawn", "--runtime", "claude", "--prompt", "again"]);
+    let pid = setup_pid(&p);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spawn.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = wait_child(&mut spawn, std::time::Duration::from_secs(60));
+    assert_eq!(status.code(), Some(3), "the spawn ends as stopped");
+    let start = std::time::Instant::now();
+    while pid_alive(pid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the setup command still runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let a = p.json(&["show", "@last", "--json"]);
+    assert_eq!(a["status"], "stopped", "{a:#}");
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("during project.setup"),
+        "{a:#}"
+    );
+}
