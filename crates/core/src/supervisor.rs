@@ -485,11 +485,16 @@ impl Supervisor {
         wait: Option<Duration>,
     ) -> Result<AgentRecord, ControlError> {
         let agent = self.authorize(caller, id)?;
-        let tx = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|st| st.sessions.get(&agent.id).map(|s| s.turns.clone()));
+        // An ended session's run may still be winding up (its branch checked and removed):
+        // its record says it ended, so it takes no more turns.
+        let tx = if agent.status.is_terminal() {
+            None
+        } else {
+            self.state
+                .lock()
+                .ok()
+                .and_then(|st| st.sessions.get(&agent.id).map(|s| s.turns.clone()))
+        };
         let Some(tx) = tx else {
             return Err(ControlError::NoSession {
                 id: agent.id.clone(),

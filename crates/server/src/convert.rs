@@ -173,6 +173,7 @@ mod tests {
                 "resume_token",
                 "workspace",
                 "branch",
+                "changed_nothing",
                 "result",
                 "error",
                 "exit_code",
