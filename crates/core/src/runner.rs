@@ -581,44 +581,18 @@ impl Runner {
         Ok(self.drop_if_unchanged(rec))
     }
 
-    /// An ended agent with no commit beyond its base and nothing uncommitted: remove its
-    /// worktree and branch, and record that it changed nothing (the record stays; a resume
-    /// makes them again). An agent with children keeps its branch: theirs grew from it.
+    /// An ended agent that changed nothing leaves no branch. A run's end removes it before
+    /// recording the end (`Recorder::finish_local`); this catches the other ends (failed
+    /// before start, stopped).
     fn drop_if_unchanged(&self, rec: AgentRecord) -> AgentRecord {
-        let (Some(branch), Some(ws), Some(base)) = (
-            rec.branch.clone(),
-            rec.workspace.clone(),
-            rec.meta.base.clone(),
-        ) else {
+        if !rec.status.is_terminal() || rec.branch.is_none() {
+            return rec;
+        }
+        let Some(branch) = self.recorder.remove_if_unchanged(&rec) else {
             return rec;
         };
-        if !rec.status.is_terminal() {
-            return rec;
-        }
-        let has_children = self
-            .store
-            .list_agents(&fracta_state::AgentFilter {
-                parent_id: Some(rec.id.clone()),
-                ..fracta_state::AgentFilter::default()
-            })
-            .map_or(true, |c| !c.is_empty());
-        if has_children {
-            return rec;
-        }
-        let project_dir =
-            std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
-        let ws_path = std::path::Path::new(&ws);
-        let unchanged = workspace::is_merged(&project_dir, &branch, &base).unwrap_or(false)
-            && workspace::is_clean(ws_path).unwrap_or(false);
-        if !unchanged {
-            return rec;
-        }
-        if let Err(e) = workspace::remove(&project_dir, Some(ws_path), Some(&branch)) {
-            tracing::warn!(agent = %rec.id, "could not remove the branch of an agent that changed nothing: {e}");
-            return rec;
-        }
         let mut meta = rec.meta.clone();
-        meta.unchanged_branch = Some(branch.clone());
+        meta.unchanged_branch = Some(branch);
         let patch = AgentPatch {
             meta: Some(meta),
             branch: Some(None),
@@ -626,10 +600,7 @@ impl Runner {
             ..AgentPatch::default()
         };
         match self.store.update_agent(&rec.id, &patch) {
-            Ok(r) => {
-                tracing::info!(agent = %rec.id, %branch, "the agent changed nothing: its worktree and branch are removed");
-                r
-            }
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(agent = %rec.id, "could not record that the agent changed nothing: {e}");
                 rec

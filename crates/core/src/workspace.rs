@@ -145,6 +145,30 @@ pub fn is_clean(worktree: &Path) -> Result<bool, WorkspaceError> {
     Ok(out.trim().is_empty())
 }
 
+/// The main work tree of the repository a worktree belongs to.
+pub fn main_worktree(worktree: &Path) -> Option<PathBuf> {
+    let repo = git2::Repository::open(worktree).ok()?;
+    let common: PathBuf = repo.commondir().components().collect();
+    common.parent().map(Path::to_path_buf)
+}
+
+/// An agent's worktree that holds nothing new (its branch has no commit beyond `base`, and
+/// nothing uncommitted) is removed with its branch. Returns whether it was.
+pub fn remove_if_unchanged(
+    worktree: &Path,
+    branch: &str,
+    base: &str,
+) -> Result<bool, WorkspaceError> {
+    let Some(project) = main_worktree(worktree) else {
+        return Ok(false);
+    };
+    if !is_merged(&project, branch, base)? || !is_clean(worktree)? {
+        return Ok(false);
+    }
+    remove(&project, Some(worktree), Some(branch))?;
+    Ok(true)
+}
+
 /// How `merge` brings a branch in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeHow {
