@@ -46,6 +46,9 @@ pub struct AgentView {
     pub workspace: Option<String>,
     /// The git branch of its workspace.
     pub branch: Option<String>,
+    /// It ended having changed nothing (no commit beyond its base, nothing uncommitted), so
+    /// its worktree and branch were removed then; `fracta resume` makes them again.
+    pub changed_nothing: bool,
     /// The agent's final message.
     pub result: Option<String>,
     /// Why it failed, stopped or was lost.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -47,6 +48,7 @@ impl Cli {
             | Command::Config(ConfigCommand::Validate(a) | ConfigCommand::Show(a)) => a.json,
             Command::Auth(AuthCommand::Check(a)) => a.json,
             Command::Dashboard(a) => a.json,
+            Command::Doctor(a) => a.json,
             Command::Init(_)
             | Command::Diff(_)
             | Command::Merge(_)
@@ -102,6 +104,9 @@ pub enum Command {
     /// Work with tasks (.fracta/tasks/NAME.md)
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Check that this project is ready to run agents (CLIs and their versions, credentials,
+    /// base branch, state store, serve), with the fix for each problem; exit 1 if one is broken
+    Doctor(JsonArg),
     /// Check credentials: materialize each auth origin and run each resolver once
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -116,7 +121,8 @@ pub enum Command {
     Mcp,
     /// Run the scripted model server (Anthropic Messages + OpenAI Responses) to try Fracta offline
     ModelServer(ModelServerArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) that completes
+    /// commands, flags, agent ids and task names: `source <(fracta completions bash)`
     Completions(CompletionsArgs),
 }
 
@@ -137,7 +143,7 @@ pub enum ModeArg {
 pub struct SpawnArgs {
     /// The task: .fracta/tasks/NAME.md, or any name with --prompt (free text is named by its
     /// slug: "fix bug #12" → fix-bug-12) [default with --prompt: the prompt's first words]
-    #[arg(long, value_name = "NAME", required_unless_present = "prompt")]
+    #[arg(long, value_name = "NAME", required_unless_present = "prompt", add = ArgValueCompleter::new(crate::commands::completions::task_names))]
     pub task: Option<String>,
     /// Instructions (appended to the task file's body, or the whole task when there is no file)
     #[arg(long, value_name = "TEXT")]
@@ -177,6 +183,7 @@ pub struct SpawnArgs {
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Agent id (or a unique prefix) of a stream session
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// The turn's text
     #[arg(long, value_name = "TEXT")]
@@ -192,6 +199,7 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct SteerArgs {
     /// Agent id (or a unique prefix) of a live Codex stream session
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// The input to add to the turn in flight
     #[arg(long, value_name = "TEXT")]
@@ -222,6 +230,7 @@ pub struct DashboardArgs {
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     /// Agent id (or a unique prefix)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// What to say next
     #[arg(long, value_name = "TEXT")]
@@ -233,6 +242,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct IdArgs {
     /// Agent id (or a unique prefix)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     #[arg(long)]
     pub json: bool,
@@ -241,6 +251,7 @@ pub struct IdArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Agent id (a unique prefix or suffix, or @last)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// Files changed and their +/− counts instead of the patch
     #[arg(long)]
@@ -250,6 +261,7 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// Agent id (a unique prefix or suffix, or @last)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// One commit with all of its changes
     #[arg(long, conflicts_with = "rebase")]
@@ -265,6 +277,7 @@ pub struct MergeArgs {
 #[derive(Debug, Args)]
 pub struct RmArgs {
     /// Agent id (a unique prefix or suffix, or @last)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// Remove it even if its branch has work that is not on its base
     #[arg(long)]
@@ -299,6 +312,7 @@ pub struct PsArgs {
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Agent id (or a unique prefix)
+    #[arg(add = ArgValueCompleter::new(crate::commands::completions::agent_ids))]
     pub id: String,
     /// Keep printing new events until the agent ends
     #[arg(long, short)]

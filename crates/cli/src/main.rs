@@ -17,6 +17,14 @@ use fracta_api::{ApiErrorBody, ErrorCode, ErrorDetail};
 use crate::exit::Failure;
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash fracta -- fracta show 01M…`: the shell asking for candidates (the
+    // script `fracta completions SHELL` prints does); answered here, before anything else.
+    clap_complete::CompleteEnv::with_factory(|| {
+        use clap::CommandFactory;
+        cli::Cli::command()
+    })
+    .var(commands::completions::COMPLETE_VAR)
+    .complete();
     let cli = cli::Cli::parse();
     let json = cli.json();
     match commands::run(cli) {

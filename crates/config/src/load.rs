@@ -280,7 +280,47 @@ fn normalize_legacy(
     }
 }
 
+/// `project.setup`: each command says something, and has time to run.
+fn validate_setup(
+    setup: &[crate::model::SetupCommand],
+    ctx: &SourceCtx<'_>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for (i, c) in setup.iter().enumerate() {
+        let at = format!("project.setup[{i}]");
+        if c.run.trim().is_empty() {
+            diags.push(
+                Diagnostic::error("a setup command is empty")
+                    .at_value(ctx, &at)
+                    .with_help("write the command line to run in each new worktree, e.g. `- npm ci`, or remove the entry"),
+            );
+        }
+        if c.timeout_secs == 0 {
+            diags.push(
+                Diagnostic::error("`timeout_secs` of a setup command must be at least 1")
+                    .at_value(ctx, &format!("{at}.timeout_secs"))
+                    .with_help(format!(
+                        "leave it out for the default ({} s)",
+                        crate::model::DEFAULT_SETUP_TIMEOUT_SECS
+                    )),
+            );
+        }
+    }
+}
+
 fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut Vec<Diagnostic>) {
+    validate_setup(&config.project.setup, ctx, diags);
+    if !config.project.setup.is_empty()
+        && config.runtime.backend == crate::model::Backend::Kubernetes
+    {
+        diags.push(
+            Diagnostic::warning(
+                "`project.setup` is not run for agents on Kubernetes (runtime.backend: kubernetes), only for local ones",
+            )
+            .at_key(ctx, "project.setup")
+            .with_help("bake what the agents need into their image"),
+        );
+    }
     let runtimes = &config.agents.agent_runtimes;
     let runtime_names: Vec<&str> = runtimes.keys().map(String::as_str).collect();
     let profiles = &config.auth.credentials.profiles;

@@ -961,6 +961,62 @@ pub struct Project {
     /// through Fracta's MCP gateway instead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_native_subagents: bool,
+    /// Commands run in each new worktree before its agent starts (`npm ci`), in order, each
+    /// with `sh -c` and a timeout; the first that fails fails the agent before it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<SetupCommand>,
+}
+
+/// The timeout of a setup command that names none.
+pub const DEFAULT_SETUP_TIMEOUT_SECS: u64 = 600;
+
+/// One of `project.setup`: a shell command line, written as a string (`- npm ci`) or with its
+/// own timeout (`- { run: npm ci, timeout_secs: 900 }`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetupCommand {
+    /// Run with `sh -c` in the agent's worktree.
+    pub run: String,
+    /// Seconds before it is killed and the agent fails [default: 600].
+    pub timeout_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetupCommand {
+    run: String,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for SetupCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SetupCommand;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command line (`npm ci`) or `{ run: ..., timeout_secs: ... }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(SetupCommand {
+                    run: v.to_string(),
+                    timeout_secs: DEFAULT_SETUP_TIMEOUT_SECS,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let raw = RawSetupCommand::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(SetupCommand {
+                    run: raw.run,
+                    timeout_secs: raw.timeout_secs.unwrap_or(DEFAULT_SETUP_TIMEOUT_SECS),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The message the seed gives for `command_output.command` written as a string.

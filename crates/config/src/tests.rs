@@ -269,3 +269,41 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn project_setup_is_a_list_of_command_lines_with_timeouts_and_config_show_lists_them() {
+    let src = "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\nproject:\n  setup:\n    - npm ci\n    - { run: make deps, timeout_secs: 30 }\n";
+    let cfg = parse(src, Path::new("fracta.yaml")).unwrap();
+    let setup = &cfg.config.project.setup;
+    assert_eq!(setup.len(), 2);
+    assert_eq!(setup[0].run, "npm ci");
+    assert_eq!(
+        setup[0].timeout_secs,
+        crate::model::DEFAULT_SETUP_TIMEOUT_SECS
+    );
+    assert_eq!(
+        (setup[1].run.as_str(), setup[1].timeout_secs),
+        ("make deps", 30)
+    );
+    let shown = cfg.show(&lookup);
+    assert_eq!(
+        shown["project"]["setup"],
+        serde_json::json!([
+            { "run": "npm ci", "timeout_secs": 600 },
+            { "run": "make deps", "timeout_secs": 30 }
+        ])
+    );
+}
+
+#[test]
+fn project_setup_on_kubernetes_is_a_warning_that_it_is_not_run_there() {
+    let src = "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\nruntime:\n  backend: kubernetes\nproject:\n  setup:\n    - npm ci\n";
+    let cfg = parse(src, Path::new("fracta.yaml")).unwrap();
+    let w: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        w.iter().any(
+            |w| w.contains("not run for agents on Kubernetes") && w.contains("fracta.yaml:8:3")
+        ),
+        "{w:?}"
+    );
+}

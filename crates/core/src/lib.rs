@@ -21,6 +21,7 @@ pub mod review;
 pub mod runner;
 pub mod secret;
 pub mod session;
+pub mod setup;
 mod stop;
 pub mod supervisor;
 pub mod task;

@@ -51,6 +51,8 @@ pub struct RunEnd<'a> {
     pub commit: Option<String>,
     /// A word on how it ended for the final status event (e.g. "exit code 1").
     pub detail: Option<String>,
+    /// It changed nothing, and its worktree and this branch were removed.
+    pub unchanged_branch: Option<String>,
 }
 
 /// Why a run that exited 0 failed: the runtime never said it completed.
@@ -246,6 +248,10 @@ impl Recorder {
         if let Some(c) = &end.commit {
             meta.commit = Some(c.clone());
         }
+        let unchanged = end.unchanged_branch.is_some();
+        if unchanged {
+            meta.unchanged_branch = end.unchanged_branch.clone();
+        }
         let error = if end.succeeded {
             None
         } else {
@@ -259,6 +265,8 @@ impl Recorder {
             error: error.clone().map(Some),
             pid: Some(None),
             meta: Some(meta),
+            branch: unchanged.then_some(None),
+            workspace: unchanged.then_some(None),
             ..AgentPatch::default()
         };
         let to = if end.succeeded {
@@ -294,6 +302,40 @@ impl Recorder {
         self.persist(&rec, &events, None, true, observer)?;
         tracing::info!(agent = %rec.id, status = rec.status.as_str(), "agent ended");
         Ok(rec)
+    }
+
+    /// Remove the worktree and branch of an agent with no commit beyond its base and nothing
+    /// uncommitted; the branch it had, if they were removed. An agent with children keeps
+    /// them (theirs grew from its branch).
+    pub fn remove_if_unchanged(&self, agent: &AgentRecord) -> Option<String> {
+        let (Some(branch), Some(ws), Some(base)) = (
+            agent.branch.as_deref(),
+            agent.workspace.as_deref(),
+            agent.meta.base.as_deref(),
+        ) else {
+            return None;
+        };
+        let has_children = self
+            .store
+            .list_agents(&fracta_state::AgentFilter {
+                parent_id: Some(agent.id.clone()),
+                ..fracta_state::AgentFilter::default()
+            })
+            .map_or(true, |c| !c.is_empty());
+        if has_children {
+            return None;
+        }
+        match workspace::remove_if_unchanged(Path::new(ws), branch, base) {
+            Ok(true) => {
+                tracing::info!(agent = %agent.id, %branch, "the agent changed nothing: its worktree and branch are removed");
+                Some(branch.to_string())
+            }
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, "could not check or remove the branch of an agent that may have changed nothing: {e}");
+                None
+            }
+        }
     }
 
     /// The end of a local run: say why it failed (exit, the runtime's own error, the stderr
@@ -360,6 +402,9 @@ impl Recorder {
             }
         }
         tracing::debug!(agent = %agent.id, commit = ?commit, "leftovers checked");
+        // Before its end is recorded (a resume may follow at once): an agent that changed
+        // nothing leaves no worktree or branch.
+        let unchanged_branch = self.remove_if_unchanged(&agent);
         self.end_run(
             id,
             RunEnd {
@@ -372,6 +417,7 @@ impl Recorder {
                 stderr_tail: Some(stderr_tail),
                 commit,
                 detail: Some(exit.describe()),
+                unchanged_branch,
             },
             observer,
         )

@@ -31,7 +31,8 @@ use crate::workspace;
 pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far; resume runs locally only: set runtime.backend: local for it";
 
 pub struct Runner {
-    pub cfg: Arc<LoadedConfig>,
+    /// The config new work reads (`cfg()`); `fracta serve` swaps in a changed valid one.
+    cfg: std::sync::RwLock<Arc<LoadedConfig>>,
     pub store: Arc<dyn Store>,
     pub redactor: Redactor,
     /// Records events and ends (the same store and redactor).
@@ -77,10 +78,27 @@ impl Runner {
         let redactor = Redactor::with_secret_env();
         Runner {
             recorder: Recorder::new(Arc::clone(&store), redactor.clone()),
-            cfg,
+            cfg: std::sync::RwLock::new(cfg),
             store,
             redactor,
             remote: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The config as it is now. A run reads it as it goes: a config swapped in meanwhile
+    /// applies to what the run has not resolved yet.
+    pub fn cfg(&self) -> Arc<LoadedConfig> {
+        match self.cfg.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Use `cfg` from now on (for new spawns; what runs keeps what it resolved).
+    pub fn set_config(&self, cfg: LoadedConfig) {
+        match self.cfg.write() {
+            Ok(mut c) => *c = Arc::new(cfg),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(cfg),
         }
     }
 
@@ -90,22 +108,23 @@ impl Runner {
     }
 
     fn on_kubernetes(&self) -> bool {
-        self.cfg.config.runtime.backend == fracta_config::Backend::Kubernetes
+        self.cfg().config.runtime.backend == fracta_config::Backend::Kubernetes
     }
 
     /// `.fracta/runtimes/<name>`: state shared by a runtime entry's agents (see
     /// `LaunchContext::runtime_state`).
     fn runtime_state(&self, runtime: &str) -> PathBuf {
-        let dir = std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+        let dir = std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
         dir.join(".fracta").join("runtimes").join(runtime)
     }
 
     /// Resolve a request into a queued agent record (nothing runs yet). On Kubernetes, a
     /// stream agent of a runtime that cannot serve its session in a Pod is refused here.
     pub fn prepare(&self, req: &SpawnRequest) -> Result<Prepared, RunError> {
-        let p = resolve::prepare(&self.cfg, self.store.as_ref(), req)?;
+        let cfg = self.cfg();
+        let p = resolve::prepare(&cfg, self.store.as_ref(), req)?;
         if self.on_kubernetes()
-            && let Ok(rt) = resolve::runtime(&self.cfg, &p.runtime_name)
+            && let Ok(rt) = resolve::runtime(&cfg, &p.runtime_name)
             && adapter_for(rt.adapter).capabilities().stdio_session
         {
             return Err(RunError::Usage(format!(
@@ -116,7 +135,7 @@ impl Runner {
         }
         if self.on_kubernetes()
             && p.agent.mode == fracta_state::Mode::Stream
-            && let Ok(rt) = resolve::runtime(&self.cfg, &p.runtime_name)
+            && let Ok(rt) = resolve::runtime(&self.cfg(), &p.runtime_name)
             && !adapter_for(rt.adapter).capabilities().stream_on_kubernetes
         {
             return Err(RunError::Usage(resolve::stream_local_only(adapter_for(
@@ -186,7 +205,7 @@ impl Runner {
             return self.run_remote(agent, opts, observer).await;
         }
         let project_dir =
-            std::path::absolute(&self.cfg.dir).unwrap_or_else(|_| self.cfg.dir.clone());
+            std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
         let base = self.base_of(&agent, &project_dir)?;
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
@@ -237,7 +256,7 @@ impl Runner {
             return Ok(b);
         }
         Ok(workspace::current_branch(project_dir)
-            .or_else(|| self.cfg.config.project.default_base_branch.clone())
+            .or_else(|| self.cfg().config.project.default_base_branch.clone())
             .unwrap_or_else(|| "main".into()))
     }
 
@@ -260,7 +279,7 @@ impl Runner {
                 .recorder
                 .fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
         }
-        let rt = resolve::runtime(&self.cfg, &agent.runtime)?.clone();
+        let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
         let adapter = adapter_for(rt.adapter);
         // Its prompt is its first event, as for a local agent.
         self.recorder.persist(
@@ -274,7 +293,7 @@ impl Runner {
             observer,
         )?;
         let run = RemoteRun {
-            cfg: &self.cfg,
+            cfg: &self.cfg(),
             recorder: &self.recorder,
             agent,
             opts,
@@ -365,6 +384,10 @@ impl Runner {
                 agent.id
             )));
         };
+        let agent = match agent.meta.unchanged_branch.clone() {
+            Some(_) if agent.workspace.is_none() => self.recreate_workspace(agent)?,
+            _ => agent,
+        };
         if agent
             .workspace
             .as_deref()
@@ -378,6 +401,43 @@ impl Runner {
         }
         self.run_turn(agent, prompt, Some(&token), opts, observer)
             .await
+    }
+
+    /// An agent whose worktree and branch were removed because it changed nothing gets them
+    /// again, from the same base, at the same path (its runtime's session finds it there).
+    fn recreate_workspace(&self, agent: AgentRecord) -> Result<AgentRecord, RunError> {
+        let project_dir =
+            std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
+        let base = self.base_of(&agent, &project_dir)?;
+        let ws = workspace::create(
+            &project_dir,
+            &project_dir.join(".fracta"),
+            &agent.id,
+            &agent.task,
+            &base,
+        )
+        .map_err(|e| {
+            RunError::Usage(format!(
+                "agent {} changed nothing, so its worktree was removed, and it cannot be made again: {e}",
+                agent.id
+            ))
+        })?;
+        // Its git excludes were set in the old worktree's admin folder, gone with it: the
+        // launch sets them again only when this record of them is gone too.
+        if let Some(home) = &agent.runtime_home {
+            let _ = std::fs::remove_file(std::path::Path::new(home).join("git-exclude"));
+        }
+        let mut meta = agent.meta.clone();
+        meta.unchanged_branch = None;
+        Ok(self.store.update_agent(
+            &agent.id,
+            &AgentPatch {
+                meta: Some(meta),
+                workspace: Some(Some(ws.path.display().to_string())),
+                branch: Some(ws.branch.clone()),
+                ..AgentPatch::default()
+            },
+        )?)
     }
 
     /// The agent's environment: the runtime's `env` expanded (secret-looking values registered
@@ -410,7 +470,7 @@ impl Runner {
 
     /// The wall-clock budget of an agent: its own (narrowed by its parent), else the config's.
     fn wall_clock(&self, agent: &AgentRecord) -> Duration {
-        Duration::from_secs(resolve::wall_clock_secs(&self.cfg, agent))
+        Duration::from_secs(resolve::wall_clock_secs(&self.cfg(), agent))
     }
 
     /// A session served over the network gets its own loopback port and secret.
@@ -442,10 +502,15 @@ impl Runner {
             stream,
         } = turn;
         let t0 = std::time::Instant::now();
-        let auth =
-            credentials::resolve(&self.cfg, &agent.runtime, rt, &opts.request, &self.redactor)
-                .await
-                .map_err(|e| e.to_string())?;
+        let auth = credentials::resolve(
+            &self.cfg(),
+            &agent.runtime,
+            rt,
+            &opts.request,
+            &self.redactor,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let keys = if stream && adapter.capabilities().networked_session {
             Some(
                 self.session_keys()
@@ -466,7 +531,7 @@ impl Runner {
             runtime_home: &home,
             runtime_state: &self.runtime_state(&agent.runtime),
             runtime: rt,
-            project: &self.cfg.config.project,
+            project: &self.cfg().config.project,
             env: &auth.binding_env,
             api_key_helper: auth.api_key_helper.as_ref(),
             gateway: opts.gateway.as_ref(),
@@ -487,7 +552,7 @@ impl Runner {
         }
         credentials::check_env(&auth, &agent.runtime, adapter, &env).map_err(|e| e.to_string())?;
         tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "credentials and env resolved");
-        let program = locate_binary(&self.cfg, rt, adapter)?;
+        let program = locate_binary(&self.cfg(), rt, adapter)?;
         if !home.as_os_str().is_empty() {
             std::fs::create_dir_all(&home)
                 .map_err(|e| format!("cannot create the runtime home {}: {e}", home.display()))?;
@@ -513,6 +578,7 @@ impl Runner {
         })
     }
 
+    /// A turn, then: an agent that ended having changed nothing leaves no branch.
     async fn run_turn(
         &self,
         agent: AgentRecord,
@@ -521,7 +587,48 @@ impl Runner {
         opts: &RunOptions,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
-        let rt = resolve::runtime(&self.cfg, &agent.runtime)?.clone();
+        let rec = self
+            .run_turn_inner(agent, prompt, resume_token, opts, observer)
+            .await?;
+        Ok(self.drop_if_unchanged(rec))
+    }
+
+    /// An ended agent that changed nothing leaves no branch. A run's end removes it before
+    /// recording the end (`Recorder::finish_local`); this catches the other ends (failed
+    /// before start, stopped).
+    fn drop_if_unchanged(&self, rec: AgentRecord) -> AgentRecord {
+        if !rec.status.is_terminal() || rec.branch.is_none() {
+            return rec;
+        }
+        let Some(branch) = self.recorder.remove_if_unchanged(&rec) else {
+            return rec;
+        };
+        let mut meta = rec.meta.clone();
+        meta.unchanged_branch = Some(branch);
+        let patch = AgentPatch {
+            meta: Some(meta),
+            branch: Some(None),
+            workspace: Some(None),
+            ..AgentPatch::default()
+        };
+        match self.store.update_agent(&rec.id, &patch) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(agent = %rec.id, "could not record that the agent changed nothing: {e}");
+                rec
+            }
+        }
+    }
+
+    async fn run_turn_inner(
+        &self,
+        agent: AgentRecord,
+        prompt: &str,
+        resume_token: Option<&str>,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
         let adapter = adapter_for(rt.adapter);
         let turn = agent.meta.turns + 1;
         if turn > 1 {
@@ -554,6 +661,34 @@ impl Runner {
             true,
             observer,
         )?;
+        if turn == 1 && !self.cfg().config.project.setup.is_empty() {
+            let ws = PathBuf::from(agent.workspace.clone().unwrap_or_default());
+            let setup = &self.cfg().config.project.setup;
+            let shutdown = opts.shutdown.as_ref();
+            match crate::setup::run(&self.recorder, &agent, setup, &ws, shutdown, observer).await? {
+                crate::setup::SetupEnd::Ready => {}
+                crate::setup::SetupEnd::Failed(why) => {
+                    return self.recorder.fail_before_start(&agent, &why, observer);
+                }
+                crate::setup::SetupEnd::Cancelled(why) => {
+                    // Stopped by request (already recorded), or Fracta is going away.
+                    if self
+                        .recorder
+                        .end_with(&agent.id, AgentStatus::Stopped, &why)?
+                    {
+                        let rec = self.store.get_agent(&agent.id)?;
+                        self.recorder.persist(
+                            &rec,
+                            &[Event::status("stopped", Some(why))],
+                            None,
+                            true,
+                            observer,
+                        )?;
+                    }
+                    return Ok(self.store.get_agent(&agent.id)?);
+                }
+            }
+        }
         let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
         let ask = TurnAsk {
             prompt,

@@ -160,7 +160,7 @@ fn recorded(b: &Budgets) -> AgentBudgets {
 
 impl Supervisor {
     pub fn new(runner: Arc<Runner>) -> Arc<Supervisor> {
-        let max = runner.cfg.config.agents.budgets.max_running().max(1) as usize;
+        let max = runner.cfg().config.agents.budgets.max_running().max(1) as usize;
         // A live tap only (the store is the record; a lagging receiver skips ahead), so a
         // modest buffer: each slot holds a whole event, and 4096 of them cost ~0.5 ms of page
         // faults at every start.
@@ -313,7 +313,7 @@ impl Supervisor {
         asked: &Budgets,
         request: RequestContext,
     ) -> Result<AgentRecord, ControlError> {
-        let defaults = self.runner.cfg.config.agents.budgets;
+        let defaults = self.runner.cfg().config.agents.budgets;
         // Checking a parent's budgets and recording its child is one step: two concurrent
         // spawns (a model may call the tool twice in one turn) must not both see room.
         // Waiting for the gate is waiting for another spawn's store write: blocking work.
@@ -413,7 +413,7 @@ impl Supervisor {
         }
         // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
         // only refuse, and registering them costs the CLI an MCP handshake at start-up.
-        let defaults = self.runner.cfg.config.agents.budgets;
+        let defaults = self.runner.cfg().config.agents.budgets;
         let can_spawn = self.runner.store.get_agent(id).map_or(true, |a| {
             let b = budgets_of(&a, &defaults);
             a.depth < b.max_depth() && b.max_children() > 0
@@ -436,7 +436,7 @@ impl Supervisor {
                 steer,
                 idle_timeout: me
                     .runner
-                    .cfg
+                    .cfg()
                     .config
                     .agents
                     .stream_idle_timeout_secs
@@ -497,11 +497,16 @@ impl Supervisor {
         wait: Option<Duration>,
     ) -> Result<AgentRecord, ControlError> {
         let agent = self.authorize(caller, id)?;
-        let tx = self
-            .state
-            .lock()
-            .ok()
-            .and_then(|st| st.sessions.get(&agent.id).map(|s| s.turns.clone()));
+        // An ended session's run may still be winding up (its branch checked and removed):
+        // its record says it ended, so it takes no more turns.
+        let tx = if agent.status.is_terminal() {
+            None
+        } else {
+            self.state
+                .lock()
+                .ok()
+                .and_then(|st| st.sessions.get(&agent.id).map(|s| s.turns.clone()))
+        };
         let Some(tx) = tx else {
             return Err(ControlError::NoSession {
                 id: agent.id.clone(),

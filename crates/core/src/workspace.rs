@@ -166,6 +166,40 @@ pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, W
     }
 }
 
+/// Whether the work tree at `worktree` has nothing git would commit: no change to a tracked
+/// file, no untracked file (ignored and excluded ones, such as Fracta's own, do not count).
+pub fn is_clean(worktree: &Path) -> Result<bool, WorkspaceError> {
+    let out = git(
+        worktree,
+        &["status", "--porcelain", "--untracked-files=all"],
+    )?;
+    Ok(out.trim().is_empty())
+}
+
+/// The main work tree of the repository a worktree belongs to.
+pub fn main_worktree(worktree: &Path) -> Option<PathBuf> {
+    let repo = git2::Repository::open(worktree).ok()?;
+    let common: PathBuf = repo.commondir().components().collect();
+    common.parent().map(Path::to_path_buf)
+}
+
+/// An agent's worktree that holds nothing new (its branch has no commit beyond `base`, and
+/// nothing uncommitted) is removed with its branch. Returns whether it was.
+pub fn remove_if_unchanged(
+    worktree: &Path,
+    branch: &str,
+    base: &str,
+) -> Result<bool, WorkspaceError> {
+    let Some(project) = main_worktree(worktree) else {
+        return Ok(false);
+    };
+    if !is_merged(&project, branch, base)? || !is_clean(worktree)? {
+        return Ok(false);
+    }
+    remove(&project, Some(worktree), Some(branch))?;
+    Ok(true)
+}
+
 /// How `merge` brings a branch in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeHow {
@@ -323,6 +357,29 @@ fn scratch_dir(project_dir: &Path) -> Result<PathBuf, WorkspaceError> {
 /// Whether a branch exists in the repository at `project_dir`.
 pub fn branch_exists(project_dir: &Path, branch: &str) -> bool {
     discover(project_dir).is_some_and(|r| r.find_branch(branch, git2::BranchType::Local).is_ok())
+}
+
+/// Whether `rev` (a branch, tag or commit) names a commit in the repository at `project_dir`:
+/// what a spawn needs of its base.
+pub fn resolves_to_commit(project_dir: &Path, rev: &str) -> bool {
+    discover(project_dir).is_some_and(|r| {
+        r.revparse_single(&format!("{rev}^{{commit}}"))
+            .and_then(|o| o.peel_to_commit())
+            .is_ok()
+    })
+}
+
+/// The local branches of the repository at `project_dir`, by name.
+pub fn local_branches(project_dir: &Path) -> Vec<String> {
+    discover(project_dir)
+        .and_then(|r| {
+            r.branches(Some(git2::BranchType::Local)).ok().map(|bs| {
+                bs.flatten()
+                    .filter_map(|(b, _)| b.name().ok().flatten().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }
 
 /// Remove an agent's worktree (its folder and git's record of it) and delete its branch.

@@ -585,7 +585,7 @@ async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Dif
             ),
         ));
     };
-    let cfg = Arc::clone(&api.sup.runner.cfg);
+    let cfg = api.sup.runner.cfg();
     let dir = fracta_core::review::project_dir(&cfg);
     let base = fracta_core::review::base_of(&cfg, &agent);
     if !fracta_core::workspace::branch_exists(&dir, &branch) {
@@ -655,7 +655,7 @@ async fn merge(
     let sup = Arc::clone(&api.sup);
     blocking(move || {
         let store = &sup.runner.store;
-        let cfg = &sup.runner.cfg;
+        let cfg = &sup.runner.cfg();
         let agent = store.get_agent(&id)?;
         let m = fracta_core::review::merge(cfg, &agent, how)?;
         let rm = body.rm.unwrap_or(false);
@@ -684,7 +684,7 @@ async fn remove(
     let sup = Arc::clone(&api.sup);
     blocking(move || {
         let store = &sup.runner.store;
-        let cfg = &sup.runner.cfg;
+        let cfg = &sup.runner.cfg();
         let agent = store.get_agent(&id)?;
         let why = fracta_core::review::refusal(cfg, &agent, q.force.unwrap_or(false))
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

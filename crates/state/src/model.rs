@@ -244,6 +244,10 @@ pub struct AgentMeta {
     /// For a session: whether its last turn succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_turn_ok: Option<bool>,
+    /// It ended having changed nothing (no commit beyond its base, nothing uncommitted):
+    /// the branch it had, removed with its worktree then (a resume makes them again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_branch: Option<String>,
     /// Where it runs on Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesRef>,

@@ -400,6 +400,9 @@ fn print_outcome(a: &AgentView, changes: Option<&Changes>) {
         Some(Changes::Nothing) => {
             let _ = writeln!(out, "{BOLD}no changes{BOLD:#}");
         }
+        None if a.changed_nothing => {
+            let _ = writeln!(out, "{BOLD}no changes{BOLD:#}: no branch kept");
+        }
         None => {
             if let Some(b) = &a.branch {
                 let _ = writeln!(out, "branch     {b}");
@@ -1074,6 +1077,15 @@ pub fn show(cfg: LoadedConfig, a: IdArgs) -> anyhow::Result<ExitCode> {
     field(&mut out, "resume token", agent.resume_token.clone());
     field(&mut out, "workspace", agent.workspace.clone());
     field(&mut out, "branch", agent.branch.clone());
+    field(
+        &mut out,
+        "branch",
+        agent
+            .meta
+            .unchanged_branch
+            .as_ref()
+            .map(|b| format!("none: it changed nothing, so {b} and its worktree were removed")),
+    );
     field(&mut out, "created", Some(agent.created_at.to_string()));
     field(&mut out, "ended", agent.ended_at.map(|t| t.to_string()));
     field(

@@ -3,9 +3,10 @@
 mod agent;
 mod auth;
 mod client;
-mod completions;
+pub mod completions;
 mod config;
 mod dashboard;
+mod doctor;
 mod init;
 mod model_server;
 mod render;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config::show(&load(cli.config.as_deref())?, a.json)
         }
         Command::Completions(a) => completions::run(a),
+        Command::Doctor(a) => doctor::run(cli.config.as_deref(), a.json),
         Command::Spawn(a) => agent::spawn(load(cli.config.as_deref())?, a),
         Command::Render(a) => render::run(load(cli.config.as_deref())?, a),
         Command::Resume(a) => agent::resume(load(cli.config.as_deref())?, a),

@@ -26,6 +26,18 @@ fn remove(cfg: &LoadedConfig, store: &dyn Store, a: &AgentRecord) -> anyhow::Res
     fracta_core::review::remove(cfg, store, a).map_err(review_failure)
 }
 
+/// For an agent that ended having changed nothing (its branch and worktree were removed
+/// then): saying so.
+fn changed_nothing(cfg: &LoadedConfig, a: &AgentRecord) -> Option<String> {
+    a.meta.unchanged_branch.as_ref().map(|b| {
+        format!(
+            "agent {} changed nothing (no commit beyond {}, nothing uncommitted): its branch {b} and worktree were removed when it ended",
+            a.id,
+            base_of(cfg, a)
+        )
+    })
+}
+
 fn agent(store: &dyn Store, id: &str) -> anyhow::Result<AgentRecord> {
     store.get_agent(id).map_err(|e| run_failure(e.into()))
 }
@@ -34,6 +46,10 @@ fn agent(store: &dyn Store, id: &str) -> anyhow::Result<AgentRecord> {
 pub fn diff(cfg: &LoadedConfig, a: DiffArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(cfg)?;
     let agent = agent(store.as_ref(), &a.id)?;
+    if let Some(msg) = changed_nothing(cfg, &agent) {
+        eprintln!("{msg}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(branch) = agent.branch.as_deref() else {
         return Err(Failure::msg(
             exit::USAGE,
@@ -67,6 +83,14 @@ pub fn diff(cfg: &LoadedConfig, a: DiffArgs) -> anyhow::Result<ExitCode> {
 pub fn merge(cfg: &LoadedConfig, a: MergeArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(cfg)?;
     let agent = agent(store.as_ref(), &a.id)?;
+    if let Some(msg) = changed_nothing(cfg, &agent) {
+        println!("nothing to merge: {msg}");
+        if a.rm {
+            remove(cfg, store.as_ref(), &agent)?;
+            println!("removed agent {}", agent.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let how = if a.squash {
         workspace::MergeHow::Squash
     } else if a.rebase {
@@ -105,6 +129,11 @@ pub fn rm(cfg: &LoadedConfig, a: RmArgs) -> anyhow::Result<ExitCode> {
             .branch
             .as_deref()
             .map(|b| format!(", branch {b}"))
+            .or_else(|| agent
+                .meta
+                .unchanged_branch
+                .as_ref()
+                .map(|_| ", which changed nothing".to_string()))
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

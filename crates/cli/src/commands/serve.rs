@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fracta_config::LoadedConfig;
+use fracta_core::event::Event;
 use fracta_core::session::Shutdown;
 use fracta_core::supervisor::Supervisor;
 use fracta_server::discovery::{self, ServeInfo};
@@ -69,6 +70,9 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
 
+        tokio::spawn(log_agents(Arc::clone(&supervisor)));
+        tokio::spawn(watch_config(Arc::clone(&supervisor)));
+
         // SIGINT, SIGTERM and SIGHUP all shut the control plane down.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         crate::signals::forward(Shutdown::Terminate("SIGINT"), move |s| {
@@ -95,6 +99,97 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the config file is looked at for a change.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A line on stderr for a person watching `fracta serve`, with the local time.
+fn say(msg: &str) {
+    let now = jiff::Timestamp::now().strftime("%H:%M:%S").to_string();
+    eprintln!("{now} {msg}");
+}
+
+/// Each agent's start, a session's close, and each end, as it happens: id, runtime, task, status and
+/// why.
+async fn log_agents(supervisor: Arc<Supervisor>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut rx = supervisor.subscribe();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                tracing::debug!("the agent log skipped {n} events");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let Event::Status(st) = &ev.event else {
+            continue;
+        };
+        let task = supervisor
+            .runner
+            .store
+            .get_agent(&ev.agent_id)
+            .map(|a| a.task)
+            .unwrap_or_default();
+        let who = format!("agent {} ({}, task {task})", ev.agent_id, ev.runtime);
+        let detail = st.detail.as_deref().unwrap_or("");
+        let line = match st.status.as_str() {
+            "running" => format!("{who} started ({detail})"),
+            "idle" => format!("{who}: {detail}"),
+            other => {
+                let why = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", first_line(detail))
+                };
+                format!("{who} ended {other}{why}")
+            }
+        };
+        tracing::info!("{line}");
+        say(&line);
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+/// Watch the config file (its contents, looked at every second): a valid change is used for
+/// new spawns; an invalid one keeps the config in use, and says why (file:line:col).
+async fn watch_config(supervisor: Arc<Supervisor>) {
+    let path = supervisor.runner.cfg().path.clone();
+    let mut last = std::fs::read_to_string(&path).ok();
+    let mut tick = tokio::time::interval(CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let now = std::fs::read_to_string(&path).ok();
+        if now == last {
+            continue;
+        }
+        last = now;
+        match fracta_config::load_path(&path, fracta_config::Found::Flag) {
+            Ok(cfg) => {
+                crate::output::diagnostics(&cfg.warnings);
+                supervisor.runner.set_config(cfg);
+                tracing::info!(config = %path.display(), "config reloaded");
+                say(&format!(
+                    "{} changed: reloaded; new agents use it (running ones keep theirs)",
+                    path.display()
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(config = %path.display(), "changed config is invalid: {e}");
+                say(&format!(
+                    "{} changed, but is not valid: still using the config loaded before",
+                    path.display()
+                ));
+                crate::output::diagnostics(&e.diagnostics());
+            }
+        }
+    }
 }
 
 /// A multi-threaded runtime with a worker per CPU, and at least two.

@@ -71,7 +71,16 @@ fn success(rt: &str) {
         v["resume_token"].as_str().is_some_and(|t| !t.is_empty()),
         "{v:#}"
     );
-    assert!(v["branch"].as_str().unwrap().starts_with("fracta/greet-"));
+    // It changed nothing: its branch is gone, and its record says which it was.
+    assert!(v["branch"].is_null(), "{v:#}");
+    let rec = p.agent(v["id"].as_str().unwrap());
+    assert!(
+        rec["meta"]["unchanged_branch"]
+            .as_str()
+            .unwrap()
+            .starts_with("fracta/greet-"),
+        "{rec:#}"
+    );
     assert_eq!(v["exit_code"], 0);
     assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0, "{v:#}");
     // Every event persisted, in order, with the raw line beside it.

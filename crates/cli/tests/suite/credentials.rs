@@ -86,6 +86,8 @@ project:
             helper.display()
         ),
     );
+    // Its worktree stays, for the settings file to be read below.
+    p.keep_worktrees();
     let (code, v) = p.spawn_json(&["--task", "nap", "--prompt", "nap then answer"]);
     assert_eq!(code, 0, "{v:#}");
     let reqs: Vec<_> = p

@@ -200,6 +200,20 @@ impl Project {
         self.dir.path()
     }
 
+    /// Give each agent an untracked file from `project.setup` (appended to fracta.yaml, whose
+    /// last section must be `project:`), so an agent that itself changes nothing still leaves
+    /// its worktree and branch for the test to look at.
+    pub fn keep_worktrees(&self) {
+        let path = self.path().join("fracta.yaml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        assert!(cfg.contains("\nproject:\n"), "{cfg}");
+        std::fs::write(
+            path,
+            format!("{cfg}  setup:\n    - touch kept-by-the-test\n"),
+        )
+        .unwrap();
+    }
+
     pub fn server(&self) -> &ModelServer {
         self.server.as_ref().unwrap()
     }
@@ -400,22 +414,34 @@ impl Serve {
 
     /// `start`, with extra environment variables for `fracta serve`.
     pub fn start_with(p: &Project, env: &[(&str, &str)]) -> Serve {
-        Self::start_args(p, &[], env)
+        Self::launch(p, &[], env, false)
     }
 
     /// `start_with`, with extra arguments for `fracta serve` (e.g. `--listen`).
     pub fn start_args(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        Self::launch(p, args, env, false)
+    }
+
+    /// `start`, in a process group of its own, as a shell starts a foreground job: `interrupt`
+    /// then sends Ctrl-C's SIGINT to the whole group, as a terminal does.
+    pub fn start_as_job(p: &Project) -> Serve {
+        Self::launch(p, &[], &[], true)
+    }
+
+    fn launch(p: &Project, args: &[&str], env: &[(&str, &str)], own_group: bool) -> Serve {
+        use std::os::unix::process::CommandExt;
         let file = p.path().join(".fracta/serve.json");
         let _ = std::fs::remove_file(&file);
         let mut full = vec!["serve"];
         full.extend_from_slice(args);
-        let child = p
-            .command(&full)
-            .envs(env.iter().copied())
+        let mut cmd = p.command(&full);
+        cmd.envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        if own_group {
+            cmd.process_group(0);
+        }
+        let child = cmd.spawn().unwrap();
         let mut s = Serve {
             child: Some(child),
             url: String::new(),
@@ -436,6 +462,35 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Its stderr, as it comes: a thread collects it into the returned buffer.
+    pub fn stderr(&mut self) -> std::sync::Arc<std::sync::Mutex<String>> {
+        use std::io::BufRead;
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let err = self.child.as_mut().unwrap().stderr.take().unwrap();
+        let b = std::sync::Arc::clone(&buf);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut b = b.lock().unwrap();
+                b.push_str(&line);
+                b.push('\n');
+            }
+        });
+        buf
+    }
+
+    /// Ctrl-C at the terminal: SIGINT to its process group (see `start_as_job`), then wait;
+    /// returns whether it exited successfully.
+    pub fn interrupt(mut self) -> bool {
+        let mut c = self.child.take().unwrap();
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        wait_child(&mut c, Duration::from_secs(30)).success()
     }
 
     /// SIGKILL, as a crash would.

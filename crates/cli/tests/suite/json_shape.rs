@@ -52,7 +52,7 @@ fn find<'a>(list: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{id} not in {list:#}"))
 }
 
-const KEYS: [&str; 24] = [
+const KEYS: [&str; 25] = [
     "schema",
     "id",
     "parent_id",
@@ -67,6 +67,7 @@ const KEYS: [&str; 24] = [
     "resume_token",
     "workspace",
     "branch",
+    "changed_nothing",
     "result",
     "error",
     "exit_code",

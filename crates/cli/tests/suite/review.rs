@@ -89,14 +89,6 @@ fn diff_shows_the_agents_work_and_rm_and_prune_keep_what_is_not_merged() {
     );
     let gone = p.run(&["show", i]);
     assert_eq!(gone.status.code(), Some(4));
-    assert!(!Path::new(idle["workspace"].as_str().unwrap()).exists());
-    assert!(
-        !git(
-            p.path(),
-            &["rev-parse", "--verify", idle["branch"].as_str().unwrap()]
-        )
-        .0
-    );
 
     // Merged by hand, the writer's branch is on main: rm removes worktree, branch and record.
     assert!(git(p.path(), &["merge", "-q", "--no-edit", &branch]).0);
@@ -264,4 +256,57 @@ fn fractas_commit_refuses_a_file_holding_a_secret() {
     for e in &events {
         assert!(!e.to_string().contains("sk-ant-test"), "{e}");
     }
+}
+
+/// An agent that ended having changed nothing leaves no branch and no worktree; its record
+/// stays and says so, `diff` and `merge` say there is nothing, `resume` makes its worktree
+/// again, and `rm` removes the record.
+#[test]
+fn an_agent_that_changed_nothing_leaves_no_branch() {
+    let p = Project::new(Script::parse("fallback: \"Nothing to do.\"\n", "t").unwrap());
+    let (code, v) = p.spawn_json(&["--runtime", "claude", "--prompt", "look around"]);
+    assert_eq!(code, 0, "{v:#}");
+    let id = v["id"].as_str().unwrap();
+    assert!(v["branch"].is_null(), "{v:#}");
+    assert!(v["workspace"].is_null(), "{v:#}");
+    let (_, branches) = git(p.path(), &["branch", "--list", "fracta/*"]);
+    assert_eq!(branches.trim(), "", "no fracta branch is left");
+    let (_, worktrees) = git(p.path(), &["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "{worktrees}");
+    let rec = p.agent(id);
+    let removed = rec["meta"]["unchanged_branch"].as_str().unwrap();
+    assert!(removed.starts_with("fracta/look-around-"), "{rec:#}");
+    assert_eq!(rec["status"], "succeeded");
+
+    let out = p.run(&["diff", id]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success() && stdout.is_empty(),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("changed nothing") && stderr.contains(removed),
+        "{stderr}"
+    );
+    let out = p.run(&["merge", id]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("nothing to merge"), "{stdout}");
+
+    // Resumed, it works in a worktree made again from its base; still changing nothing, it
+    // leaves none again.
+    let out = p.run(&["resume", id, "--prompt", "and now?", "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let after: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(after["status"], "succeeded", "{after:#}");
+    assert!(after["branch"].is_null(), "{after:#}");
+    let (_, branches) = git(p.path(), &["branch", "--list", "fracta/*"]);
+    assert_eq!(branches.trim(), "");
+
+    let out = p.run(&["rm", id]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("which changed nothing"), "{stdout}");
+    assert_eq!(p.run(&["show", id]).status.code(), Some(4));
 }

@@ -337,3 +337,186 @@ print(json.dumps(out))
     );
     assert!(server.stop());
 }
+
+fn wait_for_text(buf: &std::sync::Arc<std::sync::Mutex<String>>, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = buf.lock().unwrap().clone();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "serve never printed {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `fracta serve` says on stderr when each agent starts and ends (id, runtime, task, status,
+/// why); it takes a changed valid fracta.yaml for new spawns, and keeps its config when the
+/// file becomes invalid, naming the file, line and column.
+#[test]
+fn serve_logs_agents_and_reloads_a_valid_config_but_keeps_its_own_over_an_invalid_one() {
+    let p = Project::new(holding_script(""));
+    let mut serve = Serve::start(&p);
+    let log = serve.stderr();
+    let spawn = |runtime: &str, prompt: &str| {
+        p.run(&[
+            "spawn",
+            "--detach",
+            "--json",
+            "--runtime",
+            runtime,
+            "--task",
+            "chore",
+            "--prompt",
+            prompt,
+        ])
+    };
+    let out = spawn("claude", "say fine");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = wait_for_text(
+        &log,
+        &format!("agent {id} (claude, task chore) ended succeeded"),
+    );
+    assert!(
+        text.contains(&format!("agent {id} (claude, task chore) started (pid ")),
+        "{text}"
+    );
+    // A failure says why.
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        std::fs::read_to_string(p.path().join("fracta.yaml"))
+            .unwrap()
+            .replacen("    claude:\n      adapter: claude\n", "    claude:\n      adapter: claude\n      command: /nonexistent/claude\n", 1)
+            .replacen("  agent_runtimes:\n", "  agent_runtimes:\n    second:\n      adapter: claude\n      command: /nonexistent/claude\n", 1),
+    )
+    .unwrap();
+    // Reloaded: the new runtime is accepted (once the change is seen).
+    wait_for_text(&log, "fracta.yaml changed: reloaded");
+    let out = spawn("second", "say fine");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = wait_for_text(
+        &log,
+        &format!("agent {second} (second, task chore) ended failed"),
+    );
+    assert!(text.contains("/nonexistent/claude"), "the reason: {text}");
+
+    // An invalid change: said, with where; the config in use stays (`second` still works).
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        cfg.replacen("adapter: codex", "adapter: codx", 1),
+    )
+    .unwrap();
+    let text = wait_for_text(&log, "is not valid: still using the config loaded before");
+    let line = cfg
+        .lines()
+        .position(|l| l.contains("adapter: codex"))
+        .unwrap()
+        + 1;
+    assert!(
+        text.contains(&format!("fracta.yaml:{line}:16")) && text.contains("codx"),
+        "{text}"
+    );
+    // The CLI itself refuses the invalid file; the control plane's API still takes a spawn
+    // on the config it kept.
+    let r = http()
+        .post(format!("{}/v1/agents", serve.url))
+        .bearer_auth(&serve.token)
+        .json(&serde_json::json!({ "task": "chore", "prompt": "say fine", "runtime": "second" }))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let third = r.json::<Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for_text(
+        &log,
+        &format!("agent {third} (second, task chore) ended failed"),
+    );
+    assert!(serve.stop());
+}
+
+/// Ctrl-C on `fracta serve` (SIGINT to its process group, as a terminal sends it) closes an
+/// idle stream session as "session closed", resumable, as the README says: not
+/// "stopped (interrupted)".
+#[test]
+fn ctrl_c_on_serve_closes_an_idle_codex_session_resumable() {
+    ctrl_c_on_serve_closes_an_idle_session("codex");
+}
+
+#[test]
+fn ctrl_c_on_serve_closes_an_idle_claude_session_resumable() {
+    ctrl_c_on_serve_closes_an_idle_session("claude");
+}
+
+fn ctrl_c_on_serve_closes_an_idle_session(rt: &str) {
+    let p = Project::new(Script::parse(
+        "rules:\n  - when: { contains: \"first turn\", has_tools: true }\n    reply: \"ANSWER-ONE\"\n  - when: { contains: \"after ctrl-c\", anywhere: true, has_tools: true }\n    reply: \"RESUMED\"\nfallback: \"fine\"\n",
+        "ctrlc",
+    )
+    .unwrap());
+    let mut serve = Serve::start_as_job(&p);
+    let log = serve.stderr();
+    let v = p.json(&[
+        "spawn",
+        "--detach",
+        "--json",
+        "--mode",
+        "stream",
+        "--runtime",
+        rt,
+        "--task",
+        "chat",
+        "--prompt",
+        "first turn",
+    ]);
+    let id = v["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    while p.agent(&id)["result"] != "ANSWER-ONE" {
+        assert!(start.elapsed() < Duration::from_secs(60), "no first turn");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = p.agent(&id)["pid"].as_i64().unwrap();
+    assert!(serve.interrupt(), "fracta serve ends cleanly on Ctrl-C");
+    let ended = p.agent(&id);
+    assert_eq!(ended["status"], "succeeded", "{ended:#}");
+    assert!(ended["error"].is_null(), "{ended:#}");
+    assert!(!pid_alive(pid), "the {rt} session's process is gone");
+    let events = p.events(&id);
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(
+        text.contains("fracta is shutting down: session closed; resume it later"),
+        "{text}"
+    );
+    assert!(!text.contains("interrupted"), "{text}");
+    let text = log.lock().unwrap().clone();
+    assert!(
+        text.contains(&format!("agent {id} ({rt}, task chat) ended succeeded")),
+        "{text}"
+    );
+    // Resumable.
+    let serve = Serve::start(&p);
+    let again = p.json(&["resume", &id, "--prompt", "after ctrl-c", "--json"]);
+    assert_eq!(again["result"], "RESUMED", "{again:#}");
+    assert!(serve.stop());
+}

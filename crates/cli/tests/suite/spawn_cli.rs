@@ -338,6 +338,7 @@ fn host_type_is_a_deprecated_alias_of_runtime() {
 #[test]
 fn the_agent_branches_from_the_current_branch_or_base() {
     let p = project("Done.");
+    p.keep_worktrees();
     let git = |args: &[&str]| {
         let out = std::process::Command::new("git")
             .args(["-c", "user.name=t", "-c", "user.email=t@t"])
@@ -405,6 +406,7 @@ fn the_agent_branches_from_the_current_branch_or_base() {
 #[test]
 fn a_prompt_alone_names_its_task() {
     let p = project("Done.");
+    p.keep_worktrees();
     let out = p.run(&[
         "spawn",
         "--json",

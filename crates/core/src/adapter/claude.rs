@@ -103,6 +103,10 @@ impl Adapter for Claude {
         "@anthropic-ai/claude-code"
     }
 
+    fn tested_version(&self) -> &'static str {
+        "2.1.197"
+    }
+
     /// `claude -p --input-format stream-json --output-format stream-json ...`: each turn is one
     /// user message line on stdin; the process lives until stdin closes.
     fn stream_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {

@@ -164,6 +164,10 @@ impl Adapter for Codex {
         "@openai/codex"
     }
 
+    fn tested_version(&self) -> &'static str {
+        "0.169.0"
+    }
+
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let home = ctx.runtime_state.join("codex-home");
         let toml = Self::config_toml(ctx)?;

@@ -65,6 +65,10 @@ impl Adapter for Gemini {
         "@google/gemini-cli"
     }
 
+    fn tested_version(&self) -> &'static str {
+        "0.61.0"
+    }
+
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let settings = serde_json::to_string_pretty(&Self::settings(ctx))
             .map_err(|e| AdapterError::Other(format!("cannot render {SETTINGS}: {e}")))?;

@@ -200,6 +200,11 @@ pub trait Adapter: Send + Sync {
     fn binary(&self) -> &'static str;
     /// The npm package that provides it, pinned in the project's package.json.
     fn npm_package(&self) -> &'static str;
+    /// The CLI version Fracta was tested with: the exact pin of `npm_package` in the
+    /// repository's package.json (a test keeps the two equal). `fracta doctor` compares an
+    /// installed CLI's `--version` with it. Empty for an adapter that drives whatever CLI its
+    /// runtime names (`acp`).
+    fn tested_version(&self) -> &'static str;
     /// Describe a batch run (a new conversation, or a resumed one).
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError>;
     /// Describe a stream session: one long-lived process taking turns as they come (the first
@@ -259,6 +264,22 @@ pub fn adapter_for(kind: AdapterKind) -> &'static dyn Adapter {
     }
 }
 
+/// The version a CLI's `--version` printed: its first `X.Y.Z` token (`2.1.197 (Claude Code)`,
+/// `codex-cli 0.169.0`, `1.18.33`), pre-release or build suffix included.
+pub fn parse_version(output: &str) -> Option<&str> {
+    output
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .map(|t| t.trim_start_matches('v'))
+        .find(|t| {
+            let core = t.split(['-', '+']).next().unwrap_or("");
+            let parts: Vec<&str> = core.split('.').collect();
+            parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
 /// Merge `over` into `base`: objects merge key by key, arrays gain the items they lack,
 /// anything else is replaced. Used for a runtime's `native_config`.
 pub fn merge_json(base: &mut Value, over: &Value) {
@@ -309,6 +330,44 @@ pub(crate) fn ws(ctx: &LaunchContext<'_>, rel: &str) -> PathBuf {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `tested_version` is what package.json and package-lock.json pin: the two cannot drift.
+    #[test]
+    fn tested_versions_are_the_package_json_pins() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read = |f: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(root.join(f)).unwrap()).unwrap()
+        };
+        let pkg = read("package.json");
+        let lock = read("package-lock.json");
+        for kind in AdapterKind::ALL {
+            let a = adapter_for(kind);
+            if a.tested_version().is_empty() {
+                continue; // `acp`: the runtime names its own CLI
+            }
+            let pin = pkg["dependencies"][a.npm_package()].as_str();
+            assert_eq!(
+                pin,
+                Some(a.tested_version()),
+                "package.json pins {} at {pin:?}; the {} adapter's tested_version says {}",
+                a.npm_package(),
+                kind.as_str(),
+                a.tested_version()
+            );
+            let locked =
+                lock["packages"][format!("node_modules/{}", a.npm_package())]["version"].as_str();
+            assert_eq!(locked, Some(a.tested_version()), "package-lock.json");
+        }
+    }
+
+    #[test]
+    fn versions_are_read_from_each_clis_output() {
+        assert_eq!(parse_version("2.1.197 (Claude Code)\n"), Some("2.1.197"));
+        assert_eq!(parse_version("codex-cli 0.169.0\n"), Some("0.169.0"));
+        assert_eq!(parse_version("1.18.33"), Some("1.18.33"));
+        assert_eq!(parse_version("v1.2.3-beta.1"), Some("1.2.3-beta.1"));
+        assert_eq!(parse_version("no version here 1.2"), None);
+    }
 
     #[test]
     fn merge_unions_arrays_and_overrides_scalars() {

@@ -142,6 +142,10 @@ impl Adapter for OpenCode {
         "opencode-ai"
     }
 
+    fn tested_version(&self) -> &'static str {
+        "1.18.33"
+    }
+
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let cfg = serde_json::to_string_pretty(&Self::config(ctx))
             .map_err(|e| AdapterError::Other(format!("cannot render opencode.json: {e}")))?;

@@ -123,6 +123,11 @@ impl Adapter for Acp {
         "the ACP agent's own package"
     }
 
+    /// Any agent that speaks ACP: none in particular was tested.
+    fn tested_version(&self) -> &'static str {
+        ""
+    }
+
     fn batch_launch(&self, ctx: &LaunchContext<'_>) -> Result<LaunchSpec, AdapterError> {
         let Some(command) = ctx.runtime.command.clone() else {
             return Err(AdapterError::Other(
