@@ -767,6 +767,11 @@ pub struct Project {
     /// Tools agents may use without asking (Claude permission rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_tools: Vec<String>,
+    /// Folder for agent worktrees (each in `<folder>/<agent id>`); relative to the config
+    /// file's folder. Default: `$XDG_STATE_HOME/fracta/worktrees/<project>-<digest>`
+    /// (`~/.local/state/…`), outside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktrees_dir: Option<String>,
 }
 
 /// The message the seed gives for `command_output.command` written as a string.

@@ -181,7 +181,18 @@ impl Runner {
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
         let t0 = std::time::Instant::now();
-        match workspace::create(&project_dir, &fracta_dir, &agent.id, &agent.task, &base) {
+        let worktrees_dir = self
+            .cfg
+            .worktrees_dir()
+            .map(|d| std::path::absolute(&d).unwrap_or(d));
+        match workspace::create(
+            &project_dir,
+            &fracta_dir,
+            worktrees_dir.as_deref(),
+            &agent.id,
+            &agent.task,
+            &base,
+        ) {
             Ok(ws) => {
                 tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
                 let home = fracta_dir.join("agents").join(&agent.id);
