@@ -284,7 +284,10 @@ fn worktrees_live_outside_the_repository_and_rm_removes_them() {
     assert!(!p.path().join(".fracta/worktrees").exists());
     let (_, status) = git(p.path(), &["status", "--porcelain", "--ignored=no"]);
     // (The harness leaves its fracta.yaml uncommitted.)
-    assert_eq!(status, "?? fracta.yaml\n", "the project's checkout is untouched");
+    assert_eq!(
+        status, "?? fracta.yaml\n",
+        "the project's checkout is untouched"
+    );
     let (_, list) = git(p.path(), &["worktree", "list"]);
     assert!(list.contains(&ws.display().to_string()), "{list}");
 
