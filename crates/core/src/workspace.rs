@@ -445,13 +445,6 @@ pub fn create(
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
             let top: PathBuf = repo.workdir().unwrap_or(project_dir).components().collect();
-            let path = worktrees_root(&top, fracta_dir, worktrees_dir).join(id);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
             let Ok(base_commit) = repo
                 .revparse_single(&format!("{base}^{{commit}}"))
                 .and_then(|o| o.peel_to_commit())
@@ -475,6 +468,14 @@ pub fn create(
                     found,
                 });
             };
+            // After the base is found: a failed spawn leaves no folder behind.
+            let path = worktrees_root(&top, fracta_dir, worktrees_dir).join(id);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
             let branch = format!("fracta/{}-{short}", slug(task));
             // Created here, so no other worktree has it checked out.
             let reference = repo
@@ -790,10 +791,11 @@ mod tests {
     #[test]
     fn a_missing_base_branch_names_the_ones_that_exist() {
         let d = repo(&[]);
+        let fracta = d.path().join(".fracta");
         let e = create(
             d.path(),
-            &d.path().join(".fracta"),
-            None,
+            &fracta,
+            Some(&fracta.join("worktrees")),
             "01X",
             "t",
             "develop",
