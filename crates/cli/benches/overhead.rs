@@ -3,8 +3,9 @@
 //! For each runtime (claude, codex, opencode) the same one-turn prompt runs against the
 //! in-process scripted model server five ways, interleaved (each run rotates their order and
 //! gives each the same quiet time before it) after one warm-up of each:
-//! - direct: the CLI by hand with the argv (`meta.command` of the first spawn), env and config
-//!   files Fracta uses, minus Fracta's MCP gateway, reusing that spawn's workspace;
+//! - direct: the CLI by hand in the repository itself, with the argv (`meta.command` of the
+//!   first spawn), env and config files Fracta uses (copied into the repository), minus
+//!   Fracta's MCP gateway: what a person compares Fracta with;
 //! - direct + MCP: the same with the MCP wiring kept, pointed at an in-process MCP server that
 //!   answers at once with Fracta's own tool list (taken from `fracta mcp`), in a worktree of
 //!   its own: the CLI as a person would run it by hand with an MCP server, so that what the
@@ -18,8 +19,13 @@
 //! Prints medians, p90s, differences and ratios, and Fracta's own costs around the CLI process
 //! (from the agent's `created_at` / `started_at` / `ended_at`).
 //!
+//! First, Fracta's own whole-process time: `fracta spawn` of an INSTANT STAND-IN CLI (the
+//! `instant` runtime: a script that prints a recorded Codex turn and exits), against that
+//! script run by hand.
+//!
 //! `CARGO_TARGET_DIR=... cargo bench -p fracta --bench overhead`
-//! Env: `FRACTA_BENCH_RUNS` (default 7), `FRACTA_BENCH_RUNTIMES` (default `claude,codex,opencode`).
+//! Env: `FRACTA_BENCH_RUNS` (default 7), `FRACTA_BENCH_RUNTIMES` (default `claude,codex,opencode`),
+//! `FRACTA_BENCH_OWN_RUNS` (default 21; the instant CLI).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -147,7 +153,16 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
         }
         _ => {}
     }
-    let env = direct_env(rt, p, &ws, url);
+    // By hand in the repository itself, with Fracta's config files copied there (untracked).
+    let repo = p.path().to_path_buf();
+    for f in FRACTA_FILES {
+        let from = ws.join(f);
+        if from.is_file() {
+            std::fs::create_dir_all(repo.join(f).parent().unwrap()).unwrap();
+            std::fs::copy(&from, repo.join(f)).unwrap();
+        }
+    }
+    let env = direct_env(rt, p, &repo, url);
     let command = shown["meta"]["command"].as_str().unwrap();
     let mut argv = split_command(command);
     assert_eq!(display_command(&argv[0], &argv[1..]), command);
@@ -167,12 +182,19 @@ fn direct_for(rt: &str, p: &Project, shown: &Value, url: &str) -> Direct {
                     args.extend(["-c".to_string(), v]);
                 }
             }
-            _ => args.push(a),
+            _ => args.push(a.replace(&ws.display().to_string(), &repo.display().to_string())),
         }
     }
     eprintln!("  direct: {}", display_command(rt, &args));
-    Direct::cli(rt, args, ws, env)
+    Direct::cli(rt, args, repo, env)
 }
+
+/// The runtime config files Fracta writes into a workspace.
+const FRACTA_FILES: [&str; 3] = [
+    ".claude/settings.json",
+    ".codex/config.toml",
+    "opencode.json",
+];
 
 /// The environment of a CLI run by hand in `ws`: the project's, plus the env Fracta gives
 /// the runtime (the settings it pins, the model server's address and key, Codex's home).
@@ -227,27 +249,23 @@ fn gateway_url(text: &str) -> Option<String> {
 /// the gateway from the first spawn's files.
 fn direct_mcp_for(rt: &str, p: &Project, shown: &Value, url: &str, mcp_url: &str) -> Direct {
     let old_ws = PathBuf::from(shown["workspace"].as_str().unwrap());
-    let ws = p.path().join(".fracta/bench-mcp");
+    let ws = p.dir.path().join("bench-mcp");
     new_worktree(p, "bench/mcp", &ws);
     let command = shown["meta"]["command"].as_str().unwrap();
     let mut argv = split_command(command);
     assert_eq!(argv.remove(0), rt, "{command}");
     // Fracta's own wiring: the files it wrote, and Claude's `--mcp-config` file.
-    let mut texts: Vec<(PathBuf, String)> = [
-        ".claude/settings.json",
-        ".codex/config.toml",
-        "opencode.json",
-    ]
-    .iter()
-    .filter_map(|f| {
-        let text = std::fs::read_to_string(old_ws.join(f)).ok()?;
-        Some((ws.join(f), text))
-    })
-    .collect();
+    let mut texts: Vec<(PathBuf, String)> = FRACTA_FILES
+        .iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(old_ws.join(f)).ok()?;
+            Some((ws.join(f), text))
+        })
+        .collect();
     let mcp_config = argv.iter().position(|a| a == "--mcp-config").map(|i| i + 1);
     if let Some(i) = mcp_config {
         let text = std::fs::read_to_string(&argv[i]).unwrap();
-        let copy = p.path().join(".fracta/bench-mcp.json");
+        let copy = p.dir.path().join("bench-mcp.json");
         argv[i] = copy.display().to_string();
         texts.push((copy, text));
     }
@@ -393,13 +411,10 @@ fn new_worktree(p: &Project, branch: &str, ws: &Path) {
 /// (a new cwd for the CLI).
 /// Prepared untimed, so timing it isolates the CLI's own cost of starting fresh.
 fn fresh_copy(d: &Direct, p: &Project, i: usize) -> Direct {
-    let ws = p.path().join(format!(".fracta/bench-fresh/{i}"));
+    // Outside the repository, as Fracta's own worktrees are.
+    let ws = p.dir.path().join(format!("bench-fresh/{i}"));
     new_worktree(p, &format!("bench/fresh-{i}"), &ws);
-    for f in [
-        ".claude/settings.json",
-        ".codex/config.toml",
-        "opencode.json",
-    ] {
+    for f in FRACTA_FILES {
         let from = d.cwd.join(f);
         if from.is_file() {
             std::fs::create_dir_all(ws.join(f).parent().unwrap()).unwrap();
@@ -575,6 +590,52 @@ fn bench_runtime(rt: &str, runs: usize, url: &str, mcp_url: &str) -> Row {
     row
 }
 
+/// Fracta's own whole-process cost: `fracta spawn` of the instant stand-in CLI (a script that
+/// prints a recorded Codex turn at once), interleaved with that script run by hand.
+struct Own {
+    /// `fracta spawn --json --runtime instant`, whole process.
+    spawn: Vec<f64>,
+    /// The instant CLI by hand (its own start-up: `sh` and `cat`).
+    by_hand: Vec<f64>,
+    phases: Vec<Phases>,
+}
+
+fn bench_own(url: &str, runs: usize) -> Own {
+    let p = Project::new(url, false);
+    let cli = common::instant_cli();
+    let by_hand = || {
+        let t = Instant::now();
+        let out = Command::new(&cli)
+            .args(["exec", "--json", "--", PROMPT])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        ms(t.elapsed())
+    };
+    // Warm-up: the first spawn creates the state store and Codex's home.
+    run_fracta(&p, "instant");
+    by_hand();
+    let mut own = Own {
+        spawn: vec![],
+        by_hand: vec![],
+        phases: vec![],
+    };
+    for i in 0..runs {
+        for k in 0..2 {
+            std::thread::sleep(Duration::from_millis(50));
+            if (i + k) % 2 == 0 {
+                let (took, _, ph) = run_fracta(&p, "instant");
+                own.spawn.push(ms(took));
+                own.phases.push(ph);
+            } else {
+                own.by_hand.push(by_hand());
+            }
+        }
+    }
+    own
+}
+
 /// Print a table: a title, then one line per runtime, each column as wide as its header.
 fn table(title: &str, headers: &[&str], rows: &[Row], cells: impl Fn(&Row) -> Vec<String>) {
     println!();
@@ -625,6 +686,16 @@ fn main() {
     let tools = fracta_tools(&Project::new(&url, false));
     let mcp_url = tokio.block_on(start_mcp_stub(tools));
     eprintln!("instant MCP server with Fracta's tools: {mcp_url}");
+
+    let own_runs: usize = std::env::var("FRACTA_BENCH_OWN_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(21)
+        .max(1);
+    eprintln!(
+        "Fracta's own time: {own_runs} × (fracta spawn of the instant CLI, the instant CLI by hand)"
+    );
+    let own = bench_own(&url, own_runs);
 
     let mut rows = Vec::new();
     for rt in runtimes.split(',').map(str::trim).filter(|r| !r.is_empty()) {
@@ -727,9 +798,29 @@ fn main() {
     );
     println!();
     println!(
-        "direct: the CLI run by hand with Fracta's argv, env and config files, reusing the first spawn's workspace and Codex home."
+        "Fracta's own time: `fracta spawn` of the INSTANT STAND-IN CLI (a script printing a recorded Codex turn), {own_runs} runs (ms):"
     );
-    println!("fresh: the same, but each run in a new git worktree, as every spawn gets.");
+    let (sm, hm) = (median(&own.spawn), median(&own.by_hand));
+    let col = |f: fn(&Phases) -> f64| median(&own.phases.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "  whole process: median {sm:.1}, p90 {:.1}; the instant CLI by hand {hm:.1}; Fracta's own (spawn - by hand) {:.1}",
+        pct(&sorted(own.spawn.clone()), 90.0),
+        sm - hm
+    );
+    println!(
+        "  exec→CLI start {:.1}, recorded→CLI start {:.1}, CLI→ended {:.1}, ended→exit {:.1}",
+        col(|p| p.before),
+        col(|p| p.created_to_started),
+        col(|p| p.cli),
+        col(|p| p.after)
+    );
+    println!();
+    println!(
+        "direct: the CLI run by hand IN THE REPOSITORY with Fracta's argv, env and config files (copied there), and the first spawn's Codex home."
+    );
+    println!(
+        "fresh: the same, but each run in a new git worktree outside the repository, as every spawn gets."
+    );
     println!(
         "direct+MCP: direct with Fracta's MCP wiring kept but pointed at an in-process MCP server that answers at once; CLI MCP cost: direct+MCP - direct."
     );

@@ -604,6 +604,15 @@ impl LoadedConfig {
         }
     }
 
+    /// `project.worktrees_dir`, resolved (none: the default, outside the repository).
+    pub fn worktrees_dir(&self) -> Option<PathBuf> {
+        self.config
+            .project
+            .worktrees_dir
+            .as_deref()
+            .map(|p| self.resolve(p))
+    }
+
     pub fn log_path(&self) -> PathBuf {
         match &self.config.logging.file {
             Some(p) => self.resolve(p),

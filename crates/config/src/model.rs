@@ -965,6 +965,11 @@ pub struct Project {
     /// with `sh -c` and a timeout; the first that fails fails the agent before it starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub setup: Vec<SetupCommand>,
+    /// Folder for agent worktrees (each in `<folder>/<agent id>`); relative to the config
+    /// file's folder. Default: `$XDG_STATE_HOME/fracta/worktrees/<project>-<digest>`
+    /// (`~/.local/state/…`), outside the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktrees_dir: Option<String>,
 }
 
 /// The timeout of a setup command that names none.

@@ -210,7 +210,15 @@ impl Runner {
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
         let t0 = std::time::Instant::now();
-        match workspace::create(&project_dir, &fracta_dir, &agent.id, &agent.task, &base) {
+        let worktrees_dir = self.worktrees_dir();
+        match workspace::create(
+            &project_dir,
+            &fracta_dir,
+            worktrees_dir.as_deref(),
+            &agent.id,
+            &agent.task,
+            &base,
+        ) {
             Ok(ws) => {
                 tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
                 let home = fracta_dir.join("agents").join(&agent.id);
@@ -403,6 +411,13 @@ impl Runner {
             .await
     }
 
+    /// Where agent worktrees go: `project.worktrees_dir`, else the user's state folder.
+    fn worktrees_dir(&self) -> Option<PathBuf> {
+        self.cfg()
+            .worktrees_dir()
+            .map(|d| std::path::absolute(&d).unwrap_or(d))
+    }
+
     /// An agent whose worktree and branch were removed because it changed nothing gets them
     /// again, from the same base, at the same path (its runtime's session finds it there).
     fn recreate_workspace(&self, agent: AgentRecord) -> Result<AgentRecord, RunError> {
@@ -412,6 +427,7 @@ impl Runner {
         let ws = workspace::create(
             &project_dir,
             &project_dir.join(".fracta"),
+            self.worktrees_dir().as_deref(),
             &agent.id,
             &agent.task,
             &base,

@@ -389,13 +389,19 @@ pub fn remove(
     worktree: Option<&Path>,
     branch: Option<&str>,
 ) -> Result<(), WorkspaceError> {
-    if let Some(w) = worktree.filter(|w| w.exists()) {
-        let w = w.display().to_string();
+    if let Some(path) = worktree.filter(|w| w.exists()) {
+        let w = path.display().to_string();
         if discover(project_dir).is_some() {
             git(
                 project_dir,
                 &["worktree", "remove", "--force", "--force", &w],
             )?;
+            // The project's folder in the user's state folder goes with its last worktree.
+            if let Some(parent) = path.parent()
+                && parent.parent() == state_home().map(|s| shared_root(&s)).as_deref()
+            {
+                let _ = std::fs::remove_dir(parent);
+            }
         } else {
             std::fs::remove_dir_all(&w).map_err(|source| WorkspaceError::Io {
                 path: PathBuf::from(&w),
@@ -451,11 +457,70 @@ fn slug(task: &str) -> String {
     }
 }
 
-/// Create the workspace for agent `id` on `task`. `project_dir` is the config file's folder;
-/// workspaces live under `root` (`.fracta/worktrees` or `.fracta/workspaces`).
+/// The user's state folder: `$XDG_STATE_HOME`, else `~/.local/state` (none without a home).
+fn state_home() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".local/state"))
+        })
+}
+
+/// A repository's folder name under the worktrees root: its own name and a digest of its
+/// path, so two checkouts of one project never share it.
+fn project_key(top: &Path) -> String {
+    let name = top
+        .file_name()
+        .map(|n| slug(&n.to_string_lossy()))
+        .unwrap_or_else(|| "project".into());
+    let digest = crate::secret::sha256_hex(&top.display().to_string());
+    format!("{name}-{}", &digest[..12])
+}
+
+/// Where the worktrees of the repository whose top is `top` go: `configured`
+/// (`project.worktrees_dir`), else `$XDG_STATE_HOME/fracta/worktrees/<project>-<digest>`
+/// (`~/.local/state/…`), else (no home) `.fracta/worktrees` in the project.
+///
+/// Outside the repository by default: an agent CLI started in a folder inside the project
+/// walks up from it and reads the project's own memory, ignore and MCP files on the way
+/// (Claude Code reads `CLAUDE.md`, `CLAUDE.local.md`, `.mcp.json`, `.gitignore`, `.ignore`
+/// and `.rgignore` of every folder up to `/`), which belong to the user's checkout, not
+/// to the agent's branch; and a person's tools in the project (an editor's file watcher,
+/// `rg --no-ignore`) no longer walk every agent's copy of it.
+pub fn worktrees_root(top: &Path, fracta_dir: &Path, configured: Option<&Path>) -> PathBuf {
+    root_in(state_home(), top, fracta_dir, configured)
+}
+
+/// [`worktrees_root`] with the state folder given.
+fn root_in(
+    state: Option<PathBuf>,
+    top: &Path,
+    fracta_dir: &Path,
+    configured: Option<&Path>,
+) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_path_buf();
+    }
+    state
+        .map(|s| shared_root(&s).join(project_key(top)))
+        .unwrap_or_else(|| fracta_dir.join("worktrees"))
+}
+
+/// The folder under the state folder that holds one folder per project.
+fn shared_root(state: &Path) -> PathBuf {
+    state.join("fracta").join("worktrees")
+}
+
+/// Create the workspace for agent `id` on `task`. `project_dir` is the config file's folder.
+/// In a git repository it is a worktree under [`worktrees_root`] (`worktrees_dir` is
+/// `project.worktrees_dir`); elsewhere a folder under `.fracta/workspaces`.
 pub fn create(
     project_dir: &Path,
     fracta_dir: &Path,
+    worktrees_dir: Option<&Path>,
     id: &str,
     task: &str,
     base: &str,
@@ -468,13 +533,6 @@ pub fn create(
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
             let top: PathBuf = repo.workdir().unwrap_or(project_dir).components().collect();
-            let path = fracta_dir.join("worktrees").join(id);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
             let Ok(base_commit) = repo
                 .revparse_single(&format!("{base}^{{commit}}"))
                 .and_then(|o| o.peel_to_commit())
@@ -498,6 +556,14 @@ pub fn create(
                     found,
                 });
             };
+            // After the base is found: a failed spawn leaves no folder behind.
+            let path = worktrees_root(&top, fracta_dir, worktrees_dir).join(id);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| WorkspaceError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
             let branch = format!("fracta/{}-{short}", slug(task));
             // Created here, so no other worktree has it checked out.
             let reference = repo
@@ -753,7 +819,19 @@ mod tests {
     fn worktree_excludes_and_leftovers_agree_with_the_git_cli() {
         let d = repo(&[(".claude/settings.json", "{\"theirs\": true}\n")]);
         let fracta = d.path().join(".fracta");
-        let ws = create(d.path(), &fracta, "01ABCDEFGH", "My task", "main").unwrap();
+        // Outside the repository, as Fracta's default is.
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("worktrees");
+        let ws = create(
+            d.path(),
+            &fracta,
+            Some(&root),
+            "01ABCDEFGH",
+            "My task",
+            "main",
+        )
+        .unwrap();
+        assert_eq!(ws.path, root.join("01ABCDEFGH"));
         let branch = ws.branch.clone().unwrap();
         assert_eq!(branch, "fracta/my-task-abcdefgh");
         assert_eq!(
@@ -801,13 +879,51 @@ mod tests {
     #[test]
     fn a_missing_base_branch_names_the_ones_that_exist() {
         let d = repo(&[]);
-        let e = create(d.path(), &d.path().join(".fracta"), "01X", "t", "develop").unwrap_err();
+        let fracta = d.path().join(".fracta");
+        let e = create(
+            d.path(),
+            &fracta,
+            Some(&fracta.join("worktrees")),
+            "01X",
+            "t",
+            "develop",
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
                 "base branch `develop` does not exist in {}; set project.default_base_branch to an existing branch (found: main)",
                 d.path().display()
             )
+        );
+    }
+
+    /// Worktrees go to the user's state folder, one folder per repository path; a configured
+    /// folder wins; with no home they stay in the project's `.fracta`.
+    #[test]
+    fn worktrees_live_outside_the_repository() {
+        let state = PathBuf::from("/home/u/.local/state");
+        let fracta = Path::new("/src/My App/.fracta");
+        let a = root_in(Some(state.clone()), Path::new("/src/My App"), fracta, None);
+        let b = root_in(Some(state.clone()), Path::new("/tmp/My App"), fracta, None);
+        assert!(
+            a.starts_with("/home/u/.local/state/fracta/worktrees"),
+            "{a:?}"
+        );
+        let name = a.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("my-app-") && name.len() == "my-app-".len() + 12,
+            "{name}"
+        );
+        assert_ne!(a, b, "two checkouts of one project share a folder");
+        let own = Path::new("/wt");
+        assert_eq!(
+            root_in(Some(state), Path::new("/src/x"), fracta, Some(own)),
+            own
+        );
+        assert_eq!(
+            root_in(None, Path::new("/src/x"), fracta, None),
+            fracta.join("worktrees")
         );
     }
 }

@@ -54,9 +54,10 @@ fn project() -> tempfile::TempDir {
             "init",
         ],
     );
+    // Worktrees in the (temporary) project, not in the user's state folder.
     std::fs::write(
         root.join("fracta.yaml"),
-        "agents:\n  default_runtime: quick\n  budgets:\n    max_children: 100000\n    max_running: 64\n  agent_runtimes:\n    quick:\n      adapter: claude\n      command: /bin/true\n",
+        "agents:\n  default_runtime: quick\n  budgets:\n    max_children: 100000\n    max_running: 64\n  agent_runtimes:\n    quick:\n      adapter: claude\n      command: /bin/true\nproject:\n  worktrees_dir: .fracta/worktrees\n",
     )
     .unwrap();
     d

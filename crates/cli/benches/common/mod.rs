@@ -18,6 +18,7 @@ pub fn repo_root() -> PathBuf {
 
 /// The three runtimes, pointed at the scripted model server (as the test harness does).
 pub fn config(url: &str) -> String {
+    let instant = instant_cli().display().to_string();
     format!(
         r#"agents:
   default_runtime: claude
@@ -43,6 +44,9 @@ pub fn config(url: &str) -> String {
             wire_api: responses
             request_max_retries: 0
             stream_max_retries: 0
+    instant:
+      adapter: codex
+      command: {instant}
     opencode:
       adapter: opencode
       model: fake/m
@@ -64,6 +68,28 @@ project:
   allowed_tools: [Read, Write, Edit, Glob, Grep, "Bash(git *)"]
 "#
     )
+}
+
+/// The instant stand-in CLI: a script that prints a recorded Codex turn (one answer) and
+/// exits, whatever it is asked. Fracta runs it as the `instant` runtime (Codex's adapter), so
+/// a spawn of it costs Fracta's own work and next to nothing else. Written once per process.
+pub fn instant_cli() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fracta-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let transcript = repo_root().join("crates/core/fixtures/transcripts/codex/text.jsonl");
+        let path = dir.join("instant-cli");
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\nexec cat '{}'\n", transcript.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    })
+    .clone()
 }
 
 pub fn git(dir: &Path, args: &[&str]) {
@@ -94,19 +120,25 @@ pub fn base_env(home: &Path) -> BTreeMap<String, String> {
     ])
 }
 
+/// A git project (`repo/`) and, beside it, the home its processes get (`home/`): outside
+/// the repository, as a user's is, so that the agent CLIs' per-user state and Fracta's
+/// worktrees (in `~/.local/state`) are not inside the project.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    repo: PathBuf,
     pub env: BTreeMap<String, String>,
 }
 
 impl Project {
     pub fn new(url: &str, leaf: bool) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("home")).unwrap();
+        let repo = dir.path().join("repo");
+        let root = repo.as_path();
+        std::fs::create_dir_all(root).unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
         git(root, &["init", "-q", "-b", "main"]);
         std::fs::write(root.join("README.md"), "bench project\n").unwrap();
-        std::fs::write(root.join(".gitignore"), ".fracta/\nhome/\n").unwrap();
+        std::fs::write(root.join(".gitignore"), ".fracta/\n").unwrap();
         git(root, &["add", "."]);
         git(
             root,
@@ -126,12 +158,18 @@ impl Project {
             cfg = cfg.replacen("agents:\n", "agents:\n  budgets:\n    max_depth: 0\n", 1);
         }
         std::fs::write(root.join("fracta.yaml"), cfg).unwrap();
-        let env = base_env(&root.join("home"));
-        Project { dir, env }
+        let env = base_env(&dir.path().join("home"));
+        Project { dir, repo, env }
     }
 
+    /// The repository.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.repo
+    }
+
+    /// The home its processes get.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
     }
 
     pub fn fracta(&self, args: &[&str]) -> Command {

@@ -710,6 +710,14 @@ project:
     let fracta_dir = p.path().join(".fracta");
     let mut files = Vec::new();
     collect_files(&fracta_dir, &mut files);
+    // The agents' worktrees (and the files Fracta wrote there), in the user's state folder.
+    let worktrees = p.path().join("home/.local/state/fracta/worktrees");
+    assert!(
+        worktrees.is_dir(),
+        "no worktrees in {}",
+        worktrees.display()
+    );
+    collect_files(&worktrees, &mut files);
     assert!(
         files.iter().any(|f| f.ends_with("state.db"))
             && files.iter().any(|f| f.ends_with("fracta.log"))

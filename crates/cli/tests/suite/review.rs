@@ -310,3 +310,56 @@ fn an_agent_that_changed_nothing_leaves_no_branch() {
     assert!(stdout.contains("which changed nothing"), "{stdout}");
     assert_eq!(p.run(&["show", id]).status.code(), Some(4));
 }
+
+/// Agent worktrees live outside the repository: in the user's state folder, one folder per
+/// project, or where `project.worktrees_dir` says; `rm` removes them (and the project's
+/// folder with its last worktree), and the project's own checkout never sees them.
+#[test]
+fn worktrees_live_outside_the_repository_and_rm_removes_them() {
+    let p = Project::new(Script::parse("fallback: \"Done.\"\n", "t").unwrap());
+    p.keep_worktrees(); // (an agent that changes nothing keeps no worktree)
+    let (code, a) = p.spawn_json(&["--runtime", "claude", "--prompt", "just say done"]);
+    assert_eq!(code, 0, "{a:#}");
+    let id = a["id"].as_str().unwrap();
+    let ws = Path::new(a["workspace"].as_str().unwrap()).to_path_buf();
+    let shared = p.path().join("home/.local/state/fracta/worktrees");
+    let project_folder = ws.parent().unwrap();
+    assert_eq!(ws.file_name().unwrap(), id);
+    assert_eq!(project_folder.parent().unwrap(), shared, "{}", ws.display());
+    assert!(ws.join("README.md").is_file());
+    assert!(!p.path().join(".fracta/worktrees").exists());
+    let (_, status) = git(p.path(), &["status", "--porcelain", "--ignored=no"]);
+    // (The harness leaves its fracta.yaml uncommitted.)
+    assert_eq!(
+        status, "?? fracta.yaml\n",
+        "the project's checkout is untouched"
+    );
+    let (_, list) = git(p.path(), &["worktree", "list"]);
+    assert!(list.contains(&ws.display().to_string()), "{list}");
+
+    let out = p.run(&["rm", id]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(!ws.exists() && !project_folder.exists(), "{}", ws.display());
+    let (_, list) = git(p.path(), &["worktree", "list"]);
+    assert_eq!(list.lines().count(), 1, "{list}");
+
+    // `project.worktrees_dir` puts them where the user says.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let own = elsewhere.path().join("agents' worktrees");
+    let cfg = std::fs::read_to_string(p.path().join("fracta.yaml")).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        format!("{cfg}  worktrees_dir: \"{}\"\n", own.display()),
+    )
+    .unwrap();
+    let (code, b) = p.spawn_json(&["--runtime", "claude", "--prompt", "just say done"]);
+    assert_eq!(code, 0, "{b:#}");
+    let id = b["id"].as_str().unwrap();
+    assert_eq!(
+        b["workspace"].as_str().unwrap(),
+        own.join(id).display().to_string()
+    );
+    let out = p.run(&["rm", id]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(!own.join(id).exists());
+}

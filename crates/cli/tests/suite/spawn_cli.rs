@@ -60,7 +60,23 @@ fn escape(s: &str) -> String {
 /// Filters for values that change between runs: the project folder, agent ids (and their
 /// short form), runtime session ids, times, ages and token counts.
 pub(super) fn filters(p: &Project, ids: &[&str]) -> Vec<(String, String)> {
-    let mut f = vec![(escape(&p.path().display().to_string()), "[PROJECT]".into())];
+    // Agent worktrees: the project's folder in the user's state folder (named after the
+    // temporary project folder and a digest of its path).
+    let mut f = vec![];
+    for dir in [Some(p.path().to_path_buf()), p.path().canonicalize().ok()]
+        .into_iter()
+        .flatten()
+    {
+        let root = dir.join("home/.local/state/fracta/worktrees");
+        f.push((
+            format!(
+                r"{}/[a-z0-9_-]+-[0-9a-f]{{12}}",
+                escape(&root.display().to_string())
+            ),
+            "[WORKTREES]".into(),
+        ));
+    }
+    f.push((escape(&p.path().display().to_string()), "[PROJECT]".into()));
     if let Ok(c) = p.path().canonicalize() {
         f.push((escape(&c.display().to_string()), "[PROJECT]".into()));
     }
