@@ -97,6 +97,13 @@ fn discover(dir: &Path) -> Option<git2::Repository> {
         .filter(|r| r.workdir().is_some())
 }
 
+/// The URL of the `origin` remote of the repository containing `dir`.
+pub fn origin_url(dir: &Path) -> Option<String> {
+    let repo = discover(dir)?;
+    let remote = repo.find_remote("origin").ok()?;
+    remote.url().ok().map(str::to_string)
+}
+
 /// The branch checked out in the repository containing `dir` (none: not a repository, or a
 /// detached HEAD).
 pub fn current_branch(dir: &Path) -> Option<String> {
@@ -394,6 +401,16 @@ fn slug(task: &str) -> String {
     }
 }
 
+/// The branch of agent `id` on `task`: `fracta/<task slug>-<last 8 of the id>` (the same
+/// locally and on Kubernetes).
+pub fn branch_name(id: &str, task: &str) -> String {
+    let short = id
+        .get(id.len().saturating_sub(8)..)
+        .unwrap_or(id)
+        .to_ascii_lowercase();
+    format!("fracta/{}-{short}", slug(task))
+}
+
 /// Create the workspace for agent `id` on `task`. `project_dir` is the config file's folder;
 /// workspaces live under `root` (`.fracta/worktrees` or `.fracta/workspaces`).
 pub fn create(
@@ -403,10 +420,6 @@ pub fn create(
     task: &str,
     base: &str,
 ) -> Result<Workspace, WorkspaceError> {
-    let short = id
-        .get(id.len().saturating_sub(8)..)
-        .unwrap_or(id)
-        .to_ascii_lowercase();
     match discover(project_dir) {
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
@@ -441,7 +454,7 @@ pub fn create(
                     found,
                 });
             };
-            let branch = format!("fracta/{}-{short}", slug(task));
+            let branch = branch_name(id, task);
             // Created here, so no other worktree has it checked out.
             let reference = repo
                 .branch(&branch, &base_commit, false)

@@ -21,6 +21,7 @@ use fracta_state::{AgentRecord, Mode};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::mpsc;
 
+use crate::git_remote::GitRemote;
 use crate::render::{Rendered, Workload, render};
 
 fn repo_root() -> PathBuf {
@@ -40,14 +41,34 @@ fn require_clis() {
     }
 }
 
-fn config(url: &str) -> String {
+/// The test remote's token (a Secret `git`, key `token`, in the cluster).
+const GIT_TOKEN: &str = "git-token-for-the-pod-tests";
+
+/// The project's remote: `app`, whose `main` has a README.
+fn remote() -> GitRemote {
+    let remote = GitRemote::start("fracta-bot", GIT_TOKEN);
+    remote.seed("app", &[("README.md", "# app\n")]);
+    remote
+}
+
+fn config(url: &str, remote: &GitRemote) -> String {
+    let repository = remote.url("app");
     format!(
         r#"
 runtime:
   backend: kubernetes
+project:
+  repository: {repository}
+  repository_credential: {{ profile: git, origin: token, username: fracta-bot }}
 auth:
   credentials:
     profiles:
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: {{ name: git, key: token }}
       fake_openai:
         auth_origins:
           key:
@@ -154,43 +175,58 @@ fn run_locally(
     for (k, v) in &data {
         std::fs::write(root.path().join("etc/fracta/files").join(k), v).unwrap();
     }
-    if let Some(init) = spec.init_containers.as_ref().and_then(|c| c.first()) {
+    // The container's env, resolved as the kubelet does.
+    let resolve = |c: &Container| -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for e in c.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => moved(v),
+                (None, Some(from)) => {
+                    if let Some(s) = &from.secret_key_ref {
+                        if s.name == r.name {
+                            secret_values[&s.key].clone()
+                        } else {
+                            cluster_secrets[&(s.name.as_str(), s.key.as_str())].to_string()
+                        }
+                    } else if let Some(c) = &from.config_map_key_ref {
+                        assert_eq!(c.name, r.name);
+                        data[&c.key].clone()
+                    } else {
+                        continue;
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            env.insert(e.name.clone(), value);
+        }
+        env
+    };
+    // The init containers, in order: the clone, then the files.
+    for init in spec.init_containers.iter().flatten() {
         let cmd = init.command.as_ref().unwrap();
         assert_eq!(cmd[..2], ["sh".to_string(), "-c".to_string()]);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(moved(&cmd[2]))
+            .envs(resolve(init))
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "init: {}",
+            "init {}: {}",
+            init.name,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The container's env, resolved as the kubelet does.
-    let mut env = BTreeMap::new();
-    for e in container.env.iter().flatten() {
-        let value = match (&e.value, &e.value_from) {
-            (Some(v), _) => moved(v),
-            (None, Some(from)) => {
-                if let Some(s) = &from.secret_key_ref {
-                    if s.name == r.name {
-                        secret_values[&s.key].clone()
-                    } else {
-                        cluster_secrets[&(s.name.as_str(), s.key.as_str())].to_string()
-                    }
-                } else if let Some(c) = &from.config_map_key_ref {
-                    assert_eq!(c.name, r.name);
-                    data[&c.key].clone()
-                } else {
-                    continue;
-                }
-            }
-            (None, None) => String::new(),
-        };
-        env.insert(e.name.clone(), value);
-    }
+    // The clone: the remote's files, on the agent's branch.
+    let ws = root.path().join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("README.md")).unwrap(),
+        "# app\n"
+    );
+    let branch = crate::git_remote::git(&ws, &["branch", "--show-current"]);
+    assert!(branch.starts_with("fracta/"), "{branch}");
+    let env = resolve(container);
     // What the image provides.
     let bin = repo_root().join("node_modules/.bin");
     let mut image_env = env.clone();
@@ -366,7 +402,9 @@ fn assert_second_turn_carries_the_first(server: &ModelServer) {
 async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("codex"), "agents").unwrap();
     // The control plane's side: the token it keeps; the Pod's Secret holds its digest.
     let token = fracta_core::secret::new_token().unwrap();
@@ -374,7 +412,10 @@ async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token(
         "fracta-ws-token-sha256".to_string(),
         fracta_core::secret::sha256_hex(&token),
     )]);
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let pod = run_locally(&r, &values, &cluster);
     assert!(
         pod.probe.is_none(),
@@ -425,11 +466,17 @@ async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token(
 async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_probe_passes() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("opencode"), "agents").unwrap();
     let password = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([("opencode-server-password".to_string(), password.clone())]);
-    let mut pod = run_locally(&r, &values, &BTreeMap::new());
+    let mut pod = run_locally(
+        &r,
+        &values,
+        &BTreeMap::from([(("git", "token"), GIT_TOKEN)]),
+    );
     let url = format!("http://127.0.0.1:{}", pod.port);
     // The readiness probe, as the kubelet runs it: passes once the server is up, with the
     // password from the container's env; fails with another password.
@@ -500,8 +547,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
 
     require_clis();
     let server = model_server().await;
+    let remote = remote();
     let dir = tempfile::tempdir().unwrap();
-    let cfg_text = config(&server.url());
+    let cfg_text = config(&server.url(), &remote);
     let cfg = fracta_config::parse(&cfg_text, &dir.path().join("fracta.yaml")).unwrap();
     let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
         dir.path().join("state.db"),
@@ -546,7 +594,10 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             ))
             .unwrap()
     };
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let api = tokio::spawn({
         let name = name.clone();
         let container = runtime.to_string();
@@ -803,14 +854,19 @@ async fn port_forward_api(target: u16) -> (String, std::sync::Arc<std::sync::Mut
 async fn a_session_pod_whose_ip_does_not_answer_is_reached_through_the_api_servers_port_forward() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("codex"), "agents").unwrap();
     let token = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([(
         "fracta-ws-token-sha256".to_string(),
         fracta_core::secret::sha256_hex(&token),
     )]);
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let pod = run_locally(&r, &values, &cluster);
     let (api_url, seen) = port_forward_api(pod.port).await;
     let kube = crate::client::KubeBackend::new(
@@ -879,4 +935,86 @@ async fn a_session_pod_whose_ip_does_not_answer_is_reached_through_the_api_serve
     assert_eq!((host.as_str(), port), ("127.0.0.1", pod.port));
     assert!(forward.is_none());
     drop(pod);
+}
+
+/// The clone init container, run here with `token` as the cluster's `git` Secret.
+fn run_clone(r: &Rendered, token: &str) -> (std::process::Output, tempfile::TempDir) {
+    let Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let init = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "clone");
+    let root = tempfile::tempdir().unwrap();
+    let moved = |s: &str| {
+        s.replace(
+            "/workspace",
+            &root.path().join("workspace").display().to_string(),
+        )
+        .replace("/fracta", &root.path().join("fracta").display().to_string())
+    };
+    for d in ["workspace", "fracta"] {
+        std::fs::create_dir_all(root.path().join(d)).unwrap();
+    }
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(moved(&init.command.as_ref().unwrap()[2]));
+    for e in init.env.iter().flatten() {
+        let v = match &e.value {
+            Some(v) => moved(v),
+            None => {
+                let s = e
+                    .value_from
+                    .as_ref()
+                    .unwrap()
+                    .secret_key_ref
+                    .as_ref()
+                    .unwrap();
+                assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+                token.to_string()
+            }
+        };
+        cmd.env(&e.name, v);
+    }
+    (cmd.output().unwrap(), root)
+}
+
+/// A wrong token: the clone fails and says what it could not clone and which keys to check,
+/// with git's own reason; the token is in no argument, URL or output.
+#[test]
+fn a_wrong_git_token_fails_the_clone_with_a_clear_reason_and_no_secret() {
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &config("http://127.0.0.1:9", &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let r = render(&cfg, &agent("codex"), "agents").unwrap();
+    let (out, _root) = run_clone(&r, "wrong-token-31337");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot clone {} at branch main",
+            remote.url("app")
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("project.repository_credential"), "{stderr}");
+    assert!(stderr.contains("Authentication failed"), "{stderr}");
+    assert!(!stderr.contains("wrong-token-31337"), "{stderr}");
+    let yaml = r.to_yaml().unwrap();
+    assert!(!yaml.contains(GIT_TOKEN), "{yaml}");
+
+    // The right one clones, on the agent's branch.
+    let (out, root) = run_clone(&r, GIT_TOKEN);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = root.path().join("workspace");
+    assert!(ws.join("README.md").is_file());
+    assert_eq!(
+        crate::git_remote::git(&ws, &["branch", "--show-current"]),
+        fracta_core::workspace::branch_name(&r.name["fracta-".len()..], "chat")
+    );
 }

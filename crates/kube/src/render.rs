@@ -39,6 +39,14 @@ pub const DEFAULT_IMAGE: &str = concat!("fracta/agent:", env!("CARGO_PKG_VERSION
 pub const DEFAULT_IMAGE_COMMANDS: &[&str] = &[
     "sh", "bash", "cat", "echo", "printf", "env", "node", "curl", "jq", "git",
 ];
+/// The script git asks for the user name and token (`GIT_ASKPASS`), written by the clone
+/// init container on Fracta's volume; it prints them from the env, so neither is in an
+/// argument, a URL or a file.
+pub const GIT_ASKPASS: &str = "/fracta/git-askpass";
+/// The env var the token reaches git's `GIT_ASKPASS` script through.
+pub const GIT_TOKEN_ENV: &str = "FRACTA_GIT_TOKEN";
+/// The Secret key of the repository's token.
+pub const GIT_TOKEN_KEY: &str = "git-token";
 /// Server-side apply field manager.
 pub const FIELD_MANAGER: &str = "fracta";
 
@@ -392,6 +400,159 @@ fn kube_env_var(v: &KubeEnvVar) -> (String, EnvValue) {
     (v.name.clone(), value)
 }
 
+/// Where the agent's clone comes from and what it is called there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub repository: String,
+    pub base: String,
+    pub branch: String,
+}
+
+/// The remote, base branch and branch of `agent`'s clone: `project.repository`, else the
+/// local repository's `origin`; the agent's base as locally (`--base`, else the branch the
+/// project has checked out, else `project.default_base_branch`, else `main`); its branch
+/// named as locally.
+pub fn checkout(cfg: &LoadedConfig, agent: &AgentRecord) -> Result<Checkout, RenderError> {
+    let project = &cfg.config.project;
+    let repository = match &project.repository {
+        Some(r) => r.clone(),
+        None => {
+            let url = fracta_core::workspace::origin_url(&cfg.dir).ok_or_else(|| {
+                RenderError::Refused(format!(
+                    "an agent on Kubernetes clones the project's remote, and {} has no `origin` remote; set project.repository in {} to the https:// URL to clone",
+                    cfg.dir.display(),
+                    cfg.path.display()
+                ))
+            })?;
+            fracta_config::check_repository_url(&url).map_err(|why| {
+                RenderError::Refused(format!(
+                    "the `origin` remote of {} {why}; set project.repository in {} to the https:// URL to clone",
+                    cfg.dir.display(),
+                    cfg.path.display()
+                ))
+            })?;
+            url
+        }
+    };
+    let base = agent
+        .meta
+        .base
+        .clone()
+        .or_else(|| fracta_core::workspace::current_branch(&cfg.dir))
+        .or_else(|| project.default_base_branch.clone())
+        .unwrap_or_else(|| "main".into());
+    let branch = agent
+        .branch
+        .clone()
+        .unwrap_or_else(|| fracta_core::workspace::branch_name(&agent.id, &agent.task));
+    Ok(Checkout {
+        repository,
+        base,
+        branch,
+    })
+}
+
+/// The clone init container's script: the base branch into `/workspace`, then the agent's
+/// branch from it. A workspace that already has a clone (a resumed agent's claim) is kept.
+/// The token reaches git through `GIT_ASKPASS`, never in an argument or the URL.
+fn clone_script() -> String {
+    format!(
+        r#"set -eu
+printf '%s\n' '#!/bin/sh' 'case "$1" in' \
+  '  Username*) printf "%s\n" "${{FRACTA_GIT_USERNAME:-x-access-token}}" ;;' \
+  '  *) printf "%s\n" "${{{GIT_TOKEN_ENV}:-}}" ;;' 'esac' > {GIT_ASKPASS}
+chmod 700 {GIT_ASKPASS}
+if [ -d {WORKSPACE}/.git ]; then
+  echo "fracta: {WORKSPACE} already has a clone; keeping it"
+  exit 0
+fi
+if ! err=$(git clone --quiet --branch "$FRACTA_GIT_BASE" -- "$FRACTA_GIT_REPOSITORY" {WORKSPACE} 2>&1); then
+  echo "fracta: cannot clone $FRACTA_GIT_REPOSITORY at branch $FRACTA_GIT_BASE (project.repository, project.repository_credential): $err" >&2
+  exit 1
+fi
+git -C {WORKSPACE} checkout --quiet -b "$FRACTA_GIT_BRANCH"
+echo "fracta: cloned $FRACTA_GIT_REPOSITORY at $FRACTA_GIT_BASE into {WORKSPACE} on branch $FRACTA_GIT_BRANCH"
+"#
+    )
+}
+
+/// How the repository's token reaches the container: the origin that
+/// `project.repository_credential` names, turned into a Secret reference.
+fn git_token(
+    cfg: &LoadedConfig,
+    secrets: &mut BTreeMap<String, SecretSource>,
+) -> Result<Option<EnvValue>, RenderError> {
+    let Some(c) = &cfg.config.project.repository_credential else {
+        return Ok(None);
+    };
+    let refused = |m: String| RenderError::Refused(format!("project.repository_credential: {m}"));
+    let profile = cfg
+        .config
+        .auth
+        .credentials
+        .profiles
+        .get(&c.profile)
+        .ok_or_else(|| {
+            refused(format!(
+                "no profile `{}` under auth.credentials.profiles",
+                c.profile
+            ))
+        })?;
+    let origin = profile.auth_origins.get(&c.origin).ok_or_else(|| {
+        refused(format!(
+            "no origin `{}` in profile `{}`",
+            c.origin, c.profile
+        ))
+    })?;
+    Ok(Some(origin_value(
+        &c.profile,
+        &c.origin,
+        origin,
+        GIT_TOKEN_KEY,
+        secrets,
+    )))
+}
+
+/// An origin's value in a container: a `secretKeyRef` to the cluster's Secret it names, or a
+/// key of the agent's Secret that the control plane fills at spawn.
+fn origin_value(
+    pname: &str,
+    oname: &str,
+    origin: &AuthOrigin,
+    key: &str,
+    secrets: &mut BTreeMap<String, SecretSource>,
+) -> EnvValue {
+    let source = match origin {
+        AuthOrigin::SecretEnv {
+            secret_ref: Some(r),
+            ..
+        } => {
+            return EnvValue::From(Box::new(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }));
+        }
+        AuthOrigin::SecretEnv { env_name, .. } => SecretSource::Env {
+            name: env_name.clone(),
+        },
+        AuthOrigin::CommandOutput { .. } => SecretSource::Command {
+            profile: pname.to_string(),
+            origin: oname.to_string(),
+        },
+        AuthOrigin::HttpHeaderToken { header, .. } => SecretSource::Header {
+            profile: pname.to_string(),
+            origin: oname.to_string(),
+            header: header.clone().unwrap_or_else(|| "Authorization".into()),
+        },
+    };
+    secrets.insert(key.to_string(), source);
+    EnvValue::AgentSecret(key.to_string())
+}
+
 /// Render the objects that run `agent` (as `Runner::prepare` made it) in `namespace`.
 pub fn render(
     cfg: &LoadedConfig,
@@ -531,6 +692,8 @@ pub fn render_with(
     // The container's env: the adapter's, the profile's, the runtime's `kubernetes.env`, then
     // the binding (later wins, as locally).
     let mut secrets = auth.secrets.clone();
+    let checkout = checkout(cfg, agent)?;
+    let git_token = git_token(cfg, &mut secrets)?;
     let mut env: IndexMap<String, EnvValue> = IndexMap::new();
     for (k, v) in &spec.env {
         let value = if let Some(se) = spec.secret_env.iter().find(|s| &s.name == k) {
@@ -598,44 +761,44 @@ pub fn render_with(
         .collect();
     let assertions = fracta_core::credentials::assertions(cfg, &agent.runtime, rt)?;
     fracta_core::credentials::check_env(&assertions, &agent.runtime, adapter, &names)?;
-    let env: Vec<EnvVar> = env
+    let env: Vec<EnvVar> = env.into_iter().map(|(k, v)| env_var(&name, k, v)).collect();
+    // The clone: its env names the remote, the branches and (from a Secret) the token.
+    let mut clone_env = vec![
+        (
+            "FRACTA_GIT_REPOSITORY".to_string(),
+            EnvValue::Value(checkout.repository.clone()),
+        ),
+        (
+            "FRACTA_GIT_BASE".to_string(),
+            EnvValue::Value(checkout.base.clone()),
+        ),
+        (
+            "FRACTA_GIT_BRANCH".to_string(),
+            EnvValue::Value(checkout.branch.clone()),
+        ),
+        (
+            "GIT_ASKPASS".to_string(),
+            EnvValue::Value(GIT_ASKPASS.to_string()),
+        ),
+        (
+            "GIT_TERMINAL_PROMPT".to_string(),
+            EnvValue::Value("0".to_string()),
+        ),
+    ];
+    if let Some(c) = &cfg.config.project.repository_credential
+        && let Some(u) = &c.username
+    {
+        clone_env.push((
+            "FRACTA_GIT_USERNAME".to_string(),
+            EnvValue::Value(u.clone()),
+        ));
+    }
+    if let Some(t) = git_token {
+        clone_env.push((GIT_TOKEN_ENV.to_string(), t));
+    }
+    let clone_env: Vec<EnvVar> = clone_env
         .into_iter()
-        .map(|(k, v)| match v {
-            EnvValue::Value(value) => EnvVar {
-                name: k,
-                value: Some(value),
-                value_from: None,
-            },
-            EnvValue::AgentSecret(key) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: name.clone(),
-                        key,
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
-            EnvValue::AgentConfig(key) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: name.clone(),
-                        key,
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
-            EnvValue::From(from) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(*from),
-            },
-        })
+        .map(|(k, v)| env_var(&name, k, v))
         .collect();
 
     let mount = |name: &str, path: &str| VolumeMount {
@@ -697,18 +860,33 @@ pub fn render_with(
     if !files {
         volumes.retain(|v| v.name != "files");
     }
-    let mut init = files.then(|| Container {
-        name: "files".into(),
-        image: Some(image),
-        command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
-        volume_mounts: Some(
-            mounts
-                .into_iter()
-                .chain([mount("files", FILES_DIR)])
-                .collect(),
-        ),
+    let clone = Container {
+        name: "clone".into(),
+        image: Some(image.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), clone_script()]),
+        env: Some(clone_env),
+        volume_mounts: Some(vec![
+            mount("workspace", WORKSPACE),
+            mount("fracta", FRACTA_DIR),
+        ]),
         ..Container::default()
-    });
+    };
+    let mut init: Vec<Container> = std::iter::once(clone)
+        .chain(files.then(|| {
+            Container {
+                name: "files".into(),
+                image: Some(image),
+                command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
+                volume_mounts: Some(
+                    mounts
+                        .into_iter()
+                        .chain([mount("files", FILES_DIR)])
+                        .collect(),
+                ),
+                ..Container::default()
+            }
+        }))
+        .collect();
     let settings = fracta_config::PodSettings::resolve(
         cfg.config.runtime.kubernetes.as_ref(),
         rt.kubernetes.as_ref(),
@@ -718,7 +896,7 @@ pub fn render_with(
         .security_context
         .as_ref()
         .and_then(container_security_context);
-    for c in std::iter::once(&mut container).chain(init.as_mut()) {
+    for c in std::iter::once(&mut container).chain(init.iter_mut()) {
         c.resources.clone_from(&resources);
         c.security_context.clone_from(&container_security);
     }
@@ -734,7 +912,7 @@ pub fn render_with(
         restart_policy: Some("Never".into()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        init_containers: init.map(|c| vec![c]),
+        init_containers: Some(init),
         containers: vec![container],
         volumes: Some(volumes),
         // A session's Pod lives while the session is used: the control plane closes it (and
@@ -862,6 +1040,46 @@ pub fn render_with(
         network_policy,
         workload,
     })
+}
+
+/// A container's env var, its value from the agent's Secret or ConfigMap by key.
+fn env_var(agent_object: &str, name: String, v: EnvValue) -> EnvVar {
+    match v {
+        EnvValue::Value(value) => EnvVar {
+            name,
+            value: Some(value),
+            value_from: None,
+        },
+        EnvValue::AgentSecret(key) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: agent_object.to_string(),
+                    key,
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvValue::AgentConfig(key) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: agent_object.to_string(),
+                    key,
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvValue::From(from) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(*from),
+        },
+    }
 }
 
 fn resource_requirements(r: &fracta_config::Resources) -> ResourceRequirements {

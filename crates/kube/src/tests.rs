@@ -48,6 +48,12 @@ auth:
         env:
           AWS_REGION: ap-southeast-2
         default_binding: { type: bearer_env, auth_origin: token, env_name: AWS_BEARER_TOKEN_BEDROCK }
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: { name: git, key: token }
       from_env:
         auth_origins:
           key:
@@ -94,6 +100,8 @@ agents:
       max_steps: 2
 project:
   default_base_branch: main
+  repository: https://git.example.com/acme/app.git
+  repository_credential: { profile: git, origin: token }
   allowed_tools: [Read, Write, Edit, "Bash(git *)"]
 "#;
 
@@ -518,6 +526,8 @@ runtime:
       allow_privilege_escalation: false
       drop_capabilities: [ALL]
     runtime_class_name: gvisor
+project:
+  repository: https://git.example.com/acme/app.git
 agents:
   agent_runtimes:
     codex:
@@ -698,4 +708,119 @@ fn a_session_pod_is_not_killed_at_the_wall_clock_budget_but_a_job_is() {
     .unwrap();
     let job = job.objects().unwrap().pop().unwrap();
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600, "{job:#}");
+}
+
+/// `project.repository`: the clone init container gets the remote, base and branch from its
+/// env and the token from the cluster Secret the origin names; none of them in its script.
+#[test]
+fn the_clone_init_container_takes_the_remote_and_the_token_from_a_secret() {
+    let r = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let crate::render::Workload::Job(job) = &r.workload else {
+        panic!("a batch agent is a Job")
+    };
+    let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].name, "clone");
+    let env: std::collections::BTreeMap<_, _> = init[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    let value = |k: &str| env[k].value.clone().unwrap();
+    assert_eq!(
+        value("FRACTA_GIT_REPOSITORY"),
+        "https://git.example.com/acme/app.git"
+    );
+    assert_eq!(value("FRACTA_GIT_BASE"), "main");
+    assert_eq!(
+        value("FRACTA_GIT_BRANCH"),
+        fracta_core::workspace::branch_name("01JAGENT0000000000000000AB", "review")
+    );
+    assert_eq!(value("FRACTA_GIT_BRANCH"), "fracta/review-000000ab");
+    assert_eq!(value("GIT_ASKPASS"), crate::render::GIT_ASKPASS);
+    let token = env["FRACTA_GIT_TOKEN"].value_from.as_ref().unwrap();
+    let s = token.secret_key_ref.as_ref().unwrap();
+    assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+    assert!(env["FRACTA_GIT_TOKEN"].value.is_none());
+    let script = &init[0].command.as_ref().unwrap()[2];
+    assert!(!script.contains("git.example.com"), "{script}");
+}
+
+/// A token from the control plane's env goes into the agent's own Secret, by reference.
+#[test]
+fn a_repository_token_from_the_control_planes_env_is_a_key_of_the_agents_secret() {
+    let text = CONFIG.replace("secret_ref: { name: git, key: token }", "scope: any");
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap();
+    assert_eq!(
+        r.secret_sources.get(crate::render::GIT_TOKEN_KEY),
+        Some(&crate::render::SecretSource::Env {
+            name: "GIT_TOKEN".into()
+        })
+    );
+}
+
+/// No `project.repository` and no `origin` remote: refused, naming the key to set.
+#[test]
+fn a_project_with_no_remote_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = CONFIG
+        .replace("  repository: https://git.example.com/acme/app.git\n", "")
+        .replace(
+            "  repository_credential: { profile: git, origin: token }\n",
+            "",
+        );
+    let cfg = fracta_config::parse(&text, &dir.path().join("fracta.yaml")).unwrap();
+    let err = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("set project.repository"), "{msg}");
+    assert!(msg.contains("no `origin` remote"), "{msg}");
+
+    // With an `origin`, that is the default.
+    let git = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    };
+    git(&["init", "--quiet", "--initial-branch", "trunk"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://git.example.com/acme/origin.git",
+    ]);
+    let r = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap();
+    let yaml = r.to_yaml().unwrap();
+    assert!(
+        yaml.contains("https://git.example.com/acme/origin.git"),
+        "{yaml}"
+    );
+    // The base is the branch the project has checked out, as locally.
+    assert!(yaml.contains("value: trunk"), "{yaml}");
+
+    // An origin with a password in it is not copied into a manifest.
+    git(&[
+        "remote",
+        "set-url",
+        "origin",
+        "https://bob:hunter2@git.example.com/a.git",
+    ]);
+    let msg = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("has credentials in it"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains("set project.repository"), "{msg}");
 }

@@ -37,10 +37,76 @@ fn unreachable_kubeconfig(token: &str) -> String {
     )
 }
 
+/// A git repository whose `origin` is the remote agents clone (the default of
+/// `project.repository`).
+fn with_origin(p: &Project) {
+    for args in [
+        &["init", "--quiet", "--initial-branch", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://git.example.com/acme/app.git",
+        ][..],
+    ] {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
 fn project() -> Project {
     let p = Project::new();
     p.write("fracta.yaml", CONFIG);
+    with_origin(&p);
     p
+}
+
+/// A project with no remote: refused, naming the key to set; with `project.repository`, the
+/// clone takes it.
+#[test]
+fn render_without_a_remote_names_project_repository() {
+    let p = Project::new();
+    p.write("fracta.yaml", CONFIG);
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "t",
+            "--prompt",
+            "look",
+        ])
+        .run();
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("no `origin` remote"), "{out}");
+    assert!(out.stderr.contains("set project.repository"), "{out}");
+
+    p.write(
+        "fracta.yaml",
+        format!("{CONFIG}project:\n  repository: https://git.example.com/acme/other.git\n"),
+    );
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "t",
+            "--prompt",
+            "look",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("value: https://git.example.com/acme/other.git"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -106,6 +172,7 @@ fn render_prints_the_objects_a_spawn_would_create() {
 fn render_uses_the_kubeconfig_namespace_as_spawn_does() {
     let p = Project::new();
     p.write("fracta.yaml", CONFIG.replace("    namespace: agents\n", ""));
+    with_origin(&p);
     let kubeconfig = p.write("kubeconfig", unreachable_kubeconfig("t"));
     let v = p
         .fracta([
@@ -221,7 +288,11 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
 fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
     use super::harness::{Project as Live, Serve};
     let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
-    std::fs::write(p.path().join("fracta.yaml"), CONFIG).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        format!("{CONFIG}project:\n  repository: https://git.example.com/acme/app.git\n"),
+    )
+    .unwrap();
     std::fs::write(p.path().join("kubeconfig"), unreachable_kubeconfig("t")).unwrap();
     let kubeconfig = p.path().join("kubeconfig").display().to_string();
     let server = Serve::start_with(&p, &[("KUBECONFIG", &kubeconfig), ("RENDER_TEST_KEY", "k")]);
