@@ -408,6 +408,26 @@ fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut V
             ctx,
             diags,
         );
+        if let Some(w) = &k.workspace_volume {
+            if let Some(size) = &w.size
+                && !crate::kube_rules::is_quantity(size)
+            {
+                diags.push(
+                    Diagnostic::error(format!("`{size}` is not a Kubernetes quantity"))
+                        .at_value(ctx, "runtime.kubernetes.workspace_volume.size")
+                        .with_help("a size such as `10Gi` or `500Mi`"),
+                );
+            }
+            if let Some(class) = &w.storage_class
+                && !crate::kube_rules::is_dns_subdomain(class)
+            {
+                diags.push(
+                    Diagnostic::error(format!("`{class}` is not a StorageClass name"))
+                        .at_value(ctx, "runtime.kubernetes.workspace_volume.storage_class")
+                        .with_help("lowercase letters, digits, `-` and `.`, as `kubectl get storageclass` lists them"),
+                );
+            }
+        }
         for (key, v) in &k.control_plane_labels {
             let path = format!("runtime.kubernetes.control_plane_labels.{key}");
             if !crate::kube_rules::is_label_key(key) || !crate::kube_rules::is_label_value(v) {

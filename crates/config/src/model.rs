@@ -113,6 +113,22 @@ pub struct KubernetesSection {
     pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,
+    /// The PersistentVolumeClaim each agent gets for its workspace and runtime home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_volume: Option<WorkspaceVolume>,
+}
+
+/// `runtime.kubernetes.workspace_volume`: each agent's claim, kept after its run (so that it
+/// can be resumed) and deleted by `fracta rm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceVolume {
+    /// The StorageClass [default: the cluster's default].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Its size, a Kubernetes quantity [default: `10Gi`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 /// How the control plane reaches a stream session's Pod.

@@ -635,6 +635,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                     ("PATCH", p) if p.contains("/networkpolicies/") => {
                         send.send_response(ok(body));
                     }
+                    ("PATCH", p) if p.contains("/persistentvolumeclaims/") => {
+                        send.send_response(ok(body));
+                    }
                     ("PATCH", p) if p.contains("/configmaps/") => {
                         // Everything is applied: the kubelet starts the Pod.
                         pod = Some(run_locally(&rendered, &secret_values, &cluster));
@@ -754,6 +757,7 @@ async fn stream_agent_as_a_pod(runtime: &str) {
         [
             format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
                 .as_str(),
+            format!("PATCH /api/v1/namespaces/agents/persistentvolumeclaims/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),

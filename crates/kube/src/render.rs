@@ -12,9 +12,10 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, LocalObjectReference,
-    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
-    TCPSocketAction, Toleration, Volume, VolumeMount,
+    TCPSocketAction, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -25,9 +26,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-/// Where the agent works in its container (an `emptyDir`).
+/// The size of an agent's claim when `runtime.kubernetes.workspace_volume.size` is not set.
+pub const DEFAULT_VOLUME_SIZE: &str = "10Gi";
+/// Where the agent works in its container (on its claim).
 pub const WORKSPACE: &str = "/workspace";
-/// Fracta's private folder in the container (an `emptyDir`): the runtime's home and state.
+/// Fracta's private folder in the container (on its claim): the runtime's home and state.
 pub const FRACTA_DIR: &str = "/fracta";
 /// Where the init container finds the files the adapter writes (the agent's ConfigMap).
 pub const FILES_DIR: &str = "/etc/fracta/files";
@@ -140,6 +143,9 @@ pub struct Rendered {
     pub secret: Option<Secret>,
     pub secret_sources: BTreeMap<String, SecretSource>,
     pub config_map: ConfigMap,
+    /// The agent's workspace and runtime home: kept after the run (not owned by the
+    /// workload), so that a resume continues on it; deleted by `fracta rm`.
+    pub claim: PersistentVolumeClaim,
     /// Lets only the control plane reach the agent Pod's ports (a batch Job's Pod serves
     /// none, so nothing may reach it).
     pub network_policy: NetworkPolicy,
@@ -157,7 +163,7 @@ pub enum Workload {
 impl Rendered {
     /// The objects in the order they are created, each with `apiVersion` and `kind`.
     pub fn objects(&self) -> Result<Vec<serde_json::Value>, RenderError> {
-        let mut out = Vec::new();
+        let mut out = vec![typed(&self.claim, "v1", "PersistentVolumeClaim")?];
         if let Some(s) = &self.secret {
             out.push(typed(s, "v1", "Secret")?);
         }
@@ -811,9 +817,22 @@ pub fn render_with(
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     };
+    // One claim holds both: `/workspace` and `/fracta` are its two sub-folders.
+    let on_claim = |sub: &str, path: &str| VolumeMount {
+        name: "agent".into(),
+        mount_path: path.into(),
+        sub_path: Some(sub.into()),
+        ..VolumeMount::default()
+    };
     let mut volumes = vec![
-        empty("workspace"),
-        empty("fracta"),
+        Volume {
+            name: "agent".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: name.clone(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
         Volume {
             name: "files".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -823,7 +842,10 @@ pub fn render_with(
             ..Volume::default()
         },
     ];
-    let mut mounts = vec![mount("workspace", WORKSPACE), mount("fracta", FRACTA_DIR)];
+    let mut mounts = vec![
+        on_claim("workspace", WORKSPACE),
+        on_claim("fracta", FRACTA_DIR),
+    ];
     let mut container = Container {
         name: adapter.binary().into(),
         image: Some(image.clone()),
@@ -866,8 +888,8 @@ pub fn render_with(
         command: Some(vec!["sh".into(), "-c".into(), clone_script()]),
         env: Some(clone_env),
         volume_mounts: Some(vec![
-            mount("workspace", WORKSPACE),
-            mount("fracta", FRACTA_DIR),
+            on_claim("workspace", WORKSPACE),
+            on_claim("fracta", FRACTA_DIR),
         ]),
         ..Container::default()
     };
@@ -1027,9 +1049,33 @@ pub fn render_with(
         ),
         ..Secret::default()
     });
+    let volume = cfg
+        .config
+        .runtime
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.workspace_volume.clone())
+        .unwrap_or_default();
+    let claim = PersistentVolumeClaim {
+        metadata: meta(&name),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: volume.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(volume.size.unwrap_or_else(|| DEFAULT_VOLUME_SIZE.into())),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
     Ok(Rendered {
         namespace: namespace.to_string(),
         name: name.clone(),
+        claim,
         secret,
         secret_sources: secrets,
         config_map: ConfigMap {

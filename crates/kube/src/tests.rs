@@ -824,3 +824,58 @@ fn a_project_with_no_remote_is_refused_naming_the_key() {
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("set project.repository"), "{msg}");
 }
+
+/// Each agent's workspace and runtime home are on its own claim, sized and classed by
+/// `runtime.kubernetes.workspace_volume`, with no `emptyDir` for either.
+#[test]
+fn the_workspace_and_home_are_on_a_claim_of_the_configured_class_and_size() {
+    let text = CONFIG.replace(
+        "    namespace: agents\n",
+        "    namespace: agents\n    workspace_volume: { storage_class: fast-ssd, size: 25Gi }\n",
+    );
+    assert_ne!(text, CONFIG);
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex", "codex", Mode::Stream, None), "agents").unwrap();
+    let spec = r.claim.spec.as_ref().unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast-ssd"));
+    assert_eq!(
+        spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "25Gi"
+    );
+    assert_eq!(r.claim.metadata.name.as_deref(), Some(r.name.as_str()));
+    let crate::render::Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let pod_spec = pod.spec.as_ref().unwrap();
+    let agent_volume = pod_spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "agent")
+        .unwrap();
+    assert_eq!(
+        agent_volume
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        r.name
+    );
+    for c in pod_spec
+        .containers
+        .iter()
+        .chain(pod_spec.init_containers.iter().flatten())
+    {
+        for m in c.volume_mounts.iter().flatten() {
+            if m.mount_path == "/workspace" || m.mount_path == "/fracta" {
+                assert_eq!(m.name, "agent", "{}: {m:?}", c.name);
+                assert_eq!(
+                    m.sub_path.as_deref(),
+                    Some(m.mount_path.trim_start_matches('/'))
+                );
+            }
+        }
+    }
+    // The first object is the claim.
+    assert_eq!(r.objects().unwrap()[0]["kind"], "PersistentVolumeClaim");
+}

@@ -1,6 +1,7 @@
 //! `fracta render`: the Kubernetes objects a spawn would create, from the same flags as
 //! spawn, with secrets as references. (The objects of every runtime × mode × credential form
 //! are snapshot-tested and schema-checked in `crates/kube`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -137,6 +138,10 @@ fn render_prints_the_objects_a_spawn_would_create() {
     let mut settings = p.settings();
     settings.add_filter(&id, "[AGENT-ID]");
     settings.add_filter(&id.to_ascii_lowercase(), "[agent-id]");
+    settings.add_filter(
+        &format!("fracta/review-{}", id[id.len() - 8..].to_ascii_lowercase()),
+        "fracta/review-[last 8 of the id]",
+    );
     settings.bind(|| insta::assert_snapshot!(out.stdout));
 
     // --json: one Kubernetes List.
@@ -160,7 +165,16 @@ fn render_prints_the_objects_a_spawn_would_create() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["Secret", "ConfigMap", "NetworkPolicy", "Job"]);
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim",
+            "Secret",
+            "ConfigMap",
+            "NetworkPolicy",
+            "Job"
+        ]
+    );
     // Nothing was recorded or started.
     let ps = p.fracta(["ps", "--all", "--json"]).run().json();
     assert_eq!(ps, serde_json::json!([]), "{ps}");
@@ -360,4 +374,116 @@ fn a_claude_stream_spawn_on_kubernetes_is_refused_with_the_seeds_reason() {
         .run();
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("K8s stream N/A for claude"), "{out}");
+}
+
+/// A stand-in API server: answers every request with `status` and a JSON `Status`, and
+/// records each request line.
+fn fake_api(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            record.lock().unwrap().push(line.trim().to_string());
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                "status": if status < 300 { "Success" } else { "Failure" },
+                "reason": if status == 403 { "Forbidden" } else { "" },
+                "message": if status == 403 { "persistentvolumeclaims is forbidden" } else { "" },
+                "code": status})
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// `fracta rm` of a Kubernetes agent deletes its claim (kept after the run for a resume) in
+/// the namespace it ran in; when the cluster refuses, the agent is kept and rm says why.
+#[test]
+fn rm_deletes_a_kubernetes_agents_claim() {
+    use super::harness::Project as Live;
+    let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
+    let store = p.store();
+    let mut a =
+        fracta_state::AgentRecord::new("t", "codex", "codex", fracta_state::Mode::Batch, "hi");
+    a.status = fracta_state::AgentStatus::Succeeded;
+    a.meta.kubernetes = Some(fracta_state::KubernetesRef {
+        namespace: "team-a".into(),
+        job: Some(format!("fracta-{}", a.id.to_ascii_lowercase())),
+        pod: None,
+    });
+    let a = store.insert_agent(&a).unwrap();
+    let claim = format!(
+        "/api/v1/namespaces/team-a/persistentvolumeclaims/fracta-{}",
+        a.id.to_ascii_lowercase()
+    );
+
+    // Refused: the agent stays.
+    let (url, seen) = fake_api(403);
+    std::fs::write(
+        p.path().join("kubeconfig"),
+        unreachable_kubeconfig("t").replace("http://127.0.0.1:9", &url),
+    )
+    .unwrap();
+    let out = p
+        .command(&["rm", &a.id])
+        .env("KUBECONFIG", p.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot delete agent"), "{stderr}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        seen.lock().unwrap()[0].starts_with(&format!("DELETE {claim}")),
+        "{seen:?}"
+    );
+    assert!(store.get_agent(&a.id).is_ok());
+
+    // Deleted: the agent goes too.
+    let (url, seen) = fake_api(200);
+    std::fs::write(
+        p.path().join("kubeconfig"),
+        unreachable_kubeconfig("t").replace("http://127.0.0.1:9", &url),
+    )
+    .unwrap();
+    let out = p
+        .command(&["rm", &a.id])
+        .env("KUBECONFIG", p.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "{seen:?}");
+    assert!(
+        seen.lock().unwrap()[0].starts_with(&format!("DELETE {claim}")),
+        "{seen:?}"
+    );
+    assert!(store.get_agent(&a.id).is_err());
 }
