@@ -1022,3 +1022,188 @@ fn a_wrong_git_token_fails_the_clone_with_a_clear_reason_and_no_secret() {
         fracta_core::workspace::branch_name(&r.name["fracta-".len()..], "chat")
     );
 }
+
+/// A batch agent's Job, run here as a kubelet would (see the module's comment): its init
+/// containers, then its container to its end. Every key of the agent's Secret gets `secret`.
+fn run_job_locally(
+    r: &Rendered,
+    secret: &str,
+    git_token: &str,
+    root: &Path,
+) -> std::process::Output {
+    let Workload::Job(job) = &r.workload else {
+        panic!("a batch agent is a Job")
+    };
+    let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let moved = |s: &str| -> String {
+        const DIRS: [&str; 4] = ["/etc/fracta/files", "/workspace", "/fracta", "/data"];
+        let mut s = s.to_string();
+        for (i, dir) in DIRS.iter().enumerate() {
+            s = s.replace(dir, &format!("\u{0}{i}\u{0}"));
+        }
+        for (i, dir) in DIRS.iter().enumerate() {
+            let local = root.join(dir.trim_start_matches('/'));
+            s = s.replace(&format!("\u{0}{i}\u{0}"), &local.display().to_string());
+        }
+        s
+    };
+    for dir in ["workspace", "fracta", "data", "etc/fracta/files", "home"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let data = r.config_map.data.clone().unwrap_or_default();
+    for (k, v) in &data {
+        std::fs::write(root.join("etc/fracta/files").join(k), v).unwrap();
+    }
+    let resolve = |c: &Container| -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for e in c.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => moved(v),
+                (None, Some(from)) => {
+                    if let Some(s) = &from.secret_key_ref {
+                        if s.name == r.name {
+                            secret.to_string()
+                        } else {
+                            assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+                            git_token.to_string()
+                        }
+                    } else if let Some(c) = &from.config_map_key_ref {
+                        data[&c.key].clone()
+                    } else {
+                        continue;
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            env.insert(e.name.clone(), value);
+        }
+        env
+    };
+    let bin = repo_root().join("node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |c: &Container| {
+        let env = resolve(c);
+        let mut argv: Vec<String> = c.command.iter().flatten().map(|a| moved(a)).collect();
+        argv.extend(
+            c.args
+                .iter()
+                .flatten()
+                .map(|a| moved(&fracta_core::launch::expand_env_refs(a, &env))),
+        );
+        let workdir = c
+            .working_dir
+            .as_deref()
+            .map_or_else(|| root.display().to_string(), &moved);
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(&workdir)
+            .env_clear()
+            .envs(&env)
+            .env("PATH", &path)
+            .env("HOME", root.join("home"))
+            .env("PWD", &workdir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for init in spec.init_containers.iter().flatten() {
+        let out = run(init);
+        if !out.status.success() {
+            return out;
+        }
+    }
+    run(&spec.containers[0])
+}
+
+fn claude_job_config(model: &str, remote: &GitRemote) -> String {
+    let repository = remote.url("app");
+    format!(
+        r#"
+runtime:
+  backend: kubernetes
+project:
+  repository: {repository}
+  repository_credential: {{ profile: git, origin: token, username: fracta-bot }}
+  allowed_tools: [Read, Write, Edit]
+auth:
+  credentials:
+    profiles:
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: {{ name: git, key: token }}
+agents:
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      kubernetes:
+        env:
+          ANTHROPIC_BASE_URL: {model}
+          ANTHROPIC_API_KEY: sk-ant-test
+"#
+    )
+}
+
+/// The branch out: the rendered Job of a real Claude Code batch agent, run here, clones the
+/// project's remote (an authenticated git server), writes a file through the scripted model,
+/// and at its end its work is committed as locally and its branch pushed to the remote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_commit() {
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"write the file\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: \"hello.txt\", content: \"FROM-THE-POD\\n\" } }]\nfallback: \"Done.\"\n",
+        "job",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut a = AgentRecord::new("greet", "claude", "claude", Mode::Batch, "write the file");
+    a.model = Some("claude-sonnet-4-5".into());
+    let r = render(&cfg, &a, "agents").unwrap();
+    let yaml = r.to_yaml().unwrap();
+    assert!(!yaml.contains(GIT_TOKEN), "{yaml}");
+    let root = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let r = r.clone();
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(GIT_TOKEN) && !stderr.contains(GIT_TOKEN));
+    // On the remote: the agent's branch, one commit past main, by fracta, with the file.
+    let branch = fracta_core::workspace::branch_name(&a.id, "greet");
+    let bare = remote.bare("app");
+    let git = crate::git_remote::git;
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:hello.txt")]),
+        "FROM-THE-POD"
+    );
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
+    assert_eq!(
+        git(&bare, &["log", "-1", "--format=%an <%ae> %s", &branch]),
+        format!("fracta <fracta@localhost> fracta: greet ({})", a.id)
+    );
+    // Fracta's own files stayed out of the commit.
+    let files = git(&bare, &["show", "--name-only", "--format=", &branch]);
+    assert_eq!(files, "hello.txt");
+}

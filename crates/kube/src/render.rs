@@ -482,6 +482,53 @@ echo "fracta: cloned $FRACTA_GIT_REPOSITORY at $FRACTA_GIT_BASE into {WORKSPACE}
     )
 }
 
+/// The batch container's command around the agent's: run it (without the git token in its
+/// env), and when it succeeds commit what it left (as locally: Fracta's own files left out,
+/// nothing that holds a secret the container was given, `fracta` as the author) and push
+/// its branch to the remote. Quiet when it works, since the log is the agent's output; a
+/// failure says why on stderr and fails the run.
+fn branch_out_script(exclude: &[String], secret_names: &[String]) -> String {
+    let restore: String = exclude
+        .iter()
+        .map(|p| {
+            format!(
+                "  git restore --staged --quiet -- {} 2>/dev/null || true\n",
+                sh_quote(p)
+            )
+        })
+        .collect();
+    let names = secret_names.join(" ");
+    format!(
+        r#"env -u {GIT_TOKEN_ENV} "$@"
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+cd {WORKSPACE}
+if [ -n "$(git status --porcelain)" ]; then
+  git add -A -- .
+{restore}  if ! git diff --cached --quiet; then
+    leak=""
+    for n in {names}; do
+      eval "v=\${{$n:-}}"
+      [ -n "$v" ] || continue
+      f=$(git diff --cached --name-only --diff-filter=d -z | xargs -0 -r grep -lF -e "$v" -- 2>/dev/null || true)
+      [ -z "$f" ] || leak="$leak $f"
+    done
+    if [ -n "$leak" ]; then
+      git reset -q
+      echo "fracta: not committing the agent's work: these files hold a secret it was given:$leak" >&2
+      exit 1
+    fi
+    git -c user.name=fracta -c user.email=fracta@localhost commit --quiet --no-verify -m "$FRACTA_COMMIT_MESSAGE"
+  fi
+fi
+if ! err=$(git push --quiet origin "HEAD:refs/heads/$FRACTA_GIT_BRANCH" 2>&1); then
+  echo "fracta: cannot push branch $FRACTA_GIT_BRANCH to $FRACTA_GIT_REPOSITORY (project.repository_credential): $err" >&2
+  exit 1
+fi
+"#
+    )
+}
+
 /// How the repository's token reaches the container: the origin that
 /// `project.repository_credential` names, turned into a Secret reference.
 fn git_token(
@@ -767,7 +814,17 @@ pub fn render_with(
         .collect();
     let assertions = fracta_core::credentials::assertions(cfg, &agent.runtime, rt)?;
     fracta_core::credentials::check_env(&assertions, &agent.runtime, adapter, &names)?;
-    let env: Vec<EnvVar> = env.into_iter().map(|(k, v)| env_var(&name, k, v)).collect();
+    // The names whose value is a secret: a commit of the agent's work must not hold one.
+    let mut secret_names: Vec<String> = env
+        .iter()
+        .filter(|(_, v)| match v {
+            EnvValue::AgentSecret(_) => true,
+            EnvValue::From(f) => f.secret_key_ref.is_some(),
+            _ => false,
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut env: Vec<EnvVar> = env.into_iter().map(|(k, v)| env_var(&name, k, v)).collect();
     // The clone: its env names the remote, the branches and (from a Secret) the token.
     let mut clone_env = vec![
         (
@@ -806,6 +863,16 @@ pub fn render_with(
         .into_iter()
         .map(|(k, v)| env_var(&name, k, v))
         .collect();
+    // A batch agent's branch goes out at its end: its container has what git needs to push.
+    if !stream {
+        env.extend(clone_env.iter().cloned());
+        env.push(EnvVar {
+            name: "FRACTA_COMMIT_MESSAGE".into(),
+            value: Some(format!("fracta: {} ({})", agent.task, agent.id)),
+            value_from: None,
+        });
+        secret_names.push(GIT_TOKEN_ENV.to_string());
+    }
 
     let mount = |name: &str, path: &str| VolumeMount {
         name: name.into(),
@@ -849,7 +916,28 @@ pub fn render_with(
     let mut container = Container {
         name: adapter.binary().into(),
         image: Some(image.clone()),
-        command: Some(vec![spec.program.clone()]),
+        command: Some(if stream {
+            vec![spec.program.clone()]
+        } else {
+            let exclude: Vec<String> = spec
+                .files
+                .iter()
+                .filter(|f| f.in_workspace)
+                .filter_map(|f| {
+                    f.path
+                        .strip_prefix(WORKSPACE)
+                        .ok()
+                        .map(|p| p.display().to_string())
+                })
+                .collect();
+            vec![
+                "sh".into(),
+                "-c".into(),
+                branch_out_script(&exclude, &secret_names),
+                "fracta-agent".into(),
+                spec.program.clone(),
+            ]
+        }),
         args: Some(spec.args.clone()),
         working_dir: Some(WORKSPACE.into()),
         ..Container::default()
