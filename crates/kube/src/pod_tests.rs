@@ -1206,4 +1206,33 @@ async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_com
     // Fracta's own files stayed out of the commit.
     let files = git(&bare, &["show", "--name-only", "--format=", &branch]);
     assert_eq!(files, "hello.txt");
+    // A laptop's repository (with its own credentials for the remote) fetches the branch,
+    // and sees the agent's work as `fracta diff` shows it.
+    let laptop = tempfile::tempdir().unwrap();
+    git(
+        laptop.path(),
+        &["init", "--quiet", "--initial-branch", "main"],
+    );
+    let no_credentials = crate::run::fetch_branch(laptop.path(), &remote.url("app"), &branch)
+        .await
+        .unwrap_err();
+    assert!(no_credentials.contains(&branch), "{no_credentials}");
+    assert!(!no_credentials.contains(GIT_TOKEN), "{no_credentials}");
+    git(
+        laptop.path(),
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+    git(
+        laptop.path(),
+        &["pull", "--quiet", &remote.url("app"), "main"],
+    );
+    crate::run::fetch_branch(laptop.path(), &remote.url("app"), &branch)
+        .await
+        .unwrap();
+    let stat = fracta_core::workspace::diff_stat(laptop.path(), "main", &branch).unwrap();
+    assert_eq!(stat.files, 1, "{stat:?}");
 }
