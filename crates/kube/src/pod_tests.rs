@@ -1235,4 +1235,49 @@ async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_com
         .unwrap();
     let stat = fracta_core::workspace::diff_stat(laptop.path(), "main", &branch).unwrap();
     assert_eq!(stat.files, 1, "{stat:?}");
+
+    // Resumed: a new Job on the same claim (the same folders here) continues the
+    // conversation, with the workspace as the first Job left it.
+    let session = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["session_id"].as_str().map(str::to_string))
+        .expect("claude reported its session");
+    let mut resumed = a.clone();
+    resumed.prompt = "second turn: what did you write?".into();
+    resumed.resume_token = Some(session);
+    resumed.branch = Some(branch.clone());
+    let r2 = render(&cfg, &resumed, "agents").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r2, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"session_id\""), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("workspace/hello.txt")).unwrap(),
+        "FROM-THE-POD\n"
+    );
+    let bodies: Vec<String> = server
+        .model_requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("second turn"))
+        .collect();
+    assert!(!bodies.is_empty(), "the second turn reached the model");
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("write the file") && b.contains("FROM-THE-POD")),
+        "the resumed turn carries the first: {bodies:?}"
+    );
+    // The branch on the remote still has the agent's commit (nothing new to commit).
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
 }
