@@ -1281,3 +1281,241 @@ async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_com
         "1"
     );
 }
+
+/// The whole path, with no cluster: a spawn through the supervisor on the Kubernetes backend
+/// (the mocked API as the cluster; each Job it is given run here as a kubelet would, on one
+/// folder that stands for the agent's claim), a real Claude Code agent, an authenticated git
+/// remote. The agent's clone has the repository's files, its commit reaches the remote on its
+/// branch, the laptop's repository gets the branch, `fracta resume` continues on the same
+/// claim, and no secret is in any applied object, event or log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
+    use fracta_core::supervisor::{Caller, Supervisor};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use std::sync::{Arc, Mutex};
+    use tower_test::mock;
+
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"write the file\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: \"hello.txt\", content: \"FROM-THE-POD\\n\" } }]\nfallback: \"Done.\"\n",
+        "whole",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    // The laptop: the project's repository, with its own credentials for the remote.
+    let dir = tempfile::tempdir().unwrap();
+    let git = crate::git_remote::git;
+    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
+    git(
+        dir.path(),
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        &dir.path().join("fracta.yaml"),
+    )
+    .unwrap();
+
+    // The cluster.
+    let claim = tempfile::tempdir().unwrap();
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+    let seen: Seen = Arc::default();
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn({
+        let seen = Arc::clone(&seen);
+        let logs = Arc::clone(&logs);
+        let claim = claim.path().to_path_buf();
+        async move {
+            let mut job = Value::Null;
+            let mut rendered: Option<Rendered> = None;
+            let mut run: Option<std::process::Output> = None;
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let path = req.uri().path().to_string();
+                let body =
+                    String::from_utf8(req.into_body().collect_bytes().await.unwrap().to_vec())
+                        .unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((method.clone(), uri.clone(), body.clone()));
+                let name = path.rsplit('/').next().unwrap_or("").to_string();
+                let answer = match (method.as_str(), path.as_str()) {
+                    ("PATCH", p) if p.contains("/jobs/") => {
+                        job = serde_json::from_str(&body).unwrap();
+                        job["metadata"]["uid"] = json!("uid-job");
+                        let j: k8s_openapi::api::batch::v1::Job =
+                            serde_json::from_value(job.clone()).unwrap();
+                        rendered = Some(Rendered {
+                            workload: Workload::Job(Box::new(j)),
+                            ..render_stub(&name)
+                        });
+                        job.to_string()
+                    }
+                    ("PATCH", p) if p.contains("/configmaps/") => {
+                        // Everything is applied: the kubelet runs the Job's Pod to its end.
+                        let cm: k8s_openapi::api::core::v1::ConfigMap =
+                            serde_json::from_str(&body).unwrap();
+                        let mut r = rendered.take().unwrap();
+                        r.config_map = cm;
+                        let root = claim.clone();
+                        let out = tokio::task::spawn_blocking(move || {
+                            run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+                        })
+                        .await
+                        .unwrap();
+                        logs.lock().unwrap().push(format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                        run = Some(out);
+                        body
+                    }
+                    ("PATCH", _) => body,
+                    ("GET", p) if p.ends_with("/pods") => {
+                        let code = run.as_ref().unwrap().status.code().unwrap_or(1);
+                        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "fracta-pod", "namespace": "agents", "resourceVersion": "7"},
+                            "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                "containerStatuses": [{"name": "claude", "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}}]}});
+                        json!({"type": "ADDED", "object": pod}).to_string() + "\n"
+                    }
+                    ("GET", p) if p.ends_with("/log") => {
+                        String::from_utf8_lossy(&run.as_ref().unwrap().stdout).to_string()
+                    }
+                    ("GET", p) if p.contains("/jobs/") => {
+                        let ok = run.as_ref().unwrap().status.success();
+                        let mut done = job.clone();
+                        done["status"] = json!({"conditions": [{"type": if ok { "Complete" } else { "Failed" }, "status": "True", "reason": "BackoffLimitExceeded"}]});
+                        done.to_string()
+                    }
+                    ("DELETE", _) => json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}).to_string(),
+                    other => panic!("unexpected call {other:?} {uri}"),
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(Body::from(answer.into_bytes()))
+                        .unwrap(),
+                );
+            }
+        }
+    });
+    let kube = crate::client::KubeBackend::new(kube::Client::new(service, "agents"), "agents");
+    let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
+        dir.path().join("state.db"),
+    ))
+    .unwrap();
+    let runner = fracta_core::runner::Runner::new(Arc::new(cfg), store);
+    runner.set_remote(Arc::new(crate::run::KubeRemote::with_backend(kube, None)));
+    let sup = Supervisor::new(Arc::new(runner));
+    let rec = sup
+        .spawn(
+            &Caller::User,
+            fracta_core::resolve::SpawnRequest {
+                task: "greet".into(),
+                prompt: Some("write the file".into()),
+                runtime: Some("claude".into()),
+                ..Default::default()
+            },
+            &fracta_config::Budgets::default(),
+        )
+        .unwrap();
+    let done = sup.wait(&rec.id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(
+        done.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{done:#?}\n{:?}",
+        logs.lock().unwrap()
+    );
+    let branch = done.branch.clone().unwrap();
+    assert_eq!(
+        branch,
+        fracta_core::workspace::branch_name(&rec.id, "greet")
+    );
+    // The clone had the repository's files; the agent's file is on the remote's branch.
+    assert!(claim.path().join("workspace/README.md").is_file());
+    let bare = remote.bare("app");
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:hello.txt")]),
+        "FROM-THE-POD"
+    );
+    // The laptop has the branch: `fracta diff` sees the agent's work.
+    let stat = fracta_core::workspace::diff_stat(dir.path(), "main", &branch).unwrap();
+    assert_eq!(stat.files, 1, "{stat:?}");
+
+    // Resumed on the same claim: the conversation goes on.
+    let again = sup
+        .runner
+        .resume(
+            &rec.id,
+            "second turn: what did you write?",
+            &mut fracta_core::record::Quiet,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{again:#?}"
+    );
+    assert_eq!(again.meta.turns, 2);
+    let bodies: Vec<String> = server
+        .model_requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("second turn"))
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("write the file") && b.contains("FROM-THE-POD")),
+        "the resumed turn carries the first: {bodies:?}"
+    );
+    assert!(claim.path().join("workspace/hello.txt").is_file());
+
+    // No secret anywhere: applied objects (but the agent's own Secret), events, logs.
+    let events = sup.runner.store.events(&rec.id, 0, None).unwrap();
+    let events =
+        serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    for s in [GIT_TOKEN] {
+        assert!(!events.contains(s), "an event holds a secret");
+        for (_, uri, body) in seen.lock().unwrap().iter() {
+            assert!(
+                uri.contains("/secrets/") || !body.contains(s),
+                "{uri} holds a secret"
+            );
+        }
+        for l in logs.lock().unwrap().iter() {
+            assert!(!l.contains(s), "a log holds a secret");
+        }
+    }
+}
+
+/// A `Rendered` whose only use is to carry the applied Job and ConfigMap to `run_job_locally`.
+fn render_stub(name: &str) -> Rendered {
+    let mut a = AgentRecord::new("x", "codex", "codex", Mode::Batch, "x");
+    a.id = name.trim_start_matches("fracta-").to_uppercase();
+    let cfg = fracta_config::parse(
+        "runtime:\n  backend: kubernetes\nproject:\n  repository: https://example.com/r.git\nagents:\n  agent_runtimes:\n    codex:\n      adapter: codex\n",
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut r = render(&cfg, &a, "agents").unwrap();
+    r.name = name.to_string();
+    r
+}
