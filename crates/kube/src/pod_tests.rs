@@ -1330,8 +1330,10 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
     type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
     let seen: Seen = Arc::default();
     let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let wrong_token = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
     tokio::spawn({
+        let wrong_token = Arc::clone(&wrong_token);
         let seen = Arc::clone(&seen);
         let logs = Arc::clone(&logs);
         let claim = claim.path().to_path_buf();
@@ -1368,9 +1370,15 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
                             serde_json::from_str(&body).unwrap();
                         let mut r = rendered.take().unwrap();
                         r.config_map = cm;
-                        let root = claim.clone();
+                        // Each agent's own claim.
+                        let root = claim.join(&r.name);
+                        let token = if wrong_token.load(std::sync::atomic::Ordering::SeqCst) {
+                            "WRONG-TOKEN-31337"
+                        } else {
+                            GIT_TOKEN
+                        };
                         let out = tokio::task::spawn_blocking(move || {
-                            run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+                            run_job_locally(&r, "sk-ant-test", token, &root)
                         })
                         .await
                         .unwrap();
@@ -1383,6 +1391,19 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
                         body
                     }
                     ("PATCH", _) => body,
+                    ("GET", p) if p.ends_with("/pods") && failed_clone(run.as_ref().unwrap()) => {
+                        // The clone init container failed; with FallbackToLogsOnError its
+                        // log's tail is its termination message.
+                        let out = run.as_ref().unwrap();
+                        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "fracta-pod", "namespace": "agents", "resourceVersion": "7"},
+                            "status": {"phase": "Failed",
+                                "initContainerStatuses": [{"name": "clone", "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                                        "message": String::from_utf8_lossy(&out.stderr).trim()}}}]}});
+                        json!({"type": "ADDED", "object": pod}).to_string() + "\n"
+                    }
                     ("GET", p) if p.ends_with("/pods") => {
                         let code = run.as_ref().unwrap().status.code().unwrap_or(1);
                         let pod = json!({"apiVersion": "v1", "kind": "Pod",
@@ -1448,7 +1469,10 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
         fracta_core::workspace::branch_name(&rec.id, "greet")
     );
     // The clone had the repository's files; the agent's file is on the remote's branch.
-    assert!(claim.path().join("workspace/README.md").is_file());
+    let claim = claim
+        .path()
+        .join(format!("fracta-{}", rec.id.to_ascii_lowercase()));
+    assert!(claim.join("workspace/README.md").is_file());
     let bare = remote.bare("app");
     assert_eq!(
         git(&bare, &["show", &format!("{branch}:hello.txt")]),
@@ -1486,13 +1510,41 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
             .any(|b| b.contains("write the file") && b.contains("FROM-THE-POD")),
         "the resumed turn carries the first: {bodies:?}"
     );
-    assert!(claim.path().join("workspace/hello.txt").is_file());
+    assert!(claim.join("workspace/hello.txt").is_file());
+
+    // A wrong git token: the spawn fails, saying what it could not clone and why.
+    wrong_token.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rec = sup
+        .spawn(
+            &Caller::User,
+            fracta_core::resolve::SpawnRequest {
+                task: "other".into(),
+                prompt: Some("write the file".into()),
+                runtime: Some("claude".into()),
+                ..Default::default()
+            },
+            &fracta_config::Budgets::default(),
+        )
+        .unwrap();
+    let failed = sup.wait(&rec.id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(failed.status, fracta_state::AgentStatus::Failed);
+    let err = failed.error.clone().unwrap();
+    assert!(err.contains("container clone exited 1"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot clone {} at branch main",
+            remote.url("app")
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Authentication failed"), "{err}");
+    assert!(!err.contains("WRONG-TOKEN-31337"), "{err}");
 
     // No secret anywhere: applied objects (but the agent's own Secret), events, logs.
     let events = sup.runner.store.events(&rec.id, 0, None).unwrap();
     let events =
         serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
-    for s in [GIT_TOKEN] {
+    for s in [GIT_TOKEN, "WRONG-TOKEN-31337"] {
         assert!(!events.contains(s), "an event holds a secret");
         for (_, uri, body) in seen.lock().unwrap().iter() {
             assert!(
@@ -1504,6 +1556,11 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
             assert!(!l.contains(s), "a log holds a secret");
         }
     }
+}
+
+/// Whether a locally run Job stopped at its clone (its init container's message).
+fn failed_clone(out: &std::process::Output) -> bool {
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("fracta: cannot clone")
 }
 
 /// A `Rendered` whose only use is to carry the applied Job and ConfigMap to `run_job_locally`.

@@ -975,6 +975,9 @@ pub fn render_with(
         image: Some(image.clone()),
         command: Some(vec!["sh".into(), "-c".into(), clone_script()]),
         env: Some(clone_env),
+        // Its stderr (why the clone failed) becomes the Pod's termination message, which
+        // the agent's error quotes.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(vec![
             on_claim("workspace", WORKSPACE),
             on_claim("fracta", FRACTA_DIR),
