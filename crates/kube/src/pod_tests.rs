@@ -1576,3 +1576,49 @@ fn render_stub(name: &str) -> Rendered {
     r.name = name.to_string();
     r
 }
+
+/// The wrapper does not commit a file that holds a secret the container was given (here the
+/// git token, written by the agent through the scripted model): the Job fails saying which
+/// file, nothing is pushed, and the token is not in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_does_not_commit_a_file_holding_a_secret() {
+    let script = Script::parse(
+        &format!(
+            "rules:\n  - when: {{ contains: \"write the file\", has_tools: true }}\n    reply:\n      tool_calls: [{{ name: Write, input: {{ file_path: \"leak.txt\", content: \"{GIT_TOKEN}\\n\" }} }}]\nfallback: \"Done.\"\n"
+        ),
+        "leak",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut a = AgentRecord::new("leak", "claude", "claude", Mode::Batch, "write the file");
+    a.model = Some("claude-sonnet-4-5".into());
+    let r = render(&cfg, &a, "agents").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "not committing the agent's work: these files hold a secret it was given: leak.txt"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(GIT_TOKEN), "{stderr}");
+    // The file is left as the agent left it; nothing reached the remote.
+    assert!(root.path().join("workspace/leak.txt").is_file());
+    let branches = crate::git_remote::git(&remote.bare("app"), &["branch", "--list"]);
+    assert!(!branches.contains("fracta/"), "{branches}");
+}
