@@ -338,6 +338,41 @@ fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut V
         );
     }
 
+    if let Some(url) = &config.project.repository
+        && let Err(why) = crate::model::check_repository_url(url)
+    {
+        diags.push(
+            Diagnostic::error(format!("`project.repository` {why}"))
+                .at_value(ctx, "project.repository")
+                .with_help("an https:// URL such as https://github.com/acme/app.git; give its token with project.repository_credential"),
+        );
+    }
+    if let Some(c) = &config.project.repository_credential {
+        match profiles.get(&c.profile) {
+            None => diags.push(
+                Diagnostic::error(format!(
+                    "`profile` names `{}`, which is not a profile under auth.credentials.profiles",
+                    c.profile
+                ))
+                .at_value(ctx, "project.repository_credential.profile")
+                .with_help(valid_help("profiles", &c.profile, &profile_names)),
+            ),
+            Some(p) => {
+                if !p.auth_origins.contains_key(&c.origin) {
+                    let valid: Vec<&str> = p.auth_origins.keys().map(String::as_str).collect();
+                    diags.push(
+                        Diagnostic::error(format!(
+                            "`origin` names `{}`, which is not an origin of profile `{}`",
+                            c.origin, c.profile
+                        ))
+                        .at_value(ctx, "project.repository_credential.origin")
+                        .with_help(valid_help("origins", &c.origin, &valid)),
+                    );
+                }
+            }
+        }
+    }
+
     for (pname, profile) in profiles {
         let base = format!("auth.credentials.profiles.{pname}");
         if let Some(b) = &profile.default_binding {
@@ -413,6 +448,26 @@ fn validate(config: &Config, ctx: &SourceCtx<'_>, rt_prefix: &str, diags: &mut V
             ctx,
             diags,
         );
+        if let Some(w) = &k.workspace_volume {
+            if let Some(size) = &w.size
+                && !crate::kube_rules::is_quantity(size)
+            {
+                diags.push(
+                    Diagnostic::error(format!("`{size}` is not a Kubernetes quantity"))
+                        .at_value(ctx, "runtime.kubernetes.workspace_volume.size")
+                        .with_help("a size such as `10Gi` or `500Mi`"),
+                );
+            }
+            if let Some(class) = &w.storage_class
+                && !crate::kube_rules::is_dns_subdomain(class)
+            {
+                diags.push(
+                    Diagnostic::error(format!("`{class}` is not a StorageClass name"))
+                        .at_value(ctx, "runtime.kubernetes.workspace_volume.storage_class")
+                        .with_help("lowercase letters, digits, `-` and `.`, as `kubectl get storageclass` lists them"),
+                );
+            }
+        }
         for (key, v) in &k.control_plane_labels {
             let path = format!("runtime.kubernetes.control_plane_labels.{key}");
             if !crate::kube_rules::is_label_key(key) || !crate::kube_rules::is_label_value(v) {

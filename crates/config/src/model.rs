@@ -113,6 +113,22 @@ pub struct KubernetesSection {
     pub security_context: Option<SecurityContext>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,
+    /// The PersistentVolumeClaim each agent gets for its workspace and runtime home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_volume: Option<WorkspaceVolume>,
+}
+
+/// `runtime.kubernetes.workspace_volume`: each agent's claim, kept after its run (so that it
+/// can be resumed) and deleted by `fracta rm`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceVolume {
+    /// The StorageClass [default: the cluster's default].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Its size, a Kubernetes quantity [default: `10Gi`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 /// How the control plane reaches a stream session's Pod.
@@ -970,6 +986,14 @@ pub struct Project {
     /// (`~/.local/state/…`), outside the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktrees_dir: Option<String>,
+    /// The remote an agent on Kubernetes clones into its workspace and pushes its branch to
+    /// [default: the local repository's `origin`]. An `https://` or `http://` URL without
+    /// credentials in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The secret git uses for `repository`: an origin of a credential profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_credential: Option<RepositoryCredential>,
 }
 
 /// The timeout of a setup command that names none.
@@ -1022,6 +1046,36 @@ impl<'de> Deserialize<'de> for SetupCommand {
         }
         d.deserialize_any(V)
     }
+}
+
+/// Why `url` cannot be `project.repository`: not http(s), or a secret written into it.
+pub fn check_repository_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(
+            "is not an https:// or http:// URL (agents on Kubernetes clone over HTTP with a token)",
+        )?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if authority.contains('@') {
+        return Err("has credentials in it; a URL lands in manifests and logs, so give the token with project.repository_credential".into());
+    }
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    Ok(())
+}
+
+/// `project.repository_credential`: `auth.credentials.profiles.<profile>.auth_origins.<origin>`
+/// gives the token; git is handed it through `GIT_ASKPASS`, never in a URL or an argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryCredential {
+    pub profile: String,
+    pub origin: String,
+    /// The user name git sends with the token [default: `x-access-token`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 /// The message the seed gives for `command_output.command` written as a string.

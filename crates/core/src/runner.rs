@@ -28,7 +28,7 @@ use crate::workspace;
 
 /// What the local runner says when the config asks for the Kubernetes backend where it does
 /// not run yet.
-pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far; resume runs locally only: set runtime.backend: local for it";
+pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far (and resumes batch agents): set runtime.backend: local for it";
 
 pub struct Runner {
     /// The config new work reads (`cfg()`); `fracta serve` swaps in a changed valid one.
@@ -289,6 +289,7 @@ impl Runner {
         }
         let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
         let adapter = adapter_for(rt.adapter);
+        let turn = agent.meta.turns + 1;
         // Its prompt is its first event, as for a local agent.
         self.recorder.persist(
             &agent,
@@ -317,7 +318,7 @@ impl Runner {
             Started::Failed(rec) => return Ok(rec),
         };
         let mut meta = agent.meta.clone();
-        meta.turns = 1;
+        meta.turns = turn;
         let patch = AgentPatch {
             meta: Some(meta),
             ..AgentPatch::default()
@@ -376,7 +377,7 @@ impl Runner {
     ) -> Result<AgentRecord, RunError> {
         self.reconcile()?;
         if self.on_kubernetes() {
-            return Err(RunError::Usage(KUBERNETES_NOT_HERE.into()));
+            return self.resume_remote(id, prompt, opts, observer).await;
         }
         let agent = self.store.get_agent(id)?;
         if !agent.status.is_terminal() {
@@ -454,6 +455,63 @@ impl Runner {
                 ..AgentPatch::default()
             },
         )?)
+    }
+
+    /// A resumed turn on Kubernetes: a new Job on the agent's claim (its workspace and the
+    /// runtime's home, kept since its last turn), continuing its conversation.
+    async fn resume_remote(
+        &self,
+        id: &str,
+        prompt: &str,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentRecord, RunError> {
+        let agent = self.store.get_agent(id)?;
+        if !agent.status.is_terminal() {
+            return Err(RunError::Usage(format!(
+                "agent {} is {}; wait for it to end (or stop it) before resuming",
+                agent.id,
+                agent.status.as_str()
+            )));
+        }
+        if agent.meta.kubernetes.is_none() {
+            return Err(RunError::Usage(format!(
+                "agent {} did not run on Kubernetes (it has no claim there); resume it with runtime.backend: local",
+                agent.id
+            )));
+        }
+        if agent.mode == fracta_state::Mode::Stream {
+            return Err(RunError::Usage(format!(
+                "agent {} is a stream session; on Kubernetes a session is resumed by sending to it while it is open, and a closed one cannot be resumed yet",
+                agent.id
+            )));
+        }
+        if agent.resume_token.is_none() {
+            return Err(RunError::Usage(format!(
+                "agent {} has no resume token (its runtime never reported a session), so it cannot be resumed",
+                agent.id
+            )));
+        }
+        self.store.transition(
+            &agent.id,
+            &[
+                AgentStatus::Succeeded,
+                AgentStatus::Failed,
+                AgentStatus::Stopped,
+                AgentStatus::Lost,
+            ],
+            AgentStatus::Starting,
+            &AgentPatch {
+                error: Some(None),
+                exit_code: Some(None),
+                signal: Some(None),
+                ..AgentPatch::default()
+            },
+        )?;
+        let mut agent = self.store.get_agent(id)?;
+        // This turn's prompt (the record keeps the first): what the new Job is given.
+        agent.prompt = prompt.to_string();
+        self.run_remote(agent, opts, observer).await
     }
 
     /// The agent's environment: the runtime's `env` expanded (secret-looking values registered

@@ -97,6 +97,13 @@ fn discover(dir: &Path) -> Option<git2::Repository> {
         .filter(|r| r.workdir().is_some())
 }
 
+/// The URL of the `origin` remote of the repository containing `dir`.
+pub fn origin_url(dir: &Path) -> Option<String> {
+    let repo = discover(dir)?;
+    let remote = repo.find_remote("origin").ok()?;
+    remote.url().ok().map(str::to_string)
+}
+
 /// The branch checked out in the repository containing `dir` (none: not a repository, or a
 /// detached HEAD).
 pub fn current_branch(dir: &Path) -> Option<String> {
@@ -514,6 +521,16 @@ fn shared_root(state: &Path) -> PathBuf {
     state.join("fracta").join("worktrees")
 }
 
+/// The branch of agent `id` on `task`: `fracta/<task slug>-<last 8 of the id>` (the same
+/// locally and on Kubernetes).
+pub fn branch_name(id: &str, task: &str) -> String {
+    let short = id
+        .get(id.len().saturating_sub(8)..)
+        .unwrap_or(id)
+        .to_ascii_lowercase();
+    format!("fracta/{}-{short}", slug(task))
+}
+
 /// Create the workspace for agent `id` on `task`. `project_dir` is the config file's folder.
 /// In a git repository it is a worktree under [`worktrees_root`] (`worktrees_dir` is
 /// `project.worktrees_dir`); elsewhere a folder under `.fracta/workspaces`.
@@ -525,10 +542,6 @@ pub fn create(
     task: &str,
     base: &str,
 ) -> Result<Workspace, WorkspaceError> {
-    let short = id
-        .get(id.len().saturating_sub(8)..)
-        .unwrap_or(id)
-        .to_ascii_lowercase();
     match discover(project_dir) {
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
@@ -564,7 +577,7 @@ pub fn create(
                     source,
                 })?;
             }
-            let branch = format!("fracta/{}-{short}", slug(task));
+            let branch = branch_name(id, task);
             // Created here, so no other worktree has it checked out.
             let reference = repo
                 .branch(&branch, &base_commit, false)

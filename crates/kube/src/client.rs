@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{AsyncBufReadExt, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, WatchEvent, WatchParams};
@@ -356,6 +356,15 @@ impl KubeBackend {
         Ok(KubeBackend { client, namespace })
     }
 
+    /// The same client, for the objects of another namespace (an agent's recorded one).
+    #[must_use]
+    pub fn in_namespace(self, namespace: impl Into<String>) -> Self {
+        KubeBackend {
+            client: self.client,
+            namespace: namespace.into(),
+        }
+    }
+
     pub fn new(client: Client, namespace: impl Into<String>) -> Self {
         KubeBackend {
             client,
@@ -407,6 +416,13 @@ impl KubeBackend {
         let np_object = format!("NetworkPolicy {}", r.name);
         self.apply_one(&r.network_policy, &r.name, &np_object)
             .await?;
+        // The claim is not owned by the workload: it outlives the run, for a resume.
+        self.apply_one(
+            &r.claim,
+            &r.name,
+            &format!("PersistentVolumeClaim {}", r.name),
+        )
+        .await?;
         let (uid, api_version, kind) = match &r.workload {
             Workload::Job(j) => {
                 let out = self
@@ -739,6 +755,20 @@ impl KubeBackend {
             }
         }
         Ok(())
+    }
+
+    /// Delete the agent's claim: its workspace and runtime home (`fracta rm`). One already
+    /// gone is fine.
+    pub async fn delete_claim(&self, agent_id: &str) -> Result<(), KubeError> {
+        let name = crate::render::object_name(agent_id);
+        let api: Api<PersistentVolumeClaim> = self.api();
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = KubeError::from_kube(e, "delete", &format!("PersistentVolumeClaim {name}"));
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
     }
 
     /// Delete a session's Pod (an already deleted one is fine).

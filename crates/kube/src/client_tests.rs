@@ -142,6 +142,12 @@ async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
         ),
         expect(
             "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
             &apply_uri("/apis/batch/v1", "jobs"),
             200,
             Some(created_job(&r)),
@@ -176,9 +182,14 @@ async fn a_batch_spawn_applies_the_job_then_its_owned_secret_and_config_map() {
     let np: Value = serde_json::from_str(&calls[0].body).unwrap();
     assert_eq!(np["kind"], "NetworkPolicy");
     assert!(np["metadata"].get("ownerReferences").is_none(), "{np:#}");
-    let np: Value = serde_json::from_str(&calls[4].body).unwrap();
+    // Then the claim, owned by nothing: it outlives the Job, for a resume.
+    let pvc: Value = serde_json::from_str(&calls[1].body).unwrap();
+    assert_eq!(pvc["kind"], "PersistentVolumeClaim");
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "10Gi");
+    assert!(pvc["metadata"].get("ownerReferences").is_none(), "{pvc:#}");
+    let np: Value = serde_json::from_str(&calls[5].body).unwrap();
     assert_eq!(np["metadata"]["ownerReferences"][0]["uid"], "uid-job-1");
-    let calls = &calls[1..];
+    let calls = &calls[2..];
     let job: Value = serde_json::from_str(&calls[0].body).unwrap();
     assert_eq!(job["kind"], "Job");
     assert_eq!(job["spec"]["backoffLimit"], 0);
@@ -218,6 +229,12 @@ async fn a_secret_value_that_was_not_materialized_is_an_error_not_a_blank() {
         ),
         expect(
             "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
             &apply_uri("/apis/batch/v1", "jobs"),
             200,
             Some(created_job(&r)),
@@ -234,6 +251,12 @@ async fn forbidden_and_conflict_answers_are_errors_that_say_what_to_do() {
         expect(
             "PATCH",
             &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
             200,
             None,
         ),
@@ -256,6 +279,12 @@ async fn forbidden_and_conflict_answers_are_errors_that_say_what_to_do() {
         expect(
             "PATCH",
             &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
             200,
             None,
         ),
@@ -293,6 +322,12 @@ async fn server_errors_are_retried_then_reported() {
             200,
             None,
         ),
+        expect(
+            "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
+            200,
+            None,
+        ),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect("PATCH", &apply_uri("/apis/batch/v1", "jobs"), 500, boom()),
         expect(
@@ -310,12 +345,18 @@ async fn server_errors_are_retried_then_reported() {
         ),
     ]);
     kube.apply(&r, &BTreeMap::new()).await.unwrap();
-    assert_eq!(calls.await.unwrap().len(), 6);
+    assert_eq!(calls.await.unwrap().len(), 7);
     // Three 500s: given up, with the API's words.
     let (kube, _c) = mocked(vec![
         expect(
             "PATCH",
             &apply_uri("/apis/networking.k8s.io/v1", "networkpolicies"),
+            200,
+            None,
+        ),
+        expect(
+            "PATCH",
+            &apply_uri("/api/v1", "persistentvolumeclaims"),
             200,
             None,
         ),
@@ -566,6 +607,12 @@ impl BatchRun {
         let np = apply("/apis/networking.k8s.io/v1", "networkpolicies");
         vec![
             expect("PATCH", &np, 200, None),
+            expect(
+                "PATCH",
+                &apply("/api/v1", "persistentvolumeclaims"),
+                200,
+                None,
+            ),
             expect("PATCH", &apply("/apis/batch/v1", "jobs"), 200, Some(job)),
             expect("PATCH", &apply("/api/v1", "configmaps"), 200, None),
             expect("PATCH", &np, 200, None),
@@ -851,4 +898,27 @@ async fn a_refused_port_forward_says_which_rbac_is_missing() {
         msg.contains("port-forward") && msg.contains("fracta-controlplane.yaml"),
         "{msg}"
     );
+}
+
+/// Clean-up leaves the claim (the mocked API above would fail on any other call); `fracta rm`
+/// deletes it, and one already gone is fine.
+#[tokio::test]
+async fn the_claim_outlives_clean_up_and_is_deleted_by_delete_claim() {
+    let uri = format!("/api/v1/namespaces/agents/persistentvolumeclaims/{NAME}?");
+    let (kube, calls) = mocked(vec![
+        expect("DELETE", &uri, 200, Some(status(200, "", ""))),
+        expect(
+            "DELETE",
+            &uri,
+            404,
+            Some(status(
+                404,
+                "NotFound",
+                "persistentvolumeclaims \"x\" not found",
+            )),
+        ),
+    ]);
+    kube.delete_claim(ID).await.unwrap();
+    kube.delete_claim(ID).await.unwrap();
+    assert_eq!(calls.await.unwrap().len(), 2);
 }

@@ -20,6 +20,8 @@ mod tests;
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
+mod git_remote;
+#[cfg(test)]
 mod pod_tests;
 #[cfg(test)]
 mod supervised_tests;

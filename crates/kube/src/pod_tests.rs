@@ -21,6 +21,7 @@ use fracta_state::{AgentRecord, Mode};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::mpsc;
 
+use crate::git_remote::GitRemote;
 use crate::render::{Rendered, Workload, render};
 
 fn repo_root() -> PathBuf {
@@ -40,14 +41,34 @@ fn require_clis() {
     }
 }
 
-fn config(url: &str) -> String {
+/// The test remote's token (a Secret `git`, key `token`, in the cluster).
+const GIT_TOKEN: &str = "git-token-for-the-pod-tests";
+
+/// The project's remote: `app`, whose `main` has a README.
+fn remote() -> GitRemote {
+    let remote = GitRemote::start("fracta-bot", GIT_TOKEN);
+    remote.seed("app", &[("README.md", "# app\n")]);
+    remote
+}
+
+fn config(url: &str, remote: &GitRemote) -> String {
+    let repository = remote.url("app");
     format!(
         r#"
 runtime:
   backend: kubernetes
+project:
+  repository: {repository}
+  repository_credential: {{ profile: git, origin: token, username: fracta-bot }}
 auth:
   credentials:
     profiles:
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: {{ name: git, key: token }}
       fake_openai:
         auth_origins:
           key:
@@ -154,43 +175,58 @@ fn run_locally(
     for (k, v) in &data {
         std::fs::write(root.path().join("etc/fracta/files").join(k), v).unwrap();
     }
-    if let Some(init) = spec.init_containers.as_ref().and_then(|c| c.first()) {
+    // The container's env, resolved as the kubelet does.
+    let resolve = |c: &Container| -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for e in c.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => moved(v),
+                (None, Some(from)) => {
+                    if let Some(s) = &from.secret_key_ref {
+                        if s.name == r.name {
+                            secret_values[&s.key].clone()
+                        } else {
+                            cluster_secrets[&(s.name.as_str(), s.key.as_str())].to_string()
+                        }
+                    } else if let Some(c) = &from.config_map_key_ref {
+                        assert_eq!(c.name, r.name);
+                        data[&c.key].clone()
+                    } else {
+                        continue;
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            env.insert(e.name.clone(), value);
+        }
+        env
+    };
+    // The init containers, in order: the clone, then the files.
+    for init in spec.init_containers.iter().flatten() {
         let cmd = init.command.as_ref().unwrap();
         assert_eq!(cmd[..2], ["sh".to_string(), "-c".to_string()]);
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(moved(&cmd[2]))
+            .envs(resolve(init))
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "init: {}",
+            "init {}: {}",
+            init.name,
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The container's env, resolved as the kubelet does.
-    let mut env = BTreeMap::new();
-    for e in container.env.iter().flatten() {
-        let value = match (&e.value, &e.value_from) {
-            (Some(v), _) => moved(v),
-            (None, Some(from)) => {
-                if let Some(s) = &from.secret_key_ref {
-                    if s.name == r.name {
-                        secret_values[&s.key].clone()
-                    } else {
-                        cluster_secrets[&(s.name.as_str(), s.key.as_str())].to_string()
-                    }
-                } else if let Some(c) = &from.config_map_key_ref {
-                    assert_eq!(c.name, r.name);
-                    data[&c.key].clone()
-                } else {
-                    continue;
-                }
-            }
-            (None, None) => String::new(),
-        };
-        env.insert(e.name.clone(), value);
-    }
+    // The clone: the remote's files, on the agent's branch.
+    let ws = root.path().join("workspace");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("README.md")).unwrap(),
+        "# app\n"
+    );
+    let branch = crate::git_remote::git(&ws, &["branch", "--show-current"]);
+    assert!(branch.starts_with("fracta/"), "{branch}");
+    let env = resolve(container);
     // What the image provides.
     let bin = repo_root().join("node_modules/.bin");
     let mut image_env = env.clone();
@@ -366,7 +402,9 @@ fn assert_second_turn_carries_the_first(server: &ModelServer) {
 async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("codex"), "agents").unwrap();
     // The control plane's side: the token it keeps; the Pod's Secret holds its digest.
     let token = fracta_core::secret::new_token().unwrap();
@@ -374,7 +412,10 @@ async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token(
         "fracta-ws-token-sha256".to_string(),
         fracta_core::secret::sha256_hex(&token),
     )]);
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let pod = run_locally(&r, &values, &cluster);
     assert!(
         pod.probe.is_none(),
@@ -425,11 +466,17 @@ async fn a_codex_stream_pod_is_reached_over_websocket_with_its_capability_token(
 async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_probe_passes() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("opencode"), "agents").unwrap();
     let password = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([("opencode-server-password".to_string(), password.clone())]);
-    let mut pod = run_locally(&r, &values, &BTreeMap::new());
+    let mut pod = run_locally(
+        &r,
+        &values,
+        &BTreeMap::from([(("git", "token"), GIT_TOKEN)]),
+    );
     let url = format!("http://127.0.0.1:{}", pod.port);
     // The readiness probe, as the kubelet runs it: passes once the server is up, with the
     // password from the container's env; fails with another password.
@@ -500,8 +547,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
 
     require_clis();
     let server = model_server().await;
+    let remote = remote();
     let dir = tempfile::tempdir().unwrap();
-    let cfg_text = config(&server.url());
+    let cfg_text = config(&server.url(), &remote);
     let cfg = fracta_config::parse(&cfg_text, &dir.path().join("fracta.yaml")).unwrap();
     let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
         dir.path().join("state.db"),
@@ -546,7 +594,10 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             ))
             .unwrap()
     };
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let api = tokio::spawn({
         let name = name.clone();
         let container = runtime.to_string();
@@ -582,6 +633,9 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                         send.send_response(ok(body));
                     }
                     ("PATCH", p) if p.contains("/networkpolicies/") => {
+                        send.send_response(ok(body));
+                    }
+                    ("PATCH", p) if p.contains("/persistentvolumeclaims/") => {
                         send.send_response(ok(body));
                     }
                     ("PATCH", p) if p.contains("/configmaps/") => {
@@ -703,6 +757,7 @@ async fn stream_agent_as_a_pod(runtime: &str) {
         [
             format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
                 .as_str(),
+            format!("PATCH /api/v1/namespaces/agents/persistentvolumeclaims/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
             format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),
@@ -803,14 +858,19 @@ async fn port_forward_api(target: u16) -> (String, std::sync::Arc<std::sync::Mut
 async fn a_session_pod_whose_ip_does_not_answer_is_reached_through_the_api_servers_port_forward() {
     require_clis();
     let server = model_server().await;
-    let cfg = fracta_config::parse(&config(&server.url()), Path::new("/p/fracta.yaml")).unwrap();
+    let remote = remote();
+    let cfg =
+        fracta_config::parse(&config(&server.url(), &remote), Path::new("/p/fracta.yaml")).unwrap();
     let r = render(&cfg, &agent("codex"), "agents").unwrap();
     let token = fracta_core::secret::new_token().unwrap();
     let values = BTreeMap::from([(
         "fracta-ws-token-sha256".to_string(),
         fracta_core::secret::sha256_hex(&token),
     )]);
-    let cluster = BTreeMap::from([(("fake-openai", "api-key"), "sk-openai-test")]);
+    let cluster = BTreeMap::from([
+        (("fake-openai", "api-key"), "sk-openai-test"),
+        (("git", "token"), GIT_TOKEN),
+    ]);
     let pod = run_locally(&r, &values, &cluster);
     let (api_url, seen) = port_forward_api(pod.port).await;
     let kube = crate::client::KubeBackend::new(
@@ -879,4 +939,686 @@ async fn a_session_pod_whose_ip_does_not_answer_is_reached_through_the_api_serve
     assert_eq!((host.as_str(), port), ("127.0.0.1", pod.port));
     assert!(forward.is_none());
     drop(pod);
+}
+
+/// The clone init container, run here with `token` as the cluster's `git` Secret.
+fn run_clone(r: &Rendered, token: &str) -> (std::process::Output, tempfile::TempDir) {
+    let Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let init = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.name, "clone");
+    let root = tempfile::tempdir().unwrap();
+    let moved = |s: &str| {
+        s.replace(
+            "/workspace",
+            &root.path().join("workspace").display().to_string(),
+        )
+        .replace("/fracta", &root.path().join("fracta").display().to_string())
+    };
+    for d in ["workspace", "fracta"] {
+        std::fs::create_dir_all(root.path().join(d)).unwrap();
+    }
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(moved(&init.command.as_ref().unwrap()[2]));
+    for e in init.env.iter().flatten() {
+        let v = match &e.value {
+            Some(v) => moved(v),
+            None => {
+                let s = e
+                    .value_from
+                    .as_ref()
+                    .unwrap()
+                    .secret_key_ref
+                    .as_ref()
+                    .unwrap();
+                assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+                token.to_string()
+            }
+        };
+        cmd.env(&e.name, v);
+    }
+    (cmd.output().unwrap(), root)
+}
+
+/// A wrong token: the clone fails and says what it could not clone and which keys to check,
+/// with git's own reason; the token is in no argument, URL or output.
+#[test]
+fn a_wrong_git_token_fails_the_clone_with_a_clear_reason_and_no_secret() {
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &config("http://127.0.0.1:9", &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let r = render(&cfg, &agent("codex"), "agents").unwrap();
+    let (out, _root) = run_clone(&r, "wrong-token-31337");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot clone {} at branch main",
+            remote.url("app")
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("project.repository_credential"), "{stderr}");
+    assert!(stderr.contains("Authentication failed"), "{stderr}");
+    assert!(!stderr.contains("wrong-token-31337"), "{stderr}");
+    let yaml = r.to_yaml().unwrap();
+    assert!(!yaml.contains(GIT_TOKEN), "{yaml}");
+
+    // The right one clones, on the agent's branch.
+    let (out, root) = run_clone(&r, GIT_TOKEN);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = root.path().join("workspace");
+    assert!(ws.join("README.md").is_file());
+    assert_eq!(
+        crate::git_remote::git(&ws, &["branch", "--show-current"]),
+        fracta_core::workspace::branch_name(&r.name["fracta-".len()..], "chat")
+    );
+}
+
+/// A batch agent's Job, run here as a kubelet would (see the module's comment): its init
+/// containers, then its container to its end. Every key of the agent's Secret gets `secret`.
+fn run_job_locally(
+    r: &Rendered,
+    secret: &str,
+    git_token: &str,
+    root: &Path,
+) -> std::process::Output {
+    let Workload::Job(job) = &r.workload else {
+        panic!("a batch agent is a Job")
+    };
+    let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let moved = |s: &str| -> String {
+        const DIRS: [&str; 4] = ["/etc/fracta/files", "/workspace", "/fracta", "/data"];
+        let mut s = s.to_string();
+        for (i, dir) in DIRS.iter().enumerate() {
+            s = s.replace(dir, &format!("\u{0}{i}\u{0}"));
+        }
+        for (i, dir) in DIRS.iter().enumerate() {
+            let local = root.join(dir.trim_start_matches('/'));
+            s = s.replace(&format!("\u{0}{i}\u{0}"), &local.display().to_string());
+        }
+        s
+    };
+    for dir in ["workspace", "fracta", "data", "etc/fracta/files", "home"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    let data = r.config_map.data.clone().unwrap_or_default();
+    for (k, v) in &data {
+        std::fs::write(root.join("etc/fracta/files").join(k), v).unwrap();
+    }
+    let resolve = |c: &Container| -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for e in c.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => moved(v),
+                (None, Some(from)) => {
+                    if let Some(s) = &from.secret_key_ref {
+                        if s.name == r.name {
+                            secret.to_string()
+                        } else {
+                            assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+                            git_token.to_string()
+                        }
+                    } else if let Some(c) = &from.config_map_key_ref {
+                        data[&c.key].clone()
+                    } else {
+                        continue;
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            env.insert(e.name.clone(), value);
+        }
+        env
+    };
+    let bin = repo_root().join("node_modules/.bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |c: &Container| {
+        let env = resolve(c);
+        let mut argv: Vec<String> = c.command.iter().flatten().map(|a| moved(a)).collect();
+        argv.extend(
+            c.args
+                .iter()
+                .flatten()
+                .map(|a| moved(&fracta_core::launch::expand_env_refs(a, &env))),
+        );
+        let workdir = c
+            .working_dir
+            .as_deref()
+            .map_or_else(|| root.display().to_string(), &moved);
+        std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(&workdir)
+            .env_clear()
+            .envs(&env)
+            .env("PATH", &path)
+            .env("HOME", root.join("home"))
+            .env("PWD", &workdir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for init in spec.init_containers.iter().flatten() {
+        let out = run(init);
+        if !out.status.success() {
+            return out;
+        }
+    }
+    run(&spec.containers[0])
+}
+
+fn claude_job_config(model: &str, remote: &GitRemote) -> String {
+    let repository = remote.url("app");
+    format!(
+        r#"
+runtime:
+  backend: kubernetes
+project:
+  repository: {repository}
+  repository_credential: {{ profile: git, origin: token, username: fracta-bot }}
+  allowed_tools: [Read, Write, Edit]
+auth:
+  credentials:
+    profiles:
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: {{ name: git, key: token }}
+agents:
+  agent_runtimes:
+    claude:
+      adapter: claude
+      model: claude-sonnet-4-5
+      kubernetes:
+        env:
+          ANTHROPIC_BASE_URL: {model}
+          ANTHROPIC_API_KEY: sk-ant-test
+"#
+    )
+}
+
+/// The branch out: the rendered Job of a real Claude Code batch agent, run here, clones the
+/// project's remote (an authenticated git server), writes a file through the scripted model,
+/// and at its end its work is committed as locally and its branch pushed to the remote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_commit() {
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"write the file\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: \"hello.txt\", content: \"FROM-THE-POD\\n\" } }]\nfallback: \"Done.\"\n",
+        "job",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut a = AgentRecord::new("greet", "claude", "claude", Mode::Batch, "write the file");
+    a.model = Some("claude-sonnet-4-5".into());
+    let r = render(&cfg, &a, "agents").unwrap();
+    let yaml = r.to_yaml().unwrap();
+    assert!(!yaml.contains(GIT_TOKEN), "{yaml}");
+    let root = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let r = r.clone();
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(GIT_TOKEN) && !stderr.contains(GIT_TOKEN));
+    // On the remote: the agent's branch, one commit past main, by fracta, with the file.
+    let branch = fracta_core::workspace::branch_name(&a.id, "greet");
+    let bare = remote.bare("app");
+    let git = crate::git_remote::git;
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:hello.txt")]),
+        "FROM-THE-POD"
+    );
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
+    assert_eq!(
+        git(&bare, &["log", "-1", "--format=%an <%ae> %s", &branch]),
+        format!("fracta <fracta@localhost> fracta: greet ({})", a.id)
+    );
+    // Fracta's own files stayed out of the commit.
+    let files = git(&bare, &["show", "--name-only", "--format=", &branch]);
+    assert_eq!(files, "hello.txt");
+    // A laptop's repository (with its own credentials for the remote) fetches the branch,
+    // and sees the agent's work as `fracta diff` shows it.
+    let laptop = tempfile::tempdir().unwrap();
+    git(
+        laptop.path(),
+        &["init", "--quiet", "--initial-branch", "main"],
+    );
+    let no_credentials = crate::run::fetch_branch(laptop.path(), &remote.url("app"), &branch)
+        .await
+        .unwrap_err();
+    assert!(no_credentials.contains(&branch), "{no_credentials}");
+    assert!(!no_credentials.contains(GIT_TOKEN), "{no_credentials}");
+    git(
+        laptop.path(),
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+    git(
+        laptop.path(),
+        &["pull", "--quiet", &remote.url("app"), "main"],
+    );
+    crate::run::fetch_branch(laptop.path(), &remote.url("app"), &branch)
+        .await
+        .unwrap();
+    let stat = fracta_core::workspace::diff_stat(laptop.path(), "main", &branch).unwrap();
+    assert_eq!(stat.files, 1, "{stat:?}");
+
+    // Resumed: a new Job on the same claim (the same folders here) continues the
+    // conversation, with the workspace as the first Job left it.
+    let session = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["session_id"].as_str().map(str::to_string))
+        .expect("claude reported its session");
+    let mut resumed = a.clone();
+    resumed.prompt = "second turn: what did you write?".into();
+    resumed.resume_token = Some(session);
+    resumed.branch = Some(branch.clone());
+    let r2 = render(&cfg, &resumed, "agents").unwrap();
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r2, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("\"session_id\""), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("workspace/hello.txt")).unwrap(),
+        "FROM-THE-POD\n"
+    );
+    let bodies: Vec<String> = server
+        .model_requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("second turn"))
+        .collect();
+    assert!(!bodies.is_empty(), "the second turn reached the model");
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("write the file") && b.contains("FROM-THE-POD")),
+        "the resumed turn carries the first: {bodies:?}"
+    );
+    // The branch on the remote still has the agent's commit (nothing new to commit).
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
+}
+
+/// The whole path, with no cluster: a spawn through the supervisor on the Kubernetes backend
+/// (the mocked API as the cluster; each Job it is given run here as a kubelet would, on one
+/// folder that stands for the agent's claim), a real Claude Code agent, an authenticated git
+/// remote. The agent's clone has the repository's files, its commit reaches the remote on its
+/// branch, the laptop's repository gets the branch, `fracta resume` continues on the same
+/// claim, and no secret is in any applied object, event or log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
+    use fracta_core::supervisor::{Caller, Supervisor};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use std::sync::{Arc, Mutex};
+    use tower_test::mock;
+
+    let script = Script::parse(
+        "rules:\n  - when: { contains: \"write the file\", has_tools: true }\n    reply:\n      tool_calls: [{ name: Write, input: { file_path: \"hello.txt\", content: \"FROM-THE-POD\\n\" } }]\nfallback: \"Done.\"\n",
+        "whole",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    // The laptop: the project's repository, with its own credentials for the remote.
+    let dir = tempfile::tempdir().unwrap();
+    let git = crate::git_remote::git;
+    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
+    git(
+        dir.path(),
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        &dir.path().join("fracta.yaml"),
+    )
+    .unwrap();
+
+    // The cluster.
+    let claim = tempfile::tempdir().unwrap();
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+    let seen: Seen = Arc::default();
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let wrong_token = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn({
+        let wrong_token = Arc::clone(&wrong_token);
+        let seen = Arc::clone(&seen);
+        let logs = Arc::clone(&logs);
+        let claim = claim.path().to_path_buf();
+        async move {
+            let mut job = Value::Null;
+            let mut rendered: Option<Rendered> = None;
+            let mut run: Option<std::process::Output> = None;
+            while let Some((req, send)) = handle.next_request().await {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let path = req.uri().path().to_string();
+                let body =
+                    String::from_utf8(req.into_body().collect_bytes().await.unwrap().to_vec())
+                        .unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((method.clone(), uri.clone(), body.clone()));
+                let name = path.rsplit('/').next().unwrap_or("").to_string();
+                let answer = match (method.as_str(), path.as_str()) {
+                    ("PATCH", p) if p.contains("/jobs/") => {
+                        job = serde_json::from_str(&body).unwrap();
+                        job["metadata"]["uid"] = json!("uid-job");
+                        let j: k8s_openapi::api::batch::v1::Job =
+                            serde_json::from_value(job.clone()).unwrap();
+                        rendered = Some(Rendered {
+                            workload: Workload::Job(Box::new(j)),
+                            ..render_stub(&name)
+                        });
+                        job.to_string()
+                    }
+                    ("PATCH", p) if p.contains("/configmaps/") => {
+                        // Everything is applied: the kubelet runs the Job's Pod to its end.
+                        let cm: k8s_openapi::api::core::v1::ConfigMap =
+                            serde_json::from_str(&body).unwrap();
+                        let mut r = rendered.take().unwrap();
+                        r.config_map = cm;
+                        // Each agent's own claim.
+                        let root = claim.join(&r.name);
+                        let token = if wrong_token.load(std::sync::atomic::Ordering::SeqCst) {
+                            "WRONG-TOKEN-31337"
+                        } else {
+                            GIT_TOKEN
+                        };
+                        let out = tokio::task::spawn_blocking(move || {
+                            run_job_locally(&r, "sk-ant-test", token, &root)
+                        })
+                        .await
+                        .unwrap();
+                        logs.lock().unwrap().push(format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ));
+                        run = Some(out);
+                        body
+                    }
+                    ("PATCH", _) => body,
+                    ("GET", p) if p.ends_with("/pods") && failed_clone(run.as_ref().unwrap()) => {
+                        // The clone init container failed; with FallbackToLogsOnError its
+                        // log's tail is its termination message.
+                        let out = run.as_ref().unwrap();
+                        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "fracta-pod", "namespace": "agents", "resourceVersion": "7"},
+                            "status": {"phase": "Failed",
+                                "initContainerStatuses": [{"name": "clone", "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                                        "message": String::from_utf8_lossy(&out.stderr).trim()}}}]}});
+                        json!({"type": "ADDED", "object": pod}).to_string() + "\n"
+                    }
+                    ("GET", p) if p.ends_with("/pods") => {
+                        let code = run.as_ref().unwrap().status.code().unwrap_or(1);
+                        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "fracta-pod", "namespace": "agents", "resourceVersion": "7"},
+                            "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                "containerStatuses": [{"name": "claude", "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}}}]}});
+                        json!({"type": "ADDED", "object": pod}).to_string() + "\n"
+                    }
+                    ("GET", p) if p.ends_with("/log") => {
+                        String::from_utf8_lossy(&run.as_ref().unwrap().stdout).to_string()
+                    }
+                    ("GET", p) if p.contains("/jobs/") => {
+                        let ok = run.as_ref().unwrap().status.success();
+                        let mut done = job.clone();
+                        done["status"] = json!({"conditions": [{"type": if ok { "Complete" } else { "Failed" }, "status": "True", "reason": "BackoffLimitExceeded"}]});
+                        done.to_string()
+                    }
+                    ("DELETE", _) => json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 200}).to_string(),
+                    other => panic!("unexpected call {other:?} {uri}"),
+                };
+                send.send_response(
+                    Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(Body::from(answer.into_bytes()))
+                        .unwrap(),
+                );
+            }
+        }
+    });
+    let kube = crate::client::KubeBackend::new(kube::Client::new(service, "agents"), "agents");
+    let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
+        dir.path().join("state.db"),
+    ))
+    .unwrap();
+    let runner = fracta_core::runner::Runner::new(Arc::new(cfg), store);
+    runner.set_remote(Arc::new(crate::run::KubeRemote::with_backend(kube, None)));
+    let sup = Supervisor::new(Arc::new(runner));
+    let rec = sup
+        .spawn(
+            &Caller::User,
+            fracta_core::resolve::SpawnRequest {
+                task: "greet".into(),
+                prompt: Some("write the file".into()),
+                runtime: Some("claude".into()),
+                ..Default::default()
+            },
+            &fracta_config::Budgets::default(),
+        )
+        .unwrap();
+    let done = sup.wait(&rec.id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(
+        done.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{done:#?}\n{:?}",
+        logs.lock().unwrap()
+    );
+    let branch = done.branch.clone().unwrap();
+    assert_eq!(
+        branch,
+        fracta_core::workspace::branch_name(&rec.id, "greet")
+    );
+    // The clone had the repository's files; the agent's file is on the remote's branch.
+    let claim = claim
+        .path()
+        .join(format!("fracta-{}", rec.id.to_ascii_lowercase()));
+    assert!(claim.join("workspace/README.md").is_file());
+    let bare = remote.bare("app");
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:hello.txt")]),
+        "FROM-THE-POD"
+    );
+    // The laptop has the branch: `fracta diff` sees the agent's work.
+    let stat = fracta_core::workspace::diff_stat(dir.path(), "main", &branch).unwrap();
+    assert_eq!(stat.files, 1, "{stat:?}");
+
+    // Resumed on the same claim: the conversation goes on.
+    let again = sup
+        .runner
+        .resume(
+            &rec.id,
+            "second turn: what did you write?",
+            &mut fracta_core::record::Quiet,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{again:#?}"
+    );
+    assert_eq!(again.meta.turns, 2);
+    let bodies: Vec<String> = server
+        .model_requests()
+        .iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("second turn"))
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("write the file") && b.contains("FROM-THE-POD")),
+        "the resumed turn carries the first: {bodies:?}"
+    );
+    assert!(claim.join("workspace/hello.txt").is_file());
+
+    // A wrong git token: the spawn fails, saying what it could not clone and why.
+    wrong_token.store(true, std::sync::atomic::Ordering::SeqCst);
+    let rec = sup
+        .spawn(
+            &Caller::User,
+            fracta_core::resolve::SpawnRequest {
+                task: "other".into(),
+                prompt: Some("write the file".into()),
+                runtime: Some("claude".into()),
+                ..Default::default()
+            },
+            &fracta_config::Budgets::default(),
+        )
+        .unwrap();
+    let failed = sup.wait(&rec.id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(failed.status, fracta_state::AgentStatus::Failed);
+    let err = failed.error.clone().unwrap();
+    assert!(err.contains("container clone exited 1"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot clone {} at branch main",
+            remote.url("app")
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Authentication failed"), "{err}");
+    assert!(!err.contains("WRONG-TOKEN-31337"), "{err}");
+
+    // No secret anywhere: applied objects (but the agent's own Secret), events, logs.
+    let events = sup.runner.store.events(&rec.id, 0, None).unwrap();
+    let events =
+        serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    for s in [GIT_TOKEN, "WRONG-TOKEN-31337"] {
+        assert!(!events.contains(s), "an event holds a secret");
+        for (_, uri, body) in seen.lock().unwrap().iter() {
+            assert!(
+                uri.contains("/secrets/") || !body.contains(s),
+                "{uri} holds a secret"
+            );
+        }
+        for l in logs.lock().unwrap().iter() {
+            assert!(!l.contains(s), "a log holds a secret");
+        }
+    }
+}
+
+/// Whether a locally run Job stopped at its clone (its init container's message).
+fn failed_clone(out: &std::process::Output) -> bool {
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("fracta: cannot clone")
+}
+
+/// A `Rendered` whose only use is to carry the applied Job and ConfigMap to `run_job_locally`.
+fn render_stub(name: &str) -> Rendered {
+    let mut a = AgentRecord::new("x", "codex", "codex", Mode::Batch, "x");
+    a.id = name.trim_start_matches("fracta-").to_uppercase();
+    let cfg = fracta_config::parse(
+        "runtime:\n  backend: kubernetes\nproject:\n  repository: https://example.com/r.git\nagents:\n  agent_runtimes:\n    codex:\n      adapter: codex\n",
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut r = render(&cfg, &a, "agents").unwrap();
+    r.name = name.to_string();
+    r
+}
+
+/// The wrapper does not commit a file that holds a secret the container was given (here the
+/// git token, written by the agent through the scripted model): the Job fails saying which
+/// file, nothing is pushed, and the token is not in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_does_not_commit_a_file_holding_a_secret() {
+    let script = Script::parse(
+        &format!(
+            "rules:\n  - when: {{ contains: \"write the file\", has_tools: true }}\n    reply:\n      tool_calls: [{{ name: Write, input: {{ file_path: \"leak.txt\", content: \"{GIT_TOKEN}\\n\" }} }}]\nfallback: \"Done.\"\n"
+        ),
+        "leak",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let remote = remote();
+    let cfg = fracta_config::parse(
+        &claude_job_config(&server.url(), &remote),
+        Path::new("/p/fracta.yaml"),
+    )
+    .unwrap();
+    let mut a = AgentRecord::new("leak", "claude", "claude", Mode::Batch, "write the file");
+    a.model = Some("claude-sonnet-4-5".into());
+    let r = render(&cfg, &a, "agents").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking({
+        let root = root.path().to_path_buf();
+        move || run_job_locally(&r, "sk-ant-test", GIT_TOKEN, &root)
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "not committing the agent's work: these files hold a secret it was given: leak.txt"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(GIT_TOKEN), "{stderr}");
+    // The file is left as the agent left it; nothing reached the remote.
+    assert!(root.path().join("workspace/leak.txt").is_file());
+    let branches = crate::git_remote::git(&remote.bare("app"), &["branch", "--list"]);
+    assert!(!branches.contains("fracta/"), "{branches}");
 }

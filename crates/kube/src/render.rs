@@ -12,9 +12,10 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, LocalObjectReference,
-    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
-    TCPSocketAction, Toleration, Volume, VolumeMount,
+    TCPSocketAction, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -25,9 +26,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-/// Where the agent works in its container (an `emptyDir`).
+/// The size of an agent's claim when `runtime.kubernetes.workspace_volume.size` is not set.
+pub const DEFAULT_VOLUME_SIZE: &str = "10Gi";
+/// Where the agent works in its container (on its claim).
 pub const WORKSPACE: &str = "/workspace";
-/// Fracta's private folder in the container (an `emptyDir`): the runtime's home and state.
+/// Fracta's private folder in the container (on its claim): the runtime's home and state.
 pub const FRACTA_DIR: &str = "/fracta";
 /// Where the init container finds the files the adapter writes (the agent's ConfigMap).
 pub const FILES_DIR: &str = "/etc/fracta/files";
@@ -39,6 +42,14 @@ pub const DEFAULT_IMAGE: &str = concat!("fracta/agent:", env!("CARGO_PKG_VERSION
 pub const DEFAULT_IMAGE_COMMANDS: &[&str] = &[
     "sh", "bash", "cat", "echo", "printf", "env", "node", "curl", "jq", "git",
 ];
+/// The script git asks for the user name and token (`GIT_ASKPASS`), written by the clone
+/// init container on Fracta's volume; it prints them from the env, so neither is in an
+/// argument, a URL or a file.
+pub const GIT_ASKPASS: &str = "/fracta/git-askpass";
+/// The env var the token reaches git's `GIT_ASKPASS` script through.
+pub const GIT_TOKEN_ENV: &str = "FRACTA_GIT_TOKEN";
+/// The Secret key of the repository's token.
+pub const GIT_TOKEN_KEY: &str = "git-token";
 /// Server-side apply field manager.
 pub const FIELD_MANAGER: &str = "fracta";
 
@@ -132,6 +143,9 @@ pub struct Rendered {
     pub secret: Option<Secret>,
     pub secret_sources: BTreeMap<String, SecretSource>,
     pub config_map: ConfigMap,
+    /// The agent's workspace and runtime home: kept after the run (not owned by the
+    /// workload), so that a resume continues on it; deleted by `fracta rm`.
+    pub claim: PersistentVolumeClaim,
     /// Lets only the control plane reach the agent Pod's ports (a batch Job's Pod serves
     /// none, so nothing may reach it).
     pub network_policy: NetworkPolicy,
@@ -149,7 +163,7 @@ pub enum Workload {
 impl Rendered {
     /// The objects in the order they are created, each with `apiVersion` and `kind`.
     pub fn objects(&self) -> Result<Vec<serde_json::Value>, RenderError> {
-        let mut out = Vec::new();
+        let mut out = vec![typed(&self.claim, "v1", "PersistentVolumeClaim")?];
         if let Some(s) = &self.secret {
             out.push(typed(s, "v1", "Secret")?);
         }
@@ -392,6 +406,206 @@ fn kube_env_var(v: &KubeEnvVar) -> (String, EnvValue) {
     (v.name.clone(), value)
 }
 
+/// Where the agent's clone comes from and what it is called there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub repository: String,
+    pub base: String,
+    pub branch: String,
+}
+
+/// The remote, base branch and branch of `agent`'s clone: `project.repository`, else the
+/// local repository's `origin`; the agent's base as locally (`--base`, else the branch the
+/// project has checked out, else `project.default_base_branch`, else `main`); its branch
+/// named as locally.
+pub fn checkout(cfg: &LoadedConfig, agent: &AgentRecord) -> Result<Checkout, RenderError> {
+    let project = &cfg.config.project;
+    let repository = match &project.repository {
+        Some(r) => r.clone(),
+        None => {
+            let url = fracta_core::workspace::origin_url(&cfg.dir).ok_or_else(|| {
+                RenderError::Refused(format!(
+                    "an agent on Kubernetes clones the project's remote, and {} has no `origin` remote; set project.repository in {} to the https:// URL to clone",
+                    cfg.dir.display(),
+                    cfg.path.display()
+                ))
+            })?;
+            fracta_config::check_repository_url(&url).map_err(|why| {
+                RenderError::Refused(format!(
+                    "the `origin` remote of {} {why}; set project.repository in {} to the https:// URL to clone",
+                    cfg.dir.display(),
+                    cfg.path.display()
+                ))
+            })?;
+            url
+        }
+    };
+    let base = agent
+        .meta
+        .base
+        .clone()
+        .or_else(|| fracta_core::workspace::current_branch(&cfg.dir))
+        .or_else(|| project.default_base_branch.clone())
+        .unwrap_or_else(|| "main".into());
+    let branch = agent
+        .branch
+        .clone()
+        .unwrap_or_else(|| fracta_core::workspace::branch_name(&agent.id, &agent.task));
+    Ok(Checkout {
+        repository,
+        base,
+        branch,
+    })
+}
+
+/// The clone init container's script: the base branch into `/workspace`, then the agent's
+/// branch from it. A workspace that already has a clone (a resumed agent's claim) is kept.
+/// The token reaches git through `GIT_ASKPASS`, never in an argument or the URL.
+fn clone_script() -> String {
+    format!(
+        r#"set -eu
+printf '%s\n' '#!/bin/sh' 'case "$1" in' \
+  '  Username*) printf "%s\n" "${{FRACTA_GIT_USERNAME:-x-access-token}}" ;;' \
+  '  *) printf "%s\n" "${{{GIT_TOKEN_ENV}:-}}" ;;' 'esac' > {GIT_ASKPASS}
+chmod 700 {GIT_ASKPASS}
+if [ -d {WORKSPACE}/.git ]; then
+  echo "fracta: {WORKSPACE} already has a clone; keeping it"
+  exit 0
+fi
+if ! err=$(git clone --quiet --branch "$FRACTA_GIT_BASE" -- "$FRACTA_GIT_REPOSITORY" {WORKSPACE} 2>&1); then
+  echo "fracta: cannot clone $FRACTA_GIT_REPOSITORY at branch $FRACTA_GIT_BASE (project.repository, project.repository_credential): $err" >&2
+  exit 1
+fi
+git -C {WORKSPACE} checkout --quiet -b "$FRACTA_GIT_BRANCH"
+echo "fracta: cloned $FRACTA_GIT_REPOSITORY at $FRACTA_GIT_BASE into {WORKSPACE} on branch $FRACTA_GIT_BRANCH"
+"#
+    )
+}
+
+/// The batch container's command around the agent's: run it (without the git token in its
+/// env), and when it succeeds commit what it left (as locally: Fracta's own files left out,
+/// nothing that holds a secret the container was given, `fracta` as the author) and push
+/// its branch to the remote. Quiet when it works, since the log is the agent's output; a
+/// failure says why on stderr and fails the run.
+fn branch_out_script(exclude: &[String], secret_names: &[String]) -> String {
+    let restore: String = exclude
+        .iter()
+        .map(|p| {
+            format!(
+                "  git restore --staged --quiet -- {} 2>/dev/null || true\n",
+                sh_quote(p)
+            )
+        })
+        .collect();
+    let names = secret_names.join(" ");
+    format!(
+        r#"env -u {GIT_TOKEN_ENV} "$@"
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+cd {WORKSPACE}
+if [ -n "$(git status --porcelain)" ]; then
+  git add -A -- .
+{restore}  if ! git diff --cached --quiet; then
+    leak=""
+    for n in {names}; do
+      eval "v=\${{$n:-}}"
+      [ -n "$v" ] || continue
+      f=$(git diff --cached --name-only --diff-filter=d -z | xargs -0 -r grep -lF -e "$v" -- 2>/dev/null || true)
+      [ -z "$f" ] || leak="$leak $f"
+    done
+    if [ -n "$leak" ]; then
+      git reset -q
+      echo "fracta: not committing the agent's work: these files hold a secret it was given:$leak" >&2
+      exit 1
+    fi
+    git -c user.name=fracta -c user.email=fracta@localhost commit --quiet --no-verify -m "$FRACTA_COMMIT_MESSAGE"
+  fi
+fi
+if ! err=$(git push --quiet origin "HEAD:refs/heads/$FRACTA_GIT_BRANCH" 2>&1); then
+  echo "fracta: cannot push branch $FRACTA_GIT_BRANCH to $FRACTA_GIT_REPOSITORY (project.repository_credential): $err" >&2
+  exit 1
+fi
+"#
+    )
+}
+
+/// How the repository's token reaches the container: the origin that
+/// `project.repository_credential` names, turned into a Secret reference.
+fn git_token(
+    cfg: &LoadedConfig,
+    secrets: &mut BTreeMap<String, SecretSource>,
+) -> Result<Option<EnvValue>, RenderError> {
+    let Some(c) = &cfg.config.project.repository_credential else {
+        return Ok(None);
+    };
+    let refused = |m: String| RenderError::Refused(format!("project.repository_credential: {m}"));
+    let profile = cfg
+        .config
+        .auth
+        .credentials
+        .profiles
+        .get(&c.profile)
+        .ok_or_else(|| {
+            refused(format!(
+                "no profile `{}` under auth.credentials.profiles",
+                c.profile
+            ))
+        })?;
+    let origin = profile.auth_origins.get(&c.origin).ok_or_else(|| {
+        refused(format!(
+            "no origin `{}` in profile `{}`",
+            c.origin, c.profile
+        ))
+    })?;
+    Ok(Some(origin_value(
+        &c.profile,
+        &c.origin,
+        origin,
+        GIT_TOKEN_KEY,
+        secrets,
+    )))
+}
+
+/// An origin's value in a container: a `secretKeyRef` to the cluster's Secret it names, or a
+/// key of the agent's Secret that the control plane fills at spawn.
+fn origin_value(
+    pname: &str,
+    oname: &str,
+    origin: &AuthOrigin,
+    key: &str,
+    secrets: &mut BTreeMap<String, SecretSource>,
+) -> EnvValue {
+    let source = match origin {
+        AuthOrigin::SecretEnv {
+            secret_ref: Some(r),
+            ..
+        } => {
+            return EnvValue::From(Box::new(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }));
+        }
+        AuthOrigin::SecretEnv { env_name, .. } => SecretSource::Env {
+            name: env_name.clone(),
+        },
+        AuthOrigin::CommandOutput { .. } => SecretSource::Command {
+            profile: pname.to_string(),
+            origin: oname.to_string(),
+        },
+        AuthOrigin::HttpHeaderToken { header, .. } => SecretSource::Header {
+            profile: pname.to_string(),
+            origin: oname.to_string(),
+            header: header.clone().unwrap_or_else(|| "Authorization".into()),
+        },
+    };
+    secrets.insert(key.to_string(), source);
+    EnvValue::AgentSecret(key.to_string())
+}
+
 /// Render the objects that run `agent` (as `Runner::prepare` made it) in `namespace`.
 pub fn render(
     cfg: &LoadedConfig,
@@ -538,6 +752,8 @@ pub fn render_with(
     // The container's env: the adapter's, the profile's, the runtime's `kubernetes.env`, then
     // the binding (later wins, as locally).
     let mut secrets = auth.secrets.clone();
+    let checkout = checkout(cfg, agent)?;
+    let git_token = git_token(cfg, &mut secrets)?;
     let mut env: IndexMap<String, EnvValue> = IndexMap::new();
     for (k, v) in &spec.env {
         let value = if let Some(se) = spec.secret_env.iter().find(|s| &s.name == k) {
@@ -605,45 +821,65 @@ pub fn render_with(
         .collect();
     let assertions = fracta_core::credentials::assertions(cfg, &agent.runtime, rt)?;
     fracta_core::credentials::check_env(&assertions, &agent.runtime, adapter, &names)?;
-    let env: Vec<EnvVar> = env
-        .into_iter()
-        .map(|(k, v)| match v {
-            EnvValue::Value(value) => EnvVar {
-                name: k,
-                value: Some(value),
-                value_from: None,
-            },
-            EnvValue::AgentSecret(key) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: name.clone(),
-                        key,
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
-            EnvValue::AgentConfig(key) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(EnvVarSource {
-                    config_map_key_ref: Some(ConfigMapKeySelector {
-                        name: name.clone(),
-                        key,
-                        optional: None,
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
-            EnvValue::From(from) => EnvVar {
-                name: k,
-                value: None,
-                value_from: Some(*from),
-            },
+    // The names whose value is a secret: a commit of the agent's work must not hold one.
+    let mut secret_names: Vec<String> = env
+        .iter()
+        .filter(|(_, v)| match v {
+            EnvValue::AgentSecret(_) => true,
+            EnvValue::From(f) => f.secret_key_ref.is_some(),
+            _ => false,
         })
+        .map(|(k, _)| k.clone())
         .collect();
+    let mut env: Vec<EnvVar> = env.into_iter().map(|(k, v)| env_var(&name, k, v)).collect();
+    // The clone: its env names the remote, the branches and (from a Secret) the token.
+    let mut clone_env = vec![
+        (
+            "FRACTA_GIT_REPOSITORY".to_string(),
+            EnvValue::Value(checkout.repository.clone()),
+        ),
+        (
+            "FRACTA_GIT_BASE".to_string(),
+            EnvValue::Value(checkout.base.clone()),
+        ),
+        (
+            "FRACTA_GIT_BRANCH".to_string(),
+            EnvValue::Value(checkout.branch.clone()),
+        ),
+        (
+            "GIT_ASKPASS".to_string(),
+            EnvValue::Value(GIT_ASKPASS.to_string()),
+        ),
+        (
+            "GIT_TERMINAL_PROMPT".to_string(),
+            EnvValue::Value("0".to_string()),
+        ),
+    ];
+    if let Some(c) = &cfg.config.project.repository_credential
+        && let Some(u) = &c.username
+    {
+        clone_env.push((
+            "FRACTA_GIT_USERNAME".to_string(),
+            EnvValue::Value(u.clone()),
+        ));
+    }
+    if let Some(t) = git_token {
+        clone_env.push((GIT_TOKEN_ENV.to_string(), t));
+    }
+    let clone_env: Vec<EnvVar> = clone_env
+        .into_iter()
+        .map(|(k, v)| env_var(&name, k, v))
+        .collect();
+    // A batch agent's branch goes out at its end: its container has what git needs to push.
+    if !stream {
+        env.extend(clone_env.iter().cloned());
+        env.push(EnvVar {
+            name: "FRACTA_COMMIT_MESSAGE".into(),
+            value: Some(format!("fracta: {} ({})", agent.task, agent.id)),
+            value_from: None,
+        });
+        secret_names.push(GIT_TOKEN_ENV.to_string());
+    }
 
     let mount = |name: &str, path: &str| VolumeMount {
         name: name.into(),
@@ -655,9 +891,22 @@ pub fn render_with(
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Volume::default()
     };
+    // One claim holds both: `/workspace` and `/fracta` are its two sub-folders.
+    let on_claim = |sub: &str, path: &str| VolumeMount {
+        name: "agent".into(),
+        mount_path: path.into(),
+        sub_path: Some(sub.into()),
+        ..VolumeMount::default()
+    };
     let mut volumes = vec![
-        empty("workspace"),
-        empty("fracta"),
+        Volume {
+            name: "agent".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: name.clone(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
         Volume {
             name: "files".into(),
             config_map: Some(ConfigMapVolumeSource {
@@ -667,11 +916,35 @@ pub fn render_with(
             ..Volume::default()
         },
     ];
-    let mut mounts = vec![mount("workspace", WORKSPACE), mount("fracta", FRACTA_DIR)];
+    let mut mounts = vec![
+        on_claim("workspace", WORKSPACE),
+        on_claim("fracta", FRACTA_DIR),
+    ];
     let mut container = Container {
         name: adapter.binary().into(),
         image: Some(image.clone()),
-        command: Some(vec![spec.program.clone()]),
+        command: Some(if stream {
+            vec![spec.program.clone()]
+        } else {
+            let exclude: Vec<String> = spec
+                .files
+                .iter()
+                .filter(|f| f.in_workspace)
+                .filter_map(|f| {
+                    f.path
+                        .strip_prefix(WORKSPACE)
+                        .ok()
+                        .map(|p| p.display().to_string())
+                })
+                .collect();
+            vec![
+                "sh".into(),
+                "-c".into(),
+                branch_out_script(&exclude, &secret_names),
+                "fracta-agent".into(),
+                spec.program.clone(),
+            ]
+        }),
         args: Some(spec.args.clone()),
         working_dir: Some(WORKSPACE.into()),
         ..Container::default()
@@ -704,18 +977,36 @@ pub fn render_with(
     if !files {
         volumes.retain(|v| v.name != "files");
     }
-    let mut init = files.then(|| Container {
-        name: "files".into(),
-        image: Some(image),
-        command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
-        volume_mounts: Some(
-            mounts
-                .into_iter()
-                .chain([mount("files", FILES_DIR)])
-                .collect(),
-        ),
+    let clone = Container {
+        name: "clone".into(),
+        image: Some(image.clone()),
+        command: Some(vec!["sh".into(), "-c".into(), clone_script()]),
+        env: Some(clone_env),
+        // Its stderr (why the clone failed) becomes the Pod's termination message, which
+        // the agent's error quotes.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![
+            on_claim("workspace", WORKSPACE),
+            on_claim("fracta", FRACTA_DIR),
+        ]),
         ..Container::default()
-    });
+    };
+    let mut init: Vec<Container> = std::iter::once(clone)
+        .chain(files.then(|| {
+            Container {
+                name: "files".into(),
+                image: Some(image),
+                command: Some(vec!["sh".into(), "-c".into(), script.join("\n")]),
+                volume_mounts: Some(
+                    mounts
+                        .into_iter()
+                        .chain([mount("files", FILES_DIR)])
+                        .collect(),
+                ),
+                ..Container::default()
+            }
+        }))
+        .collect();
     let settings = fracta_config::PodSettings::resolve(
         cfg.config.runtime.kubernetes.as_ref(),
         rt.kubernetes.as_ref(),
@@ -725,7 +1016,7 @@ pub fn render_with(
         .security_context
         .as_ref()
         .and_then(container_security_context);
-    for c in std::iter::once(&mut container).chain(init.as_mut()) {
+    for c in std::iter::once(&mut container).chain(init.iter_mut()) {
         c.resources.clone_from(&resources);
         c.security_context.clone_from(&container_security);
     }
@@ -741,7 +1032,7 @@ pub fn render_with(
         restart_policy: Some("Never".into()),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        init_containers: init.map(|c| vec![c]),
+        init_containers: Some(init),
         containers: vec![container],
         volumes: Some(volumes),
         // A session's Pod lives while the session is used: the control plane closes it (and
@@ -856,9 +1147,33 @@ pub fn render_with(
         ),
         ..Secret::default()
     });
+    let volume = cfg
+        .config
+        .runtime
+        .kubernetes
+        .as_ref()
+        .and_then(|k| k.workspace_volume.clone())
+        .unwrap_or_default();
+    let claim = PersistentVolumeClaim {
+        metadata: meta(&name),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: volume.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(volume.size.unwrap_or_else(|| DEFAULT_VOLUME_SIZE.into())),
+                )])),
+                limits: None,
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    };
     Ok(Rendered {
         namespace: namespace.to_string(),
         name: name.clone(),
+        claim,
         secret,
         secret_sources: secrets,
         config_map: ConfigMap {
@@ -869,6 +1184,46 @@ pub fn render_with(
         network_policy,
         workload,
     })
+}
+
+/// A container's env var, its value from the agent's Secret or ConfigMap by key.
+fn env_var(agent_object: &str, name: String, v: EnvValue) -> EnvVar {
+    match v {
+        EnvValue::Value(value) => EnvVar {
+            name,
+            value: Some(value),
+            value_from: None,
+        },
+        EnvValue::AgentSecret(key) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: agent_object.to_string(),
+                    key,
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvValue::AgentConfig(key) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(EnvVarSource {
+                config_map_key_ref: Some(ConfigMapKeySelector {
+                    name: agent_object.to_string(),
+                    key,
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvValue::From(from) => EnvVar {
+            name,
+            value: None,
+            value_from: Some(*from),
+        },
+    }
 }
 
 fn resource_requirements(r: &fracta_config::Resources) -> ResourceRequirements {

@@ -32,6 +32,38 @@ pub struct Ctx<'a> {
 pub const START_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long the Job may take to report its outcome once its log has ended.
 pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long fetching an agent's pushed branch into the local repository may take.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Fetch `branch` from `repository` into the repository at `project_dir` (a spawn made from a
+/// laptop: `fracta diff` and `git log` then see the agent's work as for a local agent). Git
+/// uses the repository's own credentials, without prompting.
+pub async fn fetch_branch(
+    project_dir: &std::path::Path,
+    repository: &str,
+    branch: &str,
+) -> Result<(), String> {
+    let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+    let run = tokio::process::Command::new("git")
+        .args(["fetch", "--quiet", "--", repository, &refspec])
+        .current_dir(project_dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(FETCH_TIMEOUT, run).await {
+        Err(_) => Err(format!(
+            "git fetch of {branch} from {repository} took more than {} s",
+            FETCH_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("cannot run git: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(format!(
+            "git fetch of {branch} from {repository}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
 
 /// The values of the agent's Secret, made now. Every value is registered with the redactor.
 pub async fn materialize_secrets(
@@ -148,10 +180,12 @@ pub async fn start_batch(
             return abandon(ctx, kube, &rendered, &agent, why, observer).await;
         }
     };
+    let fetch = fetch_target(ctx.cfg, &agent);
     Ok(Started::Running {
         agent,
         detail: format!("pod {pod}"),
         workload: Box::new(JobWorkload {
+            fetch,
             log: Log::new(kube.clone(), pod, container.to_string()),
             kube: kube.clone(),
             rendered,
@@ -167,6 +201,9 @@ pub async fn start_batch(
 /// included), its end the Job's outcome; stopping it deletes the Job. Its objects are
 /// removed once it has ended.
 pub struct JobWorkload {
+    /// Where the agent's pushed branch is fetched to when it succeeds: the local project's
+    /// repository, the remote and the branch (none in a cluster's control plane).
+    fetch: Option<(std::path::PathBuf, String, String)>,
     kube: KubeBackend,
     rendered: Rendered,
     log: Log,
@@ -202,6 +239,7 @@ impl fracta_core::backend::Workload for JobWorkload {
     fn wait(self: Box<Self>) -> futures::future::BoxFuture<'static, ExitInfo> {
         Box::pin(async move {
             let JobWorkload {
+                fetch,
                 kube,
                 rendered,
                 exit_failure,
@@ -226,6 +264,13 @@ impl fracta_core::backend::Workload for JobWorkload {
                     rendered.name
                 );
             }
+            if exit_failure.is_none()
+                && matches!(outcome, Phase::Succeeded)
+                && let Some((dir, repository, branch)) = fetch
+                && let Err(e) = fetch_branch(&dir, &repository, &branch).await
+            {
+                tracing::warn!("the agent's branch is on the remote, but {e}");
+            }
             let failure = exit_failure.or(match outcome {
                 Phase::Succeeded => None,
                 Phase::Failed { reason } => Some(reason),
@@ -240,6 +285,17 @@ impl fracta_core::backend::Workload for JobWorkload {
             }
         })
     }
+}
+
+/// The local repository a succeeded agent's branch is fetched into: the project's, when the
+/// config's folder is in a git work tree (a laptop), with the agent's remote and branch.
+fn fetch_target(
+    cfg: &LoadedConfig,
+    agent: &AgentRecord,
+) -> Option<(std::path::PathBuf, String, String)> {
+    fracta_core::workspace::current_branch(&cfg.dir)?;
+    let c = crate::render::checkout(cfg, agent).ok()?;
+    Some((cfg.dir.clone(), c.repository, c.branch))
 }
 
 /// The Job's outcome once its log has ended, waiting for it up to `OUTCOME_TIMEOUT`.
@@ -383,9 +439,16 @@ async fn place(
         }
     }
     meta.kubernetes = Some(at);
+    // Its branch, named as locally, from the base it was cloned at: once fetched, `fracta
+    // diff` shows its work.
+    let checkout = crate::render::checkout(ctx.cfg, &agent).ok();
+    if let Some(c) = &checkout {
+        meta.base = Some(c.base.clone());
+    }
     let agent = ctx.rec.store.update_agent(
         &agent.id,
         &AgentPatch {
+            branch: checkout.map(|c| Some(c.branch)),
             // Not a process of this host: local reconciling leaves it alone.
             host: Some(Some(format!(
                 "{}{}",

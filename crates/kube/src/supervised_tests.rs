@@ -226,3 +226,70 @@ async fn a_kubernetes_agent_is_refused_by_the_same_assertions_as_a_local_one() {
     );
     assert!(seen.lock().unwrap().is_empty(), "nothing was applied");
 }
+
+/// `fracta resume` on Kubernetes: a new Job on the agent's claim, given the runtime's resume
+/// token and the new prompt; the claim is applied again, never deleted, and the agent ends
+/// its second turn recorded like the first.
+#[tokio::test]
+async fn a_kubernetes_batch_agent_is_resumed_by_a_new_job_on_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kube, seen) = cluster(LINES, Arc::default());
+    let sup = supervisor(CONFIG, dir.path(), kube);
+    let rec = sup
+        .spawn(&Caller::User, request(), &Budgets::default())
+        .unwrap();
+    let done = sup.wait(&rec.id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(done.status, fracta_state::AgentStatus::Succeeded);
+    assert!(
+        done.branch
+            .as_deref()
+            .unwrap()
+            .starts_with("fracta/review-")
+    );
+    let first = seen.lock().unwrap().len();
+    let again = sup
+        .runner
+        .resume(&rec.id, "And the tests?", &mut fracta_core::record::Quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{again:#?}"
+    );
+    assert_eq!(again.meta.turns, 2);
+    assert_eq!(
+        again.prompt, "Review the change.",
+        "the record keeps the first prompt"
+    );
+    let calls = seen.lock().unwrap().clone();
+    let second = &calls[first..];
+    let claim = second
+        .iter()
+        .filter(|(m, u, _)| m == "PATCH" && u.contains("/persistentvolumeclaims/"))
+        .count();
+    assert_eq!(claim, 1, "the same claim, applied again: {second:#?}");
+    assert!(
+        !calls
+            .iter()
+            .any(|(m, u, _)| m == "DELETE" && u.contains("/persistentvolumeclaims/")),
+        "the claim is kept"
+    );
+    let job = second
+        .iter()
+        .find(|(m, u, _)| m == "PATCH" && u.contains("/jobs/"))
+        .map(|(_, _, b)| b.clone())
+        .expect("a new Job");
+    assert!(
+        job.contains("0199-thread"),
+        "the Job resumes the thread: {job}"
+    );
+    assert!(job.contains("And the tests?"), "{job}");
+    let events = sup.runner.store.events(&rec.id, 0, None).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "message" && e.payload.to_string().contains("And the tests?")),
+        "{events:#?}"
+    );
+}

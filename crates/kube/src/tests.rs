@@ -48,6 +48,12 @@ auth:
         env:
           AWS_REGION: ap-southeast-2
         default_binding: { type: bearer_env, auth_origin: token, env_name: AWS_BEARER_TOKEN_BEDROCK }
+      git:
+        auth_origins:
+          token:
+            type: secret_env
+            env_name: GIT_TOKEN
+            secret_ref: { name: git, key: token }
       from_env:
         auth_origins:
           key:
@@ -94,6 +100,8 @@ agents:
       max_steps: 2
 project:
   default_base_branch: main
+  repository: https://git.example.com/acme/app.git
+  repository_credential: { profile: git, origin: token }
   allowed_tools: [Read, Write, Edit, "Bash(git *)"]
 "#;
 
@@ -548,6 +556,8 @@ runtime:
       allow_privilege_escalation: false
       drop_capabilities: [ALL]
     runtime_class_name: gvisor
+project:
+  repository: https://git.example.com/acme/app.git
 agents:
   agent_runtimes:
     codex:
@@ -728,4 +738,174 @@ fn a_session_pod_is_not_killed_at_the_wall_clock_budget_but_a_job_is() {
     .unwrap();
     let job = job.objects().unwrap().pop().unwrap();
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600, "{job:#}");
+}
+
+/// `project.repository`: the clone init container gets the remote, base and branch from its
+/// env and the token from the cluster Secret the origin names; none of them in its script.
+#[test]
+fn the_clone_init_container_takes_the_remote_and_the_token_from_a_secret() {
+    let r = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Batch, None),
+        "agents",
+    )
+    .unwrap();
+    let crate::render::Workload::Job(job) = &r.workload else {
+        panic!("a batch agent is a Job")
+    };
+    let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let init = spec.init_containers.as_ref().unwrap();
+    assert_eq!(init[0].name, "clone");
+    let env: std::collections::BTreeMap<_, _> = init[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    let value = |k: &str| env[k].value.clone().unwrap();
+    assert_eq!(
+        value("FRACTA_GIT_REPOSITORY"),
+        "https://git.example.com/acme/app.git"
+    );
+    assert_eq!(value("FRACTA_GIT_BASE"), "main");
+    assert_eq!(
+        value("FRACTA_GIT_BRANCH"),
+        fracta_core::workspace::branch_name("01JAGENT0000000000000000AB", "review")
+    );
+    assert_eq!(value("FRACTA_GIT_BRANCH"), "fracta/review-000000ab");
+    assert_eq!(value("GIT_ASKPASS"), crate::render::GIT_ASKPASS);
+    let token = env["FRACTA_GIT_TOKEN"].value_from.as_ref().unwrap();
+    let s = token.secret_key_ref.as_ref().unwrap();
+    assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
+    assert!(env["FRACTA_GIT_TOKEN"].value.is_none());
+    let script = &init[0].command.as_ref().unwrap()[2];
+    assert!(!script.contains("git.example.com"), "{script}");
+}
+
+/// A token from the control plane's env goes into the agent's own Secret, by reference.
+#[test]
+fn a_repository_token_from_the_control_planes_env_is_a_key_of_the_agents_secret() {
+    let text = CONFIG.replace("secret_ref: { name: git, key: token }", "scope: any");
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap();
+    assert_eq!(
+        r.secret_sources.get(crate::render::GIT_TOKEN_KEY),
+        Some(&crate::render::SecretSource::Env {
+            name: "GIT_TOKEN".into()
+        })
+    );
+}
+
+/// No `project.repository` and no `origin` remote: refused, naming the key to set.
+#[test]
+fn a_project_with_no_remote_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = CONFIG
+        .replace("  repository: https://git.example.com/acme/app.git\n", "")
+        .replace(
+            "  repository_credential: { profile: git, origin: token }\n",
+            "",
+        );
+    let cfg = fracta_config::parse(&text, &dir.path().join("fracta.yaml")).unwrap();
+    let err = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("set project.repository"), "{msg}");
+    assert!(msg.contains("no `origin` remote"), "{msg}");
+
+    // With an `origin`, that is the default.
+    let git = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .unwrap()
+                .status
+                .success()
+        );
+    };
+    git(&["init", "--quiet", "--initial-branch", "trunk"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://git.example.com/acme/origin.git",
+    ]);
+    let r = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents").unwrap();
+    let yaml = r.to_yaml().unwrap();
+    assert!(
+        yaml.contains("https://git.example.com/acme/origin.git"),
+        "{yaml}"
+    );
+    // The base is the branch the project has checked out, as locally.
+    assert!(yaml.contains("value: trunk"), "{yaml}");
+
+    // An origin with a password in it is not copied into a manifest.
+    git(&[
+        "remote",
+        "set-url",
+        "origin",
+        "https://bob:hunter2@git.example.com/a.git",
+    ]);
+    let msg = render(&cfg, &agent("codex", "codex", Mode::Batch, None), "agents")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("has credentials in it"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains("set project.repository"), "{msg}");
+}
+
+/// Each agent's workspace and runtime home are on its own claim, sized and classed by
+/// `runtime.kubernetes.workspace_volume`, with no `emptyDir` for either.
+#[test]
+fn the_workspace_and_home_are_on_a_claim_of_the_configured_class_and_size() {
+    let text = CONFIG.replace(
+        "    namespace: agents\n",
+        "    namespace: agents\n    workspace_volume: { storage_class: fast-ssd, size: 25Gi }\n",
+    );
+    assert_ne!(text, CONFIG);
+    let cfg = fracta_config::parse(&text, Path::new("/project/fracta.yaml")).unwrap();
+    let r = render(&cfg, &agent("codex", "codex", Mode::Stream, None), "agents").unwrap();
+    let spec = r.claim.spec.as_ref().unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("fast-ssd"));
+    assert_eq!(
+        spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "25Gi"
+    );
+    assert_eq!(r.claim.metadata.name.as_deref(), Some(r.name.as_str()));
+    let crate::render::Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let pod_spec = pod.spec.as_ref().unwrap();
+    let agent_volume = pod_spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "agent")
+        .unwrap();
+    assert_eq!(
+        agent_volume
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name,
+        r.name
+    );
+    for c in pod_spec
+        .containers
+        .iter()
+        .chain(pod_spec.init_containers.iter().flatten())
+    {
+        for m in c.volume_mounts.iter().flatten() {
+            if m.mount_path == "/workspace" || m.mount_path == "/fracta" {
+                assert_eq!(m.name, "agent", "{}: {m:?}", c.name);
+                assert_eq!(
+                    m.sub_path.as_deref(),
+                    Some(m.mount_path.trim_start_matches('/'))
+                );
+            }
+        }
+    }
+    // The first object is the claim.
+    assert_eq!(r.objects().unwrap()[0]["kind"], "PersistentVolumeClaim");
 }

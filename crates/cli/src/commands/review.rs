@@ -23,6 +23,9 @@ fn review_failure(e: ReviewError) -> anyhow::Error {
 }
 
 fn remove(cfg: &LoadedConfig, store: &dyn Store, a: &AgentRecord) -> anyhow::Result<()> {
+    if let Some(at) = &a.meta.kubernetes {
+        delete_claim(cfg, a, &at.namespace)?;
+    }
     fracta_core::review::remove(cfg, store, a).map_err(review_failure)
 }
 
@@ -34,6 +37,31 @@ fn changed_nothing(cfg: &LoadedConfig, a: &AgentRecord) -> Option<String> {
             "agent {} changed nothing (no commit beyond {}, nothing uncommitted): its branch {b} and worktree were removed when it ended",
             a.id,
             base_of(cfg, a)
+        )
+    })
+}
+
+/// A Kubernetes agent's claim (its workspace and runtime home), kept after its run for a
+/// resume, goes with the agent. When the cluster refuses, the record stays, so that `rm`
+/// can be run again.
+fn delete_claim(cfg: &LoadedConfig, a: &AgentRecord, namespace: &str) -> anyhow::Result<()> {
+    let name = fracta_kube::render::object_name(&a.id);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kube = fracta_kube::KubeBackend::connect(cfg.config.runtime.kubernetes.as_ref())
+            .await?
+            .in_namespace(namespace);
+        kube.delete_claim(&a.id).await
+    })
+    .map_err(|e| {
+        Failure::msg(
+            exit::FAILURE,
+            format!(
+                "cannot delete agent {}'s PersistentVolumeClaim {name} in namespace {namespace}: {e}; the agent is kept (run `fracta rm {}` again once the cluster answers)",
+                a.id, a.id
+            ),
         )
     })
 }

@@ -1,6 +1,7 @@
 //! `fracta render`: the Kubernetes objects a spawn would create, from the same flags as
 //! spawn, with secrets as references. (The objects of every runtime × mode × credential form
 //! are snapshot-tested and schema-checked in `crates/kube`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -37,10 +38,76 @@ fn unreachable_kubeconfig(token: &str) -> String {
     )
 }
 
+/// A git repository whose `origin` is the remote agents clone (the default of
+/// `project.repository`).
+fn with_origin(p: &Project) {
+    for args in [
+        &["init", "--quiet", "--initial-branch", "main"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://git.example.com/acme/app.git",
+        ][..],
+    ] {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
 fn project() -> Project {
     let p = Project::new();
     p.write("fracta.yaml", CONFIG);
+    with_origin(&p);
     p
+}
+
+/// A project with no remote: refused, naming the key to set; with `project.repository`, the
+/// clone takes it.
+#[test]
+fn render_without_a_remote_names_project_repository() {
+    let p = Project::new();
+    p.write("fracta.yaml", CONFIG);
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "t",
+            "--prompt",
+            "look",
+        ])
+        .run();
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("no `origin` remote"), "{out}");
+    assert!(out.stderr.contains("set project.repository"), "{out}");
+
+    p.write(
+        "fracta.yaml",
+        format!("{CONFIG}project:\n  repository: https://git.example.com/acme/other.git\n"),
+    );
+    let out = p
+        .fracta([
+            "render",
+            "--runtime",
+            "codex",
+            "--task",
+            "t",
+            "--prompt",
+            "look",
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .contains("value: https://git.example.com/acme/other.git"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -71,6 +138,10 @@ fn render_prints_the_objects_a_spawn_would_create() {
     let mut settings = p.settings();
     settings.add_filter(&id, "[AGENT-ID]");
     settings.add_filter(&id.to_ascii_lowercase(), "[agent-id]");
+    settings.add_filter(
+        &format!("fracta/review-{}", id[id.len() - 8..].to_ascii_lowercase()),
+        "fracta/review-[last 8 of the id]",
+    );
     settings.bind(|| insta::assert_snapshot!(out.stdout));
 
     // --json: one Kubernetes List.
@@ -94,7 +165,16 @@ fn render_prints_the_objects_a_spawn_would_create() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["Secret", "ConfigMap", "NetworkPolicy", "Job"]);
+    assert_eq!(
+        kinds,
+        [
+            "PersistentVolumeClaim",
+            "Secret",
+            "ConfigMap",
+            "NetworkPolicy",
+            "Job"
+        ]
+    );
     // Nothing was recorded or started.
     let ps = p.fracta(["ps", "--all", "--json"]).run().json();
     assert_eq!(ps, serde_json::json!([]), "{ps}");
@@ -106,6 +186,7 @@ fn render_prints_the_objects_a_spawn_would_create() {
 fn render_uses_the_kubeconfig_namespace_as_spawn_does() {
     let p = Project::new();
     p.write("fracta.yaml", CONFIG.replace("    namespace: agents\n", ""));
+    with_origin(&p);
     let kubeconfig = p.write("kubeconfig", unreachable_kubeconfig("t"));
     let v = p
         .fracta([
@@ -204,15 +285,12 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
     for s in ["SENTINEL-RENDER-4242", "SENTINEL-KUBE-TOKEN"] {
         assert!(!out.stdout.contains(s) && !out.stderr.contains(s), "{out}");
     }
-    // The control plane does not run agents there yet, and says so.
+    // Resume runs on Kubernetes too; an agent that never started has nothing to resume.
     let out = p
         .fracta(["resume", v["id"].as_str().unwrap(), "--prompt", "again"])
         .run();
     assert_eq!(out.code, 2, "{out}");
-    assert!(
-        out.stderr.contains("runtime.backend is kubernetes"),
-        "{out}"
-    );
+    assert!(out.stderr.contains("has no resume token"), "{out}");
 }
 
 /// The control plane runs batch agents and stream sessions on the Kubernetes backend too
@@ -221,7 +299,11 @@ fn spawn_on_kubernetes_without_a_cluster_fails_saying_why() {
 fn the_control_plane_runs_agents_on_the_kubernetes_backend() {
     use super::harness::{Project as Live, Serve};
     let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
-    std::fs::write(p.path().join("fracta.yaml"), CONFIG).unwrap();
+    std::fs::write(
+        p.path().join("fracta.yaml"),
+        format!("{CONFIG}project:\n  repository: https://git.example.com/acme/app.git\n"),
+    )
+    .unwrap();
     std::fs::write(p.path().join("kubeconfig"), unreachable_kubeconfig("t")).unwrap();
     let kubeconfig = p.path().join("kubeconfig").display().to_string();
     let server = Serve::start_with(&p, &[("KUBECONFIG", &kubeconfig), ("RENDER_TEST_KEY", "k")]);
@@ -315,4 +397,116 @@ fn an_acp_spawn_or_render_on_kubernetes_is_refused_with_the_reason() {
             "{cmd}: {out}"
         );
     }
+}
+
+/// A stand-in API server: answers every request with `status` and a JSON `Status`, and
+/// records each request line.
+fn fake_api(status: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            record.lock().unwrap().push(line.trim().to_string());
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                "status": if status < 300 { "Success" } else { "Failure" },
+                "reason": if status == 403 { "Forbidden" } else { "" },
+                "message": if status == 403 { "persistentvolumeclaims is forbidden" } else { "" },
+                "code": status})
+            .to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// `fracta rm` of a Kubernetes agent deletes its claim (kept after the run for a resume) in
+/// the namespace it ran in; when the cluster refuses, the agent is kept and rm says why.
+#[test]
+fn rm_deletes_a_kubernetes_agents_claim() {
+    use super::harness::Project as Live;
+    let p = Live::new(fracta_model_server::Script::parse("fallback: ok\n", "k").unwrap());
+    let store = p.store();
+    let mut a =
+        fracta_state::AgentRecord::new("t", "codex", "codex", fracta_state::Mode::Batch, "hi");
+    a.status = fracta_state::AgentStatus::Succeeded;
+    a.meta.kubernetes = Some(fracta_state::KubernetesRef {
+        namespace: "team-a".into(),
+        job: Some(format!("fracta-{}", a.id.to_ascii_lowercase())),
+        pod: None,
+    });
+    let a = store.insert_agent(&a).unwrap();
+    let claim = format!(
+        "/api/v1/namespaces/team-a/persistentvolumeclaims/fracta-{}",
+        a.id.to_ascii_lowercase()
+    );
+
+    // Refused: the agent stays.
+    let (url, seen) = fake_api(403);
+    std::fs::write(
+        p.path().join("kubeconfig"),
+        unreachable_kubeconfig("t").replace("http://127.0.0.1:9", &url),
+    )
+    .unwrap();
+    let out = p
+        .command(&["rm", &a.id])
+        .env("KUBECONFIG", p.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot delete agent"), "{stderr}");
+    assert!(stderr.contains("forbidden"), "{stderr}");
+    assert!(
+        seen.lock().unwrap()[0].starts_with(&format!("DELETE {claim}")),
+        "{seen:?}"
+    );
+    assert!(store.get_agent(&a.id).is_ok());
+
+    // Deleted: the agent goes too.
+    let (url, seen) = fake_api(200);
+    std::fs::write(
+        p.path().join("kubeconfig"),
+        unreachable_kubeconfig("t").replace("http://127.0.0.1:9", &url),
+    )
+    .unwrap();
+    let out = p
+        .command(&["rm", &a.id])
+        .env("KUBECONFIG", p.path().join("kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "{seen:?}");
+    assert!(
+        seen.lock().unwrap()[0].starts_with(&format!("DELETE {claim}")),
+        "{seen:?}"
+    );
+    assert!(store.get_agent(&a.id).is_err());
 }
