@@ -401,7 +401,8 @@ fn print_outcome(a: &AgentView, changes: Option<&Changes>) {
             let _ = writeln!(out, "{BOLD}no changes{BOLD:#}");
         }
         None if a.changed_nothing => {
-            let _ = writeln!(out, "{BOLD}no changes{BOLD:#}: no branch kept");
+            let _ = writeln!(out, "{BOLD}no changes{BOLD:#}");
+            let _ = writeln!(out, "{DIM}branch     none kept (nothing to review){DIM:#}");
         }
         None => {
             if let Some(b) = &a.branch {

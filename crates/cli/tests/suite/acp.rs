@@ -69,6 +69,7 @@ fn bodies_with(p: &Project, needle: &str) -> Vec<String> {
 /// tool is not offered to the model.
 fn batch(runtime: &str) -> Project {
     let p = Project::with_acp(script(), "");
+    p.keep_worktrees(); // (an agent that changes nothing keeps no branch)
     let (code, v) = p.spawn_json(&[
         "--runtime",
         runtime,
@@ -244,6 +245,7 @@ fn an_opencode_acp_stream_session_keeps_its_context_over_three_turns() {
 #[test]
 fn gemini_permission_requests_are_answered_from_the_allowed_tools_and_recorded() {
     let p = Project::with_acp(script(), "");
+    p.keep_worktrees(); // (an agent that changes nothing keeps no branch)
     let (code, v) = p.spawn_json(&[
         "--runtime",
         "gemini",

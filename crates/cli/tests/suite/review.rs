@@ -337,7 +337,7 @@ fn worktrees_live_outside_the_repository_and_rm_removes_them() {
     let (_, list) = git(p.path(), &["worktree", "list"]);
     assert!(list.contains(&ws.display().to_string()), "{list}");
 
-    let out = p.run(&["rm", id]);
+    let out = p.run(&["rm", "--force", id]); // (the setup file is work of its own)
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(!ws.exists() && !project_folder.exists(), "{}", ws.display());
     let (_, list) = git(p.path(), &["worktree", "list"]);
@@ -359,7 +359,7 @@ fn worktrees_live_outside_the_repository_and_rm_removes_them() {
         b["workspace"].as_str().unwrap(),
         own.join(id).display().to_string()
     );
-    let out = p.run(&["rm", id]);
+    let out = p.run(&["rm", "--force", id]); // (the setup file is work of its own)
     assert!(out.status.success(), "{}", text(&out).1);
     assert!(!own.join(id).exists());
 }

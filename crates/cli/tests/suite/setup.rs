@@ -107,8 +107,14 @@ fn a_setup_command_that_overstays_its_timeout_is_killed_and_fails_the_agent() {
 fn setup_pid(p: &Project) -> i64 {
     let start = std::time::Instant::now();
     loop {
-        if let Ok(dirs) = std::fs::read_dir(p.path().join(".fracta/worktrees")) {
-            for d in dirs.flatten() {
+        // Worktrees live in the user's state folder: <project>-<digest>/<agent id>.
+        let root = p.path().join("home/.local/state/fracta/worktrees");
+        for project in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            for d in std::fs::read_dir(project.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(text) = std::fs::read_to_string(d.path().join("setup.pid"))
                     && let Ok(pid) = text.trim().parse()
                 {
@@ -153,11 +159,15 @@ fn stopping_an_agent_during_setup_kills_the_command_and_the_agent_never_starts()
     assert!(p.requests().is_empty(), "the agent's CLI never started");
 
     // Ctrl-C at the terminal, on a foreground spawn in its setup.
-    for d in std::fs::read_dir(p.path().join(".fracta/worktrees"))
-        .unwrap()
-        .flatten()
-    {
-        let _ = std::fs::remove_file(d.path().join("setup.pid"));
+    let root = p.path().join("home/.local/state/fracta/worktrees");
+    for project in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for d in std::fs::read_dir(project.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_file(d.path().join("setup.pid"));
+        }
     }
     let mut spawn = p.start(&["spawn", "--runtime", "claude", "--prompt", "again"]);
     let pid = setup_pid(&p);
