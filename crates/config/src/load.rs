@@ -633,6 +633,11 @@ pub fn bedrock_au_model(model: &str) -> Option<String> {
 }
 
 impl LoadedConfig {
+    /// The project's folder (the config file's), absolute.
+    pub fn project_dir(&self) -> PathBuf {
+        std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone())
+    }
+
     /// The `.fracta/` folder beside the config file.
     pub fn fracta_dir(&self) -> PathBuf {
         self.dir.join(".fracta")

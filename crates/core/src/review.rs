@@ -31,11 +31,6 @@ pub enum ReviewError {
     Store(#[from] StoreError),
 }
 
-/// The project's folder, absolute.
-pub fn project_dir(cfg: &LoadedConfig) -> PathBuf {
-    std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone())
-}
-
 /// Where an agent's branch left from: as recorded, else the project's default.
 pub fn base_of(cfg: &LoadedConfig, a: &AgentRecord) -> String {
     a.meta
@@ -66,7 +61,7 @@ pub fn merge(
             agent.status.as_str()
         )));
     }
-    let dir = project_dir(cfg);
+    let dir = cfg.project_dir();
     let Some(branch) = agent
         .branch
         .as_deref()
@@ -113,7 +108,7 @@ pub fn refusal(
     if force {
         return Ok(None);
     }
-    let dir = project_dir(cfg);
+    let dir = cfg.project_dir();
     if let Some(branch) = a.branch.as_deref()
         && workspace::branch_exists(&dir, branch)
     {
@@ -130,7 +125,7 @@ pub fn refusal(
 
 /// Remove an agent's worktree, branch, runtime home and record (check [`refusal`] first).
 pub fn remove(cfg: &LoadedConfig, store: &dyn Store, a: &AgentRecord) -> Result<(), ReviewError> {
-    let dir = project_dir(cfg);
+    let dir = cfg.project_dir();
     workspace::remove(
         &dir,
         a.workspace.as_deref().map(Path::new),

@@ -114,8 +114,11 @@ impl Runner {
     /// `.fracta/runtimes/<name>`: state shared by a runtime entry's agents (see
     /// `LaunchContext::runtime_state`).
     fn runtime_state(&self, runtime: &str) -> PathBuf {
-        let dir = std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
-        dir.join(".fracta").join("runtimes").join(runtime)
+        self.cfg()
+            .project_dir()
+            .join(".fracta")
+            .join("runtimes")
+            .join(runtime)
     }
 
     /// Resolve a request into a queued agent record (nothing runs yet). On Kubernetes, a
@@ -204,8 +207,7 @@ impl Runner {
         if self.on_kubernetes() {
             return self.run_remote(agent, opts, observer).await;
         }
-        let project_dir =
-            std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
+        let project_dir = self.cfg().project_dir();
         let base = self.base_of(&agent, &project_dir)?;
         let fracta_dir = project_dir.join(".fracta");
         workspace::ensure_fracta_ignore(&fracta_dir);
@@ -422,8 +424,7 @@ impl Runner {
     /// An agent whose worktree and branch were removed because it changed nothing gets them
     /// again, from the same base, at the same path (its runtime's session finds it there).
     fn recreate_workspace(&self, agent: AgentRecord) -> Result<AgentRecord, RunError> {
-        let project_dir =
-            std::path::absolute(&self.cfg().dir).unwrap_or_else(|_| self.cfg().dir.clone());
+        let project_dir = self.cfg().project_dir();
         let base = self.base_of(&agent, &project_dir)?;
         let ws = workspace::create(
             &project_dir,

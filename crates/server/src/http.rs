@@ -586,7 +586,7 @@ async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Dif
         ));
     };
     let cfg = api.sup.runner.cfg();
-    let dir = fracta_core::review::project_dir(&cfg);
+    let dir = cfg.project_dir();
     let base = fracta_core::review::base_of(&cfg, &agent);
     if !fracta_core::workspace::branch_exists(&dir, &branch) {
         return Err(ApiError(

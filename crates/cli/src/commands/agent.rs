@@ -326,7 +326,7 @@ struct Review {
 impl Review {
     fn of(cfg: &LoadedConfig) -> Review {
         Review {
-            dir: std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone()),
+            dir: cfg.project_dir(),
             default_base: cfg.config.project.default_base_branch.clone(),
         }
     }

@@ -323,7 +323,7 @@ fn check_credentials(cfg: &LoadedConfig, rt: &tokio::runtime::Runtime) -> Vec<Ch
 /// The base a spawn would branch from (the branch checked out, else
 /// `project.default_base_branch`, else `main`) and the configured default: both must exist.
 fn check_base(cfg: &LoadedConfig) -> Vec<Check> {
-    let dir = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
+    let dir = cfg.project_dir();
     let Some(top) = workspace::git_toplevel(&dir) else {
         return vec![
             Check::new(

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use fracta_config::LoadedConfig;
-use fracta_core::review::{ReviewError, base_of, project_dir, refusal};
+use fracta_core::review::{ReviewError, base_of, refusal};
 use fracta_core::workspace;
 use fracta_state::{AgentFilter, AgentRecord, AgentStatus, Store};
 
@@ -87,7 +87,7 @@ pub fn diff(cfg: &LoadedConfig, a: DiffArgs) -> anyhow::Result<ExitCode> {
             ),
         ));
     };
-    let dir = project_dir(cfg);
+    let dir = cfg.project_dir();
     if !workspace::branch_exists(&dir, branch) {
         return Err(Failure::msg(
             exit::NOT_FOUND,
@@ -206,7 +206,7 @@ pub fn prune(cfg: &LoadedConfig, a: PruneArgs) -> anyhow::Result<ExitCode> {
         })
         .map_err(|e| run_failure(e.into()))?;
     let now = jiff::Timestamp::now();
-    let dir = project_dir(cfg);
+    let dir = cfg.project_dir();
     let (mut removed, mut kept) = (0, 0);
     for agent in ended {
         if let Some(min) = min_age {
