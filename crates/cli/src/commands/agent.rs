@@ -278,8 +278,7 @@ impl LiveView {
 
     /// One event: its line (see `view::event_line`), and on a terminal the spinner's step.
     fn line(&mut self, runtime: &str, agent_id: &str, event: &Event) {
-        let short = &agent_id[agent_id.len().saturating_sub(6)..];
-        let prefix = format!("[{runtime} {short}] ");
+        let prefix = format!("[{runtime} {}] ", short(agent_id));
         if let Some(s) = &self.spinner {
             let step = match event {
                 Event::Step(_) => Some("thinking".to_string()),
@@ -383,7 +382,7 @@ fn print_outcome(a: &AgentView, changes: Option<&Changes>) {
     if let Some(e) = &a.error {
         let _ = writeln!(out, "{RED}error{RED:#}: {e}");
     }
-    let short = &a.id[a.id.len().saturating_sub(6)..];
+    let short = short(&a.id);
     match changes {
         Some(Changes::Changed { stat, branch }) => {
             let files = if stat.files == 1 { "file" } else { "files" };
@@ -711,8 +710,8 @@ pub fn steer(cfg: LoadedConfig, a: SteerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The last six characters of an id: what the live view shows, and what every command takes.
-fn short(id: &str) -> &str {
-    &id[id.len().saturating_sub(6)..]
+pub(crate) fn short(id: &str) -> &str {
+    id.get(id.len().saturating_sub(6)..).unwrap_or(id)
 }
 
 /// Whether a running stream session waits for its next turn: its last turn has ended (a

@@ -58,7 +58,7 @@ pub fn agent_ids(current: &OsStr) -> Vec<CompletionCandidate> {
     };
     for a in agents {
         let help = format!("{} ({}, {})", a.task, a.runtime, a.status.as_str());
-        let short = a.id.get(a.id.len().saturating_sub(6)..).unwrap_or(&a.id);
+        let short = super::agent::short(&a.id);
         if a.id.starts_with(&typed) {
             out.push(CompletionCandidate::new(&a.id).help(Some(help.clone().into())));
         }
