@@ -458,6 +458,28 @@ impl Runner {
         )?)
     }
 
+    /// An ended agent taking a new turn: back to starting, its last end's error and exit
+    /// cleared.
+    fn reopen(&self, id: &str) -> Result<(), RunError> {
+        self.store.transition(
+            id,
+            &[
+                AgentStatus::Succeeded,
+                AgentStatus::Failed,
+                AgentStatus::Stopped,
+                AgentStatus::Lost,
+            ],
+            AgentStatus::Starting,
+            &AgentPatch {
+                error: Some(None),
+                exit_code: Some(None),
+                signal: Some(None),
+                ..AgentPatch::default()
+            },
+        )?;
+        Ok(())
+    }
+
     /// A resumed turn on Kubernetes: a new Job on the agent's claim (its workspace and the
     /// runtime's home, kept since its last turn), continuing its conversation.
     async fn resume_remote(
@@ -493,22 +515,7 @@ impl Runner {
                 agent.id
             )));
         }
-        self.store.transition(
-            &agent.id,
-            &[
-                AgentStatus::Succeeded,
-                AgentStatus::Failed,
-                AgentStatus::Stopped,
-                AgentStatus::Lost,
-            ],
-            AgentStatus::Starting,
-            &AgentPatch {
-                error: Some(None),
-                exit_code: Some(None),
-                signal: Some(None),
-                ..AgentPatch::default()
-            },
-        )?;
+        self.reopen(&agent.id)?;
         let mut agent = self.store.get_agent(id)?;
         // This turn's prompt (the record keeps the first): what the new Job is given.
         agent.prompt = prompt.to_string();
@@ -708,22 +715,7 @@ impl Runner {
         let turn = agent.meta.turns + 1;
         if turn > 1 {
             // A resumed turn: back to starting, and show the new prompt.
-            self.store.transition(
-                &agent.id,
-                &[
-                    AgentStatus::Succeeded,
-                    AgentStatus::Failed,
-                    AgentStatus::Stopped,
-                    AgentStatus::Lost,
-                ],
-                AgentStatus::Starting,
-                &AgentPatch {
-                    error: Some(None),
-                    exit_code: Some(None),
-                    signal: Some(None),
-                    ..AgentPatch::default()
-                },
-            )?;
+            self.reopen(&agent.id)?;
         }
         let agent = self.store.get_agent(&agent.id)?;
         self.recorder.persist(

@@ -210,11 +210,7 @@ impl DashboardAuth {
         };
         if !req.method().is_safe() {
             same_origin(headers)?;
-            let given = headers
-                .get("x-csrf-token")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
+            if !csrf_given(headers, &csrf) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden: a dashboard call that changes something needs the session's CSRF token in `X-CSRF-Token`",
@@ -225,20 +221,18 @@ impl DashboardAuth {
     }
 }
 
+/// Whether the request's `X-CSRF-Token` is the session's `csrf`.
+fn csrf_given(headers: &HeaderMap, csrf: &str) -> bool {
+    let given = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), csrf.as_bytes())
+}
+
 /// Write `text` to `path` readable by the owner only.
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::discovery::write_private(path, &path.with_extension("json.tmp"), text.as_bytes())
 }
 
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -393,11 +387,7 @@ pub async fn logout(
             "unauthorized: no dashboard session",
         )
     })?;
-    let given = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !constant_time_eq(given.as_bytes(), csrf.as_bytes()) {
+    if !csrf_given(&headers, &csrf) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden: logging out needs the session's CSRF token in `X-CSRF-Token`",

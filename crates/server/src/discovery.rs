@@ -28,19 +28,28 @@ pub fn path(fracta_dir: &Path) -> PathBuf {
 
 /// Write the file, readable and writable by the owner only.
 pub fn write(fracta_dir: &Path, info: &ServeInfo) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(fracta_dir)?;
-    let p = path(fracta_dir);
     let tmp = fracta_dir.join(format!(".serve.json.{}", std::process::id()));
+    write_private(
+        &path(fracta_dir),
+        &tmp,
+        serde_json::to_string_pretty(info)?.as_bytes(),
+    )
+}
+
+/// Write `bytes` to `path` through `tmp` (synced, then renamed over it), readable and
+/// writable by the owner only.
+pub(crate) fn write_private(path: &Path, tmp: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(info)?.as_bytes())?;
+        .open(tmp)?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, &p)
+    std::fs::rename(tmp, path)
 }
 
 /// `.fracta/serve.lock`, the control plane's lock on the project.
