@@ -307,7 +307,7 @@ impl Recorder {
     /// Remove the worktree and branch of an agent with no commit beyond its base and nothing
     /// uncommitted; the branch it had, if they were removed. An agent with children keeps
     /// them (theirs grew from its branch).
-    pub fn remove_if_unchanged(&self, agent: &AgentRecord) -> Option<String> {
+    pub fn remove_if_unchanged(&self, agent: &AgentRecord, clean: bool) -> Option<String> {
         let (Some(branch), Some(ws), Some(base)) = (
             agent.branch.as_deref(),
             agent.workspace.as_deref(),
@@ -325,7 +325,7 @@ impl Recorder {
         if has_children {
             return None;
         }
-        match workspace::remove_if_unchanged(Path::new(ws), branch, base) {
+        match workspace::remove_if_unchanged(Path::new(ws), branch, base, clean) {
             Ok(true) => {
                 tracing::info!(agent = %agent.id, %branch, "the agent changed nothing: its worktree and branch are removed");
                 Some(branch.to_string())
@@ -375,6 +375,8 @@ impl Recorder {
             parts.join("; ")
         });
         let mut commit = None;
+        // Whether the worktree was just found to hold nothing to commit.
+        let mut clean = false;
         if succeeded
             && agent.branch.is_some()
             && let Some(ws) = agent.workspace.as_deref()
@@ -391,7 +393,10 @@ impl Recorder {
                 &exclude,
                 &holds_secret,
             ) {
-                Ok(c) => commit = c,
+                Ok(c) => {
+                    clean = c.is_none();
+                    commit = c;
+                }
                 Err(e @ workspace::WorkspaceError::SecretInWork { .. }) => {
                     tracing::warn!(agent = %agent.id, "{e}");
                     self.error(&agent, &e.to_string(), observer)?;
@@ -404,7 +409,7 @@ impl Recorder {
         tracing::debug!(agent = %agent.id, commit = ?commit, "leftovers checked");
         // Before its end is recorded (a resume may follow at once): an agent that changed
         // nothing leaves no worktree or branch.
-        let unchanged_branch = self.remove_if_unchanged(&agent);
+        let unchanged_branch = self.remove_if_unchanged(&agent, clean);
         self.end_run(
             id,
             RunEnd {

@@ -682,7 +682,7 @@ impl Runner {
         if !rec.status.is_terminal() || rec.branch.is_none() {
             return rec;
         }
-        let Some(branch) = self.recorder.remove_if_unchanged(&rec) else {
+        let Some(branch) = self.recorder.remove_if_unchanged(&rec, false) else {
             return rec;
         };
         let mut meta = rec.meta.clone();

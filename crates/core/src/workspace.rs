@@ -173,38 +173,88 @@ pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, W
     }
 }
 
-/// Whether the work tree at `worktree` has nothing git would commit: no change to a tracked
-/// file, no untracked file (ignored and excluded ones, such as Fracta's own, do not count).
-pub fn is_clean(worktree: &Path) -> Result<bool, WorkspaceError> {
-    let out = git(
-        worktree,
-        &["status", "--porcelain", "--untracked-files=all"],
-    )?;
-    Ok(out.trim().is_empty())
-}
-
-/// The main work tree of the repository a worktree belongs to.
-pub fn main_worktree(worktree: &Path) -> Option<PathBuf> {
-    let repo = git2::Repository::open(worktree).ok()?;
-    let common: PathBuf = repo.commondir().components().collect();
-    common.parent().map(Path::to_path_buf)
-}
-
 /// An agent's worktree that holds nothing new (its branch has no commit beyond `base`, and
-/// nothing uncommitted) is removed with its branch. Returns whether it was.
+/// nothing uncommitted) is removed with its branch. Returns whether it was. `clean`: the
+/// caller has just found nothing to commit there ([`commit_leftovers`]), so the status is not
+/// read again.
+///
+/// On every run's end, so done in-process with libgit2 and one open of the worktree's
+/// repository (what `git merge-base --is-ancestor`, `git status`, `git worktree remove`, `git
+/// worktree prune` and `git branch -D` would do: five processes, ~5 ms of an instant CLI's
+/// spawn). Where libgit2 cannot tell, the worktree is kept: a status it cannot read, or one
+/// it reads differently from git (a file it takes for changed), counts as work.
 pub fn remove_if_unchanged(
     worktree: &Path,
     branch: &str,
     base: &str,
+    clean: bool,
 ) -> Result<bool, WorkspaceError> {
-    let Some(project) = main_worktree(worktree) else {
+    let Ok(wt) = git2::Repository::open(worktree) else {
         return Ok(false);
     };
-    if !is_merged(&project, branch, base)? || !is_clean(worktree)? {
+    let err = |op| lib(op, worktree);
+    let commit = |rev: &str| {
+        wt.revparse_single(&format!("{rev}^{{commit}}"))
+            .map(|o| o.id())
+            .map_err(err("reading a branch"))
+    };
+    let reference = format!("refs/heads/{branch}");
+    let tip = commit(&reference)?;
+    let onto = commit(base)?;
+    let merged = tip == onto
+        || wt
+            .graph_descendant_of(onto, tip)
+            .map_err(err("comparing branches"))?;
+    if !merged || (!clean && repo_has_changes(&wt)) {
         return Ok(false);
     }
-    remove(&project, Some(worktree), Some(branch))?;
+    // The worktree's admin folder (`.git/worktrees/<name>`) is what it names as its git dir.
+    let common: PathBuf = wt.commondir().components().collect();
+    let admin: PathBuf = wt.path().components().collect();
+    let io = |p: &Path| {
+        let path = p.to_path_buf();
+        move |source| WorkspaceError::Io { path, source }
+    };
+    std::fs::remove_dir_all(worktree).map_err(io(worktree))?;
+    if admin.starts_with(&common) && admin != common {
+        std::fs::remove_dir_all(&admin).map_err(io(&admin))?;
+    }
+    remove_shared_parent(worktree);
+    // The branch as `git branch -D` deletes it: the ref, its reflog and its config section.
+    // Not through libgit2's branch delete, whose check that no worktree has it checked out
+    // opens every worktree of the repository (one per agent not yet removed).
+    wt.find_reference(&reference)
+        .and_then(|mut r| r.delete())
+        .map_err(err("deleting the branch"))?;
+    let _ = wt.reflog_delete(&reference);
+    if let Ok(mut config) = wt.config() {
+        let section = format!("branch.{branch}.");
+        let names: Vec<String> = config
+            .entries(None)
+            .map(|mut entries| {
+                let mut names = Vec::new();
+                while let Some(Ok(e)) = entries.next() {
+                    if let Some(n) = e.name().ok().filter(|n| n.starts_with(&section)) {
+                        names.push(n.to_string());
+                    }
+                }
+                names
+            })
+            .unwrap_or_default();
+        for n in names {
+            let _ = config.remove_multivar(&n, ".*");
+        }
+    }
     Ok(true)
+}
+
+/// The project's folder in the user's state folder goes with its last worktree.
+fn remove_shared_parent(worktree: &Path) {
+    if let Some(parent) = worktree.parent()
+        && parent.parent() == state_home().map(|s| shared_root(&s)).as_deref()
+    {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// How `merge` brings a branch in.
@@ -403,12 +453,7 @@ pub fn remove(
                 project_dir,
                 &["worktree", "remove", "--force", "--force", &w],
             )?;
-            // The project's folder in the user's state folder goes with its last worktree.
-            if let Some(parent) = path.parent()
-                && parent.parent() == state_home().map(|s| shared_root(&s)).as_deref()
-            {
-                let _ = std::fs::remove_dir(parent);
-            }
+            remove_shared_parent(path);
         } else {
             std::fs::remove_dir_all(&w).map_err(|source| WorkspaceError::Io {
                 path: PathBuf::from(&w),
@@ -703,9 +748,11 @@ pub fn keep_out_of_commits(
 /// Whether the agent left anything to commit: changed, staged or new files (Fracta's own
 /// are excluded). A status that cannot be read counts as changes, so the commit path runs.
 fn has_changes(ws: &Path) -> bool {
-    let Ok(repo) = git2::Repository::open(ws) else {
-        return true;
-    };
+    git2::Repository::open(ws).map_or(true, |repo| repo_has_changes(&repo))
+}
+
+/// [`has_changes`] of an open repository.
+fn repo_has_changes(repo: &git2::Repository) -> bool {
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(false)
@@ -887,6 +934,85 @@ mod tests {
         assert_eq!(files.trim(), "notes.txt");
         // A second turn's exclusion is a no-op.
         keep_out_of_commits(&ws.path, &fracta.join("agents/x"), &ours).unwrap();
+    }
+
+    /// The in-process removal of an agent's worktree that changed nothing leaves what
+    /// `git worktree remove` and `git branch -D` would: no folder, no admin folder, no branch,
+    /// no branch config, nothing for `git worktree prune`. Any work (a new file, a changed
+    /// one, a commit) keeps it.
+    #[test]
+    fn an_unchanged_worktree_is_removed_as_git_would_and_any_work_keeps_it() {
+        let d = repo(&[("src/lib.rs", "fn a() {}\n")]);
+        let fracta = d.path().join(".fracta");
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("worktrees");
+        let make = |id: &str| {
+            let ws = create(d.path(), &fracta, Some(&root), id, "t", "main").unwrap();
+            // Fracta's own runtime file, excluded as on every run: not work.
+            let ours = [ws.path.join(".codex/config.toml")];
+            keep_out_of_commits(&ws.path, &fracta.join("agents").join(id), &ours).unwrap();
+            std::fs::create_dir_all(ws.path.join(".codex")).unwrap();
+            std::fs::write(&ours[0], "fracta's\n").unwrap();
+            let branch = ws.branch.unwrap();
+            sh(
+                d.path(),
+                &["config", &format!("branch.{branch}.description"), "x"],
+            );
+            (ws.path, branch)
+        };
+        let branches = || sh(d.path(), &["branch", "--format=%(refname:short)"]);
+
+        let (path, branch) = make("01AAAAAAAA");
+        assert!(remove_if_unchanged(&path, &branch, "main", false).unwrap());
+        assert!(!path.exists());
+        assert!(!d.path().join(".git/worktrees/01AAAAAAAA").exists());
+        assert_eq!(branches().trim(), "main");
+        assert!(!sh(d.path(), &["config", "--list"]).contains(&branch));
+        assert!(!d.path().join(".git/logs/refs/heads").join(&branch).exists());
+        assert_eq!(
+            sh(d.path(), &["worktree", "list", "--porcelain"])
+                .matches("worktree ")
+                .count(),
+            1
+        );
+        assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
+
+        let kept = |id: &str, work: &dyn Fn(&Path)| {
+            let (path, branch) = make(id);
+            work(&path);
+            assert!(
+                !remove_if_unchanged(&path, &branch, "main", false).unwrap(),
+                "{id}"
+            );
+            assert!(path.exists(), "{id}");
+            assert!(branches().contains(&branch), "{id}");
+        };
+        kept("01BBBBBBBB", &|p| {
+            std::fs::write(p.join("new.txt"), "n\n").unwrap()
+        });
+        kept("01CCCCCCCC", &|p| {
+            std::fs::create_dir_all(p.join("deep/er")).unwrap();
+            std::fs::write(p.join("deep/er/new.txt"), "n\n").unwrap();
+        });
+        kept("01DDDDDDDD", &|p| {
+            std::fs::write(p.join("src/lib.rs"), "fn b() {}\n").unwrap()
+        });
+        kept("01EEEEEEEE", &|p| {
+            std::fs::write(p.join("c.txt"), "c\n").unwrap();
+            sh(p, &["add", "c.txt"]);
+            sh(
+                p,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "commit",
+                    "-qm",
+                    "c",
+                ],
+            );
+        });
     }
 
     #[test]
