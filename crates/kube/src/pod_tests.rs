@@ -893,6 +893,15 @@ async fn stream_agent_as_a_pod(runtime: &str, push_refused: bool) {
             "{err}"
         );
         assert!(err.contains("rejected"), "{err}");
+        assert_eq!(err.matches("cannot push branch").count(), 1, "{err}");
+        // The record keeps the wrapper's word in its stderr tail too.
+        assert!(
+            rec.meta
+                .stderr_tail
+                .as_deref()
+                .is_some_and(|t| t.contains("cannot push branch")),
+            "{rec:#?}"
+        );
         assert!(!err.contains(GIT_TOKEN), "{err}");
         // The work is kept on the claim, committed; the remote keeps the other commit.
         let ws = claim.path().join("workspace");

@@ -672,12 +672,13 @@ impl fracta_core::backend::Workload for PodWorkload {
             {
                 tracing::warn!("the agent's branch is on the remote, but {e}");
             }
-            let mut said: Vec<String> = said.into_iter().collect();
-            // Its wrapper's last word on why it failed (the branch did not go out).
-            let why = match code {
-                Some(c) if c != 0 => said
-                    .pop()
-                    .map(|why| format!("on Kubernetes: the session's container exited {c}: {why}")),
+            let said: Vec<String> = said.into_iter().collect();
+            // Its wrapper's last word on why it failed (the branch did not go out). It stays
+            // in the stderr tail too: an agent already stopped keeps only that.
+            let why = match (code, said.last()) {
+                (Some(c), Some(why)) if c != 0 => Some(format!(
+                    "on Kubernetes: the session's container exited {c}: {why}"
+                )),
                 _ => None,
             };
             ExitInfo {
