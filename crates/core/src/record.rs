@@ -363,11 +363,15 @@ impl Recorder {
             } else {
                 format!("{} {}", agent.adapter, exit.describe())
             };
+            // The tail's lines that the exit's description already quotes are not repeated.
+            let tail: Vec<&str> = stderr_tail
+                .lines()
+                .filter(|l| l.trim().is_empty() || !first.contains(l.trim()))
+                .collect();
             let mut parts = vec![first];
             if let Some(e) = &outcome.error {
                 parts.push(format!("runtime error: {}", self.redactor.redact(e)));
             }
-            let tail: Vec<&str> = stderr_tail.lines().collect();
             let tail = &tail[tail.len().saturating_sub(10)..];
             if !tail.is_empty() {
                 parts.push(format!("stderr: {}", tail.join("\n")));

@@ -28,7 +28,7 @@ use crate::workspace;
 
 /// What the local runner says when the config asks for the Kubernetes backend where it does
 /// not run yet.
-pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far (and resumes batch agents): set runtime.backend: local for it";
+pub const KUBERNETES_NOT_HERE: &str = "runtime.backend is kubernetes, and on Kubernetes Fracta runs batch agents and control-plane stream sessions so far (and resumes both): set runtime.backend: local for it";
 
 pub struct Runner {
     /// The config new work reads (`cfg()`); `fracta serve` swaps in a changed valid one.
@@ -283,15 +283,17 @@ impl Runner {
                 .recorder
                 .fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
         };
-        let stream = agent.mode == fracta_state::Mode::Stream;
-        if stream && opts.inbox.is_none() {
+        let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
+        let adapter = adapter_for(rt.adapter);
+        let turn = agent.meta.turns + 1;
+        // A live session needs its turns' inbox (a control plane's); a stream agent's resumed
+        // turn is one turn, as locally.
+        let stream = agent.mode == fracta_state::Mode::Stream && opts.inbox.is_some();
+        if agent.mode == fracta_state::Mode::Stream && !stream && turn == 1 {
             return self
                 .recorder
                 .fail_before_start(&agent, KUBERNETES_NOT_HERE, observer);
         }
-        let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
-        let adapter = adapter_for(rt.adapter);
-        let turn = agent.meta.turns + 1;
         // Its prompt is its first event, as for a local agent.
         self.recorder.persist(
             &agent,
@@ -341,7 +343,7 @@ impl Runner {
             agent,
             adapter,
             Launched {
-                turn: 1,
+                turn,
                 prompt: &prompt,
                 resume_token: None,
                 stream,
@@ -481,7 +483,8 @@ impl Runner {
     }
 
     /// A resumed turn on Kubernetes: a new Job on the agent's claim (its workspace and the
-    /// runtime's home, kept since its last turn), continuing its conversation.
+    /// runtime's home, kept since its last turn), continuing its conversation. A closed stream
+    /// session resumes so too: one turn, as a local one does.
     async fn resume_remote(
         &self,
         id: &str,
@@ -500,12 +503,6 @@ impl Runner {
         if agent.meta.kubernetes.is_none() {
             return Err(RunError::Usage(format!(
                 "agent {} did not run on Kubernetes (it has no claim there); resume it with runtime.backend: local",
-                agent.id
-            )));
-        }
-        if agent.mode == fracta_state::Mode::Stream {
-            return Err(RunError::Usage(format!(
-                "agent {} is a stream session; on Kubernetes a session is resumed by sending to it while it is open, and a closed one cannot be resumed yet",
                 agent.id
             )));
         }

@@ -264,6 +264,21 @@ pub fn pod_phase(pod: &Pod, container: &str) -> Phase {
     }
 }
 
+/// The exit code of a Pod's container `container`, once it has ended.
+fn exit_code(pod: &Pod, container: &str) -> Option<i32> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.exit_code)
+}
+
 /// A Job's outcome from its conditions, if it has ended.
 pub fn job_phase(job: &Job) -> Option<Phase> {
     let conditions = job.status.as_ref()?.conditions.as_ref()?;
@@ -652,22 +667,59 @@ impl KubeBackend {
         Ok(PortForward { addr, task })
     }
 
-    /// How a Pod's agent container ended: its exit code, or `None` when the Pod is gone.
-    pub async fn pod_exit(&self, name: &str, container: &str) -> Result<Option<i32>, KubeError> {
+    /// How a Pod's agent container ended, waiting up to `timeout` for it to end (a deleted
+    /// session's Pod stops its server and pushes the agent's branch first): its exit code, or
+    /// `None` when the Pod is gone without saying (or did not end in time). A Pod being
+    /// deleted is watched: the kubelet reports its containers' end, then removes it, and the
+    /// watch's last event carries that end.
+    pub async fn container_end(
+        &self,
+        name: &str,
+        container: &str,
+        timeout: Duration,
+    ) -> Result<Option<i32>, KubeError> {
+        let object = format!("Pod {name}");
         let api: Api<Pod> = self.api();
-        match api.get(name).await {
-            Ok(p) => Ok(p
-                .status
-                .and_then(|s| s.container_statuses)
-                .and_then(|cs| cs.into_iter().find(|c| c.name == container))
-                .and_then(|c| c.state)
-                .and_then(|s| s.terminated)
-                .map(|t| t.exit_code)),
+        let pod = match api.get(name).await {
+            Ok(p) => p,
             Err(e) => {
-                let e = KubeError::from_kube(e, "read", &format!("Pod {name}"));
-                if e.is_not_found() { Ok(None) } else { Err(e) }
+                let e = KubeError::from_kube(e, "read", &object);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        if let Some(code) = exit_code(&pod, container) {
+            return Ok(Some(code));
+        }
+        let version = pod.metadata.resource_version.unwrap_or_else(|| "0".into());
+        let wp = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
+        let stream = api
+            .watch(&wp, &version)
+            .await
+            .map_err(|e| KubeError::from_kube(e, "watch", &object))?;
+        let mut stream = std::pin::pin!(stream);
+        let until = tokio::time::Instant::now() + timeout;
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, stream.next()).await {
+            match ev.map_err(|e| KubeError::from_kube(e, "watch", &object))? {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    if let Some(code) = exit_code(&p, container) {
+                        return Ok(Some(code));
+                    }
+                }
+                WatchEvent::Deleted(p) => return Ok(exit_code(&p, container)),
+                WatchEvent::Bookmark(_) => {}
+                WatchEvent::Error(e) => {
+                    return Err(KubeError::Api {
+                        code: e.code,
+                        action: "watch",
+                        object,
+                        message: e.message,
+                    });
+                }
             }
         }
+        Ok(None)
     }
 
     /// The agent container's log, line by line, from the start, following until it ends.

@@ -922,3 +922,71 @@ async fn the_claim_outlives_clean_up_and_is_deleted_by_delete_claim() {
     kube.delete_claim(ID).await.unwrap();
     assert_eq!(calls.await.unwrap().len(), 2);
 }
+
+/// A deleted session Pod's end: read at once when the container has already ended; else
+/// watched from the Pod's version until the kubelet reports it — here only in the Pod's last
+/// state, on its deletion; a Pod already gone says nothing.
+#[tokio::test]
+async fn a_deleted_session_pods_exit_is_read_or_watched_until_it_is_reported() {
+    let pod_uri = format!("/api/v1/namespaces/agents/pods/{NAME}");
+    let running = pod(
+        "Running",
+        json!({"running": {"startedAt": "2026-11-30T00:00:00Z"}}),
+    );
+    let pushed_not = pod(
+        "Failed",
+        json!({"terminated": {"exitCode": 1, "reason": "Error"}}),
+    );
+    let (kube, calls) = mocked(vec![
+        expect("GET", &pod_uri, 200, Some(running.clone())),
+        Expect {
+            method: "GET",
+            uri: format!(
+                "/api/v1/namespaces/agents/pods?&watch=true&timeoutSeconds=60&fieldSelector=metadata.name%3D{NAME}&allowWatchBookmarks=true&resourceVersion=7"
+            ),
+            status: 200,
+            body: Some(watch_body(&[
+                ("MODIFIED", running),
+                ("DELETED", pushed_not),
+            ])),
+            hold: false,
+        },
+    ]);
+    let end = kube
+        .container_end(NAME, "codex", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(end, Some(1));
+    calls.await.unwrap();
+
+    let done = pod(
+        "Succeeded",
+        json!({"terminated": {"exitCode": 0, "reason": "Completed"}}),
+    );
+    let (kube, calls) = mocked(vec![expect("GET", &pod_uri, 200, Some(done))]);
+    assert_eq!(
+        kube.container_end(NAME, "codex", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        calls.await.unwrap().len(),
+        1,
+        "no watch for an ended container"
+    );
+
+    let (kube, calls) = mocked(vec![expect(
+        "GET",
+        &pod_uri,
+        404,
+        Some(status(404, "NotFound", "pods not found")),
+    )]);
+    assert_eq!(
+        kube.container_end(NAME, "codex", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        None
+    );
+    calls.await.unwrap();
+}

@@ -120,7 +120,30 @@ struct LocalPod {
     port: u16,
     /// The readiness probe's exec command, if it has one, as it would run in the container.
     probe: Option<Vec<String>>,
-    _root: tempfile::TempDir,
+    /// Its log (stdout and stderr), as the API server serves it.
+    log: PathBuf,
+    _root: Option<tempfile::TempDir>,
+}
+
+impl LocalPod {
+    /// What the kubelet does to a deleted Pod: `SIGTERM` to the container's first process,
+    /// then (past its grace period) `SIGKILL`. Its exit code, if it exited by itself.
+    async fn delete(&mut self) -> Option<i32> {
+        let pid = self.child.id()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let grace = Duration::from_secs(crate::render::SESSION_GRACE_SECS as u64);
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for LocalPod {
@@ -145,6 +168,19 @@ fn run_locally(
     secret_values: &BTreeMap<String, String>,
     cluster_secrets: &BTreeMap<(&str, &str), &str>,
 ) -> LocalPod {
+    let root = tempfile::tempdir().unwrap();
+    let mut pod = run_locally_on(r, secret_values, cluster_secrets, root.path());
+    pod._root = Some(root);
+    pod
+}
+
+/// `run_locally`, with the agent's claim (its `/workspace`, `/fracta` and `/data`) at `root`.
+fn run_locally_on(
+    r: &Rendered,
+    secret_values: &BTreeMap<String, String>,
+    cluster_secrets: &BTreeMap<(&str, &str), &str>,
+    root: &Path,
+) -> LocalPod {
     let Workload::Pod(pod) = &r.workload else {
         panic!("a stream agent is a Pod")
     };
@@ -152,7 +188,6 @@ fn run_locally(
     let spec = pod.spec.as_ref().unwrap();
     let container: &Container = &spec.containers[0];
     let pod_port = container.ports.as_ref().unwrap()[0].container_port;
-    let root = tempfile::tempdir().unwrap();
     let port = free_port();
     let moved = |s: &str| -> String {
         // One pass: placeholders first, so a moved path is not moved again.
@@ -162,18 +197,18 @@ fn run_locally(
             s = s.replace(dir, &format!("\u{0}{i}\u{0}"));
         }
         for (i, dir) in DIRS.iter().enumerate() {
-            let local = root.path().join(dir.trim_start_matches('/'));
+            let local = root.join(dir.trim_start_matches('/'));
             s = s.replace(&format!("\u{0}{i}\u{0}"), &local.display().to_string());
         }
         s.replace(&format!("0.0.0.0:{pod_port}"), &format!("127.0.0.1:{port}"))
     };
     for dir in ["workspace", "fracta", "data", "etc/fracta/files", "home"] {
-        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        std::fs::create_dir_all(root.join(dir)).unwrap();
     }
     // The ConfigMap volume, then the init container's own script.
     let data = r.config_map.data.clone().unwrap_or_default();
     for (k, v) in &data {
-        std::fs::write(root.path().join("etc/fracta/files").join(k), v).unwrap();
+        std::fs::write(root.join("etc/fracta/files").join(k), v).unwrap();
     }
     // The container's env, resolved as the kubelet does.
     let resolve = |c: &Container| -> BTreeMap<String, String> {
@@ -219,7 +254,7 @@ fn run_locally(
         );
     }
     // The clone: the remote's files, on the agent's branch.
-    let ws = root.path().join("workspace");
+    let ws = root.join("workspace");
     assert_eq!(
         std::fs::read_to_string(ws.join("README.md")).unwrap(),
         "# app\n"
@@ -238,15 +273,20 @@ fn run_locally(
             std::env::var("PATH").unwrap_or_default()
         ),
     );
-    image_env.insert(
-        "HOME".into(),
-        root.path().join("home").display().to_string(),
-    );
-    let args: Vec<String> = container
-        .args
+    image_env.insert("HOME".into(), root.join("home").display().to_string());
+    // The container's command (Fracta's wrapper around the server), then its args.
+    let command = container.command.as_ref().unwrap();
+    assert_eq!(command[..2], ["sh".to_string(), "-c".to_string()]);
+    let args: Vec<String> = command[1..]
         .iter()
-        .flatten()
-        .map(|a| moved(&fracta_core::launch::expand_env_refs(a, &env)))
+        .map(|a| moved(a))
+        .chain(
+            container
+                .args
+                .iter()
+                .flatten()
+                .map(|a| moved(&fracta_core::launch::expand_env_refs(a, &env))),
+        )
         .map(|a| {
             if a == pod_port.to_string() {
                 port.to_string()
@@ -262,21 +302,18 @@ fn run_locally(
             }
         })
         .collect();
-    let program = bin.join(&container.command.as_ref().unwrap()[0]);
     let workdir = moved(container.working_dir.as_deref().unwrap());
-    let child = tokio::process::Command::new(program)
+    let log = root.join(format!("container-{port}.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let child = tokio::process::Command::new("sh")
         .args(&args)
         .current_dir(&workdir)
         .env_clear()
         .envs(&image_env)
         .env("PWD", &workdir)
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(
-            std::fs::File::create(std::env::temp_dir().join(format!("fracta-pod-{port}.log")))
-                .map(std::process::Stdio::from)
-                .unwrap_or_else(|_| std::process::Stdio::null()),
-        )
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         // Its own group, so the whole container goes at the end (the npm wrapper and the
         // native binary it starts), as it would with its Pod.
         .process_group(0)
@@ -298,7 +335,8 @@ fn run_locally(
         env: image_env,
         port,
         probe,
-        _root: root,
+        log,
+        _root: None,
     }
 }
 
@@ -525,44 +563,94 @@ async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_p
 
 /// A Codex stream agent under the control plane on Kubernetes, end to end without a cluster:
 /// the API (mocked) takes its Pod, Secret and ConfigMap; the Pod runs on this machine as a
-/// kubelet would run it (from exactly what was applied); the watch reports it ready; the
-/// runner's own session loop drives it over WebSocket for two turns; closing the session
-/// deletes the Pod, and the agent ends `succeeded`, resumable, its objects cleaned up.
+/// kubelet would run it (from exactly what was applied, on a folder that stands for its
+/// claim); the watch reports it ready; the runner's own session loop drives it over WebSocket
+/// for two turns, the first writing a file; closing the session deletes the Pod, whose
+/// container (`SIGTERM`, as the kubelet sends) stops the server, commits the file and pushes
+/// the agent's branch; the agent ends `succeeded`, its objects cleaned up, and the laptop's
+/// repository gets the branch. Then `fracta resume` of the closed session runs a new turn on
+/// the same claim that carries the first and reads the file the session wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_codex_stream_agent_runs_as_a_pod_the_control_plane_reaches_over_the_network() {
-    stream_agent_as_a_pod("codex").await;
+async fn a_codex_stream_session_pushes_its_branch_when_closed_and_resumes_on_its_claim() {
+    stream_agent_as_a_pod("codex", false).await;
 }
 
-/// The same for OpenCode (HTTP + SSE with the session's password).
+/// The same for OpenCode (HTTP + SSE with the session's password; its database on the claim).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_opencode_stream_agent_runs_as_a_pod_the_control_plane_reaches_over_the_network() {
-    stream_agent_as_a_pod("opencode").await;
+async fn an_opencode_stream_session_pushes_its_branch_when_closed_and_resumes_on_its_claim() {
+    stream_agent_as_a_pod("opencode", false).await;
 }
 
-async fn stream_agent_as_a_pod(runtime: &str) {
+/// A closed session whose branch the remote refuses (another commit is there already): the
+/// agent fails, and its error says which branch could not be pushed where, with git's reason
+/// and the key to check; the work stays on the claim, and no secret is in the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_session_whose_push_is_refused_fails_with_the_reason() {
+    stream_agent_as_a_pod("codex", true).await;
+}
+
+/// A tool call that runs `command` in the agent's workspace, for `runtime`.
+fn shell_call(runtime: &str, command: &str) -> String {
+    match runtime {
+        "codex" => format!("{{ name: exec_command, input: {{ cmd: {command:?} }} }}"),
+        _ => format!("{{ name: bash, input: {{ command: {command:?}, description: \"run\" }} }}"),
+    }
+}
+
+async fn stream_agent_as_a_pod(runtime: &str, push_refused: bool) {
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::{Value, json};
+    use std::sync::{Arc, Mutex};
     use tower_test::mock;
 
     require_clis();
-    let server = model_server().await;
+    // The first turn writes a file (its content is not in the command that writes it); the
+    // resumed turn reads it back.
+    let script = Script::parse(
+        &format!(
+            "rules:\n  - when: {{ contains: \"first turn\", has_tools: true }}\n    reply:\n      tool_calls: [{}]\n  - when: {{ contains: \"second turn\", has_tools: true }}\n    reply: \"ANSWER-TWO\"\n  - when: {{ contains: \"third turn\", has_tools: true }}\n    reply:\n      tool_calls: [{}]\n  - when: {{ contains: \"third turn\", anywhere: true, has_tools: true }}\n    reply: \"ANSWER-THREE\"\n  - when: {{ contains: \"first turn\", anywhere: true, has_tools: true }}\n    reply: \"ANSWER-ONE\"\nfallback: \"A title\"\n",
+            shell_call(runtime, "printf 'FROM-THE-%s' SESSION > hello.txt"),
+            shell_call(runtime, "cat hello.txt"),
+        ),
+        "session",
+    )
+    .unwrap();
+    let server = ModelServer::start(script, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let remote = remote();
+    // The laptop: the project's repository, with its own credentials for the remote.
     let dir = tempfile::tempdir().unwrap();
-    let cfg_text = config(&server.url(), &remote);
+    let git = crate::git_remote::git;
+    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
+    git(
+        dir.path(),
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
+    // OpenCode runs a shell command only if the project allows it.
+    let cfg_text = config(&server.url(), &remote).replace(
+        "project:\n",
+        "project:\n  allowed_tools: [Bash, Read, Write, Edit]\n",
+    );
     let cfg = fracta_config::parse(&cfg_text, &dir.path().join("fracta.yaml")).unwrap();
     let store = fracta_state::open_store(&fracta_state::StateConfig::sqlite(
-        dir.path().join("state.db"),
+        dir.path().join(".fracta-state.db"),
     ))
     .unwrap();
-    let runner = std::sync::Arc::new(fracta_core::runner::Runner::new(
-        std::sync::Arc::new(cfg.clone()),
+    let runner = Arc::new(fracta_core::runner::Runner::new(
+        Arc::new(cfg.clone()),
         store,
     ));
     let prepared = runner
         .prepare(&fracta_core::resolve::SpawnRequest {
             task: "chat".into(),
-            prompt: Some("first turn".into()),
+            prompt: Some("first turn: write the file".into()),
             runtime: Some(runtime.into()),
             mode: Some(fracta_config::Mode::Stream),
             ..Default::default()
@@ -594,36 +682,52 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             ))
             .unwrap()
     };
-    let cluster = BTreeMap::from([
-        (("fake-openai", "api-key"), "sk-openai-test"),
-        (("git", "token"), GIT_TOKEN),
-    ]);
-    let api = tokio::spawn({
+    // The agent's claim, the same for its session's Pod and its resumed turn's Job.
+    let claim = tempfile::tempdir().unwrap();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    tokio::spawn({
         let name = name.clone();
         let container = runtime.to_string();
+        let claim = claim.path().to_path_buf();
+        let calls = Arc::clone(&calls);
+        let logs = Arc::clone(&logs);
         async move {
-            let mut calls: Vec<String> = Vec::new();
+            let cluster = BTreeMap::from([
+                (("fake-openai", "api-key"), "sk-openai-test"),
+                (("git", "token"), GIT_TOKEN),
+            ]);
             let mut secret_values = BTreeMap::new();
-            let mut pod = None;
+            let mut pod: Option<LocalPod> = None;
+            // How the deleted Pod's container ended.
+            let mut pod_exit: Option<i32> = None;
             let mut held_log = None;
-            loop {
-                let Ok(Some((req, send))) =
-                    tokio::time::timeout(Duration::from_secs(120), handle.next_request()).await
-                else {
-                    break;
-                };
-                let line = format!("{} {}", req.method(), req.uri().path());
+            let mut job = Value::Null;
+            let mut job_rendered: Option<Rendered> = None;
+            let mut job_run: Option<std::process::Output> = None;
+            while let Some((req, send)) = handle.next_request().await {
                 let method = req.method().clone();
                 let path = req.uri().path().to_string();
                 let body =
                     String::from_utf8(req.into_body().collect_bytes().await.unwrap().to_vec())
                         .unwrap();
-                calls.push(line);
+                calls.lock().unwrap().push(format!("{method} {path}"));
                 match (method.as_str(), path.as_str()) {
                     ("PATCH", p) if p.ends_with(&format!("/pods/{name}")) => {
                         let mut v: Value = serde_json::from_str(&body).unwrap();
                         v["metadata"]["uid"] = json!("uid-pod-1");
                         send.send_response(ok(v.to_string()));
+                    }
+                    ("PATCH", p) if p.ends_with(&format!("/jobs/{name}")) => {
+                        job = serde_json::from_str(&body).unwrap();
+                        job["metadata"]["uid"] = json!("uid-job-1");
+                        let j: k8s_openapi::api::batch::v1::Job =
+                            serde_json::from_value(job.clone()).unwrap();
+                        job_rendered = Some(Rendered {
+                            workload: Workload::Job(Box::new(j)),
+                            ..render_stub(&name)
+                        });
+                        send.send_response(ok(job.to_string()));
                     }
                     ("PATCH", p) if p.contains("/secrets/") => {
                         let v: Value = serde_json::from_str(&body).unwrap();
@@ -632,16 +736,41 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                         }
                         send.send_response(ok(body));
                     }
-                    ("PATCH", p) if p.contains("/networkpolicies/") => {
-                        send.send_response(ok(body));
-                    }
-                    ("PATCH", p) if p.contains("/persistentvolumeclaims/") => {
-                        send.send_response(ok(body));
-                    }
                     ("PATCH", p) if p.contains("/configmaps/") => {
-                        // Everything is applied: the kubelet starts the Pod.
-                        pod = Some(run_locally(&rendered, &secret_values, &cluster));
+                        // Everything is applied: the kubelet starts the Pod, or runs the
+                        // Job's Pod to its end, on the agent's claim.
+                        if let Some(mut r) = job_rendered.take() {
+                            r.config_map = serde_json::from_str(&body).unwrap();
+                            let root = claim.clone();
+                            let cluster: BTreeMap<(&str, &str), &str> = cluster.clone();
+                            let out = tokio::task::spawn_blocking(move || {
+                                run_job_locally_with(&r, "unused", &cluster, &root)
+                            })
+                            .await
+                            .unwrap();
+                            logs.lock().unwrap().push(format!(
+                                "{}{}",
+                                String::from_utf8_lossy(&out.stdout),
+                                String::from_utf8_lossy(&out.stderr)
+                            ));
+                            job_run = Some(out);
+                        } else {
+                            pod = Some(run_locally_on(&rendered, &secret_values, &cluster, &claim));
+                        }
                         send.send_response(ok(body));
+                    }
+                    ("PATCH", _) => send.send_response(ok(body)),
+                    ("GET", p) if p.ends_with("/pods") && job_run.is_some() => {
+                        let code = job_run.as_ref().unwrap().status.code().unwrap_or(1);
+                        let done = json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": name, "namespace": "agents", "resourceVersion": "9"},
+                            "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                "containerStatuses": [{"name": container, "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": code}}}]}});
+                        send.send_response(ok(
+                            json!({"type": "ADDED", "object": done}).to_string() + "\n"
+                        ));
                     }
                     ("GET", p) if p.ends_with("/pods") => {
                         let port = pod.as_ref().unwrap().port;
@@ -653,7 +782,8 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                         {
                             assert!(
                                 tokio::time::Instant::now() < until,
-                                "the session's server never listened"
+                                "the session's server never listened: {}",
+                                pod.as_ref().unwrap().log()
                             );
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
@@ -666,28 +796,47 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                             .to_string()
                             + "\n"));
                     }
-                    ("GET", p) if p.ends_with("/log") => held_log = Some(send),
+                    ("GET", p) if p.ends_with("/log") => match &job_run {
+                        Some(out) => send.send_response(ok(String::from_utf8_lossy(&out.stdout)
+                            .to_string())),
+                        None => held_log = Some(send),
+                    },
                     ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) && pod.is_some() => {
-                        // The Pod goes: its container and its log end.
-                        drop(pod.take());
+                        // The kubelet stops the container, which has the grace period to end.
+                        let mut p = pod.take().unwrap();
+                        pod_exit = p.delete().await;
+                        let log = p.log();
+                        logs.lock().unwrap().push(log.clone());
+                        drop(p);
                         send.send_response(ok(
                             json!({"kind": "Status", "status": "Success"}).to_string()
                         ));
                         if let Some(l) = held_log.take() {
-                            l.send_response(ok(String::new()));
+                            l.send_response(ok(log));
                         }
                     }
-                    ("GET", p) if p.ends_with(&format!("/pods/{name}")) => {
-                        send.send_response(gone())
+                    ("GET", p) if p.ends_with(&format!("/pods/{name}")) => match pod_exit.take() {
+                        // Its end, as the kubelet reports it before the Pod is removed.
+                        Some(code) => send.send_response(ok(json!({"apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": name, "namespace": "agents", "resourceVersion": "8"},
+                            "status": {"phase": if code == 0 { "Succeeded" } else { "Failed" },
+                                "containerStatuses": [{"name": container, "image": "i", "imageID": "",
+                                    "ready": false, "restartCount": 0,
+                                    "state": {"terminated": {"exitCode": code}}}]}})
+                        .to_string())),
+                        None => send.send_response(gone()),
+                    },
+                    ("GET", p) if p.ends_with(&format!("/jobs/{name}")) => {
+                        let ok_run = job_run.as_ref().unwrap().status.success();
+                        let mut done = job.clone();
+                        done["status"] = json!({"conditions": [{"type": if ok_run { "Complete" } else { "Failed" }, "status": "True"}]});
+                        send.send_response(ok(done.to_string()));
                     }
-                    ("DELETE", p) if p.ends_with(&format!("/pods/{name}")) => {
+                    ("DELETE", p)
+                        if p.ends_with(&format!("/pods/{name}"))
+                            || (p.ends_with(&format!("/jobs/{name}")) && job_run.is_none()) =>
+                    {
                         send.send_response(gone())
-                    }
-                    ("DELETE", p) if p.ends_with(&format!("/networkpolicies/{name}")) => {
-                        send.send_response(ok(
-                            json!({"kind": "Status", "status": "Success"}).to_string()
-                        ));
-                        break;
                     }
                     ("DELETE", _) => send.send_response(ok(
                         json!({"kind": "Status", "status": "Success"}).to_string(),
@@ -695,26 +844,75 @@ async fn stream_agent_as_a_pod(runtime: &str) {
                     other => panic!("unexpected call {other:?}"),
                 }
             }
-            calls
         }
     });
 
+    let bare = remote.bare("app");
+    let branch = fracta_core::workspace::branch_name(&id, "chat");
+    if push_refused {
+        // Someone else's commit on the agent's branch: the session's push is not a
+        // fast-forward.
+        let other = git(
+            &bare,
+            &["commit-tree", "main^{tree}", "-p", "main", "-m", "other"],
+        );
+        git(
+            &bare,
+            &["update-ref", &format!("refs/heads/{branch}"), &other],
+        );
+    }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let opts = fracta_core::session::RunOptions {
-        inbox: Some(std::sync::Arc::new(tokio::sync::Mutex::new(rx))),
+        inbox: Some(Arc::new(tokio::sync::Mutex::new(rx))),
         ..Default::default()
     };
-    runner.set_remote(std::sync::Arc::new(crate::run::KubeRemote::with_backend(
-        kube, None,
-    )));
+    runner.set_remote(Arc::new(crate::run::KubeRemote::with_backend(kube, None)));
     let run = {
-        let runner = std::sync::Arc::clone(&runner);
+        let runner = Arc::clone(&runner);
         tokio::spawn(async move {
             runner
                 .run_recorded(agent, &opts, &mut fracta_core::record::Quiet)
                 .await
         })
     };
+    if push_refused {
+        // No more turns: the session closes after its first.
+        drop(tx);
+        let rec = tokio::time::timeout(Duration::from_secs(180), run)
+            .await
+            .expect("the session never ended")
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.status, fracta_state::AgentStatus::Failed, "{rec:#?}");
+        let err = rec.error.clone().unwrap();
+        assert!(
+            err.contains(&format!(
+                "cannot push branch {branch} to {} (project.repository_credential)",
+                remote.url("app")
+            )),
+            "{err}"
+        );
+        assert!(err.contains("rejected"), "{err}");
+        assert_eq!(err.matches("cannot push branch").count(), 1, "{err}");
+        // The record keeps the wrapper's word in its stderr tail too.
+        assert!(
+            rec.meta
+                .stderr_tail
+                .as_deref()
+                .is_some_and(|t| t.contains("cannot push branch")),
+            "{rec:#?}"
+        );
+        assert!(!err.contains(GIT_TOKEN), "{err}");
+        // The work is kept on the claim, committed; the remote keeps the other commit.
+        let ws = claim.path().join("workspace");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("hello.txt")).unwrap(),
+            "FROM-THE-SESSION"
+        );
+        assert_eq!(git(&ws, &["show", "HEAD:hello.txt"]), "FROM-THE-SESSION");
+        assert_eq!(git(&bare, &["log", "-1", "--format=%s", &branch]), "other");
+        return;
+    }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tx.send(fracta_core::session::StreamTurn {
         prompt: "second turn".into(),
@@ -731,49 +929,133 @@ async fn stream_agent_as_a_pod(runtime: &str) {
             let r = run.await;
             let ev = runner.store.events(&id, 0, None).unwrap();
             panic!(
-                "the session ended early: {:?}\n{:#?}",
+                "the session ended early: {:?}\n{:#?}\n{:?}",
                 r.map(|r| r.map(|a| a.error)),
                 ev.iter()
                     .map(|e| (e.kind.clone(), e.payload.to_string()))
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>(),
+                logs.lock().unwrap()
             )
         }
     };
     assert_eq!(two.result.as_deref(), Some("ANSWER-TWO"), "{two:#?}");
     assert_eq!(two.status, fracta_state::AgentStatus::Running);
     drop(tx); // no more turns: the session closes
-    let rec = tokio::time::timeout(Duration::from_secs(60), run)
+    let rec = tokio::time::timeout(Duration::from_secs(180), run)
         .await
         .expect("the session never ended")
         .unwrap()
         .unwrap();
-    let calls = api.await.unwrap();
-    assert_eq!(rec.status, fracta_state::AgentStatus::Succeeded, "{rec:#?}");
+    assert_eq!(
+        rec.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{rec:#?}\n{:?}",
+        logs.lock().unwrap()
+    );
     assert!(rec.resume_token.is_some(), "{rec:#?}");
     assert_second_turn_carries_the_first(&server);
-    let kinds: Vec<&str> = calls.iter().map(String::as_str).collect();
+    let kinds: Vec<String> = calls.lock().unwrap().clone();
     assert_eq!(
         kinds,
         [
-            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
-                .as_str(),
-            format!("PATCH /api/v1/namespaces/agents/persistentvolumeclaims/{name}").as_str(),
-            format!("PATCH /api/v1/namespaces/agents/pods/{name}").as_str(),
-            format!("PATCH /api/v1/namespaces/agents/secrets/{name}").as_str(),
-            format!("PATCH /api/v1/namespaces/agents/configmaps/{name}").as_str(),
-            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
-                .as_str(),
-            "GET /api/v1/namespaces/agents/pods",
-            format!("GET /api/v1/namespaces/agents/pods/{name}/log").as_str(),
-            format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
-            format!("GET /api/v1/namespaces/agents/pods/{name}").as_str(),
-            format!("DELETE /api/v1/namespaces/agents/pods/{name}").as_str(),
-            format!("DELETE /api/v1/namespaces/agents/secrets/{name}").as_str(),
-            format!("DELETE /api/v1/namespaces/agents/configmaps/{name}").as_str(),
-            format!("DELETE /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}")
-                .as_str(),
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}"),
+            format!("PATCH /api/v1/namespaces/agents/persistentvolumeclaims/{name}"),
+            format!("PATCH /api/v1/namespaces/agents/pods/{name}"),
+            format!("PATCH /api/v1/namespaces/agents/secrets/{name}"),
+            format!("PATCH /api/v1/namespaces/agents/configmaps/{name}"),
+            format!("PATCH /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}"),
+            "GET /api/v1/namespaces/agents/pods".to_string(),
+            format!("GET /api/v1/namespaces/agents/pods/{name}/log"),
+            format!("DELETE /api/v1/namespaces/agents/pods/{name}"),
+            format!("GET /api/v1/namespaces/agents/pods/{name}"),
+            format!("DELETE /api/v1/namespaces/agents/pods/{name}"),
+            format!("DELETE /api/v1/namespaces/agents/secrets/{name}"),
+            format!("DELETE /api/v1/namespaces/agents/configmaps/{name}"),
+            format!("DELETE /apis/networking.k8s.io/v1/namespaces/agents/networkpolicies/{name}"),
         ]
     );
+    // On the remote: the agent's branch, one commit past main, by fracta, with the file and
+    // without the runtime's config Fracta wrote.
+    assert_eq!(rec.branch.as_deref(), Some(branch.as_str()));
+    assert_eq!(
+        git(&bare, &["show", &format!("{branch}:hello.txt")]),
+        "FROM-THE-SESSION"
+    );
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
+    assert_eq!(
+        git(&bare, &["log", "-1", "--format=%an <%ae> %s", &branch]),
+        format!("fracta <fracta@localhost> fracta: chat ({id})")
+    );
+    assert_eq!(
+        git(&bare, &["show", "--name-only", "--format=", &branch]),
+        "hello.txt"
+    );
+    // The laptop has the branch: `fracta diff` sees the session's work.
+    let stat = fracta_core::workspace::diff_stat(dir.path(), "main", &branch).unwrap();
+    assert_eq!(stat.files, 1, "{stat:?}");
+
+    // The closed session resumed: one turn, as a Job on the same claim, that continues the
+    // conversation and finds the file the session wrote.
+    let again = tokio::time::timeout(
+        Duration::from_secs(180),
+        runner.resume(
+            &id,
+            "third turn: what is in hello.txt?",
+            &mut fracta_core::record::Quiet,
+        ),
+    )
+    .await
+    .expect("the resumed turn never ended")
+    .unwrap();
+    assert_eq!(
+        again.status,
+        fracta_state::AgentStatus::Succeeded,
+        "{again:#?}\n{:?}",
+        logs.lock().unwrap()
+    );
+    assert_eq!(again.result.as_deref(), Some("ANSWER-THREE"), "{again:#?}");
+    assert!(again.meta.turns > rec.meta.turns, "{again:#?}");
+    let third: Vec<String> = server
+        .model_requests()
+        .into_iter()
+        .map(|r| r.body.to_string())
+        .filter(|b| b.contains("third turn"))
+        .collect();
+    assert!(
+        third
+            .iter()
+            .any(|b| b.contains("first turn") && b.contains("ANSWER-TWO")),
+        "the resumed turn does not carry the session's turns: {third:#?}"
+    );
+    assert!(
+        third.iter().any(|b| b.contains("FROM-THE-SESSION")),
+        "the resumed turn did not read the session's file: {third:#?}"
+    );
+    let applied = calls.lock().unwrap().clone();
+    assert!(
+        applied.contains(&format!(
+            "PATCH /apis/batch/v1/namespaces/agents/jobs/{name}"
+        )),
+        "{applied:#?}"
+    );
+    // Nothing new to commit: the branch keeps its one commit.
+    assert_eq!(
+        git(&bare, &["rev-list", "--count", &format!("main..{branch}")]),
+        "1"
+    );
+    // No secret in the containers' logs or the agent's events.
+    let events = runner.store.events(&id, 0, None).unwrap();
+    let events =
+        serde_json::to_string(&events.iter().map(|e| &e.payload).collect::<Vec<_>>()).unwrap();
+    for s in [GIT_TOKEN, "sk-openai-test"] {
+        assert!(!events.contains(s), "an event holds a secret");
+        for l in logs.lock().unwrap().iter() {
+            assert!(!l.contains(s), "a log holds a secret: {l}");
+        }
+    }
 }
 
 /// A stand-in for the API server's `pods/{name}/portforward` subresource: the WebSocket
@@ -1031,6 +1313,21 @@ fn run_job_locally(
     git_token: &str,
     root: &Path,
 ) -> std::process::Output {
+    run_job_locally_with(
+        r,
+        secret,
+        &BTreeMap::from([(("git", "token"), git_token)]),
+        root,
+    )
+}
+
+/// `run_job_locally`, with the cluster's Secrets the Job references.
+fn run_job_locally_with(
+    r: &Rendered,
+    secret: &str,
+    cluster: &BTreeMap<(&str, &str), &str>,
+    root: &Path,
+) -> std::process::Output {
     let Workload::Job(job) = &r.workload else {
         panic!("a batch agent is a Job")
     };
@@ -1064,8 +1361,7 @@ fn run_job_locally(
                         if s.name == r.name {
                             secret.to_string()
                         } else {
-                            assert_eq!((s.name.as_str(), s.key.as_str()), ("git", "token"));
-                            git_token.to_string()
+                            cluster[&(s.name.as_str(), s.key.as_str())].to_string()
                         }
                     } else if let Some(c) = &from.config_map_key_ref {
                         data[&c.key].clone()

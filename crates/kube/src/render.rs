@@ -11,11 +11,11 @@ use indexmap::IndexMap;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, LocalObjectReference,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
-    TCPSocketAction, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    EnvVar, EnvVarSource, ExecAction, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecurityContext, TCPSocketAction, Toleration, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -34,7 +34,8 @@ pub const WORKSPACE: &str = "/workspace";
 pub const FRACTA_DIR: &str = "/fracta";
 /// Where the init container finds the files the adapter writes (the agent's ConfigMap).
 pub const FILES_DIR: &str = "/etc/fracta/files";
-/// OpenCode's database folder in a stream Pod (an `emptyDir`, as the seed shows).
+/// OpenCode's database folder in a Pod: the claim's `data` sub-folder (the seed shows an
+/// `emptyDir`; on the claim, a resumed agent's conversation is still there).
 pub const DATA_DIR: &str = "/data";
 /// The agent image built from `deployment/docker/agent.Dockerfile` (all three CLIs).
 pub const DEFAULT_IMAGE: &str = concat!("fracta/agent:", env!("CARGO_PKG_VERSION"));
@@ -482,12 +483,15 @@ echo "fracta: cloned $FRACTA_GIT_REPOSITORY at $FRACTA_GIT_BASE into {WORKSPACE}
     )
 }
 
-/// The batch container's command around the agent's: run it (without the git token in its
-/// env), and when it succeeds commit what it left (as locally: Fracta's own files left out,
-/// nothing that holds a secret the container was given, `fracta` as the author) and push
-/// its branch to the remote. Quiet when it works, since the log is the agent's output; a
-/// failure says why on stderr and fails the run.
-fn branch_out_script(exclude: &[String], secret_names: &[String]) -> String {
+/// How long a session's Pod has, once it is deleted, to stop its server, commit what the
+/// agent left and push its branch (its `terminationGracePeriodSeconds`).
+pub const SESSION_GRACE_SECS: i64 = 120;
+
+/// The end of every agent container's command: commit what the agent left in `/workspace`
+/// (as locally: Fracta's own files left out, nothing that holds a secret the container was
+/// given, `fracta` as the author) and push its branch to the remote. Quiet when it works; a
+/// failure says why on stderr (a line starting `fracta: `) and exits 1.
+fn commit_and_push(exclude: &[String], secret_names: &[String]) -> String {
     let restore: String = exclude
         .iter()
         .map(|p| {
@@ -499,10 +503,7 @@ fn branch_out_script(exclude: &[String], secret_names: &[String]) -> String {
         .collect();
     let names = secret_names.join(" ");
     format!(
-        r#"env -u {GIT_TOKEN_ENV} "$@"
-rc=$?
-[ "$rc" -eq 0 ] || exit "$rc"
-cd {WORKSPACE}
+        r#"cd {WORKSPACE}
 if [ -n "$(git status --porcelain)" ]; then
   git add -A -- .
 {restore}  if ! git diff --cached --quiet; then
@@ -522,10 +523,46 @@ if [ -n "$(git status --porcelain)" ]; then
   fi
 fi
 if ! err=$(git push --quiet origin "HEAD:refs/heads/$FRACTA_GIT_BRANCH" 2>&1); then
-  echo "fracta: cannot push branch $FRACTA_GIT_BRANCH to $FRACTA_GIT_REPOSITORY (project.repository_credential): $err" >&2
+  echo "fracta: cannot push branch $FRACTA_GIT_BRANCH to $FRACTA_GIT_REPOSITORY (project.repository_credential): $(printf '%s' "$err" | tr '\n' ' ')" >&2
   exit 1
 fi
 "#
+    )
+}
+
+/// The batch container's command around the agent's: run it (without the git token in its
+/// env), and when it succeeds commit what it left and push its branch (`commit_and_push`).
+fn branch_out_script(exclude: &[String], secret_names: &[String]) -> String {
+    format!(
+        r#"env -u {GIT_TOKEN_ENV} "$@"
+rc=$?
+[ "$rc" -eq 0 ] || exit "$rc"
+{}"#,
+        commit_and_push(exclude, secret_names)
+    )
+}
+
+/// A session container's command around the agent's server: serve (without the git token in
+/// its env) until the server ends or the Pod is deleted (`SIGTERM`, which stops the server),
+/// then commit what the agent left and push its branch (`commit_and_push`), as a batch agent
+/// does at its end. It ends 0 when the branch went out and the server ended as asked (or on
+/// its own with 0); else with the server's code, or 1 with why on stderr.
+fn session_script(exclude: &[String], secret_names: &[String]) -> String {
+    format!(
+        r#"env -u {GIT_TOKEN_ENV} "$@" &
+pid=$!
+asked=0
+trap 'asked=1; kill -TERM "$pid" 2>/dev/null || true' TERM INT HUP
+while :; do
+  wait "$pid"
+  rc=$?
+  kill -0 "$pid" 2>/dev/null || break
+done
+trap '' TERM INT HUP
+[ "$asked" -eq 0 ] || rc=0
+{}exit "$rc"
+"#,
+        commit_and_push(exclude, secret_names)
     )
 }
 
@@ -623,13 +660,26 @@ pub fn render_with(
     namespace: &str,
     gateway: Option<&fracta_core::launch::Gateway>,
 ) -> Result<Rendered, RenderError> {
+    render_turn(cfg, agent, namespace, gateway, agent.mode == Mode::Stream)
+}
+
+/// `render_with`, as a session's Pod (`session`) or as a Job running one turn. A stream
+/// agent's resumed turn is a Job, as locally a resumed session runs one turn of the batch CLI
+/// (with the runtime's resume token, on the same claim).
+pub fn render_turn(
+    cfg: &LoadedConfig,
+    agent: &AgentRecord,
+    namespace: &str,
+    gateway: Option<&fracta_core::launch::Gateway>,
+    session: bool,
+) -> Result<Rendered, RenderError> {
     let rt = cfg
         .config
         .agents
         .agent_runtimes
         .get(&agent.runtime)
         .ok_or_else(|| RenderError::Refused(format!("unknown runtime `{}`", agent.runtime)))?;
-    let stream = agent.mode == Mode::Stream;
+    let stream = session;
     let adapter = fracta_core::adapter::adapter_for(rt.adapter);
     if adapter.capabilities().stdio_session {
         return Err(RenderError::Refused(format!(
@@ -776,6 +826,13 @@ pub fn render_with(
         };
         env.insert(k.clone(), value);
     }
+    // The runtime's state files live on the claim's `/data` in every workload, also where the
+    // adapter names none for this launch (OpenCode's batch run names its database only to
+    // resume a local session's): a resumed turn finds the conversation there.
+    for st in &spec.state_env {
+        env.entry(st.name.clone())
+            .or_insert_with(|| EnvValue::Value(format!("{DATA_DIR}/{}", st.file)));
+    }
     let (binding, profile_env): (Vec<_>, Vec<_>) = auth.env.iter().cloned().partition(|(k, _)| {
         matches!(
             rt.auth_binding.as_ref().or_else(|| rt
@@ -870,28 +927,22 @@ pub fn render_with(
         .into_iter()
         .map(|(k, v)| env_var(&name, k, v))
         .collect();
-    // A batch agent's branch goes out at its end: its container has what git needs to push.
-    if !stream {
-        env.extend(clone_env.iter().cloned());
-        env.push(EnvVar {
-            name: "FRACTA_COMMIT_MESSAGE".into(),
-            value: Some(format!("fracta: {} ({})", agent.task, agent.id)),
-            value_from: None,
-        });
-        secret_names.push(GIT_TOKEN_ENV.to_string());
-    }
+    // An agent's branch goes out at its end (a Job's) or its session's: its container has
+    // what git needs to push (the agent's own process runs without the token).
+    env.extend(clone_env.iter().cloned());
+    env.push(EnvVar {
+        name: "FRACTA_COMMIT_MESSAGE".into(),
+        value: Some(format!("fracta: {} ({})", agent.task, agent.id)),
+        value_from: None,
+    });
+    secret_names.push(GIT_TOKEN_ENV.to_string());
 
     let mount = |name: &str, path: &str| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
         ..VolumeMount::default()
     };
-    let empty = |name: &str| Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    };
-    // One claim holds both: `/workspace` and `/fracta` are its two sub-folders.
+    // One claim holds them all: `/workspace`, `/fracta` (and `/data`) are its sub-folders.
     let on_claim = |sub: &str, path: &str| VolumeMount {
         name: "agent".into(),
         mount_path: path.into(),
@@ -920,31 +971,35 @@ pub fn render_with(
         on_claim("workspace", WORKSPACE),
         on_claim("fracta", FRACTA_DIR),
     ];
+    let exclude: Vec<String> = spec
+        .files
+        .iter()
+        .filter(|f| f.in_workspace)
+        .filter_map(|f| {
+            f.path
+                .strip_prefix(WORKSPACE)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .collect();
     let mut container = Container {
         name: adapter.binary().into(),
         image: Some(image.clone()),
-        command: Some(if stream {
-            vec![spec.program.clone()]
-        } else {
-            let exclude: Vec<String> = spec
-                .files
-                .iter()
-                .filter(|f| f.in_workspace)
-                .filter_map(|f| {
-                    f.path
-                        .strip_prefix(WORKSPACE)
-                        .ok()
-                        .map(|p| p.display().to_string())
-                })
-                .collect();
-            vec![
-                "sh".into(),
-                "-c".into(),
-                branch_out_script(&exclude, &secret_names),
-                "fracta-agent".into(),
-                spec.program.clone(),
-            ]
-        }),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            if stream {
+                session_script(&exclude, &secret_names)
+            } else {
+                branch_out_script(&exclude, &secret_names)
+            },
+            if stream {
+                "fracta-session".into()
+            } else {
+                "fracta-agent".into()
+            },
+            spec.program.clone(),
+        ]),
         args: Some(spec.args.clone()),
         working_dir: Some(WORKSPACE.into()),
         ..Container::default()
@@ -959,7 +1014,9 @@ pub fn render_with(
         container.liveness_probe = served.liveness.as_ref().map(probe);
     }
     // A `kubernetes.env` value that points into `/data` (the seed's `OPENCODE_DB=/data/...`)
-    // gets the volume in every workload, a batch Job's as a session's Pod.
+    // gets the folder in every workload, a batch Job's as a session's Pod. It is on the claim
+    // (the seed shows an `emptyDir`), so that OpenCode's database, and with it the agent's
+    // conversation, is still there when the agent is resumed.
     let env_uses_data = rt.kubernetes.as_ref().is_some_and(|k| {
         k.env.to_list().iter().any(|v| {
             v.value
@@ -968,8 +1025,7 @@ pub fn render_with(
         })
     });
     if !spec.state_env.is_empty() || env_uses_data {
-        volumes.push(empty("data"));
-        mounts.push(mount("data", DATA_DIR));
+        mounts.push(on_claim("data", DATA_DIR));
     }
     container.env = Some(env);
     container.volume_mounts = Some(mounts.clone());
@@ -1039,6 +1095,8 @@ pub fn render_with(
         // deletes the Pod) after its idle timeout; the wall-clock budget is each turn's, kept
         // by the session loop. A Job's one turn is bounded here too.
         active_deadline_seconds: None,
+        // A session's Pod, deleted, stops its server and pushes the agent's branch first.
+        termination_grace_period_seconds: stream.then_some(SESSION_GRACE_SECS),
         node_selector: settings
             .node_selector
             .as_ref()

@@ -19,7 +19,7 @@ use fracta_state::{AgentPatch, AgentRecord, KubernetesRef, Mode};
 use futures::StreamExt;
 
 use crate::client::{KubeBackend, Phase};
-use crate::render::{Rendered, SecretSource, Workload, render_with};
+use crate::render::{Rendered, SecretSource, Workload, render_turn};
 
 /// What a Kubernetes run records through and reads its config from (never the runner).
 #[derive(Clone, Copy)]
@@ -129,6 +129,7 @@ pub async fn materialize_secrets(
 /// Place a recorded batch agent as a Kubernetes Job and wait until its container runs (or has
 /// already ended: its log is still read). With `gateway`, the agent can spawn children through
 /// Fracta's MCP gateway at that (in-cluster) URL. The runner drives the returned workload.
+/// A stream agent's resumed turn runs this way too (one turn, as locally), on its claim.
 pub async fn start_batch(
     ctx: Ctx<'_>,
     kube: &KubeBackend,
@@ -137,16 +138,16 @@ pub async fn start_batch(
     gateway: Option<&Gateway>,
     observer: &mut dyn Observer,
 ) -> Result<Started, RunError> {
-    if agent.mode != Mode::Batch {
+    if agent.mode == Mode::Stream && agent.resume_token.is_none() {
         return Err(RunError::Usage(
-            "a stream agent on Kubernetes runs as a session (start_stream), not as a Job".into(),
+            "a stream agent on Kubernetes runs as a session (start_stream); only its resumed turns run as a Job".into(),
         ));
     }
     let Placed {
         agent,
         rendered,
         rt,
-    } = match place(ctx, kube, agent, request, gateway, "", observer).await? {
+    } = match place(ctx, kube, agent, request, gateway, None, observer).await? {
         Ok(p) => p,
         Err(failed) => return Ok(Started::Failed(failed)),
     };
@@ -380,19 +381,25 @@ struct Placed {
     rt: fracta_config::RuntimeEntry,
 }
 
-/// Render an agent's objects, materialize its Secret's values (`session_secret` for a
-/// session's password or token digest), record where it runs and apply them. `Err` is the
-/// agent recorded as failed, with why.
+/// Render an agent's objects — a session's Pod with `session_secret` (its password or token
+/// digest), else a Job — materialize its Secret's values, record where it runs and apply
+/// them. `Err` is the agent recorded as failed, with why.
 async fn place(
     ctx: Ctx<'_>,
     kube: &KubeBackend,
     agent: AgentRecord,
     request: &RequestContext,
     gateway: Option<&Gateway>,
-    session_secret: &str,
+    session_secret: Option<&str>,
     observer: &mut dyn Observer,
 ) -> Result<Result<Placed, AgentRecord>, RunError> {
-    let rendered = match render_with(ctx.cfg, &agent, kube.namespace(), gateway) {
+    let rendered = match render_turn(
+        ctx.cfg,
+        &agent,
+        kube.namespace(),
+        gateway,
+        session_secret.is_some(),
+    ) {
         Ok(r) => r,
         Err(e) => {
             return ctx
@@ -419,7 +426,7 @@ async fn place(
         &rendered,
         request,
         gateway,
-        session_secret,
+        session_secret.unwrap_or_default(),
     )
     .await
     {
@@ -565,7 +572,9 @@ impl RemoteBackend for KubeRemote {
                         .map(Started::Failed);
                 }
             };
-            if agent.mode == Mode::Stream {
+            // A live session is a Pod serving it; a batch agent's run, or a stream agent's
+            // resumed turn (it has no inbox then, as locally), is a Job.
+            if agent.mode == Mode::Stream && opts.inbox.is_some() {
                 start_stream(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
             } else {
                 start_batch(ctx, kube, agent, &opts.request, gateway.as_ref(), observer).await
@@ -585,8 +594,9 @@ impl RemoteBackend for KubeRemote {
 }
 
 /// A stream agent's Pod, as the session loop drives it: its log is its output (the session
-/// itself is spoken over the network), deleting it ends it; its objects are removed once it
-/// has ended.
+/// itself is spoken over the network), deleting it ends it: its container then stops the
+/// server, commits what the agent left and pushes its branch, which is then fetched as a batch
+/// agent's is. Its objects are removed once it has ended.
 pub struct PodWorkload {
     kube: KubeBackend,
     rendered: Rendered,
@@ -594,14 +604,31 @@ pub struct PodWorkload {
     container: String,
     log: Log,
     deleted: bool,
+    /// Where the agent's pushed branch is fetched to (see `JobWorkload::fetch`).
+    fetch: Option<(std::path::PathBuf, String, String)>,
+    /// What the container's own wrapper said (its lines start `fracta: `): why the agent's
+    /// work did not go out.
+    said: std::collections::VecDeque<String>,
     /// The port-forward the session goes through, while it lasts.
     _forward: Option<crate::client::PortForward>,
 }
 
+/// How long, past its grace period, a deleted session's Pod may take to report its end.
+pub const SESSION_END_MARGIN: Duration = Duration::from_secs(30);
+
 impl fracta_core::backend::Workload for PodWorkload {
     fn next_line(&mut self) -> futures::future::BoxFuture<'_, Option<String>> {
         // The log ends when the container does.
-        Box::pin(self.log.next())
+        Box::pin(async move {
+            let line = self.log.next().await?;
+            if line.starts_with("fracta: ") {
+                self.said.push_back(line.clone());
+                if self.said.len() > 10 {
+                    self.said.pop_front();
+                }
+            }
+            Some(line)
+        })
     }
 
     fn terminate(&mut self) {
@@ -617,19 +644,52 @@ impl fracta_core::backend::Workload for PodWorkload {
 
     fn wait(self: Box<Self>) -> futures::future::BoxFuture<'static, ExitInfo> {
         Box::pin(async move {
-            let code = self.kube.pod_exit(&self.pod, &self.container).await;
-            if let Err(e) = self.kube.clean_up(&self.rendered).await {
+            let PodWorkload {
+                kube,
+                rendered,
+                pod,
+                container,
+                deleted,
+                fetch,
+                said,
+                ..
+            } = *self;
+            let grace = u64::try_from(crate::render::SESSION_GRACE_SECS).unwrap_or(0);
+            let end = kube
+                .container_end(
+                    &pod,
+                    &container,
+                    Duration::from_secs(grace) + SESSION_END_MARGIN,
+                )
+                .await;
+            if let Err(e) = kube.clean_up(&rendered).await {
                 tracing::warn!("could not clean up the session's objects: {e}");
             }
+            let code = end.as_ref().ok().copied().flatten();
+            if code == Some(0)
+                && let Some((dir, repository, branch)) = fetch
+                && let Err(e) = fetch_branch(&dir, &repository, &branch).await
+            {
+                tracing::warn!("the agent's branch is on the remote, but {e}");
+            }
+            let said: Vec<String> = said.into_iter().collect();
+            // Its wrapper's last word on why it failed (the branch did not go out). It stays
+            // in the stderr tail too: an agent already stopped keeps only that.
+            let why = match (code, said.last()) {
+                (Some(c), Some(why)) if c != 0 => Some(format!(
+                    "on Kubernetes: the session's container exited {c}: {why}"
+                )),
+                _ => None,
+            };
             ExitInfo {
-                code: code.as_ref().ok().copied().flatten(),
+                code,
                 // A Pod Fracta deleted ended as a process it signalled would.
-                signal: (self.deleted && !matches!(code, Ok(Some(_)))).then_some(15),
-                stderr_tail: match code {
+                signal: (deleted && code.is_none()).then_some(15),
+                stderr_tail: match &end {
                     Err(e) => e.to_string(),
-                    Ok(_) => String::new(),
+                    Ok(_) => said.join("\n"),
                 },
-                reason: None,
+                reason: why,
             }
         })
     }
@@ -706,12 +766,13 @@ pub async fn start_stream(
         agent,
         rendered,
         rt,
-    } = match place(ctx, kube, agent, request, gateway, &secret, observer).await? {
+    } = match place(ctx, kube, agent, request, gateway, Some(&secret), observer).await? {
         Ok(p) => p,
         Err(failed) => return Ok(Started::Failed(failed)),
     };
     let adapter = adapter_for(rt.adapter);
     let container = adapter.binary();
+    let fetch = fetch_target(ctx.cfg, &agent);
     let ready = match kube.wait_ready(&agent.id, container, READY_TIMEOUT).await {
         Ok(r) => r,
         Err(e) => return abandon(ctx, kube, &rendered, &agent, &e, observer).await,
@@ -754,6 +815,8 @@ pub async fn start_stream(
             pod: ready.name,
             container: container.to_string(),
             deleted: false,
+            fetch,
+            said: std::collections::VecDeque::new(),
             _forward: forward,
         }),
         connect: Some((endpoint, secret)),

@@ -206,16 +206,17 @@ fn an_opencode_job_mounts_the_volume_its_database_env_points_into() {
             .any(|e| e["name"] == "OPENCODE_DB" && e["value"] == "/data/opencode.db"),
         "{env:#?}"
     );
+    // On the claim (its `data` sub-folder), so that a resume finds the conversation.
     let mounts = container["volumeMounts"].as_array().unwrap();
     assert!(
-        mounts.iter().any(|m| m["mountPath"] == "/data"),
+        mounts
+            .iter()
+            .any(|m| m["mountPath"] == "/data" && m["name"] == "agent" && m["subPath"] == "data"),
         "{mounts:#?}"
     );
     let volumes = pod["volumes"].as_array().unwrap();
     assert!(
-        volumes
-            .iter()
-            .any(|v| v["name"] == "data" && v.get("emptyDir").is_some()),
+        volumes.iter().all(|v| v.get("emptyDir").is_none()),
         "{volumes:#?}"
     );
 }
@@ -908,4 +909,93 @@ fn the_workspace_and_home_are_on_a_claim_of_the_configured_class_and_size() {
     }
     // The first object is the claim.
     assert_eq!(r.objects().unwrap()[0]["kind"], "PersistentVolumeClaim");
+}
+
+/// A session's Pod runs its server inside Fracta's wrapper: without the git token in the
+/// server's env, with what git needs to push (the token from its Secret), and the grace period
+/// the wrapper has, once the Pod is deleted, to commit and push the agent's branch.
+#[test]
+fn a_session_pod_runs_its_server_in_the_wrapper_that_pushes_its_branch() {
+    let r = render(
+        &cfg(),
+        &agent("codex", "codex", Mode::Stream, None),
+        "agents",
+    )
+    .unwrap();
+    let crate::render::Workload::Pod(pod) = &r.workload else {
+        panic!("a stream agent is a Pod")
+    };
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.termination_grace_period_seconds,
+        Some(crate::render::SESSION_GRACE_SECS)
+    );
+    let c = &spec.containers[0];
+    let cmd = c.command.as_ref().unwrap();
+    assert_eq!(cmd[..2], ["sh".to_string(), "-c".to_string()]);
+    assert_eq!(
+        cmd[3..],
+        ["fracta-session".to_string(), "codex".to_string()]
+    );
+    let script = &cmd[2];
+    assert!(
+        script.starts_with("env -u FRACTA_GIT_TOKEN \"$@\" &\n"),
+        "{script}"
+    );
+    assert!(script.contains("trap "), "{script}");
+    assert!(
+        script.contains("git push --quiet origin \"HEAD:refs/heads/$FRACTA_GIT_BRANCH\""),
+        "{script}"
+    );
+    // Fracta's own files stay out of the commit.
+    assert!(
+        script.contains("git restore --staged --quiet -- '.codex/config.toml'"),
+        "{script}"
+    );
+    // The server's args are the adapter's, untouched.
+    assert_eq!(c.args.as_ref().unwrap()[0], "app-server");
+    let env: std::collections::BTreeMap<_, _> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    for k in [
+        "FRACTA_GIT_REPOSITORY",
+        "FRACTA_GIT_BRANCH",
+        "GIT_ASKPASS",
+        "FRACTA_COMMIT_MESSAGE",
+    ] {
+        assert!(env[k].value.is_some(), "{k}");
+    }
+    let token = env["FRACTA_GIT_TOKEN"].value_from.as_ref().unwrap();
+    assert_eq!(
+        token.secret_key_ref.as_ref().map(|s| s.name.as_str()),
+        Some("git")
+    );
+    assert!(env["FRACTA_GIT_TOKEN"].value.is_none());
+}
+
+/// A closed stream session's resumed turn is one turn, as locally: a Job on the agent's claim
+/// (the same one its session's Pod had) running the batch CLI with the runtime's resume token.
+#[test]
+fn a_stream_agents_resumed_turn_renders_as_a_job_on_its_claim() {
+    let mut a = agent("codex", "codex", Mode::Stream, None);
+    a.resume_token = Some("0199-thread".into());
+    let session = render(&cfg(), &a, "agents").unwrap();
+    let turn = crate::render::render_turn(&cfg(), &a, "agents", None, false).unwrap();
+    let crate::render::Workload::Job(job) = &turn.workload else {
+        panic!("a resumed turn is a Job")
+    };
+    assert_eq!(turn.claim.metadata.name, session.claim.metadata.name);
+    let spec = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let args = spec.containers[0].args.clone().unwrap();
+    assert_eq!(args[..2], ["exec".to_string(), "resume".to_string()]);
+    assert!(args.contains(&"0199-thread".to_string()), "{args:?}");
+    // It serves nothing: no port, so its NetworkPolicy lets nothing in.
+    assert!(spec.containers[0].ports.is_none());
+    assert_eq!(
+        turn.network_policy.spec.as_ref().unwrap().ingress,
+        Some(vec![])
+    );
 }
