@@ -532,8 +532,24 @@ struct Row {
 fn bench_runtime(rt: &str, runs: usize, url: &str, mcp_url: &str) -> Row {
     let p = Project::new(url, false);
     let leaf = Project::new(url, true);
-    // Warm-up of Fracta; its workspace and files are what the direct runs reuse.
+    // Warm-up of Fracta; its workspace and files are what the direct runs reuse. An agent
+    // that changes nothing leaves no worktree, so for this one spawn a setup command leaves
+    // a file there (committed as the agent's work); the measured spawns have no setup.
+    let cfg_path = p.path().join("fracta.yaml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let keep = cfg.replacen(
+        "project:\n",
+        "project:\n  setup: [\"echo kept > .bench-keep\"]\n",
+        1,
+    );
+    assert_ne!(keep, cfg, "the bench config has a project section");
+    std::fs::write(&cfg_path, keep).unwrap();
     let (_, shown, _) = run_fracta(&p, rt);
+    std::fs::write(&cfg_path, cfg).unwrap();
+    assert!(
+        shown["workspace"].is_string(),
+        "the warm-up spawn kept its worktree: {shown:#}"
+    );
     run_fracta(&leaf, rt);
     let m = direct_mcp_for(rt, &p, &shown, url, mcp_url);
     let d = direct_for(rt, &p, &shown, url);
