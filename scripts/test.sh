@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it (.ci/run calls this):
-# formatting, clippy with warnings denied, every crate's tests and the doc tests, the OpenAPI
-# document's validation and the book's build.
+# formatting, clippy with warnings denied, every crate's tests and the doc tests, a smoke run
+# of the overhead bench, the OpenAPI document's validation and the book's build.
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -25,6 +25,13 @@ else
   section "cargo test --workspace (cargo-nextest is not installed)"
   cargo test --workspace --locked --no-fail-fast
 fi
+
+# Not a measurement: one Codex run and one instant-CLI run in a debug build, so that a change
+# that breaks the bench (as an agent that changes nothing leaving no worktree once did) fails
+# here rather than when someone next measures.
+section "the overhead bench still runs (a smoke run, debug build)"
+FRACTA_BENCH_RUNS=1 FRACTA_BENCH_RUNTIMES=codex FRACTA_BENCH_OWN_RUNS=1 \
+  cargo bench -p fracta --bench overhead --profile dev --locked
 
 section "docs/openapi.json is a valid OpenAPI 3.1 document"
 if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
