@@ -28,10 +28,11 @@ fi
 
 # Not a measurement: one Codex run and one instant-CLI run in a debug build, so that a change
 # that breaks the bench (as an agent that changes nothing leaving no worktree once did) fails
-# here rather than when someone next measures.
+# here rather than when someone next measures. `--workspace --profile test` resolves features
+# as the test build above did, so it reuses that build (`-p fracta` rebuilt ~2 min of crates).
 section "the overhead bench still runs (a smoke run, debug build)"
 FRACTA_BENCH_RUNS=1 FRACTA_BENCH_RUNTIMES=codex FRACTA_BENCH_OWN_RUNS=1 \
-  cargo bench -p fracta --bench overhead --profile dev --locked
+  cargo bench --workspace --bench overhead --profile test --locked
 
 section "docs/openapi.json is a valid OpenAPI 3.1 document"
 if python3 -c 'import openapi_spec_validator' 2>/dev/null; then
