@@ -265,6 +265,22 @@ pub fn pod_phase(pod: &Pod, container: &str) -> Phase {
 }
 
 /// The exit code of a Pod's container `container`, once it has ended.
+/// Watch parameters whose watch the API server ends within `timeout` (at most 290 s, below
+/// the client's read timeout).
+fn watch_params(timeout: Duration) -> WatchParams {
+    WatchParams::default().timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290))
+}
+
+/// An error event in a watch of `object`.
+fn watch_error(e: kube::core::Status, object: String) -> KubeError {
+    KubeError::Api {
+        code: e.code,
+        action: "watch",
+        object,
+        message: e.message,
+    }
+}
+
 fn exit_code(pod: &Pod, container: &str) -> Option<i32> {
     pod.status
         .as_ref()?
@@ -496,11 +512,19 @@ impl KubeBackend {
         timeout: Duration,
         object: &str,
     ) -> Result<impl Stream<Item = kube::Result<WatchEvent<Pod>>> + use<>, KubeError> {
+        let wp = watch_params(timeout).labels(&format!("{LABEL_AGENT}={agent_id}"));
+        self.watch_pods(&wp, "0", object).await
+    }
+
+    /// A watch of the Pods `wp` selects, from resource version `version`.
+    async fn watch_pods(
+        &self,
+        wp: &WatchParams,
+        version: &str,
+        object: &str,
+    ) -> Result<impl Stream<Item = kube::Result<WatchEvent<Pod>>> + use<>, KubeError> {
         let api: Api<Pod> = self.api();
-        let wp = WatchParams::default()
-            .labels(&format!("{LABEL_AGENT}={agent_id}"))
-            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
-        api.watch(&wp, "0")
+        api.watch(wp, version)
             .await
             .map_err(|e| KubeError::from_kube(e, "watch", object))
     }
@@ -538,14 +562,7 @@ impl KubeBackend {
                     ));
                 }
                 WatchEvent::Bookmark(_) => {}
-                WatchEvent::Error(e) => {
-                    return Err(KubeError::Api {
-                        code: e.code,
-                        action: "watch",
-                        object,
-                        message: e.message,
-                    });
-                }
+                WatchEvent::Error(e) => return Err(watch_error(*e, object)),
             }
         }
         Ok((last, pod))
@@ -691,13 +708,8 @@ impl KubeBackend {
             return Ok(Some(code));
         }
         let version = pod.metadata.resource_version.unwrap_or_else(|| "0".into());
-        let wp = WatchParams::default()
-            .fields(&format!("metadata.name={name}"))
-            .timeout(u32::try_from(timeout.as_secs()).unwrap_or(290).min(290));
-        let stream = api
-            .watch(&wp, &version)
-            .await
-            .map_err(|e| KubeError::from_kube(e, "watch", &object))?;
+        let wp = watch_params(timeout).fields(&format!("metadata.name={name}"));
+        let stream = self.watch_pods(&wp, &version, &object).await?;
         let mut stream = std::pin::pin!(stream);
         let until = tokio::time::Instant::now() + timeout;
         while let Ok(Some(ev)) = tokio::time::timeout_at(until, stream.next()).await {
@@ -709,14 +721,7 @@ impl KubeBackend {
                 }
                 WatchEvent::Deleted(p) => return Ok(exit_code(&p, container)),
                 WatchEvent::Bookmark(_) => {}
-                WatchEvent::Error(e) => {
-                    return Err(KubeError::Api {
-                        code: e.code,
-                        action: "watch",
-                        object,
-                        message: e.message,
-                    });
-                }
+                WatchEvent::Error(e) => return Err(watch_error(*e, object)),
             }
         }
         Ok(None)
