@@ -81,6 +81,12 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, WorkspaceError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// An I/O error on `p`.
+fn io(p: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError {
+    let path = p.to_path_buf();
+    move |source| WorkspaceError::Io { path, source }
+}
+
 fn lib(op: &'static str, dir: &Path) -> impl FnOnce(git2::Error) -> WorkspaceError {
     let dir = dir.to_path_buf();
     move |e| WorkspaceError::Lib {
@@ -211,22 +217,18 @@ pub fn remove_if_unchanged(
     // The worktree's admin folder (`.git/worktrees/<name>`) is what it names as its git dir.
     let common: PathBuf = wt.commondir().components().collect();
     let admin: PathBuf = wt.path().components().collect();
-    let io = |p: &Path| {
-        let path = p.to_path_buf();
-        move |source| WorkspaceError::Io { path, source }
-    };
     std::fs::remove_dir_all(worktree).map_err(io(worktree))?;
     if admin.starts_with(&common) && admin != common {
         std::fs::remove_dir_all(&admin).map_err(io(&admin))?;
     }
     remove_shared_parent(worktree);
-    // The branch as `git branch -D` deletes it: the ref, its reflog and its config section.
+    // The branch as `git branch -D` deletes it: the ref (libgit2 drops its reflog with it)
+    // and its config section.
     // Not through libgit2's branch delete, whose check that no worktree has it checked out
     // opens every worktree of the repository (one per agent not yet removed).
     wt.find_reference(&reference)
         .and_then(|mut r| r.delete())
         .map_err(err("deleting the branch"))?;
-    let _ = wt.reflog_delete(&reference);
     if let Ok(mut config) = wt.config() {
         let section = format!("branch.{branch}.");
         let names: Vec<String> = config
@@ -656,10 +658,6 @@ fn add_worktree(
     path: &Path,
     head_ref: &str,
 ) -> Result<(), WorkspaceError> {
-    let io = |p: &Path| {
-        let path = p.to_path_buf();
-        move |source| WorkspaceError::Io { path, source }
-    };
     let admin_root = repo.commondir().join("worktrees");
     std::fs::create_dir_all(&admin_root).map_err(io(&admin_root))?;
     let admin = admin_root.join(name);
