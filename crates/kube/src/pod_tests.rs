@@ -154,6 +154,28 @@ impl Drop for LocalPod {
     }
 }
 
+/// The laptop: the project's repository, pulled from the remote with its own credentials.
+fn laptop(remote: &GitRemote) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let git = crate::git_remote::git;
+    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
+    give_credentials(dir.path());
+    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
+    dir
+}
+
+/// Git in `repo` answers the remote's Basic auth with the test token.
+fn give_credentials(repo: &Path) {
+    crate::git_remote::git(
+        repo,
+        &[
+            "config",
+            "credential.helper",
+            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
+        ],
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -620,19 +642,8 @@ async fn stream_agent_as_a_pod(runtime: &str, push_refused: bool) {
         .await
         .unwrap();
     let remote = remote();
-    // The laptop: the project's repository, with its own credentials for the remote.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = laptop(&remote);
     let git = crate::git_remote::git;
-    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
-    git(
-        dir.path(),
-        &[
-            "config",
-            "credential.helper",
-            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
-        ],
-    );
-    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
     // OpenCode runs a shell command only if the project allows it.
     let cfg_text = config(&server.url(), &remote).replace(
         "project:\n",
@@ -1514,14 +1525,7 @@ async fn a_batch_job_clones_the_remote_and_pushes_its_branch_with_the_agents_com
         .unwrap_err();
     assert!(no_credentials.contains(&branch), "{no_credentials}");
     assert!(!no_credentials.contains(GIT_TOKEN), "{no_credentials}");
-    git(
-        laptop.path(),
-        &[
-            "config",
-            "credential.helper",
-            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
-        ],
-    );
+    give_credentials(laptop.path());
     git(
         laptop.path(),
         &["pull", "--quiet", &remote.url("app"), "main"],
@@ -1602,19 +1606,8 @@ async fn the_whole_path_spawn_push_fetch_and_resume_on_the_mocked_cluster() {
         .await
         .unwrap();
     let remote = remote();
-    // The laptop: the project's repository, with its own credentials for the remote.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = laptop(&remote);
     let git = crate::git_remote::git;
-    git(dir.path(), &["init", "--quiet", "--initial-branch", "main"]);
-    git(
-        dir.path(),
-        &[
-            "config",
-            "credential.helper",
-            &format!("!f() {{ echo username=fracta-bot; echo password={GIT_TOKEN}; }}; f"),
-        ],
-    );
-    git(dir.path(), &["pull", "--quiet", &remote.url("app"), "main"]);
     let cfg = fracta_config::parse(
         &claude_job_config(&server.url(), &remote),
         &dir.path().join("fracta.yaml"),
