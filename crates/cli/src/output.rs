@@ -45,10 +45,13 @@ pub fn diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-/// Pretty JSON on stdout.
+/// Pretty JSON on stdout, in one write (stdout is line-buffered: written straight to it, each
+/// line of the document would be a system call of its own).
 pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    out.write_all(&text)?;
+    out.flush()?;
     Ok(())
 }
