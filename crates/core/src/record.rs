@@ -307,7 +307,14 @@ impl Recorder {
     /// Remove the worktree and branch of an agent with no commit beyond its base and nothing
     /// uncommitted; the branch it had, if they were removed. An agent with children keeps
     /// them (theirs grew from its branch).
-    pub fn remove_if_unchanged(&self, agent: &AgentRecord, clean: bool) -> Option<String> {
+    ///
+    /// `opened`: its worktree's repository, if open already ([`workspace::open_worktree`]).
+    pub fn remove_if_unchanged(
+        &self,
+        agent: &AgentRecord,
+        clean: bool,
+        opened: Option<git2::Repository>,
+    ) -> Option<String> {
         let (Some(branch), Some(ws), Some(base)) = (
             agent.branch.as_deref(),
             agent.workspace.as_deref(),
@@ -325,7 +332,7 @@ impl Recorder {
         if has_children {
             return None;
         }
-        match workspace::remove_if_unchanged(Path::new(ws), branch, base, clean) {
+        match workspace::remove_if_unchanged(Path::new(ws), opened, branch, base, clean) {
             Ok(true) => {
                 tracing::info!(agent = %agent.id, %branch, "the agent changed nothing: its worktree and branch are removed");
                 Some(branch.to_string())
@@ -381,10 +388,13 @@ impl Recorder {
         let mut commit = None;
         // Whether the worktree was just found to hold nothing to commit.
         let mut clean = false;
+        // Opened once for both checks (what is left to commit, whether anything changed).
+        let mut opened = None;
         if succeeded
             && agent.branch.is_some()
             && let Some(ws) = agent.workspace.as_deref()
         {
+            opened = workspace::open_worktree(Path::new(ws));
             let exclude: Vec<PathBuf> = files
                 .iter()
                 .filter(|f| f.in_workspace)
@@ -393,6 +403,7 @@ impl Recorder {
             let holds_secret = |text: &str| self.redactor.contains_secret(text);
             match workspace::commit_leftovers(
                 Path::new(ws),
+                opened.as_ref(),
                 &format!("fracta: {} ({})", agent.task, agent.id),
                 &exclude,
                 &holds_secret,
@@ -413,7 +424,7 @@ impl Recorder {
         tracing::debug!(agent = %agent.id, commit = ?commit, "leftovers checked");
         // Before its end is recorded (a resume may follow at once): an agent that changed
         // nothing leaves no worktree or branch.
-        let unchanged_branch = self.remove_if_unchanged(&agent, clean);
+        let unchanged_branch = self.remove_if_unchanged(&agent, clean, opened);
         self.end_run(
             id,
             RunEnd {

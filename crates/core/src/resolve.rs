@@ -111,9 +111,12 @@ fn tier_model(
 }
 
 /// Resolve a request into a queued agent record (nothing runs yet).
+///
+/// `store` is where a child's parent is read; a root agent's request needs none (`fracta spawn`
+/// resolves it before the store is open).
 pub fn prepare(
     cfg: &LoadedConfig,
-    store: &dyn Store,
+    store: Option<&dyn Store>,
     req: &SpawnRequest,
 ) -> Result<Prepared, RunError> {
     let task = task::resolve(&cfg.tasks_dir(), &req.task, req.prompt.as_deref())?;
@@ -175,6 +178,11 @@ pub fn prepare(
         &task.instructions,
     );
     if let Some(pid) = &req.parent_id {
+        let Some(store) = store else {
+            return Err(RunError::Usage(format!(
+                "agent {pid}'s child is resolved without the state store that holds its parent"
+            )));
+        };
         let parent = store.get_agent(pid)?;
         agent = agent.with_parent(&parent);
     }
@@ -316,7 +324,7 @@ mod tests {
             tier: Some(Tier::Light),
             ..SpawnRequest::default()
         };
-        let Err(RunError::Usage(e)) = prepare(&cfg, &store, &req) else {
+        let Err(RunError::Usage(e)) = prepare(&cfg, Some(&store), &req) else {
             panic!("an unmapped tier was accepted");
         };
         assert!(
@@ -336,18 +344,30 @@ mod tests {
             ..SpawnRequest::default()
         };
         assert_eq!(
-            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            prepare(&cfg, Some(&store), &req)
+                .unwrap()
+                .agent
+                .model
+                .as_deref(),
             Some("H-MODEL")
         );
         req.tier = None;
         assert_eq!(
-            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            prepare(&cfg, Some(&store), &req)
+                .unwrap()
+                .agent
+                .model
+                .as_deref(),
             Some("TASK-MODEL")
         );
         req.model = Some("ASKED".into());
         req.tier = Some(Tier::Heavy);
         assert_eq!(
-            prepare(&cfg, &store, &req).unwrap().agent.model.as_deref(),
+            prepare(&cfg, Some(&store), &req)
+                .unwrap()
+                .agent
+                .model
+                .as_deref(),
             Some("ASKED")
         );
     }

@@ -39,6 +39,109 @@ pub struct Runner {
     pub recorder: Recorder,
     /// Where agents run when `runtime.backend` is not local (set by the binary).
     pub(crate) remote: std::sync::OnceLock<Arc<dyn RemoteBackend>>,
+    /// A workspace being made ahead of its agent's record (`fracta spawn`).
+    early: std::sync::Mutex<Option<EarlyWorkspace>>,
+}
+
+/// The workspace of a root agent, made on a thread of its own while the rest of `fracta spawn`
+/// starts (the state store opens, the gateway binds): its agent's id, task and base are known
+/// once the request is resolved, before either. The agent's run takes it instead of making
+/// one; one never taken (the spawn failed before its agent ran) is removed when dropped.
+pub struct EarlyWorkspace {
+    agent: String,
+    thread:
+        Option<std::thread::JoinHandle<Result<workspace::Workspace, workspace::WorkspaceError>>>,
+}
+
+impl EarlyWorkspace {
+    /// Start making the workspace of `agent` (a root agent on the local backend).
+    pub fn start(cfg: &LoadedConfig, agent: &AgentRecord) -> std::io::Result<EarlyWorkspace> {
+        let project_dir = cfg.project_dir();
+        let base = root_base(cfg, agent);
+        let worktrees_dir = worktrees_dir(cfg);
+        let (id, task) = (agent.id.clone(), agent.task.clone());
+        let thread = std::thread::Builder::new()
+            .name("workspace".into())
+            .spawn(move || {
+                let fracta_dir = project_dir.join(".fracta");
+                workspace::ensure_fracta_ignore(&fracta_dir);
+                let t0 = std::time::Instant::now();
+                let ws = workspace::create(
+                    &project_dir,
+                    &fracta_dir,
+                    worktrees_dir.as_deref(),
+                    &id,
+                    &task,
+                    &base,
+                );
+                tracing::debug!(agent = %id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
+                ws
+            })?;
+        Ok(EarlyWorkspace {
+            agent: agent.id.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    /// The workspace, once made (a thread that panicked is an error, not a lost agent).
+    fn finish(&mut self) -> Result<workspace::Workspace, workspace::WorkspaceError> {
+        let joined = self.thread.take().map(std::thread::JoinHandle::join);
+        match joined {
+            Some(Ok(made)) => made,
+            _ => Err(workspace::WorkspaceError::Io {
+                path: PathBuf::from(&self.agent),
+                source: std::io::Error::other("the thread making the workspace stopped"),
+            }),
+        }
+    }
+}
+
+impl Drop for EarlyWorkspace {
+    fn drop(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
+        // Never taken: its agent was never run, and nothing can have changed it.
+        if let Ok(ws) = self.finish() {
+            let removed = match &ws.branch {
+                Some(branch) => {
+                    workspace::remove_if_unchanged(&ws.path, None, branch, &ws.base, true)
+                        .map(|_| ())
+                }
+                None => std::fs::remove_dir_all(&ws.path).map_err(|source| {
+                    workspace::WorkspaceError::Io {
+                        path: ws.path.clone(),
+                        source,
+                    }
+                }),
+            };
+            if let Err(e) = removed {
+                tracing::warn!(agent = %self.agent, "could not remove the unused workspace {}: {e}", ws.path.display());
+            }
+        }
+    }
+}
+
+/// Where agent worktrees go: `project.worktrees_dir`, else the user's state folder.
+fn worktrees_dir(cfg: &LoadedConfig) -> Option<PathBuf> {
+    cfg.worktrees_dir()
+        .map(|d| std::path::absolute(&d).unwrap_or(d))
+}
+
+/// Where a root agent's worktree branches from: what it asked for (`--base`), else the branch
+/// the project has checked out, else `project.default_base_branch`, else `main`.
+fn root_base(cfg: &LoadedConfig, agent: &AgentRecord) -> workspace::Base {
+    match &agent.meta.base {
+        Some(b) => workspace::Base::Named(b.clone()),
+        None => workspace::Base::Current {
+            fallback: cfg
+                .config
+                .project
+                .default_base_branch
+                .clone()
+                .unwrap_or_else(|| "main".into()),
+        },
+    }
 }
 
 /// What a turn asks of its launch.
@@ -82,6 +185,29 @@ impl Runner {
             store,
             redactor,
             remote: std::sync::OnceLock::new(),
+            early: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Run the agent `early` was started for with it, rather than making its workspace then.
+    pub fn set_early_workspace(&self, early: EarlyWorkspace) {
+        let old = match self.early.lock() {
+            Ok(mut e) => e.replace(early),
+            Err(poisoned) => poisoned.into_inner().replace(early),
+        };
+        drop(old);
+    }
+
+    /// The early workspace of `agent`, if one was started for it.
+    fn take_early(&self, agent: &str) -> Option<EarlyWorkspace> {
+        let mut slot = match self.early.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if slot.as_ref().is_some_and(|e| e.agent == agent) {
+            slot.take()
+        } else {
+            None
         }
     }
 
@@ -125,7 +251,7 @@ impl Runner {
     /// stream agent of a runtime that cannot serve its session in a Pod is refused here.
     pub fn prepare(&self, req: &SpawnRequest) -> Result<Prepared, RunError> {
         let cfg = self.cfg();
-        let p = resolve::prepare(&cfg, self.store.as_ref(), req)?;
+        let p = resolve::prepare(&cfg, Some(self.store.as_ref()), req)?;
         if self.on_kubernetes()
             && let Ok(rt) = resolve::runtime(&cfg, &p.runtime_name)
             && adapter_for(rt.adapter).capabilities().stdio_session
@@ -177,7 +303,7 @@ impl Runner {
             runtime_name,
             task,
         } = prepared;
-        self.store.upsert_task(&fracta_state::TaskRecord {
+        let task = fracta_state::TaskRecord {
             name: task.name.clone(),
             description: task.defaults.description.clone(),
             source: task
@@ -188,10 +314,10 @@ impl Runner {
             defaults: serde_json::to_value(&task.defaults).unwrap_or_default(),
             instructions: task.instructions.clone(),
             updated_at: jiff::Timestamp::now(),
-        })?;
+        };
         // A queued agent has a supervisor too: reconcile must not take it for a ghost.
         agent.meta.supervisor = Some(supervisor_meta());
-        let agent = self.store.insert_agent(&agent)?;
+        let agent = self.store.insert_agent_of_task(&task, &agent)?;
         tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, parent = ?agent.parent_id, "agent recorded");
         Ok(agent)
     }
@@ -208,24 +334,30 @@ impl Runner {
             return self.run_remote(agent, opts, observer).await;
         }
         let project_dir = self.cfg().project_dir();
-        let base = self.base_of(&agent, &project_dir)?;
         let fracta_dir = project_dir.join(".fracta");
-        workspace::ensure_fracta_ignore(&fracta_dir);
-        let t0 = std::time::Instant::now();
-        let worktrees_dir = self.worktrees_dir();
-        match workspace::create(
-            &project_dir,
-            &fracta_dir,
-            worktrees_dir.as_deref(),
-            &agent.id,
-            &agent.task,
-            &base,
-        ) {
-            Ok(ws) => {
+        let made = match self.take_early(&agent.id) {
+            Some(mut early) => early.finish(),
+            None => {
+                let base = self.base_of(&agent)?;
+                workspace::ensure_fracta_ignore(&fracta_dir);
+                let t0 = std::time::Instant::now();
+                let made = workspace::create(
+                    &project_dir,
+                    &fracta_dir,
+                    self.worktrees_dir().as_deref(),
+                    &agent.id,
+                    &agent.task,
+                    &base,
+                );
                 tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
+                made
+            }
+        };
+        match made {
+            Ok(ws) => {
                 let home = fracta_dir.join("agents").join(&agent.id);
                 let mut meta = agent.meta.clone();
-                meta.base = ws.branch.as_ref().map(|_| base.clone());
+                meta.base = ws.branch.as_ref().map(|_| ws.base.clone());
                 agent = self.store.update_agent(
                     &agent.id,
                     &AgentPatch {
@@ -252,22 +384,14 @@ impl Runner {
     /// Where an agent's worktree branches from: what it asked for (`--base`), else its
     /// parent's branch (a tree of agents builds on its own work), else the branch the project
     /// has checked out, else `project.default_base_branch`, else `main`.
-    fn base_of(
-        &self,
-        agent: &AgentRecord,
-        project_dir: &std::path::Path,
-    ) -> Result<String, RunError> {
-        if let Some(b) = &agent.meta.base {
-            return Ok(b.clone());
-        }
-        if let Some(p) = &agent.parent_id
+    fn base_of(&self, agent: &AgentRecord) -> Result<workspace::Base, RunError> {
+        if agent.meta.base.is_none()
+            && let Some(p) = &agent.parent_id
             && let Some(b) = self.store.get_agent(p)?.branch
         {
-            return Ok(b);
+            return Ok(workspace::Base::Named(b));
         }
-        Ok(workspace::current_branch(project_dir)
-            .or_else(|| self.cfg().config.project.default_base_branch.clone())
-            .unwrap_or_else(|| "main".into()))
+        Ok(root_base(&self.cfg(), agent))
     }
 
     /// A recorded agent on the remote backend: placed there, then driven and recorded here
@@ -418,16 +542,14 @@ impl Runner {
 
     /// Where agent worktrees go: `project.worktrees_dir`, else the user's state folder.
     fn worktrees_dir(&self) -> Option<PathBuf> {
-        self.cfg()
-            .worktrees_dir()
-            .map(|d| std::path::absolute(&d).unwrap_or(d))
+        worktrees_dir(&self.cfg())
     }
 
     /// An agent whose worktree and branch were removed because it changed nothing gets them
     /// again, from the same base, at the same path (its runtime's session finds it there).
     fn recreate_workspace(&self, agent: AgentRecord) -> Result<AgentRecord, RunError> {
         let project_dir = self.cfg().project_dir();
-        let base = self.base_of(&agent, &project_dir)?;
+        let base = self.base_of(&agent)?;
         let ws = workspace::create(
             &project_dir,
             &project_dir.join(".fracta"),
@@ -679,7 +801,7 @@ impl Runner {
         if !rec.status.is_terminal() || rec.branch.is_none() {
             return rec;
         }
-        let Some(branch) = self.recorder.remove_if_unchanged(&rec, false) else {
+        let Some(branch) = self.recorder.remove_if_unchanged(&rec, false, None) else {
             return rec;
         };
         let mut meta = rec.meta.clone();
@@ -829,5 +951,90 @@ impl Runner {
             observer,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A workspace started ahead of its agent (`fracta spawn` makes it while the store opens)
+    /// is the one the agent's run takes; one never taken (the spawn failed before its agent
+    /// ran) leaves no folder and no branch behind.
+    #[test]
+    fn an_early_workspace_is_taken_by_its_agent_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.join("README.md"), "hi\n").unwrap();
+        git(&repo, &["add", "."]);
+        git(
+            &repo,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "init",
+            ],
+        );
+        let worktrees = dir.path().join("worktrees");
+        let cfg = fracta_config::parse(
+            &format!(
+                "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /bin/true\nproject:\n  worktrees_dir: {}\n",
+                worktrees.display()
+            ),
+            &repo.join("fracta.yaml"),
+        )
+        .unwrap();
+        let prepare = || {
+            resolve::prepare(
+                &cfg,
+                None,
+                &SpawnRequest {
+                    task: "t".into(),
+                    prompt: Some("p".into()),
+                    ..SpawnRequest::default()
+                },
+            )
+            .unwrap()
+            .agent
+        };
+        let branches = || git(&repo, &["branch", "--list", "fracta/*"]);
+
+        let unused = prepare();
+        drop(EarlyWorkspace::start(&cfg, &unused).unwrap());
+        assert!(!worktrees.join(&unused.id).exists());
+        assert_eq!(branches(), "");
+        assert_eq!(
+            git(&repo, &["worktree", "list", "--porcelain"])
+                .matches("worktree ")
+                .count(),
+            1
+        );
+
+        let agent = prepare();
+        let store: Arc<dyn Store> = Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
+        let runner = Runner::new(Arc::new(cfg.clone()), store);
+        runner.set_early_workspace(EarlyWorkspace::start(&cfg, &agent).unwrap());
+        assert!(runner.take_early("another agent").is_none());
+        let ws = runner.take_early(&agent.id).unwrap().finish().unwrap();
+        assert_eq!(ws.path, worktrees.join(&agent.id));
+        assert_eq!(ws.base, "main");
+        assert!(ws.path.join("README.md").is_file());
+        assert!(branches().contains(ws.branch.as_deref().unwrap()));
     }
 }

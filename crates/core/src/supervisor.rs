@@ -16,7 +16,7 @@ use crate::error::RunError;
 use crate::event::Event;
 use crate::launch::Gateway;
 use crate::record::Observer;
-use crate::resolve::SpawnRequest;
+use crate::resolve::{Prepared, SpawnRequest};
 use crate::runner::Runner;
 use crate::session::{RunOptions, Shutdown, SteerRequest, StreamTurn};
 
@@ -344,8 +344,34 @@ impl Supervisor {
                 narrow(&pb, asked)
             }
         };
-        let mut prepared = self.runner.prepare(&req)?;
-        prepared.agent.meta.budgets = Some(recorded(&budgets));
+        let prepared = self.runner.prepare(&req)?;
+        self.admit(gate, prepared, &budgets, request)
+    }
+
+    /// [`Supervisor::spawn`] of a root agent the user asked for, resolved already (`fracta
+    /// spawn` resolves its request first, to start its workspace while the rest starts).
+    pub fn spawn_prepared(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        asked: &Budgets,
+    ) -> Result<AgentRecord, ControlError> {
+        let defaults = self.runner.cfg().config.agents.budgets;
+        let gate =
+            fracta_state::blocking(|| self.spawn_gate.lock().unwrap_or_else(|e| e.into_inner()));
+        let budgets = narrow(&defaults, asked);
+        self.admit(gate, prepared, &budgets, RequestContext::default())
+    }
+
+    /// Record a prepared agent under `budgets` and launch it (the spawn gate is held until it
+    /// is recorded).
+    fn admit(
+        self: &Arc<Self>,
+        gate: std::sync::MutexGuard<'_, ()>,
+        mut prepared: Prepared,
+        budgets: &Budgets,
+        request: RequestContext,
+    ) -> Result<AgentRecord, ControlError> {
+        prepared.agent.meta.budgets = Some(recorded(budgets));
         let token = new_token()?;
         let agent = self.runner.record(prepared)?;
         drop(gate);

@@ -50,6 +50,18 @@ pub struct Workspace {
     pub path: PathBuf,
     /// The agent's branch, for git worktrees.
     pub branch: Option<String>,
+    /// What the branch was made from (the base asked for, or the one found).
+    pub base: String,
+}
+
+/// What a new worktree branches from.
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// This branch (or any revision naming a commit).
+    Named(String),
+    /// The branch the project has checked out, else `fallback` (a detached HEAD, no
+    /// repository).
+    Current { fallback: String },
 }
 
 /// Run the git CLI in `dir` (never prompting), whatever its exit.
@@ -101,6 +113,23 @@ fn discover(dir: &Path) -> Option<git2::Repository> {
     git2::Repository::discover(dir)
         .ok()
         .filter(|r| r.workdir().is_some())
+        .map(frozen)
+}
+
+/// The repository at `path` (a worktree's folder, or its admin folder).
+fn open(path: &Path) -> Result<git2::Repository, git2::Error> {
+    git2::Repository::open(path).map(frozen)
+}
+
+/// `repo`, reading its config as it is now: libgit2 otherwise checks every config file
+/// (system, global, the repository's, the worktree's) for a change, a `stat` each, at every
+/// value it reads: some 250 `stat`s in a spawn. What Fracta writes to a config it writes
+/// through a [`git2::Config`] of that one file. A config that cannot be read stays as it was.
+fn frozen(repo: git2::Repository) -> git2::Repository {
+    if let Ok(snapshot) = repo.config().and_then(|mut c| c.snapshot()) {
+        let _ = repo.set_config(&snapshot);
+    }
+    repo
 }
 
 /// The URL of the `origin` remote of the repository containing `dir`.
@@ -113,7 +142,11 @@ pub fn origin_url(dir: &Path) -> Option<String> {
 /// The branch checked out in the repository containing `dir` (none: not a repository, or a
 /// detached HEAD).
 pub fn current_branch(dir: &Path) -> Option<String> {
-    let repo = discover(dir)?;
+    checked_out(&discover(dir)?)
+}
+
+/// The branch `repo` has checked out (none: a detached HEAD).
+fn checked_out(repo: &git2::Repository) -> Option<String> {
     // HEAD names its branch even before the first commit (an unborn branch).
     let head = repo.find_reference("HEAD").ok()?;
     let target = head.symbolic_target().ok()??;
@@ -189,13 +222,17 @@ pub fn is_merged(project_dir: &Path, branch: &str, base: &str) -> Result<bool, W
 /// worktree prune` and `git branch -D` would do: five processes, ~5 ms of an instant CLI's
 /// spawn). Where libgit2 cannot tell, the worktree is kept: a status it cannot read, or one
 /// it reads differently from git (a file it takes for changed), counts as work.
+///
+/// `opened`: the worktree's repository, if the caller has it open already
+/// ([`open_worktree`]).
 pub fn remove_if_unchanged(
     worktree: &Path,
+    opened: Option<git2::Repository>,
     branch: &str,
     base: &str,
     clean: bool,
 ) -> Result<bool, WorkspaceError> {
-    let Ok(wt) = git2::Repository::open(worktree) else {
+    let Some(wt) = opened.or_else(|| open(worktree).ok()) else {
         return Ok(false);
     };
     let err = |op| lib(op, worktree);
@@ -229,7 +266,8 @@ pub fn remove_if_unchanged(
     wt.find_reference(&reference)
         .and_then(|mut r| r.delete())
         .map_err(err("deleting the branch"))?;
-    if let Ok(mut config) = wt.config() {
+    // `git branch -D` removes the section from the repository's own config file.
+    if let Ok(mut config) = git2::Config::open(&common.join("config")) {
         let section = format!("branch.{branch}.");
         let names: Vec<String> = config
             .entries(None)
@@ -587,9 +625,18 @@ pub fn create(
     worktrees_dir: Option<&Path>,
     id: &str,
     task: &str,
-    base: &str,
+    base: &Base,
 ) -> Result<Workspace, WorkspaceError> {
-    match discover(project_dir) {
+    let repo = discover(project_dir);
+    let base = match base {
+        Base::Named(b) => b.clone(),
+        Base::Current { fallback } => repo
+            .as_ref()
+            .and_then(checked_out)
+            .unwrap_or_else(|| fallback.clone()),
+    };
+    let base = base.as_str();
+    match repo {
         Some(repo) => {
             // libgit2 ends the work dir with a slash; components() drops it.
             let top: PathBuf = repo.workdir().unwrap_or(project_dir).components().collect();
@@ -634,6 +681,7 @@ pub fn create(
             Ok(Workspace {
                 path,
                 branch: Some(branch),
+                base: base.to_string(),
             })
         }
         None => {
@@ -642,7 +690,11 @@ pub fn create(
                 path: path.clone(),
                 source,
             })?;
-            Ok(Workspace { path, branch: None })
+            Ok(Workspace {
+                path,
+                branch: None,
+                base: base.to_string(),
+            })
         }
     }
 }
@@ -672,7 +724,7 @@ fn add_worktree(
         format!("{}\n", path.join(".git").display()),
     )?;
     write(admin.join("HEAD"), format!("ref: {head_ref}\n"))?;
-    let wt = git2::Repository::open(path).map_err(lib("opening the new worktree", path))?;
+    let wt = open(path).map_err(lib("opening the new worktree", path))?;
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
     wt.checkout_head(Some(&mut checkout))
@@ -712,9 +764,15 @@ pub fn keep_out_of_commits(
         path: exclude.clone(),
         source,
     })?;
-    let repo = git2::Repository::open(ws).map_err(lib("opening worktree", ws))?;
+    let (admin, common_dir) = match linked_git_dirs(ws) {
+        Some(dirs) => dirs,
+        None => {
+            let repo = open(ws).map_err(lib("opening worktree", ws))?;
+            (repo.path().to_path_buf(), repo.commondir().to_path_buf())
+        }
+    };
     // `config.worktree` is read only with `extensions.worktreeConfig` on (common config).
-    let mut common = git2::Config::open(&repo.commondir().join("config"))
+    let mut common = git2::Config::open(&common_dir.join("config"))
         .map_err(lib("reading repository config", ws))?;
     if !common
         .get_bool("extensions.worktreeConfig")
@@ -724,12 +782,12 @@ pub fn keep_out_of_commits(
             .set_bool("extensions.worktreeConfig", true)
             .map_err(lib("setting extensions.worktreeConfig", ws))?;
     }
-    let mut own = git2::Config::open(&repo.path().join("config.worktree"))
+    let mut own = git2::Config::open(&admin.join("config.worktree"))
         .map_err(lib("reading worktree config", ws))?;
     own.set_str("core.excludesFile", &exclude.display().to_string())
         .map_err(lib("setting core.excludesFile", ws))?;
     // The ones the repository tracks (it has its own `.claude/settings.json`, say).
-    let index = repo.index().map_err(lib("reading index", ws))?;
+    let index = git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws))?;
     let tracked: Vec<&str> = rel
         .iter()
         .filter(|r| index.get_path(Path::new(r.as_str()), 0).is_some())
@@ -743,10 +801,29 @@ pub fn keep_out_of_commits(
     Ok(())
 }
 
+/// An agent's worktree, opened once for the checks at its run's end ([`commit_leftovers`],
+/// then [`remove_if_unchanged`]): each open reads every config file of the repository.
+pub fn open_worktree(ws: &Path) -> Option<git2::Repository> {
+    open(ws).ok()
+}
+
+/// The admin folder (`.git/worktrees/<name>`) and the common git folder of the linked
+/// worktree `ws`, read from its `.git` file and the admin folder's `commondir` as git reads
+/// them: no repository open (which reads every config file) for what needs two paths.
+fn linked_git_dirs(ws: &Path) -> Option<(PathBuf, PathBuf)> {
+    let dot_git = std::fs::read_to_string(ws.join(".git")).ok()?;
+    let admin = ws.join(dot_git.strip_prefix("gitdir:")?.trim());
+    // Relative to the admin folder (`../..`), as git writes it; the system resolves it.
+    let common = std::fs::read_to_string(admin.join("commondir")).ok()?;
+    let common = admin.join(common.trim());
+    Some((admin, common))
+}
+
 /// Whether the agent left anything to commit: changed, staged or new files (Fracta's own
 /// are excluded). A status that cannot be read counts as changes, so the commit path runs.
+#[cfg(test)]
 fn has_changes(ws: &Path) -> bool {
-    git2::Repository::open(ws).map_or(true, |repo| repo_has_changes(&repo))
+    open(ws).map_or(true, |repo| repo_has_changes(&repo))
 }
 
 /// [`has_changes`] of an open repository.
@@ -762,14 +839,17 @@ fn repo_has_changes(repo: &git2::Repository) -> bool {
 
 /// Commit what the agent left uncommitted on its branch, leaving out the runtime config files
 /// Fracta wrote. Returns the new commit, if there was anything to commit.
+/// `opened`: the worktree's repository ([`open_worktree`]; none: it could not be opened, and
+/// the git CLI decides).
 pub fn commit_leftovers(
     ws: &Path,
+    opened: Option<&git2::Repository>,
     message: &str,
     exclude: &[PathBuf],
     holds_secret: &dyn Fn(&str) -> bool,
 ) -> Result<Option<String>, WorkspaceError> {
     // Nothing changed: the usual end of a question-and-answer turn.
-    if !has_changes(ws) {
+    if !opened.is_none_or(repo_has_changes) {
         return Ok(None);
     }
     // Fracta's files are already excluded (`keep_out_of_commits`); naming them in `git add`
@@ -886,7 +966,7 @@ mod tests {
             Some(&root),
             "01ABCDEFGH",
             "My task",
-            "main",
+            &Base::Named("main".into()),
         )
         .unwrap();
         assert_eq!(ws.path, root.join("01ABCDEFGH"));
@@ -913,7 +993,14 @@ mod tests {
         assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
         assert!(!has_changes(&ws.path));
         assert_eq!(
-            commit_leftovers(&ws.path, "leftovers", &ours, &|_| false).unwrap(),
+            commit_leftovers(
+                &ws.path,
+                open_worktree(&ws.path).as_ref(),
+                "leftovers",
+                &ours,
+                &|_| false
+            )
+            .unwrap(),
             None
         );
         // The main checkout is untouched by the worktree's settings.
@@ -925,9 +1012,15 @@ mod tests {
         // The agent's own work is seen and committed, Fracta's files are not.
         std::fs::write(ws.path.join("notes.txt"), "work\n").unwrap();
         assert!(has_changes(&ws.path));
-        let commit = commit_leftovers(&ws.path, "leftovers", &ours, &|_| false)
-            .unwrap()
-            .unwrap();
+        let commit = commit_leftovers(
+            &ws.path,
+            open_worktree(&ws.path).as_ref(),
+            "leftovers",
+            &ours,
+            &|_| false,
+        )
+        .unwrap()
+        .unwrap();
         let files = sh(&ws.path, &["show", "--name-only", "--format=", &commit]);
         assert_eq!(files.trim(), "notes.txt");
         // A second turn's exclusion is a no-op.
@@ -944,8 +1037,9 @@ mod tests {
         let fracta = d.path().join(".fracta");
         let outside = tempfile::tempdir().unwrap();
         let root = outside.path().join("worktrees");
+        let main = Base::Named("main".into());
         let make = |id: &str| {
-            let ws = create(d.path(), &fracta, Some(&root), id, "t", "main").unwrap();
+            let ws = create(d.path(), &fracta, Some(&root), id, "t", &main).unwrap();
             // Fracta's own runtime file, excluded as on every run: not work.
             let ours = [ws.path.join(".codex/config.toml")];
             keep_out_of_commits(&ws.path, &fracta.join("agents").join(id), &ours).unwrap();
@@ -961,7 +1055,7 @@ mod tests {
         let branches = || sh(d.path(), &["branch", "--format=%(refname:short)"]);
 
         let (path, branch) = make("01AAAAAAAA");
-        assert!(remove_if_unchanged(&path, &branch, "main", false).unwrap());
+        assert!(remove_if_unchanged(&path, None, &branch, "main", false).unwrap());
         assert!(!path.exists());
         assert!(!d.path().join(".git/worktrees/01AAAAAAAA").exists());
         assert_eq!(branches().trim(), "main");
@@ -979,7 +1073,7 @@ mod tests {
             let (path, branch) = make(id);
             work(&path);
             assert!(
-                !remove_if_unchanged(&path, &branch, "main", false).unwrap(),
+                !remove_if_unchanged(&path, None, &branch, "main", false).unwrap(),
                 "{id}"
             );
             assert!(path.exists(), "{id}");
@@ -1013,6 +1107,35 @@ mod tests {
         });
     }
 
+    /// Without a base asked for, the worktree branches from what the project has checked out
+    /// (found with the same open of the repository), else from the fallback.
+    #[test]
+    fn the_current_base_is_the_checked_out_branch_else_the_fallback() {
+        let d = repo(&[]);
+        let fracta = d.path().join(".fracta");
+        let root = fracta.join("worktrees");
+        let current = Base::Current {
+            fallback: "main".into(),
+        };
+        let git = |args: &[&str]| sh(d.path(), args);
+        git(&["checkout", "-q", "-b", "trunk"]);
+        let ws = create(d.path(), &fracta, Some(&root), "01A", "t", &current).unwrap();
+        assert_eq!(ws.base, "trunk");
+        git(&["checkout", "-q", "--detach"]);
+        let ws = create(d.path(), &fracta, Some(&root), "01B", "t", &current).unwrap();
+        assert_eq!(ws.base, "main");
+        let ws = create(
+            d.path(),
+            &fracta,
+            Some(&root),
+            "01C",
+            "t",
+            &Base::Named("trunk".into()),
+        )
+        .unwrap();
+        assert_eq!(ws.base, "trunk");
+    }
+
     #[test]
     fn a_missing_base_branch_names_the_ones_that_exist() {
         let d = repo(&[]);
@@ -1023,7 +1146,7 @@ mod tests {
             Some(&fracta.join("worktrees")),
             "01X",
             "t",
-            "develop",
+            &Base::Named("develop".into()),
         )
         .unwrap_err();
         assert_eq!(

@@ -104,6 +104,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// empty `root_id` by the id. If `parent_id` is set the parent must exist.
     /// Returns the record as stored.
     fn insert_agent(&self, agent: &AgentRecord) -> Result<AgentRecord>;
+    /// [`Store::upsert_task`] and [`Store::insert_agent`] in one transaction (a spawn's
+    /// record: one write, not two).
+    fn insert_agent_of_task(&self, task: &TaskRecord, agent: &AgentRecord) -> Result<AgentRecord>;
     /// An agent by full id, unique id prefix, else unique id suffix (case-insensitive; the
     /// live view shows the last six characters), or [`LAST`] (`@last`: the newest agent).
     /// Unknown → [`StoreError::NotFound`]; ambiguous → [`StoreError::Ambiguous`].

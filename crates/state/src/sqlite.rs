@@ -659,29 +659,65 @@ fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
 
 // ---------------------------------------------------------------------------
 
+/// Insert or replace a task by name.
+fn write_task(tx: &Transaction<'_>, task: &TaskRecord) -> R<()> {
+    tx.prepare_cached(&format!(
+        "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
+                     source = excluded.source, defaults = excluded.defaults, \
+                     instructions = excluded.instructions, updated_at = excluded.updated_at"
+    ))?
+    .execute(rusqlite::params![
+        task.name,
+        task.description,
+        task.source,
+        json(&task.defaults)?,
+        task.instructions,
+        ts(&task.updated_at),
+    ])?;
+    Ok(())
+}
+
+/// `agent` with its ids filled in: a fresh ULID for an empty `id`, the id for an empty
+/// `root_id`.
+fn with_ids(agent: &AgentRecord) -> AgentRecord {
+    let mut a = agent.clone();
+    if a.id.is_empty() {
+        a.id = new_id();
+    }
+    if a.root_id.is_empty() {
+        a.root_id = a.id.clone();
+    }
+    a
+}
+
+/// Insert a new agent (an id taken, or an unknown parent, is an error).
+fn insert_new_agent(tx: &Transaction<'_>, a: &AgentRecord) -> R<()> {
+    if agent_exists(tx, &a.id)? {
+        return Err(StoreError::AlreadyExists { id: a.id.clone() }.into());
+    }
+    if let Some(parent) = &a.parent_id {
+        require_agent(tx, parent)?;
+    }
+    write_agent(tx, a, true)
+}
+
 impl Store for SqliteStore {
     fn location(&self) -> String {
         self.path.clone()
     }
 
     fn upsert_task(&self, task: &TaskRecord) -> Result<()> {
+        self.write(|tx| write_task(tx, task))
+    }
+
+    fn insert_agent_of_task(&self, task: &TaskRecord, agent: &AgentRecord) -> Result<AgentRecord> {
+        let a = with_ids(agent);
         self.write(|tx| {
-            tx.prepare_cached(&format!(
-                "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
-                     source = excluded.source, defaults = excluded.defaults, \
-                     instructions = excluded.instructions, updated_at = excluded.updated_at"
-            ))?
-            .execute(rusqlite::params![
-                task.name,
-                task.description,
-                task.source,
-                json(&task.defaults)?,
-                task.instructions,
-                ts(&task.updated_at),
-            ])?;
-            Ok(())
-        })
+            write_task(tx, task)?;
+            insert_new_agent(tx, &a)
+        })?;
+        Ok(a)
     }
 
     fn get_task(&self, name: &str) -> Result<Option<TaskRecord>> {
@@ -705,23 +741,8 @@ impl Store for SqliteStore {
     }
 
     fn insert_agent(&self, agent: &AgentRecord) -> Result<AgentRecord> {
-        let mut a = agent.clone();
-        if a.id.is_empty() {
-            a.id = new_id();
-        }
-        if a.root_id.is_empty() {
-            a.root_id = a.id.clone();
-        }
-        self.write(|tx| {
-            if agent_exists(tx, &a.id)? {
-                return Err(StoreError::AlreadyExists { id: a.id.clone() }.into());
-            }
-            if let Some(parent) = &a.parent_id {
-                require_agent(tx, parent)?;
-            }
-            write_agent(tx, &a, true)?;
-            Ok(())
-        })?;
+        let a = with_ids(agent);
+        self.write(|tx| insert_new_agent(tx, &a))?;
         Ok(a)
     }
 

@@ -493,13 +493,34 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
     let json = a.json;
     let req = spawn_request(a);
     let review = Review::of(&cfg);
-    let store = open_store(&cfg)?;
     let kube = kube_remote(&cfg);
+    // A local agent's request is resolved first (exit 2 on a bad one), and its workspace made
+    // on a thread of its own while the store opens and the gateway starts.
+    let early = match kube {
+        Some(_) => None,
+        None => {
+            let prepared = fracta_core::resolve::prepare(&cfg, None, &req).map_err(run_error)?;
+            let early = fracta_core::runner::EarlyWorkspace::start(&cfg, &prepared.agent)?;
+            Some((prepared, early))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let store = open_store(&cfg)?;
+    tracing::debug!(ms = t0.elapsed().as_secs_f64() * 1e3, "state store opened");
     let runner = Runner::new(Arc::new(cfg), store);
     let _ = runner.reconcile();
     // Check the request before anything starts (exit 2 on a bad one). Every spawn, local or
     // on Kubernetes, then goes through the supervisor: budgets, gateway, recording.
-    runner.prepare(&req).map_err(run_error)?;
+    let prepared = match early {
+        Some((prepared, early)) => {
+            runner.set_early_workspace(early);
+            Some(prepared)
+        }
+        None => {
+            runner.prepare(&req).map_err(run_error)?;
+            None
+        }
+    };
     let rt = runtime()?;
     if let Some(kube) = &kube {
         // No cluster to talk to is a clear error before anything is recorded.
@@ -522,9 +543,11 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         let gateway =
             fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
         let mut events = supervisor.subscribe();
-        let root = supervisor
-            .spawn(&Caller::User, req, &Budgets::default())
-            .map_err(control_error)?;
+        let root = match prepared {
+            Some(prepared) => supervisor.spawn_prepared(prepared, &Budgets::default()),
+            None => supervisor.spawn(&Caller::User, req, &Budgets::default()),
+        }
+        .map_err(control_error)?;
         // A stream session in the terminal: each line on stdin is the next turn; end of input
         // (Ctrl-D) closes the session once its last turn is done.
         let session = (root.mode == fracta_state::Mode::Stream).then(|| Typed {

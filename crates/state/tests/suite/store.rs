@@ -94,6 +94,33 @@ fn insert_generates_ids_and_checks_parent_and_duplicates() {
 }
 
 #[test]
+fn an_agent_and_its_task_are_recorded_in_one_write_or_not_at_all() {
+    let (_d, s) = store();
+    let task = |instructions: &str| TaskRecord {
+        name: "build".into(),
+        description: None,
+        source: "inline".into(),
+        defaults: json!({}),
+        instructions: instructions.into(),
+        updated_at: Timestamp::now(),
+    };
+    let mut a = agent("build");
+    a.id = String::new();
+    a.root_id = String::new();
+    let stored = s.insert_agent_of_task(&task("first"), &a).unwrap();
+    assert_eq!(stored.root_id, stored.id);
+    assert_eq!(s.get_agent(&stored.id).unwrap().task, "build");
+    assert_eq!(s.get_task("build").unwrap().unwrap().instructions, "first");
+
+    // An agent that cannot be inserted (its id is taken) leaves the task as it was.
+    let err = s
+        .insert_agent_of_task(&task("second"), &stored)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    assert_eq!(s.get_task("build").unwrap().unwrap().instructions, "first");
+}
+
+#[test]
 fn task_round_trip() {
     let (_d, s) = store();
     assert!(s.get_task("build").unwrap().is_none());
