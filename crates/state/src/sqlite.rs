@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use rusqlite::types::Type;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
 use crate::migrations;
@@ -215,7 +215,7 @@ impl SqliteStore {
 
     /// Run `f` in a `BEGIN IMMEDIATE` transaction (takes the write lock up
     /// front, waiting up to the busy timeout), committing on success.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> R<T>) -> Result<T> {
         blocking(|| {
             let mut conn = self.lock();
             let r = in_transaction(&mut conn, TransactionBehavior::Immediate, f);
@@ -226,7 +226,7 @@ impl SqliteStore {
     /// Run `f` in a read (deferred) transaction, for a consistent snapshot: on the write
     /// connection if it is free, else on a read connection, so a read never waits for a write
     /// (nor for the write lock that write waits for).
-    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> R<T>) -> Result<T> {
         blocking(|| {
             let writer = match self.conn.try_lock() {
                 Ok(conn) => Some(conn),
@@ -252,15 +252,36 @@ impl SqliteStore {
 }
 
 /// Run `f` in a transaction of `conn`, committing on success (a failure rolls back).
+///
+/// `BEGIN` and `COMMIT` are cached statements of the connection: a spawn runs some thirty
+/// transactions, and rusqlite's own `Transaction` compiles both anew each time.
 fn in_transaction<T>(
     conn: &mut Connection,
     behavior: TransactionBehavior,
-    f: impl FnOnce(&Transaction<'_>) -> R<T>,
+    f: impl FnOnce(&Connection) -> R<T>,
 ) -> R<T> {
-    let tx = conn.transaction_with_behavior(behavior)?;
-    let v = f(&tx)?;
-    tx.commit()?;
+    let begin = match behavior {
+        TransactionBehavior::Immediate => "BEGIN IMMEDIATE",
+        TransactionBehavior::Exclusive => "BEGIN EXCLUSIVE",
+        _ => "BEGIN DEFERRED",
+    };
+    conn.prepare_cached(begin)?.execute([])?;
+    // Rolls back unless committed: on an error, and on a panic in `f`.
+    let open = Open(conn);
+    let v = f(open.0)?;
+    open.0.prepare_cached("COMMIT")?.execute([])?;
     Ok(v)
+}
+
+/// A transaction begun on the connection: rolled back when dropped, unless it has ended.
+struct Open<'c>(&'c Connection);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 /// Keep `state.db-wal` and `state.db-shm` when the last connection closes, and leave the
@@ -446,7 +467,7 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
 }
 
 /// Insert (`insert = true`) or overwrite the row of `a`.
-fn write_agent(tx: &Transaction<'_>, a: &AgentRecord, insert: bool) -> R<()> {
+fn write_agent(tx: &Connection, a: &AgentRecord, insert: bool) -> R<()> {
     let meta = json(&a.meta)?;
     let sql = if insert {
         format!(
@@ -503,14 +524,14 @@ fn write_agent(tx: &Transaction<'_>, a: &AgentRecord, insert: bool) -> R<()> {
     Ok(())
 }
 
-fn load_agent(tx: &Transaction<'_>, id: &str) -> R<AgentRecord> {
+fn load_agent(tx: &Connection, id: &str) -> R<AgentRecord> {
     tx.prepare_cached(&format!("SELECT {AGENT_COLS} FROM agents WHERE id = ?1"))?
         .query_row([id], agent_from_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound { id: id.to_owned() }.into())
 }
 
-fn agent_exists(tx: &Transaction<'_>, id: &str) -> R<bool> {
+fn agent_exists(tx: &Connection, id: &str) -> R<bool> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM agents WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
@@ -518,7 +539,7 @@ fn agent_exists(tx: &Transaction<'_>, id: &str) -> R<bool> {
         .is_some())
 }
 
-fn require_agent(tx: &Transaction<'_>, id: &str) -> R<()> {
+fn require_agent(tx: &Connection, id: &str) -> R<()> {
     if agent_exists(tx, id)? {
         Ok(())
     } else {
@@ -545,7 +566,7 @@ fn like_prefix(prefix: &str) -> String {
 /// What names the most recently created agent wherever an id is taken.
 pub const LAST: &str = "@last";
 
-fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
+fn resolve_id(tx: &Connection, prefix: &str) -> R<String> {
     if prefix.is_empty() {
         return Err(StoreError::NotFound { id: String::new() }.into());
     }
@@ -605,7 +626,7 @@ fn resolve_id(tx: &Transaction<'_>, prefix: &str) -> R<String> {
 
 /// Load, modify, stamp and write back an agent. The closure cannot change
 /// `id` or `created_at`.
-fn rmw(tx: &Transaction<'_>, id: &str, f: impl FnOnce(&mut AgentRecord)) -> R<AgentRecord> {
+fn rmw(tx: &Connection, id: &str, f: impl FnOnce(&mut AgentRecord)) -> R<AgentRecord> {
     let mut a = load_agent(tx, id)?;
     let (orig_id, created_at) = (a.id.clone(), a.created_at);
     f(&mut a);
@@ -660,7 +681,7 @@ fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
 // ---------------------------------------------------------------------------
 
 /// Insert or replace a task by name.
-fn write_task(tx: &Transaction<'_>, task: &TaskRecord) -> R<()> {
+fn write_task(tx: &Connection, task: &TaskRecord) -> R<()> {
     tx.prepare_cached(&format!(
         "INSERT INTO tasks ({TASK_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                      ON CONFLICT (name) DO UPDATE SET description = excluded.description, \
@@ -692,7 +713,7 @@ fn with_ids(agent: &AgentRecord) -> AgentRecord {
 }
 
 /// Insert a new agent (an id taken, or an unknown parent, is an error).
-fn insert_new_agent(tx: &Transaction<'_>, a: &AgentRecord) -> R<()> {
+fn insert_new_agent(tx: &Connection, a: &AgentRecord) -> R<()> {
     if agent_exists(tx, &a.id)? {
         return Err(StoreError::AlreadyExists { id: a.id.clone() }.into());
     }
@@ -1078,6 +1099,37 @@ mod tests {
         assert_eq!(store.get_agent(&a.id).unwrap().id, a.id);
         assert_eq!(readers.idle_list().len(), 1);
         drop(held);
+    }
+
+    /// A write that fails, or panics, half-way leaves nothing of itself and no transaction
+    /// open: the next write and read go through.
+    #[test]
+    fn a_failed_or_panicking_write_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let a = agent();
+        let failed: Result<()> = s.write(|tx| {
+            insert_new_agent(tx, &a)?;
+            Err(StoreError::AlreadyExists { id: "x".into() }.into())
+        });
+        assert!(failed.is_err());
+        assert!(matches!(
+            s.get_agent(&a.id),
+            Err(StoreError::NotFound { .. })
+        ));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<()> = s.write(|tx| {
+                insert_new_agent(tx, &a)?;
+                panic!("half-way");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(matches!(
+            s.get_agent(&a.id),
+            Err(StoreError::NotFound { .. })
+        ));
+        s.insert_agent(&a).unwrap();
+        assert_eq!(s.get_agent(&a.id).unwrap().id, a.id);
     }
 
     /// An in-memory store has no read connections; its reads use the one connection.
