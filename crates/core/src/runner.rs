@@ -63,19 +63,7 @@ impl EarlyWorkspace {
         let thread = std::thread::Builder::new()
             .name("workspace".into())
             .spawn(move || {
-                let fracta_dir = project_dir.join(".fracta");
-                workspace::ensure_fracta_ignore(&fracta_dir);
-                let t0 = std::time::Instant::now();
-                let ws = workspace::create(
-                    &project_dir,
-                    &fracta_dir,
-                    worktrees_dir.as_deref(),
-                    &id,
-                    &task,
-                    &base,
-                );
-                tracing::debug!(agent = %id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
-                ws
+                make_workspace(&project_dir, worktrees_dir.as_deref(), &id, &task, &base)
             })?;
         Ok(EarlyWorkspace {
             agent: agent.id.clone(),
@@ -120,6 +108,23 @@ impl Drop for EarlyWorkspace {
             }
         }
     }
+}
+
+/// Make agent `id`'s workspace (a worktree of the project, from `base`), with Fracta's
+/// `.gitignore` in `.fracta`: on the early thread or when its run starts.
+fn make_workspace(
+    project_dir: &std::path::Path,
+    worktrees_dir: Option<&std::path::Path>,
+    id: &str,
+    task: &str,
+    base: &workspace::Base,
+) -> Result<workspace::Workspace, workspace::WorkspaceError> {
+    let fracta_dir = project_dir.join(".fracta");
+    workspace::ensure_fracta_ignore(&fracta_dir);
+    let t0 = std::time::Instant::now();
+    let ws = workspace::create(project_dir, &fracta_dir, worktrees_dir, id, task, base);
+    tracing::debug!(agent = %id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
+    ws
 }
 
 /// Where agent worktrees go: `project.worktrees_dir`, else the user's state folder.
@@ -337,21 +342,13 @@ impl Runner {
         let fracta_dir = project_dir.join(".fracta");
         let made = match self.take_early(&agent.id) {
             Some(mut early) => early.finish(),
-            None => {
-                let base = self.base_of(&agent)?;
-                workspace::ensure_fracta_ignore(&fracta_dir);
-                let t0 = std::time::Instant::now();
-                let made = workspace::create(
-                    &project_dir,
-                    &fracta_dir,
-                    self.worktrees_dir().as_deref(),
-                    &agent.id,
-                    &agent.task,
-                    &base,
-                );
-                tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "workspace created");
-                made
-            }
+            None => make_workspace(
+                &project_dir,
+                self.worktrees_dir().as_deref(),
+                &agent.id,
+                &agent.task,
+                &self.base_of(&agent)?,
+            ),
         };
         match made {
             Ok(ws) => {
@@ -958,40 +955,17 @@ impl Runner {
 mod tests {
     use super::*;
 
-    fn git(dir: &std::path::Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
+    use crate::workspace::tests::{repo, sh as git};
 
     /// A workspace started ahead of its agent (`fracta spawn` makes it while the store opens)
     /// is the one the agent's run takes; one never taken (the spawn failed before its agent
     /// ran) leaves no folder and no branch behind.
     #[test]
     fn an_early_workspace_is_taken_by_its_agent_or_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(&repo).unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        std::fs::write(repo.join("README.md"), "hi\n").unwrap();
-        git(&repo, &["add", "."]);
-        git(
-            &repo,
-            &[
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "commit",
-                "-qm",
-                "init",
-            ],
-        );
-        let worktrees = dir.path().join("worktrees");
+        let dir = repo(&[]);
+        let repo = dir.path().to_path_buf();
+        let outside = tempfile::tempdir().unwrap();
+        let worktrees = outside.path().join("worktrees");
         let cfg = fracta_config::parse(
             &format!(
                 "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /bin/true\nproject:\n  worktrees_dir: {}\n",

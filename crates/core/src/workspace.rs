@@ -907,7 +907,7 @@ pub fn commit_leftovers(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -916,7 +916,7 @@ mod tests {
         assert_eq!(slug("///"), "task");
     }
 
-    fn sh(dir: &Path, args: &[&str]) -> String {
+    pub(crate) fn sh(dir: &Path, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(dir)
@@ -926,7 +926,7 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
-    fn repo(tracked: &[(&str, &str)]) -> tempfile::TempDir {
+    pub(crate) fn repo(tracked: &[(&str, &str)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         sh(d.path(), &["init", "-q", "-b", "main"]);
         std::fs::write(d.path().join("README.md"), "hi\n").unwrap();
