@@ -27,7 +27,11 @@ fn main() -> ExitCode {
     .complete();
     let cli = cli::Cli::parse();
     let json = cli.json();
-    match commands::run(cli) {
+    let outcome = commands::run(cli);
+    // Worktrees of agents that changed nothing are deleted on threads of their own, after
+    // they were moved out of the way: done before the process ends.
+    fracta_core::workspace::finish_discards();
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             if let Some(f) = err.downcast_ref::<Failure>() {

@@ -561,11 +561,6 @@ impl Runner {
                 agent.id
             ))
         })?;
-        // Its git excludes were set in the old worktree's admin folder, gone with it: the
-        // launch sets them again only when this record of them is gone too.
-        if let Some(home) = &agent.runtime_home {
-            let _ = std::fs::remove_file(std::path::Path::new(home).join("git-exclude"));
-        }
         let mut meta = agent.meta.clone();
         meta.unchanged_branch = None;
         Ok(self.store.update_agent(
@@ -763,7 +758,7 @@ impl Runner {
                 .filter(|f| f.in_workspace)
                 .map(|f| f.path.clone())
                 .collect();
-            if let Err(e) = workspace::keep_out_of_commits(&workspace, &home, &ours) {
+            if let Err(e) = workspace::keep_out_of_commits(&workspace, &ours) {
                 tracing::warn!(agent = %agent.id, "could not exclude Fracta's files from git: {e}");
             }
         }
@@ -829,22 +824,38 @@ impl Runner {
         let rt = resolve::runtime(&self.cfg(), &agent.runtime)?.clone();
         let adapter = adapter_for(rt.adapter);
         let turn = agent.meta.turns + 1;
-        if turn > 1 {
+        let agent = if turn > 1 {
             // A resumed turn: back to starting, and show the new prompt.
             self.reopen(&agent.id)?;
-        }
-        let agent = self.store.get_agent(&agent.id)?;
-        self.recorder.persist(
-            &agent,
-            &[Event::Message(MessageEvent {
-                role: Role::User,
-                text: prompt.to_string(),
-            })],
-            None,
-            true,
-            observer,
-        )?;
-        if turn == 1 && !self.cfg().config.project.setup.is_empty() {
+            self.store.get_agent(&agent.id)?
+        } else {
+            // As recorded with its workspace, just now.
+            agent
+        };
+        // The turn's prompt is its first event. Without setup commands to run first, it is
+        // written once the CLI has been started (its start-up overlaps the write), or before
+        // the failure that kept it from starting.
+        let setup_first = turn == 1 && !self.cfg().config.project.setup.is_empty();
+        let show_prompt = |observer: &mut dyn Observer| {
+            self.recorder.persist(
+                &agent,
+                &[Event::Message(MessageEvent {
+                    role: Role::User,
+                    text: prompt.to_string(),
+                })],
+                None,
+                true,
+                observer,
+            )
+        };
+        let fail = |why: &str, observer: &mut dyn Observer| {
+            if !setup_first {
+                show_prompt(observer)?;
+            }
+            self.recorder.fail_before_start(&agent, why, observer)
+        };
+        if setup_first {
+            show_prompt(observer)?;
             let ws = PathBuf::from(agent.workspace.clone().unwrap_or_default());
             let setup = &self.cfg().config.project.setup;
             let shutdown = opts.shutdown.as_ref();
@@ -885,19 +896,21 @@ impl Runner {
             keys,
         } = match self.launch(&agent, &rt, adapter, ask, opts).await {
             Ok(l) => l,
-            Err(why) => return self.recorder.fail_before_start(&agent, &why, observer),
+            Err(why) => return fail(&why, observer),
         };
         let env_list: Vec<(String, String)> = env.into_iter().collect();
         let command = self.redactor.redact(&spec.display_command());
         tracing::debug!(agent = %agent.id, %command, "launching");
         let mut proc = match local::spawn(&spec, &program, &env_list) {
             Ok(p) => p,
-            Err(e) => {
-                return self
-                    .recorder
-                    .fail_before_start(&agent, &e.to_string(), observer);
-            }
+            Err(e) => return fail(&e.to_string(), observer),
         };
+        if !setup_first && let Err(e) = show_prompt(observer) {
+            // Not recorded: not run either.
+            local::stop_group(proc.pid, proc.identity.as_deref(), STOP_GRACE).await;
+            let _ = proc.wait().await;
+            return Err(e);
+        }
         let mut meta = agent.meta.clone();
         meta.turns = turn;
         meta.supervisor = Some(supervisor_meta());

@@ -254,11 +254,18 @@ pub fn remove_if_unchanged(
     // The worktree's admin folder (`.git/worktrees/<name>`) is what it names as its git dir.
     let common: PathBuf = wt.commondir().components().collect();
     let admin: PathBuf = wt.path().components().collect();
-    std::fs::remove_dir_all(worktree).map_err(io(worktree))?;
+    let name = worktree
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut aside = vec![(
+        worktree.to_path_buf(),
+        worktree.with_file_name(format!(".{name}.discarded")),
+    )];
     if admin.starts_with(&common) && admin != common {
-        std::fs::remove_dir_all(&admin).map_err(io(&admin))?;
+        aside.push((admin, common.join(format!("fracta-discarded-{name}"))));
     }
-    remove_shared_parent(worktree);
+    discard(aside, worktree.to_path_buf())?;
     // The branch as `git branch -D` deletes it: the ref (libgit2 drops its reflog with it)
     // and its config section.
     // Not through libgit2's branch delete, whose check that no worktree has it checked out
@@ -286,6 +293,66 @@ pub fn remove_if_unchanged(
         }
     }
     Ok(true)
+}
+
+/// Folders being deleted on threads of their own ([`discard`]).
+static DISCARDS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Move each folder of `aside` (from, to) out of the way, then delete them on a thread of their
+/// own, and the project's folder of `worktree` if it was its last: the paths are free at once
+/// (a resume may make the worktree again there), and the deletion, a system call per file,
+/// overlaps what follows (the end recorded, the output). [`finish_discards`] waits for it; the
+/// binary calls it before it exits. Where no thread can start, they are deleted here.
+fn discard(aside: Vec<(PathBuf, PathBuf)>, worktree: PathBuf) -> Result<(), WorkspaceError> {
+    let mut moved = Vec::new();
+    for (from, to) in aside {
+        match std::fs::rename(&from, &to) {
+            Ok(()) => moved.push(to),
+            // Not moved (another file system, say): deleted where it is.
+            Err(_) => std::fs::remove_dir_all(&from).map_err(io(&from))?,
+        }
+    }
+    let job = (moved, worktree);
+    let on_thread = job.clone();
+    match std::thread::Builder::new()
+        .name("discard".into())
+        .spawn(move || delete_discarded(on_thread))
+    {
+        Ok(handle) => {
+            // A long-lived process (`fracta serve`) keeps only those still deleting.
+            let mut running = discards();
+            running.retain(|h| !h.is_finished());
+            running.push(handle);
+        }
+        Err(e) => {
+            tracing::debug!("no thread to delete a worktree on ({e}); deleting it now");
+            delete_discarded(job);
+        }
+    }
+    Ok(())
+}
+
+/// Delete folders moved aside, then the project's folder of the worktree if it was its last.
+fn delete_discarded((moved, worktree): (Vec<PathBuf>, PathBuf)) {
+    for dir in &moved {
+        if let Err(e) = std::fs::remove_dir_all(dir) {
+            tracing::warn!("could not delete {}: {e}", dir.display());
+        }
+    }
+    remove_shared_parent(&worktree);
+}
+
+fn discards() -> std::sync::MutexGuard<'static, Vec<std::thread::JoinHandle<()>>> {
+    DISCARDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Wait until every folder [`discard`]ed so far is deleted.
+pub fn finish_discards() {
+    let handles: Vec<_> = std::mem::take(&mut *discards());
+    for h in handles {
+        let _ = h.join();
+    }
 }
 
 /// The project's folder in the user's state folder goes with its last worktree.
@@ -724,6 +791,21 @@ fn add_worktree(
         format!("{}\n", path.join(".git").display()),
     )?;
     write(admin.join("HEAD"), format!("ref: {head_ref}\n"))?;
+    // The excludes file that keeps Fracta's own files out of the agent's commits
+    // ([`keep_out_of_commits`] writes it), named now with the other admin files: git reads a
+    // worktree's `config.worktree` once `extensions.worktreeConfig` is on.
+    if let Some(config) = worktree_config(&admin.join(EXCLUDE_FILE)) {
+        if !repo
+            .config()
+            .and_then(|c| c.get_bool("extensions.worktreeConfig"))
+            .unwrap_or(false)
+        {
+            git2::Config::open(&repo.commondir().join("config"))
+                .and_then(|mut c| c.set_bool("extensions.worktreeConfig", true))
+                .map_err(lib("setting extensions.worktreeConfig", path))?;
+        }
+        write(admin.join("config.worktree"), config)?;
+    }
     let wt = open(path).map_err(lib("opening the new worktree", path))?;
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
@@ -731,14 +813,26 @@ fn add_worktree(
         .map_err(lib("checking out the worktree", path))
 }
 
+/// The file in a worktree's admin folder (`.git/worktrees/<name>`) that lists Fracta's own
+/// files in it: removed with the worktree.
+const EXCLUDE_FILE: &str = "fracta-exclude";
+
+/// A worktree's `config.worktree` naming `exclude` as its excludes file (none for a path git's
+/// config cannot hold on one line).
+fn worktree_config(exclude: &Path) -> Option<String> {
+    let path = exclude.to_str().filter(|p| !p.contains('\n'))?;
+    let quoted = path.replace('\\', "\\\\").replace('"', "\\\"");
+    Some(format!("[core]\n\texcludesFile = \"{quoted}\"\n"))
+}
+
 /// Keep the runtime files Fracta wrote into a worktree out of every commit made there, the
-/// agent's own included: untracked ones through a per-worktree excludes file, tracked ones
-/// (a repository that has its own `.claude/settings.json`) with `--skip-worktree`.
-pub fn keep_out_of_commits(
-    ws: &Path,
-    home: &Path,
-    files: &[PathBuf],
-) -> Result<(), WorkspaceError> {
+/// agent's own included: untracked ones through the worktree's own excludes file (in its admin
+/// folder, named by its `config.worktree`), tracked ones (a repository that has its own
+/// `.claude/settings.json`) with `--skip-worktree`.
+///
+/// A worktree Fracta made has its `config.worktree` already ([`create`]); one made before
+/// (whose excludes file was in the agent's home) gets it here.
+pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), WorkspaceError> {
     let rel: Vec<String> = files
         .iter()
         .filter_map(|p| p.strip_prefix(ws).ok())
@@ -747,23 +841,6 @@ pub fn keep_out_of_commits(
     if rel.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(home).map_err(|source| WorkspaceError::Io {
-        path: home.to_path_buf(),
-        source,
-    })?;
-    let exclude = home.join("git-exclude");
-    let body = format!(
-        "# Written by fracta: runtime config, never committed\n{}",
-        rel.iter().map(|r| format!("/{r}\n")).collect::<String>()
-    );
-    // Done already for this worktree (a resumed turn writes the same files).
-    if std::fs::read_to_string(&exclude).is_ok_and(|old| old == body) {
-        return Ok(());
-    }
-    std::fs::write(&exclude, body).map_err(|source| WorkspaceError::Io {
-        path: exclude.clone(),
-        source,
-    })?;
     let (admin, common_dir) = match linked_git_dirs(ws) {
         Some(dirs) => dirs,
         None => {
@@ -771,21 +848,36 @@ pub fn keep_out_of_commits(
             (repo.path().to_path_buf(), repo.commondir().to_path_buf())
         }
     };
-    // `config.worktree` is read only with `extensions.worktreeConfig` on (common config).
-    let mut common = git2::Config::open(&common_dir.join("config"))
-        .map_err(lib("reading repository config", ws))?;
-    if !common
-        .get_bool("extensions.worktreeConfig")
-        .unwrap_or(false)
-    {
-        common
-            .set_bool("extensions.worktreeConfig", true)
-            .map_err(lib("setting extensions.worktreeConfig", ws))?;
+    let exclude = admin.join(EXCLUDE_FILE);
+    let body = format!(
+        "# Written by fracta: runtime config, never committed\n{}",
+        rel.iter().map(|r| format!("/{r}\n")).collect::<String>()
+    );
+    let config_path = admin.join("config.worktree");
+    let named = worktree_config(&exclude)
+        .is_some_and(|c| std::fs::read_to_string(&config_path).is_ok_and(|old| old == c));
+    // Done already for this worktree (a resumed turn writes the same files).
+    if named && std::fs::read_to_string(&exclude).is_ok_and(|old| old == body) {
+        return Ok(());
     }
-    let mut own = git2::Config::open(&admin.join("config.worktree"))
-        .map_err(lib("reading worktree config", ws))?;
-    own.set_str("core.excludesFile", &exclude.display().to_string())
-        .map_err(lib("setting core.excludesFile", ws))?;
+    std::fs::write(&exclude, body).map_err(io(&exclude))?;
+    if !named {
+        // `config.worktree` is read only with `extensions.worktreeConfig` on (common config).
+        let mut common = git2::Config::open(&common_dir.join("config"))
+            .map_err(lib("reading repository config", ws))?;
+        if !common
+            .get_bool("extensions.worktreeConfig")
+            .unwrap_or(false)
+        {
+            common
+                .set_bool("extensions.worktreeConfig", true)
+                .map_err(lib("setting extensions.worktreeConfig", ws))?;
+        }
+        let mut own =
+            git2::Config::open(&config_path).map_err(lib("reading worktree config", ws))?;
+        own.set_str("core.excludesFile", &exclude.display().to_string())
+            .map_err(lib("setting core.excludesFile", ws))?;
+    }
     // The ones the repository tracks (it has its own `.claude/settings.json`, say).
     let index = git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws))?;
     let tracked: Vec<&str> = rel
@@ -985,7 +1077,7 @@ pub(crate) mod tests {
             ws.path.join(".codex/config.toml"),
             ws.path.join(".claude/settings.json"),
         ];
-        keep_out_of_commits(&ws.path, &fracta.join("agents/x"), &ours).unwrap();
+        keep_out_of_commits(&ws.path, &ours).unwrap();
         for f in &ours {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, "fracta's\n").unwrap();
@@ -1003,10 +1095,13 @@ pub(crate) mod tests {
             .unwrap(),
             None
         );
-        // The main checkout is untouched by the worktree's settings.
+        // The main checkout is untouched by the worktree's settings: the same file there is
+        // the user's, and shows.
+        std::fs::create_dir_all(d.path().join(".codex")).unwrap();
+        std::fs::write(d.path().join(".codex/config.toml"), "mine\n").unwrap();
         assert_eq!(
             sh(d.path(), &["status", "--porcelain", "--ignored=no"]),
-            "?? .fracta/\n"
+            "?? .codex/\n"
         );
 
         // The agent's own work is seen and committed, Fracta's files are not.
@@ -1024,7 +1119,7 @@ pub(crate) mod tests {
         let files = sh(&ws.path, &["show", "--name-only", "--format=", &commit]);
         assert_eq!(files.trim(), "notes.txt");
         // A second turn's exclusion is a no-op.
-        keep_out_of_commits(&ws.path, &fracta.join("agents/x"), &ours).unwrap();
+        keep_out_of_commits(&ws.path, &ours).unwrap();
     }
 
     /// The in-process removal of an agent's worktree that changed nothing leaves what
@@ -1042,7 +1137,7 @@ pub(crate) mod tests {
             let ws = create(d.path(), &fracta, Some(&root), id, "t", &main).unwrap();
             // Fracta's own runtime file, excluded as on every run: not work.
             let ours = [ws.path.join(".codex/config.toml")];
-            keep_out_of_commits(&ws.path, &fracta.join("agents").join(id), &ours).unwrap();
+            keep_out_of_commits(&ws.path, &ours).unwrap();
             std::fs::create_dir_all(ws.path.join(".codex")).unwrap();
             std::fs::write(&ours[0], "fracta's\n").unwrap();
             let branch = ws.branch.unwrap();
@@ -1068,6 +1163,22 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
+        // Its files, moved aside at once, are deleted on a thread of their own: nothing of
+        // them is left once that has run.
+        finish_discards();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        let git_dir: Vec<String> = std::fs::read_dir(d.path().join(".git"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("discarded"))
+            .collect();
+        assert!(git_dir.is_empty(), "{git_dir:?}");
+        assert_eq!(
+            std::fs::read_dir(d.path().join(".git/worktrees"))
+                .unwrap()
+                .count(),
+            0
+        );
 
         let kept = |id: &str, work: &dyn Fn(&Path)| {
             let (path, branch) = make(id);
@@ -1105,6 +1216,52 @@ pub(crate) mod tests {
                 ],
             );
         });
+    }
+
+    /// The excludes file is named in `config.worktree` when the worktree is made, quoted as git
+    /// reads it (a path with a quote and a backslash in it); a worktree made before, whose
+    /// `config.worktree` names the old excludes file in the agent's home, is pointed at the new
+    /// one. Either way the git CLI sees none of Fracta's files.
+    #[test]
+    fn the_excludes_file_is_named_at_creation_or_when_first_kept() {
+        let d = repo(&[]);
+        let fracta = d.path().join(".fracta");
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("we\"ird\\worktrees");
+        let main = Base::Named("main".into());
+        let ours = |ws: &Path| [ws.join(".codex/config.toml")];
+        let write_ours = |ws: &Path| {
+            std::fs::create_dir_all(ws.join(".codex")).unwrap();
+            std::fs::write(ws.join(".codex/config.toml"), "fracta's\n").unwrap();
+        };
+
+        let ws = create(d.path(), &fracta, Some(&root), "01N", "t", &main).unwrap();
+        let (admin, _) = linked_git_dirs(&ws.path).unwrap();
+        let named = std::fs::read_to_string(admin.join("config.worktree")).unwrap();
+        keep_out_of_commits(&ws.path, &ours(&ws.path)).unwrap();
+        write_ours(&ws.path);
+        assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
+        // Named once, at creation: keeping the files out did not rewrite it.
+        assert_eq!(
+            std::fs::read_to_string(admin.join("config.worktree")).unwrap(),
+            named
+        );
+
+        let old = create(d.path(), &fracta, Some(&root), "01O", "t", &main).unwrap();
+        let (admin, _) = linked_git_dirs(&old.path).unwrap();
+        let home = outside.path().join("home-git-exclude");
+        std::fs::write(&home, "# an older Fracta's\n").unwrap();
+        std::fs::write(
+            admin.join("config.worktree"),
+            worktree_config(&home).unwrap(),
+        )
+        .unwrap();
+        keep_out_of_commits(&old.path, &ours(&old.path)).unwrap();
+        write_ours(&old.path);
+        assert_eq!(sh(&old.path, &["status", "--porcelain"]), "");
+        assert!(
+            sh(&old.path, &["config", "--worktree", "core.excludesFile"]).contains(EXCLUDE_FILE)
+        );
     }
 
     /// Without a base asked for, the worktree branches from what the project has checked out

@@ -93,6 +93,10 @@ fn success(rt: &str) {
         "{k:?}"
     );
     assert_eq!(k.last().unwrap(), "status");
+    // The prompt first (written once the CLI was started), then the CLI's own.
+    assert_eq!(events[0]["payload"]["type"], "message", "{events:#?}");
+    assert_eq!(events[0]["payload"]["role"], "user");
+    assert_eq!(k[1], "status", "running, then the CLI's events: {k:?}");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     assert!(
@@ -345,6 +349,16 @@ fn missing_cli(rt: &str) {
         "{err}"
     );
     assert!(p.requests().is_empty());
+    // Its prompt is still its first event (written before a CLI that starts is started, and
+    // before the failure of one that cannot), then why it failed.
+    let events = p.events(v["id"].as_str().unwrap());
+    assert_eq!(events[0]["payload"]["type"], "message", "{events:#?}");
+    assert_eq!(events[0]["payload"]["role"], "user");
+    assert_eq!(events[0]["payload"]["text"], "hi");
+    assert!(
+        kinds(&events[1..]).contains(&"error".to_string()),
+        "{events:#?}"
+    );
 }
 
 /// Fracta itself killed: the agent is found and marked, its CLI stopped (no ghost runs).
