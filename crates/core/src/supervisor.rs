@@ -102,7 +102,9 @@ pub struct Supervisor {
     /// Held while a spawn checks its parent's budgets and records the child; not `state`,
     /// which token checks need while that record waits for the database.
     spawn_gate: Mutex<()>,
-    events: broadcast::Sender<AgentEvent>,
+    /// The live tap, made by the first [`Supervisor::subscribe`]: a process nobody watches
+    /// live (`spawn --json`) neither allocates its buffer nor copies an event into it.
+    events: Arc<OnceLock<broadcast::Sender<AgentEvent>>>,
     /// Fracta's shutdown, announced by the binary that caught the signal.
     shutdown: watch::Sender<Option<Shutdown>>,
 }
@@ -112,11 +114,14 @@ fn new_token() -> Result<String, ControlError> {
     crate::secret::new_token().map_err(|e| ControlError::Run(RunError::Other(e.to_string())))
 }
 
-struct Broadcast(broadcast::Sender<AgentEvent>);
+struct Broadcast(Arc<OnceLock<broadcast::Sender<AgentEvent>>>);
 
 impl Observer for Broadcast {
     fn on_event(&mut self, agent: &AgentRecord, seq: u64, event: &Event) {
-        let _ = self.0.send(AgentEvent {
+        let Some(tx) = self.0.get().filter(|tx| tx.receiver_count() > 0) else {
+            return;
+        };
+        let _ = tx.send(AgentEvent {
             agent_id: agent.id.clone(),
             runtime: agent.runtime.clone(),
             seq,
@@ -161,17 +166,13 @@ fn recorded(b: &Budgets) -> AgentBudgets {
 impl Supervisor {
     pub fn new(runner: Arc<Runner>) -> Arc<Supervisor> {
         let max = runner.cfg().config.agents.budgets.max_running().max(1) as usize;
-        // A live tap only (the store is the record; a lagging receiver skips ahead), so a
-        // modest buffer: each slot holds a whole event, and 4096 of them cost ~0.5 ms of page
-        // faults at every start.
-        let (events, _) = broadcast::channel(1024);
         Arc::new(Supervisor {
             runner,
             gateway_url: OnceLock::new(),
             running: Arc::new(Semaphore::new(max)),
             state: Mutex::new(State::default()),
             spawn_gate: Mutex::new(()),
-            events,
+            events: Arc::default(),
             shutdown: watch::channel(None).0,
         })
     }
@@ -194,7 +195,12 @@ impl Supervisor {
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
-        self.events.subscribe()
+        // A live tap only (the store is the record; a lagging receiver skips ahead), so a
+        // modest buffer: each slot holds a whole event, and 4096 of them cost ~0.5 ms of page
+        // faults.
+        self.events
+            .get_or_init(|| broadcast::channel(1024).0)
+            .subscribe()
     }
 
     /// A gateway token for an agent this control plane knows, valid until the supervisor ends
@@ -470,7 +476,7 @@ impl Supervisor {
                 waiting,
                 shutdown: Some(me.shutdown.subscribe()),
             };
-            let mut obs = Broadcast(me.events.clone());
+            let mut obs = Broadcast(Arc::clone(&me.events));
             let result = match work {
                 // A stop while queued: do not start it.
                 Work::First(rec) => match me.runner.store.get_agent(&id) {
@@ -763,6 +769,54 @@ mod tests {
             done.error.as_deref().unwrap().contains("shutting down"),
             "{done:#?}"
         );
+    }
+
+    /// The live tap is made by its first subscriber and hears every event the store records
+    /// from then on, in order; without one, the events are recorded all the same.
+    #[tokio::test]
+    async fn live_events_reach_subscribers_and_need_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = fracta_config::parse(
+            "agents:\n  agent_runtimes:\n    claude:\n      adapter: claude\n      command: /nonexistent/claude\n",
+            &dir.path().join("fracta.yaml"),
+        )
+        .unwrap();
+        let store: Arc<dyn fracta_state::Store> =
+            Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
+        let sup = Supervisor::new(Arc::new(Runner::new(Arc::new(cfg), Arc::clone(&store))));
+        let req = || SpawnRequest {
+            task: "t".into(),
+            prompt: Some("hi".into()),
+            ..SpawnRequest::default()
+        };
+        // Nobody watching: no tap, and the agent's events are recorded.
+        let unwatched = sup
+            .spawn(&Caller::User, req(), &Budgets::default())
+            .unwrap();
+        sup.wait(&unwatched.id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(sup.events.get().is_none());
+        assert!(store.event_count(&unwatched.id).unwrap() >= 2);
+
+        let mut live = sup.subscribe();
+        let a = sup
+            .spawn(&Caller::User, req(), &Budgets::default())
+            .unwrap();
+        let done = sup.wait(&a.id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(done.status, AgentStatus::Failed, "{done:#?}");
+        let recorded: Vec<u64> = store
+            .events(&a.id, 0, None)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let mut heard = vec![];
+        while let Ok(e) = live.try_recv() {
+            assert_eq!(e.agent_id, a.id);
+            heard.push(e.seq);
+        }
+        assert_eq!(heard, recorded);
     }
 
     /// A token acts on its own agent and its descendants only: never a sibling or a parent.

@@ -542,7 +542,8 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
         // This spawn hosts the MCP gateway for the life of its agent tree.
         let gateway =
             fracta_server::start(Arc::clone(&supervisor), ([127, 0, 0, 1], 0).into()).await?;
-        let mut events = supervisor.subscribe();
+        // Live events only for the terminal's view (`--json` prints the record at the end).
+        let events = (!json).then(|| supervisor.subscribe());
         let root = match prepared {
             Some(prepared) => supervisor.spawn_prepared(prepared, &Budgets::default()),
             None => supervisor.spawn(&Caller::User, req, &Budgets::default()),
@@ -574,7 +575,7 @@ pub fn spawn(cfg: LoadedConfig, a: SpawnArgs) -> anyhow::Result<ExitCode> {
                 sup.close_session(&id);
             })
         });
-        let view = (!json).then(|| {
+        let view = events.map(|mut events| {
             tokio::spawn(async move {
                 let mut view = LiveView::new();
                 view.session = session;
