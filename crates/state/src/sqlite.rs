@@ -59,6 +59,7 @@ impl Readers {
         let conn = Connection::open(&self.path)?;
         conn.busy_timeout(self.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn)?;
         // Should this connection be the last one to close, it keeps the WAL files too.
         keep_wal_files(&conn)?;
         conn.pragma_update(None, "query_only", "ON")?;
@@ -176,6 +177,7 @@ impl SqliteStore {
         // Every statement the store runs is prepared once per connection (`prepare_cached`);
         // room for all of them, so none is parsed again.
         conn.set_prepared_statement_cache_capacity(64);
+        stable_plans(&conn).map_err(sql)?;
         if readers.is_some() {
             keep_wal_files(&conn).map_err(sql)?;
             set_wal(&conn, busy_timeout).map_err(sql)?;
@@ -298,6 +300,18 @@ impl Drop for Open<'_> {
 /// default (1000): the first command after the last connection closed rebuilds the WAL index by
 /// reading the whole WAL, so its size bounds that read (256 pages: 1 MiB).
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 256;
+
+/// A cached statement keeps its query plan whatever values are bound to it. Without this,
+/// SQLite marks a statement whose plan looked at a bound value (the events' `MAX(seq)` of an
+/// agent, say) to be compiled again at each new binding: a spawn compiled that one statement
+/// once per event it recorded.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map(|_| ())
+}
 
 fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
     use rusqlite::ffi;
@@ -1130,6 +1144,28 @@ mod tests {
         ));
         s.insert_agent(&a).unwrap();
         assert_eq!(s.get_agent(&a.id).unwrap().id, a.id);
+    }
+
+    /// The store's cached statements are compiled once per connection, however many
+    /// different values are bound to them (SQLite had recompiled the events' `MAX(seq)` query
+    /// at each append: its plan had looked at the bound agent id).
+    #[test]
+    fn cached_statements_are_not_compiled_again_for_new_values() {
+        use rusqlite::StatementStatus::RePrepare;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let (a, b) = (agent(), agent());
+        s.insert_agent(&a).unwrap();
+        s.insert_agent(&b).unwrap();
+        for id in [&a.id, &b.id, &a.id, &b.id] {
+            s.append_events(id, &[NewEvent::new("status", serde_json::json!({}))])
+                .unwrap();
+        }
+        let conn = s.lock();
+        let max = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1")
+            .unwrap();
+        assert_eq!(max.get_status(RePrepare), 0);
     }
 
     /// An in-memory store has no read connections; its reads use the one connection.
