@@ -70,7 +70,13 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
             );
         }
 
-        tokio::spawn(log_agents(Arc::clone(&supervisor)));
+        // Subscribed before any agent can start; drained of what is queued before the end.
+        let (drain, drained) = tokio::sync::oneshot::channel();
+        let logger = tokio::spawn(log_agents(
+            Arc::clone(&supervisor),
+            supervisor.subscribe(),
+            drained,
+        ));
         tokio::spawn(watch_config(Arc::clone(&supervisor)));
 
         // SIGINT, SIGTERM and SIGHUP all shut the control plane down.
@@ -95,6 +101,9 @@ pub fn run(cfg: LoadedConfig, a: ServeArgs) -> anyhow::Result<ExitCode> {
             }
         }
         supervisor.wait_all().await;
+        // Each agent's end is said before the process ends.
+        let _ = drain.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), logger).await;
         server.shutdown().await;
         anyhow::Ok(())
     })?;
@@ -111,12 +120,32 @@ fn say(msg: &str) {
 }
 
 /// Each agent's start, a session's close, and each end, as it happens: id, runtime, task, status and
-/// why.
-async fn log_agents(supervisor: Arc<Supervisor>) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut rx = supervisor.subscribe();
+/// why. Once `drain` fires, what is already queued is said, then it returns.
+async fn log_agents(
+    supervisor: Arc<Supervisor>,
+    mut rx: tokio::sync::broadcast::Receiver<fracta_core::supervisor::AgentEvent>,
+    mut drain: tokio::sync::oneshot::Receiver<()>,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut draining = false;
     loop {
-        let ev = match rx.recv().await {
+        let next = if draining {
+            match rx.try_recv() {
+                Ok(ev) => Ok(ev),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = rx.recv() => r,
+                _ = &mut drain => {
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let ev = match next {
             Ok(ev) => ev,
             Err(RecvError::Lagged(n)) => {
                 tracing::debug!("the agent log skipped {n} events");
