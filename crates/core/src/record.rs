@@ -322,13 +322,7 @@ impl Recorder {
         ) else {
             return None;
         };
-        let has_children = self
-            .store
-            .list_agents(&fracta_state::AgentFilter {
-                parent_id: Some(agent.id.clone()),
-                ..fracta_state::AgentFilter::default()
-            })
-            .map_or(true, |c| !c.is_empty());
+        let has_children = self.store.has_children(&agent.id).unwrap_or(true);
         if has_children {
             return None;
         }

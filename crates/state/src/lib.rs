@@ -116,6 +116,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn list_agents(&self, filter: &AgentFilter) -> Result<Vec<AgentRecord>>;
     /// Direct children of an agent, oldest first.
     fn children(&self, id: &str) -> Result<Vec<AgentRecord>>;
+    /// Whether an agent has any child (a cheap query: no record is read).
+    fn has_children(&self, id: &str) -> Result<bool>;
     /// Apply a patch in one IMMEDIATE transaction; returns the updated record.
     fn update_agent(&self, id: &str, patch: &AgentPatch) -> Result<AgentRecord>;
     /// Read-modify-write in one IMMEDIATE transaction. The closure may change

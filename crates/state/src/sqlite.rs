@@ -841,6 +841,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn has_children(&self, id: &str) -> Result<bool> {
+        self.read(|tx| {
+            tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE parent_id = ?1)")?
+                .query_row([id], |r| r.get(0))
+                .map_err(E::from)
+        })
+    }
+
     fn children(&self, id: &str) -> Result<Vec<AgentRecord>> {
         self.read(|tx| {
             let mut stmt = tx.prepare_cached(&format!(

@@ -492,6 +492,10 @@ fn list_children_delete() {
         .map(|a| a.id)
         .collect();
     assert_eq!(kids, [c1.id.clone(), c2.id.clone()]);
+    assert!(s.has_children(&root.id).unwrap());
+    assert!(s.has_children(&c1.id).unwrap());
+    assert!(!s.has_children(&c2.id).unwrap());
+    assert!(!s.has_children(&g.id).unwrap());
 
     let ids = |f: AgentFilter| -> Vec<String> {
         s.list_agents(&f)
