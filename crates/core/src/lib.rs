@@ -8,6 +8,7 @@
 
 pub mod adapter;
 pub mod backend;
+pub mod beside;
 pub mod credentials;
 pub mod env;
 pub mod error;

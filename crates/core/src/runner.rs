@@ -60,11 +60,9 @@ impl EarlyWorkspace {
         let base = root_base(cfg, agent);
         let worktrees_dir = worktrees_dir(cfg);
         let (id, task) = (agent.id.clone(), agent.task.clone());
-        let thread = std::thread::Builder::new()
-            .name("workspace".into())
-            .spawn(move || {
-                make_workspace(&project_dir, worktrees_dir.as_deref(), &id, &task, &base)
-            })?;
+        let thread = crate::beside::spawn("workspace", move || {
+            make_workspace(&project_dir, worktrees_dir.as_deref(), &id, &task, &base)
+        })?;
         Ok(EarlyWorkspace {
             agent: agent.id.clone(),
             thread: Some(thread),

@@ -265,82 +265,142 @@ pub fn remove_if_unchanged(
     if admin.starts_with(&common) && admin != common {
         aside.push((admin, common.join(format!("fracta-discarded-{name}"))));
     }
-    discard(aside, worktree.to_path_buf())?;
-    // The branch as `git branch -D` deletes it: the ref (libgit2 drops its reflog with it)
-    // and its config section.
-    // Not through libgit2's branch delete, whose check that no worktree has it checked out
-    // opens every worktree of the repository (one per agent not yet removed).
-    wt.find_reference(&reference)
-        .and_then(|mut r| r.delete())
-        .map_err(err("deleting the branch"))?;
-    // `git branch -D` removes the section from the repository's own config file.
-    if let Ok(mut config) = git2::Config::open(&common.join("config")) {
-        let section = format!("branch.{branch}.");
-        let names: Vec<String> = config
-            .entries(None)
-            .map(|mut entries| {
-                let mut names = Vec::new();
-                while let Some(Ok(e)) = entries.next() {
-                    if let Some(n) = e.name().ok().filter(|n| n.starts_with(&section)) {
-                        names.push(n.to_string());
-                    }
-                }
-                names
-            })
-            .unwrap_or_default();
-        for n in names {
-            let _ = config.remove_multivar(&n, ".*");
-        }
-    }
+    let branch = Branch {
+        repo: wt,
+        reference,
+        section: format!("branch.{branch}."),
+        config: common.join("config"),
+    };
+    discard(aside, worktree.to_path_buf(), Some(branch))?;
     Ok(true)
+}
+
+/// The branch of a worktree being discarded, deleted with it.
+struct Branch {
+    /// The worktree's repository, open.
+    repo: git2::Repository,
+    /// `refs/heads/<branch>`.
+    reference: String,
+    /// `branch.<branch>.`: its section of the repository's config.
+    section: String,
+    /// The repository's own config file.
+    config: PathBuf,
+}
+
+impl Branch {
+    /// Delete it as `git branch -D` does: the ref (libgit2 drops its reflog with it) and its
+    /// section of the repository's own config. Not through libgit2's branch delete, whose
+    /// check that no worktree has it checked out opens every worktree of the repository (one
+    /// per agent not yet removed).
+    fn delete(&self) -> Result<(), WorkspaceError> {
+        self.repo
+            .find_reference(&self.reference)
+            .and_then(|mut r| r.delete())
+            .map_err(lib("deleting the branch", &self.config))?;
+        if let Ok(mut config) = git2::Config::open(&self.config) {
+            let names: Vec<String> = config
+                .entries(None)
+                .map(|mut entries| {
+                    let mut names = Vec::new();
+                    while let Some(Ok(e)) = entries.next() {
+                        if let Some(n) = e.name().ok().filter(|n| n.starts_with(&self.section)) {
+                            names.push(n.to_string());
+                        }
+                    }
+                    names
+                })
+                .unwrap_or_default();
+            for n in names {
+                let _ = config.remove_multivar(&n, ".*");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Folders being deleted on threads of their own ([`discard`]).
 static DISCARDS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Move each folder of `aside` (from, to) out of the way, then delete them on a thread of their
-/// own, and the project's folder of `worktree` if it was its last: the paths are free at once
-/// (a resume may make the worktree again there), and the deletion, a system call per file,
-/// overlaps what follows (the end recorded, the output). [`finish_discards`] waits for it; the
-/// binary calls it before it exits. Where no thread can start, they are deleted here.
-fn discard(aside: Vec<(PathBuf, PathBuf)>, worktree: PathBuf) -> Result<(), WorkspaceError> {
-    let mut moved = Vec::new();
-    for (from, to) in aside {
+/// Move each folder of `aside` (from, to; the worktree's first) out of the way, then delete
+/// them, `branch`, and the project's folder of `worktree` if it was its last, each on a thread
+/// of its own: the paths are free at once (a resume may make the worktree again there), and the
+/// deletion, a system call per file, overlaps what follows (the end recorded, the output).
+/// Where the file system discards freed blocks, each folder deleted and many files wait for the
+/// disk (the branch's two folders of refs ~0.5 ms, the worktree's ~0.5 ms on the 2-core VM);
+/// the waits of separate threads overlap. [`finish_discards`] waits for them; the binary calls
+/// it before it exits, and [`create`] before it makes a worktree (a resume makes the same
+/// branch again). What no thread can start for is done here.
+fn discard(
+    aside: Vec<(PathBuf, PathBuf)>,
+    worktree: PathBuf,
+    branch: Option<Branch>,
+) -> Result<(), WorkspaceError> {
+    let mut jobs = Vec::new();
+    for (i, (from, to)) in aside.into_iter().enumerate() {
         match std::fs::rename(&from, &to) {
-            Ok(()) => moved.push(to),
+            Ok(()) => jobs.push(Discarded::Folder {
+                dir: to,
+                last_of: (i == 0).then(|| worktree.clone()),
+            }),
             // Not moved (another file system, say): deleted where it is.
             Err(_) => std::fs::remove_dir_all(&from).map_err(io(&from))?,
         }
     }
-    let job = (moved, worktree);
-    let on_thread = job.clone();
-    match std::thread::Builder::new()
-        .name("discard".into())
-        .spawn(move || delete_discarded(on_thread))
-    {
-        Ok(handle) => {
-            // A long-lived process (`fracta serve`) keeps only those still deleting.
-            let mut running = discards();
-            running.retain(|h| !h.is_finished());
-            running.push(handle);
-        }
-        Err(e) => {
-            tracing::debug!("no thread to delete a worktree on ({e}); deleting it now");
-            delete_discarded(job);
+    jobs.extend(branch.map(Discarded::Branch));
+    for job in jobs {
+        // Handed over through a slot: if no thread can start, the job is still here.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
+        let on_thread = slot.clone();
+        let started = crate::beside::spawn("discard", move || {
+            if let Some(job) = on_thread.lock().ok().and_then(|mut j| j.take())
+                && let Err(e) = job.delete()
+            {
+                tracing::warn!("{e}");
+            }
+        });
+        match started {
+            Ok(handle) => {
+                // A long-lived process (`fracta serve`) keeps only those still deleting.
+                let mut running = discards();
+                running.retain(|h| !h.is_finished());
+                running.push(handle);
+            }
+            Err(e) => {
+                tracing::debug!("no thread to delete on ({e}); deleting now");
+                if let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) {
+                    job.delete()?;
+                }
+            }
         }
     }
     Ok(())
 }
 
-/// Delete folders moved aside, then the project's folder of the worktree if it was its last.
-fn delete_discarded((moved, worktree): (Vec<PathBuf>, PathBuf)) {
-    for dir in &moved {
-        if let Err(e) = std::fs::remove_dir_all(dir) {
-            tracing::warn!("could not delete {}: {e}", dir.display());
+/// What [`discard`] deletes on a thread.
+enum Discarded {
+    /// A folder moved aside; `last_of`: the worktree it was, whose project folder in the user's
+    /// state folder goes with it if it was the last.
+    Folder {
+        dir: PathBuf,
+        last_of: Option<PathBuf>,
+    },
+    Branch(Branch),
+}
+
+impl Discarded {
+    fn delete(self) -> Result<(), WorkspaceError> {
+        match self {
+            Discarded::Folder { dir, last_of } => {
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+                if let Some(worktree) = last_of {
+                    remove_shared_parent(&worktree);
+                }
+                Ok(())
+            }
+            Discarded::Branch(branch) => branch.delete(),
         }
     }
-    remove_shared_parent(&worktree);
 }
 
 fn discards() -> std::sync::MutexGuard<'static, Vec<std::thread::JoinHandle<()>>> {
@@ -694,6 +754,9 @@ pub fn create(
     task: &str,
     base: &Base,
 ) -> Result<Workspace, WorkspaceError> {
+    // A resume makes its agent's branch again: one being deleted with its discarded worktree
+    // is gone first.
+    finish_discards();
     let repo = discover(project_dir);
     let base = match base {
         Base::Named(b) => b.clone(),
@@ -1151,8 +1214,10 @@ pub(crate) mod tests {
 
         let (path, branch) = make("01AAAAAAAA");
         assert!(remove_if_unchanged(&path, None, &branch, "main", false).unwrap());
+        // Moved aside at once; deleted, with the branch, on threads of their own.
         assert!(!path.exists());
         assert!(!d.path().join(".git/worktrees/01AAAAAAAA").exists());
+        finish_discards();
         assert_eq!(branches().trim(), "main");
         assert!(!sh(d.path(), &["config", "--list"]).contains(&branch));
         assert!(!d.path().join(".git/logs/refs/heads").join(&branch).exists());
@@ -1163,9 +1228,7 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
-        // Its files, moved aside at once, are deleted on a thread of their own: nothing of
-        // them is left once that has run.
-        finish_discards();
+        // Nothing of its files is left once those threads have run.
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         let git_dir: Vec<String> = std::fs::read_dir(d.path().join(".git"))
             .unwrap()
@@ -1222,6 +1285,29 @@ pub(crate) mod tests {
     /// reads it (a path with a quote and a backslash in it); a worktree made before, whose
     /// `config.worktree` names the old excludes file in the agent's home, is pointed at the new
     /// one. Either way the git CLI sees none of Fracta's files.
+    #[test]
+    fn a_worktree_made_again_at_once_keeps_its_branch() {
+        // A resume of an agent whose unchanged worktree was just discarded makes the same
+        // branch again while the old one may still be being deleted on its thread.
+        let d = repo(&[("a.txt", "a\n")]);
+        let fracta = d.path().join(".fracta");
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("worktrees");
+        let main = Base::Named("main".into());
+        for _ in 0..5 {
+            let ws = create(d.path(), &fracta, Some(&root), "01AGAINAGAIN", "t", &main).unwrap();
+            let branch = ws.branch.unwrap();
+            assert!(remove_if_unchanged(&ws.path, None, &branch, "main", true).unwrap());
+            let again = create(d.path(), &fracta, Some(&root), "01AGAINAGAIN", "t", &main).unwrap();
+            finish_discards();
+            assert!(branch_exists(d.path(), &branch));
+            assert!(again.path.join("a.txt").exists());
+            assert!(remove_if_unchanged(&again.path, None, &branch, "main", true).unwrap());
+            finish_discards();
+            assert!(!branch_exists(d.path(), &branch));
+        }
+    }
+
     #[test]
     fn the_excludes_file_is_named_at_creation_or_when_first_kept() {
         let d = repo(&[]);

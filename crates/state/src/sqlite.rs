@@ -339,8 +339,13 @@ fn keep_wal_files(conn: &Connection) -> rusqlite::Result<()> {
         true,
     )?;
     conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-    // The WAL is truncated to this size after a checkpoint that emptied it.
-    conn.pragma_update(None, "journal_size_limit", 1 << 20)
+    // A WAL larger than this is truncated to it when a checkpoint has emptied it and writing
+    // starts again at its head. Above what the checkpoint above lets it reach (256 frames of
+    // 4 KiB and their headers, a little over 1 MiB), so it is reused, not truncated: a limit
+    // of 1 MiB truncated it at every sixth spawn or so, and where the file system discards
+    // freed blocks that `ftruncate` waited 1–2 ms for the disk. One large write (a prune)
+    // still leaves at most this much behind.
+    conn.pragma_update(None, "journal_size_limit", 4 << 20)
 }
 
 /// Switch to WAL, retrying while another process holds a lock (the
