@@ -271,7 +271,7 @@ pub fn remove_if_unchanged(
         section: format!("branch.{branch}."),
         config: common.join("config"),
     };
-    discard(aside, worktree.to_path_buf(), Some(branch))?;
+    discard(aside, Some(branch))?;
     Ok(true)
 }
 
@@ -322,27 +322,22 @@ impl Branch {
 static DISCARDS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Move each folder of `aside` (from, to; the worktree's first) out of the way, then delete
-/// them, `branch`, and the project's folder of `worktree` if it was its last, each on a thread
-/// of its own: the paths are free at once (a resume may make the worktree again there), and the
-/// deletion, a system call per file, overlaps what follows (the end recorded, the output).
+/// Move each folder of `aside` (from, to) out of the way, then delete them and `branch`, each
+/// on a thread of its own: the paths are free at once (a resume may make the worktree again
+/// there), and the deletion, a system call per file, overlaps what follows (the end recorded,
+/// the output). The project's folder of worktrees in the user's state folder stays, even
+/// empty: the next spawn makes its worktree there (`fracta rm` and `prune` remove it with its
+/// last worktree).
 /// Where the file system discards freed blocks, each folder deleted and many files wait for the
 /// disk (the branch's two folders of refs ~0.5 ms, the worktree's ~0.5 ms on the 2-core VM);
 /// the waits of separate threads overlap. [`finish_discards`] waits for them; the binary calls
 /// it before it exits, and [`create`] before it makes a worktree (a resume makes the same
 /// branch again). What no thread can start for is done here.
-fn discard(
-    aside: Vec<(PathBuf, PathBuf)>,
-    worktree: PathBuf,
-    branch: Option<Branch>,
-) -> Result<(), WorkspaceError> {
+fn discard(aside: Vec<(PathBuf, PathBuf)>, branch: Option<Branch>) -> Result<(), WorkspaceError> {
     let mut jobs = Vec::new();
-    for (i, (from, to)) in aside.into_iter().enumerate() {
+    for (from, to) in aside {
         match std::fs::rename(&from, &to) {
-            Ok(()) => jobs.push(Discarded::Folder {
-                dir: to,
-                last_of: (i == 0).then(|| worktree.clone()),
-            }),
+            Ok(()) => jobs.push(Discarded::Folder(to)),
             // Not moved (another file system, say): deleted where it is.
             Err(_) => std::fs::remove_dir_all(&from).map_err(io(&from))?,
         }
@@ -379,25 +374,15 @@ fn discard(
 
 /// What [`discard`] deletes on a thread.
 enum Discarded {
-    /// A folder moved aside; `last_of`: the worktree it was, whose project folder in the user's
-    /// state folder goes with it if it was the last.
-    Folder {
-        dir: PathBuf,
-        last_of: Option<PathBuf>,
-    },
+    /// A folder moved aside.
+    Folder(PathBuf),
     Branch(Branch),
 }
 
 impl Discarded {
     fn delete(self) -> Result<(), WorkspaceError> {
         match self {
-            Discarded::Folder { dir, last_of } => {
-                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
-                if let Some(worktree) = last_of {
-                    remove_shared_parent(&worktree);
-                }
-                Ok(())
-            }
+            Discarded::Folder(dir) => std::fs::remove_dir_all(&dir).map_err(io(&dir)),
             Discarded::Branch(branch) => branch.delete(),
         }
     }
