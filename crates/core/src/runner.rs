@@ -5,7 +5,7 @@
 //! `stop`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,15 @@ pub struct Runner {
     pub(crate) remote: std::sync::OnceLock<Arc<dyn RemoteBackend>>,
     /// A workspace being made ahead of its agent's record (`fracta spawn`).
     early: std::sync::Mutex<Option<EarlyWorkspace>>,
+}
+
+/// Whether `spec`'s env or arguments name `dir` or a path in it.
+fn names_path(spec: &crate::launch::LaunchSpec, dir: &Path) -> bool {
+    let dir = dir.display().to_string();
+    spec.env
+        .values()
+        .chain(&spec.args)
+        .any(|v| v.contains(dir.as_str()))
 }
 
 /// The workspace of a root agent, made on a thread of its own while the rest of `fracta spawn`
@@ -744,7 +753,10 @@ impl Runner {
         credentials::check_env(&auth, &agent.runtime, adapter, &env).map_err(|e| e.to_string())?;
         tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "credentials and env resolved");
         let program = locate_binary(&self.cfg(), rt, adapter)?;
-        if !home.as_os_str().is_empty() {
+        // The agent's own folder, made when its launch names it (a runtime told by env or
+        // argument to keep its state there); a file Fracta writes there gets its folder with
+        // it. A Codex agent's launch names none: no empty folder per spawn.
+        if !home.as_os_str().is_empty() && names_path(&spec, &home) {
             std::fs::create_dir_all(&home)
                 .map_err(|e| format!("cannot create the runtime home {}: {e}", home.display()))?;
         }
@@ -967,6 +979,29 @@ mod tests {
     use super::*;
 
     use crate::workspace::tests::{repo, sh as git};
+
+    /// An agent's own folder is made only when its launch names it: OpenCode's database in it,
+    /// yes; a Codex launch (its home is the runtime's, shared), no.
+    #[test]
+    fn the_runtime_home_is_named_by_env_or_args_or_not_at_all() {
+        let home = Path::new("/p/.fracta/agents/01ABC");
+        let mut spec = crate::launch::LaunchSpec::default();
+        spec.env.insert(
+            "CODEX_HOME".into(),
+            "/p/.fracta/runtimes/codex/codex-home".into(),
+        );
+        spec.args = vec!["exec".into(), "--json".into()];
+        assert!(!names_path(&spec, home));
+        spec.env.insert(
+            "OPENCODE_DB".into(),
+            "/p/.fracta/agents/01ABC/opencode.db".into(),
+        );
+        assert!(names_path(&spec, home));
+        spec.env.clear();
+        spec.args
+            .push("--mcp-config=/p/.fracta/agents/01ABC/claude-mcp.json".into());
+        assert!(names_path(&spec, home));
+    }
 
     /// A workspace started ahead of its agent (`fracta spawn` makes it while the store opens)
     /// is the one the agent's run takes; one never taken (the spawn failed before its agent
