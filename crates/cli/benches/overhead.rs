@@ -515,6 +515,45 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// The median over runs of `f(a[i], b[i])` (a run's variants are measured one after another,
+/// so a slow minute slows both), with its 90 % bootstrap interval: 2,000 resamples of the runs
+/// with replacement, from a fixed seed so that a pass prints the same interval for the same
+/// figures. On a shared machine, single medians move by 5–15 % between passes; the interval
+/// says how far this pass's runs alone would let the figure move.
+fn paired(a: &[f64], b: &[f64], f: impl Fn(f64, f64) -> f64) -> (f64, f64, f64) {
+    let per_run: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect();
+    let n = per_run.len();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64: plenty for picking runs.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let resampled = sorted(
+        (0..2000)
+            .map(|_| {
+                let pick: Vec<f64> = (0..n)
+                    .map(|_| per_run[(next() % n as u64) as usize])
+                    .collect();
+                median(&pick)
+            })
+            .collect(),
+    );
+    (
+        median(&per_run),
+        pct(&resampled, 5.0),
+        pct(&resampled, 95.0),
+    )
+}
+
+/// A paired ratio as `1.05 (0.98–1.12)`.
+fn ratio_ci(a: &[f64], b: &[f64]) -> String {
+    let (m, lo, hi) = paired(a, b, |x, y| x / y);
+    format!("{m:.3} ({lo:.2}–{hi:.2})")
+}
+
 struct Row {
     rt: String,
     direct: Vec<f64>,
@@ -736,6 +775,7 @@ fn main() {
             "fresh med",
             "fresh p90",
             "fracta/fresh",
+            "paired ratio (90% interval)",
         ],
         &rows,
         |r| {
@@ -750,6 +790,7 @@ fn main() {
                 ms0(xm),
                 ms0(pct(&sorted(r.fresh.clone()), 90.0)),
                 ratio(fm / xm),
+                ratio_ci(&r.fracta, &r.direct),
             ]
         },
     );
@@ -823,6 +864,10 @@ fn main() {
         pct(&sorted(own.spawn.clone()), 90.0),
         sm - hm
     );
+    let (om, lo, hi) = paired(&own.spawn, &own.by_hand, |s, h| s - h);
+    println!(
+        "  Fracta's own, paired (each spawn less the by-hand run beside it): median {om:.1}, 90% interval {lo:.1}–{hi:.1}"
+    );
     println!(
         "  exec→CLI start {:.1}, recorded→CLI start {:.1}, CLI→ended {:.1}, ended→exit {:.1}",
         col(|p| p.before),
@@ -839,6 +884,9 @@ fn main() {
     );
     println!(
         "direct+MCP: direct with Fracta's MCP wiring kept but pointed at an in-process MCP server that answers at once; CLI MCP cost: direct+MCP - direct."
+    );
+    println!(
+        "paired ratio: the median of each run's fracta / direct (a run's variants are measured one after another), with its 90% bootstrap interval."
     );
     println!(
         "fracta: `fracta spawn --json` with the MCP gateway registered (the CLI connects to it at start-up); leaf: the same without it."
