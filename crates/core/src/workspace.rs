@@ -328,6 +328,7 @@ static DISCARDS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
 /// the output). The project's folder of worktrees in the user's state folder stays, even
 /// empty: the next spawn makes its worktree there (`fracta rm` and `prune` remove it with its
 /// last worktree).
+///
 /// Where the file system discards freed blocks, each folder deleted and many files wait for the
 /// disk (the branch's two folders of refs ~0.5 ms, the worktree's ~0.5 ms on the 2-core VM);
 /// the waits of separate threads overlap. [`finish_discards`] waits for them; the binary calls
@@ -1266,14 +1267,10 @@ pub(crate) mod tests {
         });
     }
 
-    /// The excludes file is named in `config.worktree` when the worktree is made, quoted as git
-    /// reads it (a path with a quote and a backslash in it); a worktree made before, whose
-    /// `config.worktree` names the old excludes file in the agent's home, is pointed at the new
-    /// one. Either way the git CLI sees none of Fracta's files.
+    /// A resume of an agent whose unchanged worktree was just discarded makes the same branch
+    /// again while the old one may still be being deleted on its thread: it keeps the branch.
     #[test]
     fn a_worktree_made_again_at_once_keeps_its_branch() {
-        // A resume of an agent whose unchanged worktree was just discarded makes the same
-        // branch again while the old one may still be being deleted on its thread.
         let d = repo(&[("a.txt", "a\n")]);
         let fracta = d.path().join(".fracta");
         let outside = tempfile::tempdir().unwrap();
@@ -1293,6 +1290,10 @@ pub(crate) mod tests {
         }
     }
 
+    /// The excludes file is named in `config.worktree` when the worktree is made, quoted as git
+    /// reads it (a path with a quote and a backslash in it); a worktree made before, whose
+    /// `config.worktree` names the old excludes file in the agent's home, is pointed at the new
+    /// one. Either way the git CLI sees none of Fracta's files.
     #[test]
     fn the_excludes_file_is_named_at_creation_or_when_first_kept() {
         let d = repo(&[]);
