@@ -858,8 +858,67 @@ fn add_worktree(
     let wt = open(path).map_err(lib("opening the new worktree", path))?;
     let mut checkout = git2::build::CheckoutBuilder::new();
     checkout.safe();
+    if filters_convert_nothing(&wt) {
+        checkout.disable_filters(true);
+    }
     wt.checkout_head(Some(&mut checkout))
         .map_err(lib("checking out the worktree", path))
+}
+
+/// Whether checking out `repo`'s HEAD through libgit2's filters would write every file as
+/// stored. Its filters are the line-ending one and `ident`; each is asked for every file
+/// checked out, and each asking looks up the file's attributes: a `realpath` of the file (a
+/// `readlink` per folder of its path) and a `.gitattributes` looked for in each folder up
+/// to the top. Two hundred readlinks for a project of twenty files; per file, what the
+/// checkout's own writing costs.
+///
+/// They convert nothing where no attributes can apply (no `.gitattributes` in the tree, no
+/// `info/attributes`, no `core.attributesFile` nor its default `~/.config/git/attributes`,
+/// no `/etc/gitattributes`) and `core.autocrlf` is off: libgit2 then takes every file for
+/// binary. Any doubt (a config it cannot read, an `autocrlf` of `input`) keeps them.
+fn filters_convert_nothing(repo: &git2::Repository) -> bool {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .and_then(absolute)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|h| h.join(".config"))
+        })
+        .map(|c| c.join("git").join("attributes"));
+    let outside = [user, Some(PathBuf::from("/etc/gitattributes"))];
+    !outside.iter().flatten().any(|f| f.exists()) && repository_converts_nothing(repo)
+}
+
+/// [`filters_convert_nothing`], as far as the repository tells: its config, its
+/// `info/attributes`, the `.gitattributes` of its HEAD's tree.
+fn repository_converts_nothing(repo: &git2::Repository) -> bool {
+    let Ok(config) = repo.config() else {
+        return false;
+    };
+    let unset = |e: git2::Error| e.code() == git2::ErrorCode::NotFound;
+    let autocrlf_off = config
+        .get_bool("core.autocrlf")
+        .map_or_else(unset, |on| !on);
+    if !autocrlf_off
+        || !config.get_path("core.attributesFile").is_err_and(unset)
+        || repo.commondir().join("info").join("attributes").exists()
+    {
+        return false;
+    }
+    let Ok(tree) = repo.head().and_then(|h| h.peel_to_tree()) else {
+        return false;
+    };
+    let mut attributes = false;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |_, entry| {
+        if entry.name_bytes() == b".gitattributes" {
+            attributes = true;
+            git2::TreeWalkResult::Abort
+        } else {
+            git2::TreeWalkResult::Ok
+        }
+    });
+    !attributes && walked.is_ok()
 }
 
 /// The file in a worktree's admin folder (`.git/worktrees/<name>`) that lists Fracta's own
@@ -1169,6 +1228,70 @@ pub(crate) mod tests {
         assert_eq!(files.trim(), "notes.txt");
         // A second turn's exclusion is a no-op.
         keep_out_of_commits(&ws.path, &ours).unwrap();
+    }
+
+    /// A worktree's files are written as git would write them: through the line-ending
+    /// filter where attributes or `core.autocrlf` ask for it, and straight (libgit2's filters
+    /// skipped) where nothing can.
+    #[test]
+    fn line_endings_are_converted_where_asked_and_filters_skipped_where_nothing_can_apply() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("worktrees");
+        let main = Base::Named("main".into());
+        let make = |d: &Path, id: &str| {
+            let fracta = d.join(".fracta");
+            create(d, &fracta, Some(&root), id, "t", &main).unwrap()
+        };
+        let converts_nothing =
+            |ws: &Workspace| repository_converts_nothing(&open(&ws.path).unwrap());
+
+        // Nothing asks: every file as stored, and the filters are skipped.
+        let plain = repo(&[("src/a.txt", "one\ntwo\n")]);
+        let ws = make(plain.path(), "01PLAIN000");
+        assert_eq!(
+            std::fs::read(ws.path.join("src/a.txt")).unwrap(),
+            b"one\ntwo\n"
+        );
+        assert!(converts_nothing(&ws));
+        assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
+
+        // A `.gitattributes` deep in the tree asks for CRLF.
+        let attributed = repo(&[
+            ("src/a.txt", "one\ntwo\n"),
+            ("src/deep/.gitattributes", "*.txt text eol=crlf\n"),
+            ("src/deep/b.txt", "one\ntwo\n"),
+        ]);
+        let ws = make(attributed.path(), "01ATTRS000");
+        assert!(!converts_nothing(&ws));
+        assert_eq!(
+            std::fs::read(ws.path.join("src/deep/b.txt")).unwrap(),
+            b"one\r\ntwo\r\n"
+        );
+        assert_eq!(
+            std::fs::read(ws.path.join("src/a.txt")).unwrap(),
+            b"one\ntwo\n"
+        );
+        assert_eq!(sh(&ws.path, &["status", "--porcelain"]), "");
+
+        // `core.autocrlf`, and the repository's own `info/attributes`.
+        let autocrlf = repo(&[("a.txt", "one\ntwo\n")]);
+        sh(autocrlf.path(), &["config", "core.autocrlf", "true"]);
+        let ws = make(autocrlf.path(), "01CRLF0000");
+        assert!(!converts_nothing(&ws));
+        assert_eq!(
+            std::fs::read(ws.path.join("a.txt")).unwrap(),
+            b"one\r\ntwo\r\n"
+        );
+        let info = repo(&[("a.txt", "one\ntwo\n")]);
+        let info_dir = info.path().join(".git/info");
+        std::fs::create_dir_all(&info_dir).unwrap();
+        std::fs::write(info_dir.join("attributes"), "a.txt eol=crlf\n").unwrap();
+        let ws = make(info.path(), "01INFO0000");
+        assert!(!converts_nothing(&ws));
+        assert_eq!(
+            std::fs::read(ws.path.join("a.txt")).unwrap(),
+            b"one\r\ntwo\r\n"
+        );
     }
 
     /// The in-process removal of an agent's worktree that changed nothing leaves what
