@@ -258,12 +258,17 @@ pub fn remove_if_unchanged(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut aside = vec![(
-        worktree.to_path_buf(),
-        worktree.with_file_name(format!(".{name}.discarded")),
-    )];
-    if admin.starts_with(&common) && admin != common {
-        aside.push((admin, common.join(format!("fracta-discarded-{name}"))));
+    let linked = admin.starts_with(&common) && admin != common;
+    let spared = linked && spare(&wt, worktree, &admin, tip);
+    let mut aside = Vec::new();
+    if !spared {
+        aside.push((
+            worktree.to_path_buf(),
+            worktree.with_file_name(format!(".{name}.discarded")),
+        ));
+        if linked {
+            aside.push((admin, common.join(format!("fracta-discarded-{name}"))));
+        }
     }
     let branch = Branch {
         repo: wt,
@@ -273,6 +278,165 @@ pub fn remove_if_unchanged(
     };
     discard(aside, Some(branch))?;
     Ok(true)
+}
+
+/// A spare worktree's folder in the worktrees folder: `.spare-<name>`, its admin folder
+/// inside it.
+const SPARE_PREFIX: &str = ".spare-";
+/// The admin folder of a spare worktree, kept in its folder while it waits.
+const SPARE_ADMIN: &str = ".fracta-spare-admin";
+/// Spare worktrees kept per project at most.
+const MAX_SPARES: usize = 2;
+
+/// Keep the worktree of an agent that changed nothing as a spare for the next spawn, instead
+/// of deleting it: the next worktree from the same tree is then a rename and four small
+/// files, not a checkout of every file of the project (and this one's files are not deleted
+/// one by one). Whether it was kept; `false` leaves everything where it was, to be discarded.
+///
+/// Kept only if it holds exactly its commit's tree: HEAD at `tip`, nothing changed, nothing
+/// untracked and nothing ignored once Fracta's own files (those its excludes file lists) are
+/// deleted, no `--skip-worktree` entry; and while the project has fewer than [`MAX_SPARES`].
+/// The admin folder moves into the folder, which moves to `.spare-<name>` in one rename: git
+/// no longer knows it (`git worktree list` and `prune` do not see it), and no other process
+/// can take it half-moved.
+fn spare(wt: &git2::Repository, worktree: &Path, admin: &Path, tip: git2::Oid) -> bool {
+    let (Some(root), Some(name)) = (worktree.parent(), worktree.file_name()) else {
+        return false;
+    };
+    if spares(root).len() >= MAX_SPARES || wt.head().ok().and_then(|h| h.target()) != Some(tip) {
+        return false;
+    }
+    let exclude = admin.join(EXCLUDE_FILE);
+    for rel in std::fs::read_to_string(&exclude)
+        .unwrap_or_default()
+        .lines()
+    {
+        let Some(rel) = rel.strip_prefix('/').filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        let file = worktree.join(rel);
+        if !file.starts_with(worktree) || std::fs::remove_file(&file).is_err() {
+            continue;
+        }
+        // Its folders that Fracta made with it, now empty (`.codex`, say).
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| *d != worktree) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true)
+        .recurse_untracked_dirs(false)
+        .include_ignored(true)
+        .recurse_ignored_dirs(false);
+    let pristine = wt.statuses(Some(&mut opts)).is_ok_and(|s| s.is_empty())
+        && wt
+            .index()
+            .is_ok_and(|index| index.iter().all(|e| e.flags_extended & SKIP_WORKTREE == 0));
+    if !pristine {
+        return false;
+    }
+    let held = admin.join(SPARE_HELD);
+    let inside = worktree.join(SPARE_ADMIN);
+    let target = root.join(format!("{SPARE_PREFIX}{}", name.to_string_lossy()));
+    let moved = std::fs::write(&held, format!("{tip}\n")).is_ok()
+        && std::fs::rename(admin, &inside).is_ok();
+    if !moved {
+        let _ = std::fs::remove_file(&held);
+        return false;
+    }
+    if std::fs::rename(worktree, &target).is_err() {
+        let _ = std::fs::rename(&inside, admin);
+        return false;
+    }
+    for f in [EXCLUDE_FILE, "config.worktree"] {
+        let _ = std::fs::remove_file(target.join(SPARE_ADMIN).join(f));
+    }
+    true
+}
+
+/// The index entry flag of `git update-index --skip-worktree` (in its extended flags).
+const SKIP_WORKTREE: u16 = 1 << 14;
+/// The file in a spare's admin folder naming the commit whose tree it holds.
+const SPARE_HELD: &str = "fracta-spare-commit";
+
+/// The spare worktrees in the worktrees folder `root`.
+fn spares(root: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(root)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with(SPARE_PREFIX) && !n.ends_with(".discarded")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Delete the spare worktrees of the project at `project_dir` (`fracta prune`); how many.
+pub fn remove_spares(project_dir: &Path, fracta_dir: &Path, configured: Option<&Path>) -> usize {
+    let Some(top) = git_toplevel(project_dir) else {
+        return 0;
+    };
+    let root = worktrees_root(&top, fracta_dir, configured);
+    let removed = spares(&root)
+        .into_iter()
+        .filter(|s| std::fs::remove_dir_all(s).is_ok())
+        .count();
+    // The project's folder in the user's state folder goes with them, if nothing else is there.
+    remove_shared_parent(&root.join(SPARE_PREFIX));
+    removed
+}
+
+/// Take a spare worktree that holds `tree` as the worktree at `path` (named `name`) on
+/// `head_ref`: whether one was taken. A spare of another tree is deleted (the project moved
+/// on); one another process took first is passed over.
+fn take_spare(
+    repo: &git2::Repository,
+    root: &Path,
+    name: &str,
+    path: &Path,
+    head_ref: &str,
+    tree: git2::Oid,
+) -> Result<bool, WorkspaceError> {
+    for spare in spares(root) {
+        let held = std::fs::read_to_string(spare.join(SPARE_ADMIN).join(SPARE_HELD))
+            .ok()
+            .and_then(|c| git2::Oid::from_str(c.trim()).ok())
+            .and_then(|c| repo.find_commit(c).ok())
+            .map(|c| c.tree_id());
+        if held != Some(tree) {
+            // Claimed by a rename (another process may take it first), then deleted on a
+            // thread.
+            let discarded = spare.with_extension("discarded");
+            if std::fs::rename(&spare, &discarded).is_ok() {
+                discard(vec![(discarded.clone(), discarded)], None)?;
+            }
+            continue;
+        }
+        if std::fs::rename(&spare, path).is_err() {
+            continue;
+        }
+        let admin_root = repo.commondir().join("worktrees");
+        std::fs::create_dir_all(&admin_root).map_err(io(&admin_root))?;
+        let admin = admin_root.join(name);
+        if std::fs::rename(path.join(SPARE_ADMIN), &admin).is_err() {
+            // Not usable after all: the path is made afresh.
+            std::fs::remove_dir_all(path).map_err(io(path))?;
+            return Ok(false);
+        }
+        let _ = std::fs::remove_file(admin.join(SPARE_HELD));
+        link_worktree(repo, &admin, path, head_ref)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The branch of a worktree being discarded, deleted with it.
@@ -793,7 +957,10 @@ pub fn create(
                 .branch(&branch, &base_commit, false)
                 .map_err(lib("creating branch", &top))?;
             let head = reference.get().name().unwrap_or_default().to_string();
-            add_worktree(&repo, id, &path, &head)?;
+            let root = path.parent().unwrap_or(&path);
+            if !take_spare(&repo, root, id, &path, &head, base_commit.tree_id())? {
+                add_worktree(&repo, id, &path, &head)?;
+            }
             Ok(Workspace {
                 path,
                 branch: Some(branch),
@@ -832,6 +999,26 @@ fn add_worktree(
     // Both new: an existing one is an error, never reused.
     std::fs::create_dir(&admin).map_err(io(&admin))?;
     std::fs::create_dir(path).map_err(io(path))?;
+    link_worktree(repo, &admin, path, head_ref)?;
+    let wt = open(path).map_err(lib("opening the new worktree", path))?;
+    let mut checkout = git2::build::CheckoutBuilder::new();
+    checkout.safe();
+    if filters_convert_nothing(&wt) {
+        checkout.disable_filters(true);
+    }
+    wt.checkout_head(Some(&mut checkout))
+        .map_err(lib("checking out the worktree", path))
+}
+
+/// The files that make `path` the linked worktree of `repo` whose admin folder is `admin`, on
+/// `head_ref`: the `.git` file, the admin folder's `commondir`, `gitdir` and `HEAD`, and its
+/// `config.worktree`.
+fn link_worktree(
+    repo: &git2::Repository,
+    admin: &Path,
+    path: &Path,
+    head_ref: &str,
+) -> Result<(), WorkspaceError> {
     let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(io(&p));
     write(path.join(".git"), format!("gitdir: {}\n", admin.display()))?;
     write(admin.join("commondir"), "../..\n".to_string())?;
@@ -855,14 +1042,7 @@ fn add_worktree(
         }
         write(admin.join("config.worktree"), config)?;
     }
-    let wt = open(path).map_err(lib("opening the new worktree", path))?;
-    let mut checkout = git2::build::CheckoutBuilder::new();
-    checkout.safe();
-    if filters_convert_nothing(&wt) {
-        checkout.disable_filters(true);
-    }
-    wt.checkout_head(Some(&mut checkout))
-        .map_err(lib("checking out the worktree", path))
+    Ok(())
 }
 
 /// Whether checking out `repo`'s HEAD through libgit2's filters would write every file as
@@ -1337,8 +1517,10 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
-        // Nothing of its files is left once those threads have run.
-        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        // Its folder waits for the next worktree as a spare, out of git's sight, without
+        // Fracta's file; nothing else is left once those threads have run.
+        assert_eq!(names(&root), [".spare-01AAAAAAAA"]);
+        assert!(!root.join(".spare-01AAAAAAAA/.codex").exists());
         let git_dir: Vec<String> = std::fs::read_dir(d.path().join(".git"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1388,6 +1570,124 @@ pub(crate) mod tests {
                 ],
             );
         });
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    /// The worktree of an agent that changed nothing is the next one's, when the project's
+    /// tree is the same: what git sees of the new one is what a checkout would have made
+    /// (its branch, its admin folder, a clean status, Fracta's excludes), and nothing of the
+    /// last agent's is in it. A worktree with ignored files is not kept; a spare of an older
+    /// tree is deleted; at most two wait.
+    #[test]
+    fn an_unchanged_worktree_is_the_next_ones_and_only_as_git_would_check_it_out() {
+        let d = repo(&[(".gitignore", "target/\n"), ("src/lib.rs", "fn a() {}\n")]);
+        let fracta = d.path().join(".fracta");
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("worktrees");
+        let main = Base::Named("main".into());
+        let make = |id: &str| {
+            let ws = create(d.path(), &fracta, Some(&root), id, "t", &main).unwrap();
+            let ours = [ws.path.join(".codex/config.toml")];
+            keep_out_of_commits(&ws.path, &ours).unwrap();
+            std::fs::create_dir_all(ws.path.join(".codex")).unwrap();
+            std::fs::write(&ours[0], "fracta's\n").unwrap();
+            (ws.path, ws.branch.unwrap())
+        };
+        let end = |(path, branch): &(PathBuf, String)| {
+            assert!(remove_if_unchanged(path, None, branch, "main", false).unwrap());
+            finish_discards();
+        };
+
+        let a = make("01AAAAAAAA");
+        end(&a);
+        assert_eq!(names(&root), [".spare-01AAAAAAAA"]);
+        let b = make("01BBBBBBBB");
+        assert_eq!(names(&root), ["01BBBBBBBB"]);
+        let (path, branch) = &b;
+        assert_eq!(
+            sh(path, &["branch", "--show-current"]).trim(),
+            branch.as_str()
+        );
+        // Only Fracta's file, written for this agent, is there besides the project's.
+        assert_eq!(
+            sh(path, &["status", "--porcelain", "--ignored"]),
+            "!! .codex/\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(path.join("src/lib.rs")).unwrap(),
+            "fn a() {}\n"
+        );
+        let list = sh(d.path(), &["worktree", "list", "--porcelain"]);
+        assert!(
+            list.contains(&format!("worktree {}", path.display())),
+            "{list}"
+        );
+        assert!(
+            list.contains(&format!("branch refs/heads/{branch}")),
+            "{list}"
+        );
+        assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
+        let admin = d.path().join(".git/worktrees/01BBBBBBBB");
+        assert_eq!(
+            std::fs::read_to_string(admin.join("gitdir"))
+                .unwrap()
+                .trim(),
+            path.join(".git").display().to_string()
+        );
+        assert!(!admin.join(SPARE_HELD).exists());
+        assert!(
+            std::fs::read_to_string(admin.join("config.worktree"))
+                .unwrap()
+                .contains("01BBBBBBBB")
+        );
+        // Work on it is seen, and committed, as on any worktree.
+        std::fs::write(path.join("notes.txt"), "work\n").unwrap();
+        assert!(has_changes(path));
+        std::fs::remove_file(path.join("notes.txt")).unwrap();
+
+        // Ignored files (a build's output) are the last agent's: such a worktree is not kept.
+        std::fs::create_dir_all(path.join("target")).unwrap();
+        std::fs::write(path.join("target/out"), "built\n").unwrap();
+        end(&b);
+        assert!(names(&root).is_empty());
+
+        // At most two wait.
+        let (c, e, f) = (make("01CCCCCCCC"), make("01EEEEEEEE"), make("01FFFFFFFF"));
+        end(&c);
+        end(&e);
+        end(&f);
+        assert_eq!(names(&root), [".spare-01CCCCCCCC", ".spare-01EEEEEEEE"]);
+
+        // The project moved on: its spares hold an older tree, and are deleted.
+        std::fs::write(d.path().join("src/lib.rs"), "fn b() {}\n").unwrap();
+        sh(
+            d.path(),
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qam",
+                "b",
+            ],
+        );
+        let (path, _) = make("01GGGGGGGG");
+        finish_discards();
+        assert_eq!(names(&root), ["01GGGGGGGG"]);
+        assert_eq!(
+            std::fs::read_to_string(path.join("src/lib.rs")).unwrap(),
+            "fn b() {}\n"
+        );
+        assert_eq!(sh(&path, &["status", "--porcelain"]), "");
     }
 
     /// A resume of an agent whose unchanged worktree was just discarded makes the same branch

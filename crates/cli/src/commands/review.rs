@@ -237,6 +237,16 @@ pub fn prune(cfg: &LoadedConfig, a: PruneArgs) -> anyhow::Result<ExitCode> {
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     println!("{verb} {removed} agent(s); kept {kept}");
+    if !a.dry_run {
+        // The worktrees kept for the next spawns (of agents that changed nothing) go too.
+        let configured = cfg
+            .worktrees_dir()
+            .map(|d| std::path::absolute(&d).unwrap_or(d));
+        let spares = workspace::remove_spares(&dir, &cfg.fracta_dir(), configured.as_deref());
+        if spares > 0 {
+            println!("removed {spares} spare worktree(s)");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -87,6 +87,8 @@ fn diff_shows_the_agents_work_and_rm_and_prune_keep_what_is_not_merged() {
         !stdout.contains(w),
         "an unmerged agent is not even considered: {stdout}"
     );
+    // The idle agent's worktree was kept for the next spawn: prune deletes it.
+    assert!(stdout.contains("removed 1 spare worktree(s)"), "{stdout}");
     let gone = p.run(&["show", i]);
     assert_eq!(gone.status.code(), Some(4));
 
