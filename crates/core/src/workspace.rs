@@ -311,11 +311,14 @@ fn spare(wt: &git2::Repository, worktree: &Path, admin: &Path, tip: git2::Oid) -
         .unwrap_or_default()
         .lines()
     {
-        let Some(rel) = rel.strip_prefix('/').filter(|r| !r.is_empty()) else {
+        let Some(rel) = rel.strip_prefix('/').map(Path::new) else {
             continue;
         };
+        let within = rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
         let file = worktree.join(rel);
-        if !file.starts_with(worktree) || std::fs::remove_file(&file).is_err() {
+        if !within || std::fs::remove_file(&file).is_err() {
             continue;
         }
         // Its folders that Fracta made with it, now empty (`.codex`, say).
@@ -339,11 +342,13 @@ fn spare(wt: &git2::Repository, worktree: &Path, admin: &Path, tip: git2::Oid) -
     if !pristine {
         return false;
     }
+    // Its `config.worktree` and excludes file stay: the agent that takes it writes both
+    // again (in place: see [`overwrite`]).
     let held = admin.join(SPARE_HELD);
     let inside = worktree.join(SPARE_ADMIN);
     let target = root.join(format!("{SPARE_PREFIX}{}", name.to_string_lossy()));
-    let moved = std::fs::write(&held, format!("{tip}\n")).is_ok()
-        && std::fs::rename(admin, &inside).is_ok();
+    let moved =
+        overwrite(&held, &format!("{tip}\n")).is_ok() && std::fs::rename(admin, &inside).is_ok();
     if !moved {
         let _ = std::fs::remove_file(&held);
         return false;
@@ -351,9 +356,6 @@ fn spare(wt: &git2::Repository, worktree: &Path, admin: &Path, tip: git2::Oid) -
     if std::fs::rename(worktree, &target).is_err() {
         let _ = std::fs::rename(&inside, admin);
         return false;
-    }
-    for f in [EXCLUDE_FILE, "config.worktree"] {
-        let _ = std::fs::remove_file(target.join(SPARE_ADMIN).join(f));
     }
     true
 }
@@ -432,7 +434,10 @@ fn take_spare(
             std::fs::remove_dir_all(path).map_err(io(path))?;
             return Ok(false);
         }
-        let _ = std::fs::remove_file(admin.join(SPARE_HELD));
+        // The last agent's list of Fracta's files goes; the file that named the commit stays
+        // (git reads neither), written over if this worktree is kept again.
+        let exclude = admin.join(EXCLUDE_FILE);
+        overwrite(&exclude, EXCLUDE_HEADER).map_err(io(&exclude))?;
         link_worktree(repo, &admin, path, head_ref)?;
         return Ok(true);
     }
@@ -1019,7 +1024,7 @@ fn link_worktree(
     path: &Path,
     head_ref: &str,
 ) -> Result<(), WorkspaceError> {
-    let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(io(&p));
+    let write = |p: PathBuf, text: String| overwrite(&p, &text).map_err(io(&p));
     write(path.join(".git"), format!("gitdir: {}\n", admin.display()))?;
     write(admin.join("commondir"), "../..\n".to_string())?;
     write(
@@ -1104,6 +1109,24 @@ fn repository_converts_nothing(repo: &git2::Repository) -> bool {
 /// The file in a worktree's admin folder (`.git/worktrees/<name>`) that lists Fracta's own
 /// files in it: removed with the worktree.
 const EXCLUDE_FILE: &str = "fracta-exclude";
+/// The first line of [`EXCLUDE_FILE`].
+const EXCLUDE_HEADER: &str = "# Written by fracta: runtime config, never committed\n";
+
+/// Write `text` to the file `p` in place: an existing file is written over and then cut to
+/// the new length, never emptied first. Emptying a file frees its block, and where the file
+/// system discards freed blocks (this machine's does) that waits for the disk: up to 1 ms
+/// for each of the four admin files of a spare worktree taken. A file of a few bytes keeps
+/// its one block.
+fn overwrite(p: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)?;
+    f.write_all(text.as_bytes())?;
+    f.set_len(text.len() as u64)
+}
 
 /// A worktree's `config.worktree` naming `exclude` as its excludes file (none for a path git's
 /// config cannot hold on one line).
@@ -1138,7 +1161,7 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
     };
     let exclude = admin.join(EXCLUDE_FILE);
     let body = format!(
-        "# Written by fracta: runtime config, never committed\n{}",
+        "{EXCLUDE_HEADER}{}",
         rel.iter().map(|r| format!("/{r}\n")).collect::<String>()
     );
     let config_path = admin.join("config.worktree");
@@ -1148,7 +1171,7 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
     if named && std::fs::read_to_string(&exclude).is_ok_and(|old| old == body) {
         return Ok(());
     }
-    std::fs::write(&exclude, body).map_err(io(&exclude))?;
+    overwrite(&exclude, &body).map_err(io(&exclude))?;
     if !named {
         // `config.worktree` is read only with `extensions.worktreeConfig` on (common config).
         let mut common = git2::Config::open(&common_dir.join("config"))
@@ -1609,8 +1632,19 @@ pub(crate) mod tests {
         let a = make("01AAAAAAAA");
         end(&a);
         assert_eq!(names(&root), [".spare-01AAAAAAAA"]);
-        let b = make("01BBBBBBBB");
+        let taken = create(d.path(), &fracta, Some(&root), "01BBBBBBBB", "t", &main).unwrap();
         assert_eq!(names(&root), ["01BBBBBBBB"]);
+        // The last agent's list of Fracta's files went with it.
+        let admin = d.path().join(".git/worktrees/01BBBBBBBB");
+        assert_eq!(
+            std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap(),
+            EXCLUDE_HEADER
+        );
+        let ours = [taken.path.join(".codex/config.toml")];
+        keep_out_of_commits(&taken.path, &ours).unwrap();
+        std::fs::create_dir_all(taken.path.join(".codex")).unwrap();
+        std::fs::write(&ours[0], "fracta's\n").unwrap();
+        let b = (taken.path, taken.branch.unwrap());
         let (path, branch) = &b;
         assert_eq!(
             sh(path, &["branch", "--show-current"]).trim(),
@@ -1635,14 +1669,12 @@ pub(crate) mod tests {
             "{list}"
         );
         assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
-        let admin = d.path().join(".git/worktrees/01BBBBBBBB");
         assert_eq!(
             std::fs::read_to_string(admin.join("gitdir"))
                 .unwrap()
                 .trim(),
             path.join(".git").display().to_string()
         );
-        assert!(!admin.join(SPARE_HELD).exists());
         assert!(
             std::fs::read_to_string(admin.join("config.worktree"))
                 .unwrap()
