@@ -313,7 +313,7 @@ impl Recorder {
         &self,
         agent: &AgentRecord,
         clean: bool,
-        opened: Option<git2::Repository>,
+        opened: Option<workspace::OpenWorktree>,
     ) -> Option<String> {
         let (Some(branch), Some(ws), Some(base)) = (
             agent.branch.as_deref(),
