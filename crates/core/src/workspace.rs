@@ -847,14 +847,18 @@ fn slug(task: &str) -> String {
 
 /// The user's state folder: `$XDG_STATE_HOME`, else `~/.local/state` (none without a home).
 fn state_home() -> Option<PathBuf> {
+    user_dir("XDG_STATE_HOME", ".local/state")
+}
+
+/// A user's folder by the XDG rule: `$<var>` if absolute, else `$HOME/<in_home>` (none
+/// without an absolute home).
+fn user_dir(var: &str, in_home: &str) -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    std::env::var_os("XDG_STATE_HOME")
-        .and_then(absolute)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .and_then(absolute)
-                .map(|h| h.join(".local/state"))
-        })
+    std::env::var_os(var).and_then(absolute).or_else(|| {
+        std::env::var_os("HOME")
+            .and_then(absolute)
+            .map(|h| h.join(in_home))
+    })
 }
 
 /// A repository's folder name under the worktrees root: its own name and a digest of its
@@ -1076,15 +1080,7 @@ fn link_worktree(
 /// no `/etc/gitattributes`) and `core.autocrlf` is off: libgit2 then takes every file for
 /// binary. Any doubt (a config it cannot read, an `autocrlf` of `input`) keeps them.
 fn filters_convert_nothing(repo: &git2::Repository) -> bool {
-    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let user = std::env::var_os("XDG_CONFIG_HOME")
-        .and_then(absolute)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .and_then(absolute)
-                .map(|h| h.join(".config"))
-        })
-        .map(|c| c.join("git").join("attributes"));
+    let user = user_dir("XDG_CONFIG_HOME", ".config").map(|c| c.join("git").join("attributes"));
     let outside = [user, Some(PathBuf::from("/etc/gitattributes"))];
     !outside.iter().flatten().any(|f| f.exists()) && repository_converts_nothing(repo)
 }
@@ -1556,11 +1552,7 @@ pub(crate) mod tests {
         let main = Base::Named("main".into());
         let make = |id: &str| {
             let ws = create(d.path(), &fracta, Some(&root), id, "t", &main).unwrap();
-            // Fracta's own runtime file, excluded as on every run: not work.
-            let ours = [ws.path.join(".codex/config.toml")];
-            keep_out_of_commits(&ws.path, &ours).unwrap();
-            std::fs::create_dir_all(ws.path.join(".codex")).unwrap();
-            std::fs::write(&ours[0], "fracta's\n").unwrap();
+            write_ours(&ws.path);
             let branch = ws.branch.unwrap();
             sh(
                 d.path(),
@@ -1641,6 +1633,18 @@ pub(crate) mod tests {
         });
     }
 
+    /// Fracta's own runtime file in the worktree `ws`.
+    fn ours(ws: &Path) -> PathBuf {
+        ws.join(".codex/config.toml")
+    }
+
+    /// Fracta's own runtime file written into `ws`, excluded as on every run: not work.
+    fn write_ours(ws: &Path) {
+        keep_out_of_commits(ws, &[ours(ws)]).unwrap();
+        std::fs::create_dir_all(ws.join(".codex")).unwrap();
+        std::fs::write(ours(ws), "fracta's\n").unwrap();
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut n: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -1664,18 +1668,14 @@ pub(crate) mod tests {
         let main = Base::Named("main".into());
         let make = |id: &str| {
             let ws = create(d.path(), &fracta, Some(&root), id, "t", &main).unwrap();
-            let ours = [ws.path.join(".codex/config.toml")];
-            keep_out_of_commits(&ws.path, &ours).unwrap();
-            std::fs::create_dir_all(ws.path.join(".codex")).unwrap();
-            std::fs::write(&ours[0], "fracta's\n").unwrap();
+            write_ours(&ws.path);
             (ws.path, ws.branch.unwrap())
         };
         // As a run ends: nothing to commit, found by the status whose ignored paths then
         // decide whether the worktree is kept.
         let end = |(path, branch): &(PathBuf, String)| {
             let opened = open_worktree(path);
-            let ours = [path.join(".codex/config.toml")];
-            let commit = commit_leftovers(path, opened.as_ref(), "m", &ours, &|_| false);
+            let commit = commit_leftovers(path, opened.as_ref(), "m", &[ours(path)], &|_| false);
             assert_eq!(commit.unwrap(), None);
             assert!(remove_if_unchanged(path, opened, branch, "main", true).unwrap());
             finish_discards();
@@ -1692,10 +1692,7 @@ pub(crate) mod tests {
             std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap(),
             EXCLUDE_HEADER
         );
-        let ours = [taken.path.join(".codex/config.toml")];
-        keep_out_of_commits(&taken.path, &ours).unwrap();
-        std::fs::create_dir_all(taken.path.join(".codex")).unwrap();
-        std::fs::write(&ours[0], "fracta's\n").unwrap();
+        write_ours(&taken.path);
         let b = (taken.path, taken.branch.unwrap());
         let (path, branch) = &b;
         assert_eq!(
