@@ -349,6 +349,7 @@ impl Recorder {
         outcome: &Outcome,
         exit: &ExitInfo,
         files: &[FileSpec],
+        worktree: Option<workspace::OpenWorktree>,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
         let agent = self.store.get_agent(id)?;
@@ -382,13 +383,14 @@ impl Recorder {
         let mut commit = None;
         // Whether the worktree was just found to hold nothing to commit.
         let mut clean = false;
-        // Opened once for both checks (what is left to commit, whether anything changed).
+        // Opened once for both checks (what is left to commit, whether anything changed);
+        // while the CLI started, if the run opened it then.
         let mut opened = None;
         if succeeded
             && agent.branch.is_some()
             && let Some(ws) = agent.workspace.as_deref()
         {
-            opened = workspace::open_worktree(Path::new(ws));
+            opened = worktree.or_else(|| workspace::open_worktree(Path::new(ws)));
             let exclude: Vec<PathBuf> = files
                 .iter()
                 .filter(|f| f.in_workspace)

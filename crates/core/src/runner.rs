@@ -481,6 +481,7 @@ impl Runner {
                 wall_clock,
                 max_steps: adapter.capabilities().max_steps(&rt),
                 session_init: None,
+                worktree: None,
             },
             workload,
             opts,
@@ -950,6 +951,13 @@ impl Runner {
             .map(|e| (e, keys.map(|k| k.secret).unwrap_or_default()));
         let stdin = proc.stdin.take();
         let wall_clock = self.wall_clock(&agent);
+        // Its worktree opened now, while the CLI starts, not after it exits: an open reads
+        // every config file of the repository (~0.3 ms), and the checks at the end need it.
+        let worktree = agent
+            .branch
+            .as_ref()
+            .and(agent.workspace.as_deref())
+            .and_then(|ws| workspace::open_worktree(Path::new(ws)));
         session::drive(
             &self.recorder,
             agent,
@@ -965,6 +973,7 @@ impl Runner {
                 wall_clock,
                 max_steps: adapter.capabilities().max_steps(&rt),
                 session_init: spec.session_init.as_ref().map(|i| &i.0),
+                worktree,
             },
             Box::new(proc),
             opts,

@@ -99,6 +99,8 @@ pub struct Launched<'a> {
     pub max_steps: Option<u32>,
     /// What the session protocol needs besides turns (the launch's `session_init`).
     pub session_init: Option<&'a serde_json::Value>,
+    /// The agent's worktree, opened while its CLI started, for the checks at the end.
+    pub worktree: Option<crate::workspace::OpenWorktree>,
 }
 
 /// Everything that can happen to a run besides its output.
@@ -199,6 +201,7 @@ pub async fn drive(
         wall_clock,
         max_steps,
         session_init,
+        worktree,
     } = launched;
     // A runtime whose batch run is a session too (ACP) speaks its protocol on stdin either way.
     let stdio_session = adapter.capabilities().stdio_session;
@@ -327,6 +330,7 @@ pub async fn drive(
         st.session.outcome(),
         &exit,
         files,
+        worktree,
         observer,
     )
 }
