@@ -55,6 +55,14 @@ pub struct RunEnd<'a> {
     pub unchanged_branch: Option<String>,
 }
 
+/// The agent's worktree as its local run ends ([`Recorder::finish_local`]).
+pub struct EndWorktree<'a> {
+    /// The files Fracta wrote for the run: those in the worktree are never committed.
+    pub files: &'a [FileSpec],
+    /// The worktree's repository, opened while the CLI started (else it is opened at the end).
+    pub opened: Option<workspace::OpenWorktree>,
+}
+
 /// Why a run that exited 0 failed: the runtime never said it completed.
 pub const NO_COMPLETION: &str = "the CLI exited 0 without its completion event (no result)";
 
@@ -348,10 +356,13 @@ impl Recorder {
         usage_turn: Option<u32>,
         outcome: &Outcome,
         exit: &ExitInfo,
-        files: &[FileSpec],
-        worktree: Option<workspace::OpenWorktree>,
+        worktree: EndWorktree<'_>,
         observer: &mut dyn Observer,
     ) -> Result<AgentRecord, RunError> {
+        let EndWorktree {
+            files,
+            opened: early,
+        } = worktree;
         let agent = self.store.get_agent(id)?;
         let stderr_tail = self.redactor.redact(exit.stderr_tail.trim());
         // A run succeeds only on the runtime's own word: its completion event (a stream
@@ -390,7 +401,7 @@ impl Recorder {
             && agent.branch.is_some()
             && let Some(ws) = agent.workspace.as_deref()
         {
-            opened = worktree.or_else(|| workspace::open_worktree(Path::new(ws)));
+            opened = early.or_else(|| workspace::open_worktree(Path::new(ws)));
             let exclude: Vec<PathBuf> = files
                 .iter()
                 .filter(|f| f.in_workspace)

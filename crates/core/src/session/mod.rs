@@ -329,8 +329,10 @@ pub async fn drive(
         usage_turn,
         st.session.outcome(),
         &exit,
-        files,
-        worktree,
+        crate::record::EndWorktree {
+            files,
+            opened: worktree,
+        },
         observer,
     )
 }
