@@ -297,15 +297,19 @@ const MAX_SPARES: usize = 2;
 /// files, not a checkout of every file of the project (and this one's files are not deleted
 /// one by one). Whether it was kept; `false` leaves everything where it was, to be discarded.
 ///
-/// Kept only if it holds exactly its commit's tree: HEAD at `tip`, nothing changed, nothing
-/// untracked and nothing ignored once Fracta's own files (those its excludes file lists) are
-/// deleted, no `--skip-worktree` entry; and while the project has fewer than [`MAX_SPARES`].
-/// The admin folder moves into the folder, which moves to `.spare-<name>` in one rename: git
-/// no longer knows it (`git worktree list` and `prune` do not see it), and no other process
-/// can take it half-moved.
+/// Kept only if it holds exactly its commit's tree and Fracta's own files: HEAD at `tip`,
+/// nothing changed or untracked, nothing ignored but Fracta's files (those its excludes file
+/// lists) and their folders, no `--skip-worktree` entry; and while the project has fewer than
+/// [`MAX_SPARES`]. Fracta's files stay, listed as before: the next agent's launch writes its
+/// own over them (mostly the same files: left alone when the same, else written in place),
+/// and the next [`keep_out_of_commits`] deletes those it does not write. Deleting them here
+/// waited for the disk (a file and its folder, ~0.8 ms where freed blocks are discarded), and
+/// the next launch made them again. The admin folder moves into the folder, which moves to
+/// `.spare-<name>` in one rename: git no longer knows it (`git worktree list` and `prune` do
+/// not see it), and no other process can take it half-moved.
 ///
-/// `ignored`: what the status that found nothing to commit showed ignored, if one just did;
-/// each must be gone once Fracta's files are. Without it, a status is read here.
+/// `ignored`: what the status that found nothing to commit showed ignored, if one just did.
+/// Without it, a status is read here.
 fn spare(
     wt: &git2::Repository,
     worktree: &Path,
@@ -319,45 +323,23 @@ fn spare(
     if spares(root).len() >= MAX_SPARES || wt.head().ok().and_then(|h| h.target()) != Some(tip) {
         return false;
     }
-    let exclude = admin.join(EXCLUDE_FILE);
-    for rel in std::fs::read_to_string(&exclude)
-        .unwrap_or_default()
-        .lines()
-    {
-        let Some(rel) = rel.strip_prefix('/').map(Path::new) else {
-            continue;
-        };
-        let within = rel
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        let file = worktree.join(rel);
-        if !within || std::fs::remove_file(&file).is_err() {
-            continue;
-        }
-        // Its folders that Fracta made with it, now empty (`.codex`, say).
-        let mut dir = file.parent();
-        while let Some(d) = dir.filter(|d| *d != worktree) {
-            if std::fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
-        }
-    }
-    let nothing_left = match ignored {
-        Some(paths) => paths
-            .iter()
-            .all(|p| std::fs::symlink_metadata(worktree.join(p)).is_err()),
-        None => survey(wt).is_some_and(|(changed, ignored)| !changed && ignored.is_empty()),
+    let ignored = match ignored {
+        Some(paths) => paths,
+        None => match survey(wt) {
+            Some((false, paths)) => paths,
+            _ => return false,
+        },
     };
-    let pristine = nothing_left
+    let ours = listed(&std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap_or_default());
+    let pristine = ignored.iter().all(|p| only_ours(worktree, p, &ours))
         && wt
             .index()
             .is_ok_and(|index| index.iter().all(|e| e.flags_extended & SKIP_WORKTREE == 0));
     if !pristine {
         return false;
     }
-    // Its `config.worktree` and excludes file stay: the agent that takes it writes both
-    // again (in place: see [`overwrite`]).
+    // Its `config.worktree` stays: the agent that takes it writes it again (in place: see
+    // [`overwrite`]).
     let held = admin.join(SPARE_HELD);
     let inside = worktree.join(SPARE_ADMIN);
     let target = root.join(format!("{SPARE_PREFIX}{}", name.to_string_lossy()));
@@ -372,6 +354,54 @@ fn spare(
         return false;
     }
     true
+}
+
+/// The files an excludes file of Fracta's lists (`/<path>` lines), relative to the worktree.
+fn listed(exclude: &str) -> Vec<PathBuf> {
+    exclude
+        .lines()
+        .filter_map(|l| l.strip_prefix('/'))
+        .map(PathBuf::from)
+        .filter(|p| {
+            p.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
+        .collect()
+}
+
+/// Whether the path `rel` in the worktree `ws` (one the status showed ignored: a file, or a
+/// folder as one path) holds only Fracta's files `ours`: no other file, no link, nothing else.
+fn only_ours(ws: &Path, rel: &Path, ours: &[PathBuf]) -> bool {
+    let path = ws.join(rel);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() => ours.iter().any(|o| o == rel),
+        Ok(m) if m.is_dir() => std::fs::read_dir(&path).is_ok_and(|entries| {
+            entries
+                .into_iter()
+                .all(|e| e.is_ok_and(|e| only_ours(ws, &rel.join(e.file_name()), ours)))
+        }),
+        Ok(_) => false,
+        // Gone since the status: nothing left there.
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// Delete the files `stale` of the worktree `ws` (Fracta's, that no launch writes any more),
+/// and their folders left empty (`.codex`, say).
+fn delete_ours(ws: &Path, stale: &[&PathBuf]) {
+    for rel in stale {
+        let file = ws.join(rel);
+        if std::fs::remove_file(&file).is_err() {
+            continue;
+        }
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| *d != ws) {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
 }
 
 /// The index entry flag of `git update-index --skip-worktree` (in its extended flags).
@@ -448,10 +478,10 @@ fn take_spare(
             std::fs::remove_dir_all(path).map_err(io(path))?;
             return Ok(false);
         }
-        // The last agent's list of Fracta's files goes; the file that named the commit stays
-        // (git reads neither), written over if this worktree is kept again.
-        let exclude = admin.join(EXCLUDE_FILE);
-        overwrite(&exclude, EXCLUDE_HEADER).map_err(io(&exclude))?;
+        // The last agent's list of Fracta's files stays with its files: the launch writes
+        // over them, then [`keep_out_of_commits`] deletes those it did not write. The file
+        // that named the commit stays too (git reads neither), written over if this worktree
+        // is kept again.
         link_worktree(repo, &admin, path, head_ref)?;
         return Ok(true);
     }
@@ -1159,10 +1189,11 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
         .filter_map(|p| p.strip_prefix(ws).ok())
         .map(|p| p.display().to_string())
         .collect();
-    if rel.is_empty() {
+    let linked = linked_git_dirs(ws);
+    if rel.is_empty() && linked.is_none() {
         return Ok(());
     }
-    let (admin, common_dir) = match linked_git_dirs(ws) {
+    let (admin, common_dir) = match linked {
         Some(dirs) => dirs,
         None => {
             let repo = open(ws).map_err(lib("opening worktree", ws))?;
@@ -1170,6 +1201,30 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
         }
     };
     let exclude = admin.join(EXCLUDE_FILE);
+    let old = std::fs::read_to_string(&exclude).unwrap_or_default();
+    // Fracta's files in it that this launch did not write: an earlier launch's here (the
+    // agent that left this worktree as a spare ran another runtime, say). Deleted, unless
+    // the repository tracks them (then they are the project's).
+    let written: Vec<&Path> = rel.iter().map(Path::new).collect();
+    let before = listed(&old);
+    let stale: Vec<&PathBuf> = before
+        .iter()
+        .filter(|p| !written.contains(&p.as_path()))
+        .collect();
+    if !stale.is_empty() {
+        let index = git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws))?;
+        let untracked: Vec<&PathBuf> = stale
+            .into_iter()
+            .filter(|p| index.get_path(p, 0).is_none())
+            .collect();
+        delete_ours(ws, &untracked);
+    }
+    if rel.is_empty() {
+        if !before.is_empty() {
+            overwrite(&exclude, EXCLUDE_HEADER).map_err(io(&exclude))?;
+        }
+        return Ok(());
+    }
     let body = format!(
         "{EXCLUDE_HEADER}{}",
         rel.iter().map(|r| format!("/{r}\n")).collect::<String>()
@@ -1177,8 +1232,9 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
     let config_path = admin.join("config.worktree");
     let named = worktree_config(&exclude)
         .is_some_and(|c| std::fs::read_to_string(&config_path).is_ok_and(|old| old == c));
-    // Done already for this worktree (a resumed turn writes the same files).
-    if named && std::fs::read_to_string(&exclude).is_ok_and(|old| old == body) {
+    // Done already for this worktree (a resumed turn, or the spare's last agent, wrote the
+    // same files).
+    if named && old == body {
         return Ok(());
     }
     overwrite(&exclude, &body).map_err(io(&exclude))?;
@@ -1578,10 +1634,11 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(sh(d.path(), &["worktree", "prune", "--dry-run", "-v"]), "");
-        // Its folder waits for the next worktree as a spare, out of git's sight, without
-        // Fracta's file; nothing else is left once those threads have run.
+        // Its folder waits for the next worktree as a spare, out of git's sight, with
+        // Fracta's file (the next launch writes over it); nothing else is left once those
+        // threads have run.
         assert_eq!(names(&root), [".spare-01AAAAAAAA"]);
-        assert!(!root.join(".spare-01AAAAAAAA/.codex").exists());
+        assert!(ours(&root.join(".spare-01AAAAAAAA")).exists());
         let git_dir: Vec<String> = std::fs::read_dir(d.path().join(".git"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -1686,13 +1743,26 @@ pub(crate) mod tests {
         assert_eq!(names(&root), [".spare-01AAAAAAAA"]);
         let taken = create(d.path(), &fracta, Some(&root), "01BBBBBBBB", "t", &main).unwrap();
         assert_eq!(names(&root), ["01BBBBBBBB"]);
-        // The last agent's list of Fracta's files went with it.
+        // The last agent's Fracta files came with it, still kept out of git's sight.
         let admin = d.path().join(".git/worktrees/01BBBBBBBB");
+        let excluded = || std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap();
+        assert_eq!(excluded(), format!("{EXCLUDE_HEADER}/.codex/config.toml\n"));
         assert_eq!(
-            std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap(),
-            EXCLUDE_HEADER
+            sh(&taken.path, &["status", "--porcelain", "--ignored"]),
+            "!! .codex/\n"
         );
+        // A launch that writes other files: the last agent's are deleted, with their folder.
+        let other = taken.path.join(".other/settings.json");
+        keep_out_of_commits(&taken.path, std::slice::from_ref(&other)).unwrap();
+        assert!(!taken.path.join(".codex").exists());
+        assert_eq!(
+            excluded(),
+            format!("{EXCLUDE_HEADER}/.other/settings.json\n")
+        );
+        std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+        std::fs::write(&other, "{}").unwrap();
         write_ours(&taken.path);
+        assert!(!other.exists());
         let b = (taken.path, taken.branch.unwrap());
         let (path, branch) = &b;
         assert_eq!(
