@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use fracta_state::{AgentPatch, AgentRecord, AgentStatus, NewEvent, Store, UsageRecord};
+use fracta_state::{
+    AgentPatch, AgentRecord, AgentStatus, NewEvent, Store, TransitionWrite, UsageRecord,
+};
 
 use crate::adapter::Outcome;
 use crate::backend::local::ExitInfo;
@@ -63,6 +65,27 @@ pub struct EndWorktree<'a> {
     pub opened: Option<workspace::OpenWorktree>,
 }
 
+/// One turn's usage as recorded (`cost`: this turn's).
+fn usage_record(agent: &AgentRecord, turn: u32, o: &Outcome, cost: Option<f64>) -> UsageRecord {
+    UsageRecord {
+        agent_id: agent.id.clone(),
+        turn,
+        model: o.model.clone().or(agent.model.clone()),
+        input_tokens: o.usage.input_tokens,
+        output_tokens: o.usage.output_tokens,
+        cached_tokens: o.usage.cached_tokens,
+        cost_usd: cost,
+        at: jiff::Timestamp::now(),
+    }
+}
+
+/// Tell the observer of events just stored (with their sequence numbers).
+fn show(agent: &AgentRecord, seqs: &[u64], events: &[Event], observer: &mut dyn Observer) {
+    for (seq, e) in seqs.iter().zip(events) {
+        observer.on_event(agent, *seq, e);
+    }
+}
+
 /// Why a run that exited 0 failed: the runtime never said it completed.
 pub const NO_COMPLETION: &str = "the CLI exited 0 without its completion event (no result)";
 
@@ -84,6 +107,19 @@ impl Recorder {
         if events.is_empty() {
             return Ok(());
         }
+        let (new, redacted) = self.redacted(events, raw, understood);
+        let seqs = self.store.append_events(&agent.id, &new)?;
+        show(agent, &seqs, &redacted, observer);
+        Ok(())
+    }
+
+    /// Events as stored (redacted; `raw` beside the first) and as shown.
+    fn redacted(
+        &self,
+        events: &[Event],
+        raw: Option<&str>,
+        understood: bool,
+    ) -> (Vec<NewEvent>, Vec<Event>) {
         let raw = raw.map(|r| self.redactor.redact(r));
         let mut redacted: Vec<Event> = Vec::with_capacity(events.len());
         let new: Vec<NewEvent> = events
@@ -104,11 +140,7 @@ impl Recorder {
                 }
             })
             .collect();
-        let seqs = self.store.append_events(&agent.id, &new)?;
-        for (seq, e) in seqs.iter().zip(&redacted) {
-            observer.on_event(agent, *seq, e);
-        }
-        Ok(())
+        (new, redacted)
     }
 
     /// Persist one error event of the agent (why it failed, or why a turn was cut short).
@@ -154,30 +186,40 @@ impl Recorder {
         Ok(rec)
     }
 
-    /// The agent's CLI runs (`detail`: where): record it.
+    /// The agent's CLI runs (`detail`: where): record it, after the events `first` (its turn's
+    /// prompt, say, persisted whether or not it moves), in one write.
     pub fn mark_running(
         &self,
         agent: &AgentRecord,
         patch: &AgentPatch,
         detail: String,
+        first: &[Event],
         observer: &mut dyn Observer,
     ) -> Result<(bool, AgentRecord), RunError> {
-        let started = self.store.transition(
+        let mut started = false;
+        let mut shown = Vec::new();
+        let mut events = |moved: bool, _: &AgentRecord| {
+            started = moved;
+            let mut events = first.to_vec();
+            if moved {
+                events.push(Event::status("running", Some(detail.clone())));
+            }
+            let (new, redacted) = self.redacted(&events, None, true);
+            shown = redacted;
+            new
+        };
+        let (agent, seqs) = self.store.transition_with_events(
             &agent.id,
-            &[AgentStatus::Queued, AgentStatus::Starting],
-            AgentStatus::Running,
-            patch,
+            &TransitionWrite {
+                usage: None,
+                from: &[AgentStatus::Queued, AgentStatus::Starting],
+                to: AgentStatus::Running,
+                patch,
+                otherwise: None,
+            },
+            &mut events,
         )?;
-        let agent = self.store.get_agent(&agent.id)?;
-        if started {
-            self.persist(
-                &agent,
-                &[Event::status("running", Some(detail))],
-                None,
-                true,
-                observer,
-            )?;
-        }
+        show(&agent, &seqs, &shown, observer);
         Ok((started, agent))
     }
 
@@ -188,17 +230,8 @@ impl Recorder {
         o: &Outcome,
         cost: Option<f64>,
     ) -> Result<(), RunError> {
-        let usage = &o.usage;
-        self.store.record_usage(&UsageRecord {
-            agent_id: agent.id.clone(),
-            turn,
-            model: o.model.clone().or(agent.model.clone()),
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-            cached_tokens: usage.cached_tokens,
-            cost_usd: cost,
-            at: jiff::Timestamp::now(),
-        })?;
+        self.store
+            .record_usage(&usage_record(agent, turn, o, cost))?;
         Ok(())
     }
 
@@ -246,9 +279,9 @@ impl Recorder {
     ) -> Result<AgentRecord, RunError> {
         let agent = self.store.get_agent(id)?;
         let o = end.outcome;
-        if let Some(turn) = end.usage_turn {
-            self.usage(&agent, turn, o, o.cost_usd)?;
-        }
+        let usage = end
+            .usage_turn
+            .map(|turn| usage_record(&agent, turn, o, o.cost_usd));
         let mut meta = agent.meta.clone();
         if let Some(t) = end.stderr_tail.as_ref().filter(|t| !t.is_empty()) {
             meta.stderr_tail = Some(t.clone());
@@ -277,37 +310,51 @@ impl Recorder {
             workspace: unchanged.then_some(None),
             ..AgentPatch::default()
         };
+        // Already stopped (or lost): it keeps that status (and its error); how the process
+        // ended is recorded.
+        let otherwise = AgentPatch {
+            error: None,
+            ..patch.clone()
+        };
         let to = if end.succeeded {
             AgentStatus::Succeeded
         } else {
             AgentStatus::Failed
         };
-        let moved = self
-            .store
-            .transition(id, &AgentStatus::ACTIVE, to, &patch)?;
-        if !moved {
-            // Already stopped (or lost): keep that status, record how the process ended.
-            let mut p = patch;
-            p.error = None;
-            self.store.update_agent(id, &p)?;
-        }
-        let rec = self.store.get_agent(id)?;
-        let events = if !moved {
-            vec![Event::status(rec.status.as_str(), rec.error.clone())]
-        } else if let Some(e) = &error {
-            let mut evs = Vec::new();
-            if o.error.is_none() {
-                evs.push(Event::Error(ErrorEvent { message: e.clone() }));
-            }
-            evs.push(Event::status("failed", end.detail.clone()));
-            evs
-        } else {
-            vec![Event::status(
-                "succeeded",
-                end.commit.map(|c| format!("committed {c}")),
-            )]
+        // The usage, the end and the events that say so: one write.
+        let mut shown = Vec::new();
+        let mut events = |moved: bool, rec: &AgentRecord| {
+            let events = if !moved {
+                vec![Event::status(rec.status.as_str(), rec.error.clone())]
+            } else if let Some(e) = &error {
+                let mut evs = Vec::new();
+                if o.error.is_none() {
+                    evs.push(Event::Error(ErrorEvent { message: e.clone() }));
+                }
+                evs.push(Event::status("failed", end.detail.clone()));
+                evs
+            } else {
+                vec![Event::status(
+                    "succeeded",
+                    end.commit.as_ref().map(|c| format!("committed {c}")),
+                )]
+            };
+            let (new, redacted) = self.redacted(&events, None, true);
+            shown = redacted;
+            new
         };
-        self.persist(&rec, &events, None, true, observer)?;
+        let (rec, seqs) = self.store.transition_with_events(
+            id,
+            &TransitionWrite {
+                usage: usage.as_ref(),
+                from: &AgentStatus::ACTIVE,
+                to,
+                patch: &patch,
+                otherwise: Some(&otherwise),
+            },
+            &mut events,
+        )?;
+        show(&rec, &seqs, &shown, observer);
         tracing::info!(agent = %rec.id, status = rec.status.as_str(), "agent ended");
         Ok(rec)
     }

@@ -457,7 +457,7 @@ impl Runner {
         };
         let (started, agent) = self
             .recorder
-            .mark_running(&agent, &patch, detail, observer)?;
+            .mark_running(&agent, &patch, detail, &[], observer)?;
         if !started {
             // Stopped while it was being placed.
             workload.terminate();
@@ -847,13 +847,14 @@ impl Runner {
         // written once the CLI has been started (its start-up overlaps the write), or before
         // the failure that kept it from starting.
         let setup_first = turn == 1 && !self.cfg().config.project.setup.is_empty();
+        let prompt_event = Event::Message(MessageEvent {
+            role: Role::User,
+            text: prompt.to_string(),
+        });
         let show_prompt = |observer: &mut dyn Observer| {
             self.recorder.persist(
                 &agent,
-                &[Event::Message(MessageEvent {
-                    role: Role::User,
-                    text: prompt.to_string(),
-                })],
+                std::slice::from_ref(&prompt_event),
                 None,
                 true,
                 observer,
@@ -916,17 +917,17 @@ impl Runner {
             Ok(p) => p,
             Err(e) => return fail(&e.to_string(), observer),
         };
-        if !setup_first && let Err(e) = show_prompt(observer) {
-            // Not recorded: not run either.
-            local::stop_group(proc.pid, proc.identity.as_deref(), STOP_GRACE).await;
-            let _ = proc.wait().await;
-            return Err(e);
-        }
         let mut meta = agent.meta.clone();
         meta.turns = turn;
         meta.supervisor = Some(supervisor_meta());
         meta.command = Some(command.clone());
-        let (started, agent) = self.recorder.mark_running(
+        // Its prompt (unless the setup's run showed it) and that it runs: one write.
+        let first = if setup_first {
+            &[][..]
+        } else {
+            std::slice::from_ref(&prompt_event)
+        };
+        let marked = self.recorder.mark_running(
             &agent,
             &AgentPatch {
                 pid: Some(Some(i64::from(proc.pid))),
@@ -936,8 +937,18 @@ impl Runner {
                 ..AgentPatch::default()
             },
             format!("pid {}", proc.pid),
+            first,
             observer,
-        )?;
+        );
+        let (started, agent) = match marked {
+            Ok(m) => m,
+            Err(e) => {
+                // Not recorded: not run either.
+                local::stop_group(proc.pid, proc.identity.as_deref(), STOP_GRACE).await;
+                let _ = proc.wait().await;
+                return Err(e);
+            }
+        };
         if !started {
             // Stopped between record and launch.
             local::stop_group(proc.pid, proc.identity.as_deref(), STOP_GRACE).await;

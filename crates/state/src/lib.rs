@@ -29,7 +29,8 @@ pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;
 pub use model::{
     AgentBudgets, AgentFilter, AgentMeta, AgentPatch, AgentRecord, AgentStatus, EventRecord,
-    KubernetesRef, Mode, NewEvent, ProcessRef, TaskRecord, Usage, UsageRecord, new_id,
+    KubernetesRef, Mode, NewEvent, ProcessRef, TaskRecord, TransitionWrite, Usage, UsageRecord,
+    new_id,
 };
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, LAST, SqliteStore};
 
@@ -135,6 +136,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         to: AgentStatus,
         patch: &AgentPatch,
     ) -> Result<bool>;
+    /// A status move and the events that say so, in one transaction (one write, not three):
+    /// the usage of `write`, if any; then the [`Store::transition`] of `write`, or, if the
+    /// agent is no longer in `write.from` (it was stopped, say), `write.otherwise` applied
+    /// without a move; then the events `events` makes of whether it moved and the record as
+    /// it then is. Returns the record and the events' sequence numbers.
+    fn transition_with_events(
+        &self,
+        id: &str,
+        write: &TransitionWrite<'_>,
+        events: &mut dyn FnMut(bool, &AgentRecord) -> Vec<NewEvent>,
+    ) -> Result<(AgentRecord, Vec<u64>)>;
     /// Delete an agent with its events and usage records. Children are kept
     /// (their `parent_id` still names the deleted agent).
     fn delete_agent(&self, id: &str) -> Result<()>;

@@ -436,6 +436,20 @@ pub struct AgentFilter {
     pub limit: Option<usize>,
 }
 
+/// What [`crate::Store::transition_with_events`] writes besides the events.
+#[derive(Debug, Clone, Copy)]
+pub struct TransitionWrite<'a> {
+    /// A turn's usage, recorded first (its totals added to the agent's).
+    pub usage: Option<&'a UsageRecord>,
+    /// The statuses the agent may move from, and the one it moves to, with `patch`.
+    pub from: &'a [AgentStatus],
+    pub to: AgentStatus,
+    pub patch: &'a AgentPatch,
+    /// Applied instead when the agent is no longer in `from` (it keeps its status); `None`
+    /// leaves it as it is.
+    pub otherwise: Option<&'a AgentPatch>,
+}
+
 /// A partial update of an agent. `None` leaves a field as it is; for
 /// nullable fields `Some(None)` clears it. `id`, `parent_id`, `root_id`,
 /// `depth` and `created_at` are immutable; `updated_at` is always set to now.

@@ -12,7 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::migrations;
 use crate::model::{
     AgentFilter, AgentPatch, AgentRecord, AgentStatus, EventRecord, Mode, NewEvent, TaskRecord,
-    Usage, UsageRecord, new_id,
+    TransitionWrite, Usage, UsageRecord, new_id,
 };
 use crate::{Store, blocking};
 
@@ -645,6 +645,108 @@ fn resolve_id(tx: &Connection, prefix: &str) -> R<String> {
 
 /// Load, modify, stamp and write back an agent. The closure cannot change
 /// `id` or `created_at`.
+/// [`Store::transition`] in the transaction `tx`.
+fn transition_in(
+    tx: &Connection,
+    id: &str,
+    from: &[AgentStatus],
+    to: AgentStatus,
+    patch: &AgentPatch,
+) -> R<bool> {
+    let status: Option<String> = tx
+        .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(status) = status else {
+        return Err(StoreError::NotFound { id: id.to_owned() }.into());
+    };
+    let current: AgentStatus = status.parse()?;
+    if !from.contains(&current) {
+        return Ok(false);
+    }
+    let now = Timestamp::now();
+    rmw(tx, id, |a| {
+        patch.apply(a);
+        a.status = to;
+        if to == AgentStatus::Running && patch.started_at.is_none() && a.started_at.is_none() {
+            a.started_at = Some(now);
+        }
+        if patch.ended_at.is_none() {
+            if to.is_terminal() {
+                if a.ended_at.is_none() {
+                    a.ended_at = Some(now);
+                }
+            } else if current.is_terminal() {
+                // Resumed: the previous end no longer applies.
+                a.ended_at = None;
+            }
+        }
+    })?;
+    Ok(true)
+}
+
+/// [`Store::append_events`] in the transaction `tx`.
+fn append_in(tx: &Connection, agent_id: &str, events: &[NewEvent]) -> R<Vec<u64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    require_agent(tx, agent_id)?;
+    let last: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1")?
+        .query_row([agent_id], |r| r.get(0))?;
+    let mut seq = u64::try_from(last).unwrap_or(0);
+    let now = Timestamp::now();
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (agent_id, seq, at, kind, payload, raw, parsed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for ev in events {
+        seq += 1;
+        stmt.execute(rusqlite::params![
+            agent_id,
+            i(seq),
+            ts(&ev.at.unwrap_or(now)),
+            ev.kind,
+            json(&ev.payload)?,
+            ev.raw,
+            ev.parsed,
+        ])?;
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+/// [`Store::record_usage`] in the transaction `tx`.
+fn usage_in(tx: &Connection, usage: &UsageRecord) -> R<()> {
+    require_agent(tx, &usage.agent_id)?;
+    tx.prepare_cached(
+        "INSERT INTO usage (agent_id, turn, model, input_tokens, output_tokens, \
+         cached_tokens, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(rusqlite::params![
+        usage.agent_id,
+        i64::from(usage.turn),
+        usage.model,
+        i(usage.input_tokens),
+        i(usage.output_tokens),
+        i(usage.cached_tokens),
+        usage.cost_usd,
+        ts(&usage.at),
+    ])?;
+    rmw(tx, &usage.agent_id, |a| {
+        a.usage = a.usage.saturating_add(Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cached_tokens: usage.cached_tokens,
+        });
+        if let Some(c) = usage.cost_usd {
+            a.cost_usd = Some(a.cost_usd.unwrap_or(0.0) + c);
+        }
+    })?;
+    Ok(())
+}
+
 fn rmw(tx: &Connection, id: &str, f: impl FnOnce(&mut AgentRecord)) -> R<AgentRecord> {
     let mut a = load_agent(tx, id)?;
     let (orig_id, created_at) = (a.id.clone(), a.created_at);
@@ -881,40 +983,26 @@ impl Store for SqliteStore {
         to: AgentStatus,
         patch: &AgentPatch,
     ) -> Result<bool> {
+        self.write(|tx| transition_in(tx, id, from, to, patch))
+    }
+
+    fn transition_with_events(
+        &self,
+        id: &str,
+        write: &TransitionWrite<'_>,
+        events: &mut dyn FnMut(bool, &AgentRecord) -> Vec<NewEvent>,
+    ) -> Result<(AgentRecord, Vec<u64>)> {
         self.write(|tx| {
-            let status: Option<String> = tx
-                .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?;
-            let Some(status) = status else {
-                return Err(StoreError::NotFound { id: id.to_owned() }.into());
-            };
-            let current: AgentStatus = status.parse()?;
-            if !from.contains(&current) {
-                return Ok(false);
+            if let Some(u) = write.usage {
+                usage_in(tx, u)?;
             }
-            let now = Timestamp::now();
-            rmw(tx, id, |a| {
-                patch.apply(a);
-                a.status = to;
-                if to == AgentStatus::Running
-                    && patch.started_at.is_none()
-                    && a.started_at.is_none()
-                {
-                    a.started_at = Some(now);
-                }
-                if patch.ended_at.is_none() {
-                    if to.is_terminal() {
-                        if a.ended_at.is_none() {
-                            a.ended_at = Some(now);
-                        }
-                    } else if current.is_terminal() {
-                        // Resumed: the previous end no longer applies.
-                        a.ended_at = None;
-                    }
-                }
-            })?;
-            Ok(true)
+            let moved = transition_in(tx, id, write.from, write.to, write.patch)?;
+            let rec = match write.otherwise.filter(|_| !moved) {
+                Some(patch) => rmw(tx, id, |a| patch.apply(a))?,
+                None => load_agent(tx, id)?,
+            };
+            let seqs = append_in(tx, id, &events(moved, &rec))?;
+            Ok((rec, seqs))
         })
     }
 
@@ -934,33 +1022,7 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|tx| {
-            require_agent(tx, agent_id)?;
-            let last: i64 = tx
-                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE agent_id = ?1")?
-                .query_row([agent_id], |r| r.get(0))?;
-            let mut seq = u64::try_from(last).unwrap_or(0);
-            let now = Timestamp::now();
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (agent_id, seq, at, kind, payload, raw, parsed) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut seqs = Vec::with_capacity(events.len());
-            for ev in events {
-                seq += 1;
-                stmt.execute(rusqlite::params![
-                    agent_id,
-                    i(seq),
-                    ts(&ev.at.unwrap_or(now)),
-                    ev.kind,
-                    json(&ev.payload)?,
-                    ev.raw,
-                    ev.parsed,
-                ])?;
-                seqs.push(seq);
-            }
-            Ok(seqs)
-        })
+        self.write(|tx| append_in(tx, agent_id, events))
     }
 
     fn events(
@@ -997,34 +1059,7 @@ impl Store for SqliteStore {
     }
 
     fn record_usage(&self, usage: &UsageRecord) -> Result<()> {
-        self.write(|tx| {
-            require_agent(tx, &usage.agent_id)?;
-            tx.prepare_cached(
-                "INSERT INTO usage (agent_id, turn, model, input_tokens, output_tokens, \
-                 cached_tokens, cost_usd, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(rusqlite::params![
-                usage.agent_id,
-                i64::from(usage.turn),
-                usage.model,
-                i(usage.input_tokens),
-                i(usage.output_tokens),
-                i(usage.cached_tokens),
-                usage.cost_usd,
-                ts(&usage.at),
-            ])?;
-            rmw(tx, &usage.agent_id, |a| {
-                a.usage = a.usage.saturating_add(Usage {
-                    input_tokens: usage.input_tokens,
-                    output_tokens: usage.output_tokens,
-                    cached_tokens: usage.cached_tokens,
-                });
-                if let Some(c) = usage.cost_usd {
-                    a.cost_usd = Some(a.cost_usd.unwrap_or(0.0) + c);
-                }
-            })?;
-            Ok(())
-        })
+        self.write(|tx| usage_in(tx, usage))
     }
 
     fn usage(&self, agent_id: &str) -> Result<Vec<UsageRecord>> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fracta_state::{
     AgentFilter, AgentPatch, AgentRecord, AgentStatus, Mode, NewEvent, SCHEMA_VERSION, SqliteStore,
-    StateConfig, Store, StoreError, TaskRecord, Usage, UsageRecord, open_store,
+    StateConfig, Store, StoreError, TaskRecord, TransitionWrite, Usage, UsageRecord, open_store,
 };
 use jiff::Timestamp;
 use serde_json::json;
@@ -753,4 +753,87 @@ fn closing_leaves_the_wal_for_the_next_command_and_the_auto_checkpoint_bounds_it
         s.list_agents(&AgentFilter::default()).unwrap().len(),
         2 + 20 * 25
     );
+}
+
+/// A run's end is one write: the usage, the move (or, for an agent already stopped, the patch
+/// without a move) and the events made from the record as it then is; an agent that does not
+/// exist changes nothing.
+#[test]
+fn a_run_ends_in_one_write() {
+    let (_d, s) = store();
+    let mut a = agent("end");
+    a.status = AgentStatus::Running;
+    let a = s.insert_agent(&a).unwrap();
+    let usage = UsageRecord {
+        agent_id: a.id.clone(),
+        turn: 1,
+        model: Some("m".into()),
+        input_tokens: 5,
+        output_tokens: 7,
+        cached_tokens: 0,
+        cost_usd: Some(0.5),
+        at: Timestamp::now(),
+    };
+    let patch = AgentPatch {
+        exit_code: Some(Some(0)),
+        error: Some(Some("why".into())),
+        ..AgentPatch::default()
+    };
+    let otherwise = AgentPatch {
+        exit_code: Some(Some(0)),
+        ..AgentPatch::default()
+    };
+    let end = TransitionWrite {
+        usage: Some(&usage),
+        from: &AgentStatus::ACTIVE,
+        to: AgentStatus::Failed,
+        patch: &patch,
+        otherwise: Some(&otherwise),
+    };
+    let mut seen = Vec::new();
+    let mut events = |moved: bool, rec: &AgentRecord| {
+        seen.push((moved, rec.status));
+        vec![NewEvent::new(
+            "status",
+            json!({"status": rec.status.as_str()}),
+        )]
+    };
+    let (rec, seqs) = s.transition_with_events(&a.id, &end, &mut events).unwrap();
+    assert_eq!(seen, [(true, AgentStatus::Failed)]);
+    assert_eq!(
+        (rec.status, rec.error.as_deref()),
+        (AgentStatus::Failed, Some("why"))
+    );
+    assert!(rec.ended_at.is_some());
+    assert_eq!(rec.usage.output_tokens, 7);
+    assert_eq!(rec.cost_usd, Some(0.5));
+    assert_eq!(s.usage(&a.id).unwrap(), vec![usage.clone()]);
+    assert_eq!(seqs, [1]);
+    assert_eq!(s.get_agent(&a.id).unwrap(), rec);
+
+    // Stopped before its run ended: it stays stopped, with its own error.
+    let mut b = agent("stopped");
+    b.status = AgentStatus::Stopped;
+    b.error = Some("stopped by you".into());
+    let b = s.insert_agent(&b).unwrap();
+    let end = TransitionWrite { usage: None, ..end };
+    let mut seen = Vec::new();
+    let mut events = |moved: bool, rec: &AgentRecord| {
+        seen.push((moved, rec.status));
+        vec![NewEvent::new(
+            "status",
+            json!({"status": rec.status.as_str()}),
+        )]
+    };
+    let (rec, seqs) = s.transition_with_events(&b.id, &end, &mut events).unwrap();
+    assert_eq!(seen, [(false, AgentStatus::Stopped)]);
+    assert_eq!(
+        (rec.status, rec.error.as_deref(), rec.exit_code),
+        (AgentStatus::Stopped, Some("stopped by you"), Some(0))
+    );
+    assert_eq!(seqs, [1]);
+    assert!(s.usage(&b.id).unwrap().is_empty());
+
+    let missing = s.transition_with_events("01MISSING", &end, &mut |_, _| Vec::new());
+    assert!(missing.unwrap_err().is_not_found());
 }
