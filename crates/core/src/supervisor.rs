@@ -413,12 +413,15 @@ impl Supervisor {
     /// (`max_running`), run, then retire the token and signal the end.
     fn launch(self: &Arc<Self>, id: &str, token: String, work: Work, request: RequestContext) {
         let (done_tx, done_rx) = watch::channel(false);
+        // The record as it was just written (a first turn), else as stored.
+        let recorded = match &work {
+            Work::First(rec) => Ok((**rec).clone()),
+            Work::Resume(_) => self.runner.store.get_agent(id),
+        };
         // A stream agent's first run is a live session; a resumed one runs a single turn.
         let stream = matches!(work, Work::First(_))
-            && self
-                .runner
-                .store
-                .get_agent(id)
+            && recorded
+                .as_ref()
                 .is_ok_and(|a| a.mode == fracta_state::Mode::Stream);
         let mut inbox = None;
         let mut steer = None;
@@ -446,7 +449,7 @@ impl Supervisor {
         // An agent whose budgets leave it no child to spawn gets no gateway: its tools would
         // only refuse, and registering them costs the CLI an MCP handshake at start-up.
         let defaults = self.runner.cfg().config.agents.budgets;
-        let can_spawn = self.runner.store.get_agent(id).map_or(true, |a| {
+        let can_spawn = recorded.map_or(true, |a| {
             let b = budgets_of(&a, &defaults);
             a.depth < b.max_depth() && b.max_children() > 0
         });
