@@ -60,6 +60,8 @@ pub struct EarlyWorkspace {
     agent: String,
     thread:
         Option<std::thread::JoinHandle<Result<workspace::Workspace, workspace::WorkspaceError>>>,
+    /// What the thread made, once waited for ([`EarlyWorkspace::wait`]).
+    made: Option<Result<workspace::Workspace, workspace::WorkspaceError>>,
 }
 
 impl EarlyWorkspace {
@@ -75,25 +77,40 @@ impl EarlyWorkspace {
         Ok(EarlyWorkspace {
             agent: agent.id.clone(),
             thread: Some(thread),
+            made: None,
         })
     }
 
-    /// The workspace, once made (a thread that panicked is an error, not a lost agent).
-    fn finish(&mut self) -> Result<workspace::Workspace, workspace::WorkspaceError> {
-        let joined = self.thread.take().map(std::thread::JoinHandle::join);
-        match joined {
-            Some(Ok(made)) => made,
-            _ => Err(workspace::WorkspaceError::Io {
-                path: PathBuf::from(&self.agent),
-                source: std::io::Error::other("the thread making the workspace stopped"),
-            }),
+    /// Wait for the thread: the workspace it made, if it made one (it stays this one's).
+    fn wait(&mut self) -> Option<&workspace::Workspace> {
+        if let Some(joined) = self.thread.take().map(std::thread::JoinHandle::join) {
+            self.made = Some(match joined {
+                Ok(made) => made,
+                // A thread that panicked is an error, not a lost agent.
+                Err(_) => Err(workspace::WorkspaceError::Io {
+                    path: PathBuf::from(&self.agent),
+                    source: std::io::Error::other("the thread making the workspace stopped"),
+                }),
+            });
         }
+        self.made.as_ref().and_then(|m| m.as_ref().ok())
+    }
+
+    /// The workspace, once made.
+    fn finish(&mut self) -> Result<workspace::Workspace, workspace::WorkspaceError> {
+        self.wait();
+        self.made.take().unwrap_or_else(|| {
+            Err(workspace::WorkspaceError::Io {
+                path: PathBuf::from(&self.agent),
+                source: std::io::Error::other("the workspace was taken already"),
+            })
+        })
     }
 }
 
 impl Drop for EarlyWorkspace {
     fn drop(&mut self) {
-        if self.thread.is_none() {
+        if self.thread.is_none() && self.made.is_none() {
             return;
         }
         // Never taken: its agent was never run, and nothing can have changed it.
@@ -208,6 +225,22 @@ impl Runner {
             Err(poisoned) => poisoned.into_inner().replace(early),
         };
         drop(old);
+    }
+
+    /// `f` of the workspace made early for `agent`, once made, if one was (it stays to be
+    /// taken).
+    fn with_early(&self, agent: &str, f: impl FnOnce(&workspace::Workspace)) {
+        let mut slot = match self.early.lock() {
+            Ok(e) => e,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(ws) = slot
+            .as_mut()
+            .filter(|e| e.agent == agent)
+            .and_then(EarlyWorkspace::wait)
+        {
+            f(ws);
+        }
     }
 
     /// The early workspace of `agent`, if one was started for it.
@@ -329,6 +362,18 @@ impl Runner {
         };
         // A queued agent has a supervisor too: reconcile must not take it for a ghost.
         agent.meta.supervisor = Some(supervisor_meta());
+        // A workspace made early (`fracta spawn`) is recorded with it: one write, not two.
+        self.with_early(&agent.id, |ws| {
+            let home = self
+                .cfg()
+                .project_dir()
+                .join(".fracta/agents")
+                .join(&agent.id);
+            agent.meta.base = ws.branch.as_ref().map(|_| ws.base.clone());
+            agent.workspace = Some(ws.path.display().to_string());
+            agent.branch = ws.branch.clone();
+            agent.runtime_home = Some(home.display().to_string());
+        });
         let agent = self.store.insert_agent_of_task(&task, &agent)?;
         tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, parent = ?agent.parent_id, "agent recorded");
         Ok(agent)
@@ -358,6 +403,8 @@ impl Runner {
             ),
         };
         match made {
+            // Recorded with it already ([`Runner::record`]).
+            Ok(ws) if agent.workspace.as_deref() == Some(&*ws.path.display().to_string()) => {}
             Ok(ws) => {
                 let home = fracta_dir.join("agents").join(&agent.id);
                 let mut meta = agent.meta.clone();
@@ -1051,11 +1098,10 @@ mod tests {
                 },
             )
             .unwrap()
-            .agent
         };
         let branches = || git(&repo, &["branch", "--list", "fracta/*"]);
 
-        let unused = prepare();
+        let unused = prepare().agent;
         drop(EarlyWorkspace::start(&cfg, &unused).unwrap());
         // Its branch is deleted on a thread; the binary waits for it before it exits.
         crate::workspace::finish_discards();
@@ -1068,7 +1114,7 @@ mod tests {
             1
         );
 
-        let agent = prepare();
+        let agent = prepare().agent;
         let store: Arc<dyn Store> = Arc::new(fracta_state::SqliteStore::open_in_memory().unwrap());
         let runner = Runner::new(Arc::new(cfg.clone()), store);
         runner.set_early_workspace(EarlyWorkspace::start(&cfg, &agent).unwrap());
@@ -1078,5 +1124,23 @@ mod tests {
         assert_eq!(ws.base, "main");
         assert!(ws.path.join("README.md").is_file());
         assert!(branches().contains(ws.branch.as_deref().unwrap()));
+
+        // Recorded once made: the record names it (one write), and the run still takes it.
+        let prepared = prepare();
+        let id = prepared.agent.id.clone();
+        runner.set_early_workspace(EarlyWorkspace::start(&cfg, &prepared.agent).unwrap());
+        let rec = runner.record(prepared).unwrap();
+        let path = worktrees.join(&id);
+        assert_eq!(rec.workspace.as_deref(), Some(&*path.display().to_string()));
+        assert!(branches().contains(rec.branch.as_deref().unwrap()));
+        assert_eq!(rec.meta.base.as_deref(), Some("main"));
+        assert!(
+            rec.runtime_home
+                .unwrap()
+                .ends_with(&format!(".fracta/agents/{id}"))
+        );
+        assert_eq!(runner.store.get_agent(&id).unwrap().branch, rec.branch);
+        let ws = runner.take_early(&id).unwrap().finish().unwrap();
+        assert_eq!(ws.path, path);
     }
 }
