@@ -196,19 +196,7 @@ impl Recorder {
         first: &[Event],
         observer: &mut dyn Observer,
     ) -> Result<(bool, AgentRecord), RunError> {
-        let mut started = false;
-        let mut shown = Vec::new();
-        let mut events = |moved: bool, _: &AgentRecord| {
-            started = moved;
-            let mut events = first.to_vec();
-            if moved {
-                events.push(Event::status("running", Some(detail.clone())));
-            }
-            let (new, redacted) = self.redacted(&events, None, true);
-            shown = redacted;
-            new
-        };
-        let (agent, seqs) = self.store.transition_with_events(
+        self.move_with_events(
             &agent.id,
             &TransitionWrite {
                 usage: None,
@@ -217,10 +205,38 @@ impl Recorder {
                 patch,
                 otherwise: None,
             },
-            &mut events,
-        )?;
-        show(&agent, &seqs, &shown, observer);
-        Ok((started, agent))
+            |moved, _| {
+                let mut events = first.to_vec();
+                if moved {
+                    events.push(Event::status("running", Some(detail.clone())));
+                }
+                events
+            },
+            observer,
+        )
+    }
+
+    /// [`Store::transition_with_events`] of events made by `events` (redacted as
+    /// [`Recorder::persist`] does), then shown: whether it moved, and the record.
+    fn move_with_events(
+        &self,
+        id: &str,
+        write: &TransitionWrite<'_>,
+        mut events: impl FnMut(bool, &AgentRecord) -> Vec<Event>,
+        observer: &mut dyn Observer,
+    ) -> Result<(bool, AgentRecord), RunError> {
+        let mut moved = false;
+        let mut shown = Vec::new();
+        let (rec, seqs) = self
+            .store
+            .transition_with_events(id, write, &mut |m, rec| {
+                moved = m;
+                let (new, redacted) = self.redacted(&events(m, rec), None, true);
+                shown = redacted;
+                new
+            })?;
+        show(&rec, &seqs, &shown, observer);
+        Ok((moved, rec))
     }
 
     fn usage(
@@ -322,28 +338,7 @@ impl Recorder {
             AgentStatus::Failed
         };
         // The usage, the end and the events that say so: one write.
-        let mut shown = Vec::new();
-        let mut events = |moved: bool, rec: &AgentRecord| {
-            let events = if !moved {
-                vec![Event::status(rec.status.as_str(), rec.error.clone())]
-            } else if let Some(e) = &error {
-                let mut evs = Vec::new();
-                if o.error.is_none() {
-                    evs.push(Event::Error(ErrorEvent { message: e.clone() }));
-                }
-                evs.push(Event::status("failed", end.detail.clone()));
-                evs
-            } else {
-                vec![Event::status(
-                    "succeeded",
-                    end.commit.as_ref().map(|c| format!("committed {c}")),
-                )]
-            };
-            let (new, redacted) = self.redacted(&events, None, true);
-            shown = redacted;
-            new
-        };
-        let (rec, seqs) = self.store.transition_with_events(
+        let (_, rec) = self.move_with_events(
             id,
             &TransitionWrite {
                 usage: usage.as_ref(),
@@ -352,9 +347,25 @@ impl Recorder {
                 patch: &patch,
                 otherwise: Some(&otherwise),
             },
-            &mut events,
+            |moved, rec| {
+                if !moved {
+                    vec![Event::status(rec.status.as_str(), rec.error.clone())]
+                } else if let Some(e) = &error {
+                    let mut evs = Vec::new();
+                    if o.error.is_none() {
+                        evs.push(Event::Error(ErrorEvent { message: e.clone() }));
+                    }
+                    evs.push(Event::status("failed", end.detail.clone()));
+                    evs
+                } else {
+                    vec![Event::status(
+                        "succeeded",
+                        end.commit.as_ref().map(|c| format!("committed {c}")),
+                    )]
+                }
+            },
+            observer,
         )?;
-        show(&rec, &seqs, &shown, observer);
         tracing::info!(agent = %rec.id, status = rec.status.as_str(), "agent ended");
         Ok(rec)
     }

@@ -645,14 +645,15 @@ fn resolve_id(tx: &Connection, prefix: &str) -> R<String> {
 
 /// Load, modify, stamp and write back an agent. The closure cannot change
 /// `id` or `created_at`.
-/// [`Store::transition`] in the transaction `tx`.
+/// [`Store::transition`] in the transaction `tx`: the record as moved, `None` if it was not
+/// in `from`.
 fn transition_in(
     tx: &Connection,
     id: &str,
     from: &[AgentStatus],
     to: AgentStatus,
     patch: &AgentPatch,
-) -> R<bool> {
+) -> R<Option<AgentRecord>> {
     let status: Option<String> = tx
         .prepare_cached("SELECT status FROM agents WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -662,10 +663,10 @@ fn transition_in(
     };
     let current: AgentStatus = status.parse()?;
     if !from.contains(&current) {
-        return Ok(false);
+        return Ok(None);
     }
     let now = Timestamp::now();
-    rmw(tx, id, |a| {
+    let moved = rmw(tx, id, |a| {
         patch.apply(a);
         a.status = to;
         if to == AgentStatus::Running && patch.started_at.is_none() && a.started_at.is_none() {
@@ -682,7 +683,7 @@ fn transition_in(
             }
         }
     })?;
-    Ok(true)
+    Ok(Some(moved))
 }
 
 /// [`Store::append_events`] in the transaction `tx`.
@@ -983,7 +984,7 @@ impl Store for SqliteStore {
         to: AgentStatus,
         patch: &AgentPatch,
     ) -> Result<bool> {
-        self.write(|tx| transition_in(tx, id, from, to, patch))
+        self.write(|tx| Ok(transition_in(tx, id, from, to, patch)?.is_some()))
     }
 
     fn transition_with_events(
@@ -996,10 +997,12 @@ impl Store for SqliteStore {
             if let Some(u) = write.usage {
                 usage_in(tx, u)?;
             }
-            let moved = transition_in(tx, id, write.from, write.to, write.patch)?;
-            let rec = match write.otherwise.filter(|_| !moved) {
-                Some(patch) => rmw(tx, id, |a| patch.apply(a))?,
-                None => load_agent(tx, id)?,
+            let (moved, rec) = match transition_in(tx, id, write.from, write.to, write.patch)? {
+                Some(rec) => (true, rec),
+                None => match write.otherwise {
+                    Some(patch) => (false, rmw(tx, id, |a| patch.apply(a))?),
+                    None => (false, load_agent(tx, id)?),
+                },
             };
             let seqs = append_in(tx, id, &events(moved, &rec))?;
             Ok((rec, seqs))

@@ -790,15 +790,21 @@ fn a_run_ends_in_one_write() {
         patch: &patch,
         otherwise: Some(&otherwise),
     };
-    let mut seen = Vec::new();
-    let mut events = |moved: bool, rec: &AgentRecord| {
-        seen.push((moved, rec.status));
-        vec![NewEvent::new(
-            "status",
-            json!({"status": rec.status.as_str()}),
-        )]
+    // What the events were made of (moved, status), the record and the events' seqs.
+    let run = |id: &str, end: &TransitionWrite<'_>| {
+        let mut seen = Vec::new();
+        let (rec, seqs) = s
+            .transition_with_events(id, end, &mut |moved, rec| {
+                seen.push((moved, rec.status));
+                vec![NewEvent::new(
+                    "status",
+                    json!({"status": rec.status.as_str()}),
+                )]
+            })
+            .unwrap();
+        (seen, rec, seqs)
     };
-    let (rec, seqs) = s.transition_with_events(&a.id, &end, &mut events).unwrap();
+    let (seen, rec, seqs) = run(&a.id, &end);
     assert_eq!(seen, [(true, AgentStatus::Failed)]);
     assert_eq!(
         (rec.status, rec.error.as_deref()),
@@ -817,15 +823,7 @@ fn a_run_ends_in_one_write() {
     b.error = Some("stopped by you".into());
     let b = s.insert_agent(&b).unwrap();
     let end = TransitionWrite { usage: None, ..end };
-    let mut seen = Vec::new();
-    let mut events = |moved: bool, rec: &AgentRecord| {
-        seen.push((moved, rec.status));
-        vec![NewEvent::new(
-            "status",
-            json!({"status": rec.status.as_str()}),
-        )]
-    };
-    let (rec, seqs) = s.transition_with_events(&b.id, &end, &mut events).unwrap();
+    let (seen, rec, seqs) = run(&b.id, &end);
     assert_eq!(seen, [(false, AgentStatus::Stopped)]);
     assert_eq!(
         (rec.status, rec.error.as_deref(), rec.exit_code),
