@@ -220,35 +220,49 @@ impl Runner {
 
     /// Run the agent `early` was started for with it, rather than making its workspace then.
     pub fn set_early_workspace(&self, early: EarlyWorkspace) {
-        let old = match self.early.lock() {
-            Ok(mut e) => e.replace(early),
-            Err(poisoned) => poisoned.into_inner().replace(early),
-        };
+        let old = self.early_slot().replace(early);
         drop(old);
     }
 
-    /// `f` of the workspace made early for `agent`, once made, if one was (it stays to be
-    /// taken).
-    fn with_early(&self, agent: &str, f: impl FnOnce(&workspace::Workspace)) {
-        let mut slot = match self.early.lock() {
-            Ok(e) => e,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(ws) = slot
-            .as_mut()
-            .filter(|e| e.agent == agent)
-            .and_then(EarlyWorkspace::wait)
-        {
-            f(ws);
+    /// What the record of `agent` says of its workspace `ws`: where it is, its branch and
+    /// base, and the agent's own folder.
+    fn placed(&self, agent: &AgentRecord, ws: &workspace::Workspace) -> AgentPatch {
+        let home = self
+            .cfg()
+            .project_dir()
+            .join(".fracta/agents")
+            .join(&agent.id);
+        let mut meta = agent.meta.clone();
+        meta.base = ws.branch.as_ref().map(|_| ws.base.clone());
+        AgentPatch {
+            meta: Some(meta),
+            workspace: Some(Some(ws.path.display().to_string())),
+            branch: Some(ws.branch.clone()),
+            runtime_home: Some(Some(home.display().to_string())),
+            ..AgentPatch::default()
         }
+    }
+
+    fn early_slot(&self) -> std::sync::MutexGuard<'_, Option<EarlyWorkspace>> {
+        self.early
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// [`Runner::placed`] of the workspace made early for `agent`, once made, if one was (it
+    /// stays to be taken).
+    fn early_placed(&self, agent: &AgentRecord) -> Option<AgentPatch> {
+        let mut slot = self.early_slot();
+        let ws = slot
+            .as_mut()
+            .filter(|e| e.agent == agent.id)
+            .and_then(EarlyWorkspace::wait)?;
+        Some(self.placed(agent, ws))
     }
 
     /// The early workspace of `agent`, if one was started for it.
     fn take_early(&self, agent: &str) -> Option<EarlyWorkspace> {
-        let mut slot = match self.early.lock() {
-            Ok(e) => e,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut slot = self.early_slot();
         if slot.as_ref().is_some_and(|e| e.agent == agent) {
             slot.take()
         } else {
@@ -363,17 +377,9 @@ impl Runner {
         // A queued agent has a supervisor too: reconcile must not take it for a ghost.
         agent.meta.supervisor = Some(supervisor_meta());
         // A workspace made early (`fracta spawn`) is recorded with it: one write, not two.
-        self.with_early(&agent.id, |ws| {
-            let home = self
-                .cfg()
-                .project_dir()
-                .join(".fracta/agents")
-                .join(&agent.id);
-            agent.meta.base = ws.branch.as_ref().map(|_| ws.base.clone());
-            agent.workspace = Some(ws.path.display().to_string());
-            agent.branch = ws.branch.clone();
-            agent.runtime_home = Some(home.display().to_string());
-        });
+        if let Some(placed) = self.early_placed(&agent) {
+            placed.apply(&mut agent);
+        }
         let agent = self.store.insert_agent_of_task(&task, &agent)?;
         tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, parent = ?agent.parent_id, "agent recorded");
         Ok(agent)
@@ -391,7 +397,6 @@ impl Runner {
             return self.run_remote(agent, opts, observer).await;
         }
         let project_dir = self.cfg().project_dir();
-        let fracta_dir = project_dir.join(".fracta");
         let made = match self.take_early(&agent.id) {
             Some(mut early) => early.finish(),
             None => make_workspace(
@@ -406,19 +411,9 @@ impl Runner {
             // Recorded with it already ([`Runner::record`]).
             Ok(ws) if agent.workspace.as_deref() == Some(&*ws.path.display().to_string()) => {}
             Ok(ws) => {
-                let home = fracta_dir.join("agents").join(&agent.id);
-                let mut meta = agent.meta.clone();
-                meta.base = ws.branch.as_ref().map(|_| ws.base.clone());
-                agent = self.store.update_agent(
-                    &agent.id,
-                    &AgentPatch {
-                        meta: Some(meta),
-                        workspace: Some(Some(ws.path.display().to_string())),
-                        branch: Some(ws.branch.clone()),
-                        runtime_home: Some(Some(home.display().to_string())),
-                        ..AgentPatch::default()
-                    },
-                )?;
+                agent = self
+                    .store
+                    .update_agent(&agent.id, &self.placed(&agent, &ws))?
             }
             Err(e) => {
                 return self.recorder.fail_before_start(

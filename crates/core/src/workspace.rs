@@ -1211,8 +1211,11 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
         .iter()
         .filter(|p| !written.contains(&p.as_path()))
         .collect();
+    let open_index = || git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws));
+    // Read once, if either step below needs it.
+    let mut index = None;
     if !stale.is_empty() {
-        let index = git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws))?;
+        let index = index.insert(open_index()?);
         let untracked: Vec<&PathBuf> = stale
             .into_iter()
             .filter(|p| index.get_path(p, 0).is_none())
@@ -1256,7 +1259,10 @@ pub fn keep_out_of_commits(ws: &Path, files: &[PathBuf]) -> Result<(), Workspace
             .map_err(lib("setting core.excludesFile", ws))?;
     }
     // The ones the repository tracks (it has its own `.claude/settings.json`, say).
-    let index = git2::Index::open(&admin.join("index")).map_err(lib("reading index", ws))?;
+    let index = match index {
+        Some(index) => index,
+        None => open_index()?,
+    };
     let tracked: Vec<&str> = rel
         .iter()
         .filter(|r| index.get_path(Path::new(r.as_str()), 0).is_some())
