@@ -104,12 +104,30 @@ impl Recorder {
         understood: bool,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
-        if events.is_empty() {
+        self.persist_lines(agent, &[(events, raw, understood)], observer)
+    }
+
+    /// Persist the events of several lines of the runtime's output in one write, then show
+    /// them: each line's events with its raw text beside the first, as [`Recorder::persist`]
+    /// keeps them.
+    pub fn persist_lines(
+        &self,
+        agent: &AgentRecord,
+        lines: &[(&[Event], Option<&str>, bool)],
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let mut new = Vec::new();
+        let mut shown = Vec::new();
+        for (events, raw, understood) in lines.iter().filter(|l| !l.0.is_empty()) {
+            let (n, r) = self.redacted(events, *raw, *understood);
+            new.extend(n);
+            shown.extend(r);
+        }
+        if new.is_empty() {
             return Ok(());
         }
-        let (new, redacted) = self.redacted(events, raw, understood);
         let seqs = self.store.append_events(&agent.id, &new)?;
-        show(agent, &seqs, &redacted, observer);
+        show(agent, &seqs, &shown, observer);
         Ok(())
     }
 

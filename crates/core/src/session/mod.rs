@@ -10,17 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fracta_state::{AgentRecord, AgentStatus};
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use step::StepMonitor;
 
-use crate::adapter::{Adapter, BatchParser, StreamSession};
+use crate::adapter::{Adapter, BatchParser, Parsed, StreamSession};
 use crate::backend::Workload;
 use crate::credentials::RequestContext;
 use crate::error::RunError;
 use crate::event::{Event, MessageEvent, Role};
 use crate::launch::{Endpoint, FileSpec, Gateway};
 use crate::record::{Observer, Recorder};
+
+/// Lines of a batch run's output recorded in one write at most, when they arrive together.
+const MAX_BURST: usize = 64;
 
 /// How long a stream session may wait for its next turn before it is closed (and can be
 /// resumed later).
@@ -303,8 +307,28 @@ pub async fn drive(
                 None
             }
         };
-        if let Some(line) = said {
+        let Some(line) = said else { continue };
+        if !st.takes_bursts() {
             st.on_line(&line, work.as_mut(), observer).await?;
+            continue;
+        }
+        // The lines already waiting behind this one are recorded with it, in one write: a
+        // CLI prints its events in bursts (a whole short turn at once).
+        let mut lines = vec![line];
+        let mut ended = false;
+        while lines.len() < MAX_BURST {
+            match work.next_line().now_or_never() {
+                Some(Some(l)) => lines.push(l),
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        st.on_burst(&lines, work.as_mut(), observer).await?;
+        if ended {
+            break;
         }
     }
     tracing::debug!(agent = %st.agent.id, "output ended");
@@ -543,6 +567,39 @@ impl Loop<'_> {
 
     /// One line the session said: persist what it means, answer it, watch the step limit,
     /// and close the turn it ends.
+    /// Whether lines that arrive together are recorded together ([`Loop::on_burst`]): in a
+    /// batch run that Fracta does not talk to. A session's lines each may need an answer or
+    /// end a turn before the next is read.
+    fn takes_bursts(&self) -> bool {
+        !self.stream && self.wire.is_none()
+    }
+
+    /// Lines of a batch run that arrived together: their events in one write, then each
+    /// line's steps counted as [`Loop::on_line`] counts them.
+    async fn on_burst(
+        &mut self,
+        lines: &[String],
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let parsed: Vec<(Parsed, &str)> = lines
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| (self.session.parse_line(l), l.as_str()))
+            .collect();
+        let written: Vec<(&[Event], Option<&str>, bool)> = parsed
+            .iter()
+            .map(|(p, l)| (&p.events[..], Some(*l), p.understood))
+            .collect();
+        self.rec.persist_lines(&self.agent, &written, observer)?;
+        // Nobody to answer: what the session would say is dropped, as on_line drops it.
+        let _ = self.session.take_output();
+        for (p, _) in &parsed {
+            self.count_steps(&p.events, work, observer).await?;
+        }
+        Ok(())
+    }
+
     async fn on_line(
         &mut self,
         line: &str,
@@ -567,25 +624,7 @@ impl Loop<'_> {
         {
             tracing::warn!(agent = %self.agent.id, "could not answer the session: {e}");
         }
-        if let Some(why) = self
-            .monitor
-            .as_mut()
-            .and_then(|m| m.observe(&self.agent.id, &parsed.events))
-            && !self.ended_by_us
-        {
-            self.rec.error(&self.agent, &why, observer)?;
-            let abort = self.session.interrupt();
-            match self.wire.as_mut() {
-                // A live session: abort the turn; the session goes on.
-                Some(w) if self.stream && !abort.is_empty() => {
-                    self.aborted_turn = Some(why);
-                    if let Err(e) = w.write(abort).await {
-                        tracing::warn!(agent = %self.agent.id, "could not abort the turn: {e}");
-                    }
-                }
-                _ => self.end(AgentStatus::Failed, &why, work)?,
-            }
-        }
+        self.count_steps(&parsed.events, work, observer).await?;
         if !self.stream {
             // A batch run spoken as a session ends with its one turn: its stdin closes and
             // the agent exits (its end is recorded as a batch run's).
@@ -612,5 +651,166 @@ impl Loop<'_> {
             self.set_waiting(true);
         }
         Ok(())
+    }
+
+    /// Count the steps in a line's events; past `max_steps`, the run fails (a live session
+    /// has its turn aborted instead).
+    async fn count_steps(
+        &mut self,
+        events: &[Event],
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
+        let Some(why) = self
+            .monitor
+            .as_mut()
+            .and_then(|m| m.observe(&self.agent.id, events))
+        else {
+            return Ok(());
+        };
+        if self.ended_by_us {
+            return Ok(());
+        }
+        self.rec.error(&self.agent, &why, observer)?;
+        let abort = self.session.interrupt();
+        match self.wire.as_mut() {
+            // A live session: abort the turn; the session goes on.
+            Some(w) if self.stream && !abort.is_empty() => {
+                self.aborted_turn = Some(why);
+                if let Err(e) = w.write(abort).await {
+                    tracing::warn!(agent = %self.agent.id, "could not abort the turn: {e}");
+                }
+            }
+            _ => self.end(AgentStatus::Failed, &why, work)?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use fracta_state::{AgentRecord, Mode, SqliteStore, Store};
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::adapter::adapter_for;
+    use crate::backend::local::ExitInfo;
+    use crate::record::Quiet;
+    use crate::redact::Redactor;
+
+    /// A recorded Codex turn: four lines, each of them one event.
+    const TURN: &str = include_str!("../../fixtures/transcripts/codex/text.jsonl");
+
+    /// Output given line by line, each after its pause (none: there at once). Cancel safe, as
+    /// a process's output is: a line is taken only once it is handed over.
+    struct Given {
+        lines: VecDeque<(Duration, String)>,
+        due: Option<tokio::time::Instant>,
+    }
+
+    impl Workload for Given {
+        fn next_line(&mut self) -> BoxFuture<'_, Option<String>> {
+            Box::pin(async move {
+                let pause = self.lines.front()?.0;
+                if !pause.is_zero() {
+                    let due = *self
+                        .due
+                        .get_or_insert_with(|| tokio::time::Instant::now() + pause);
+                    tokio::time::sleep_until(due).await;
+                    self.due = None;
+                }
+                self.lines.pop_front().map(|(_, l)| l)
+            })
+        }
+
+        fn terminate(&mut self) {}
+
+        fn wait(self: Box<Self>) -> BoxFuture<'static, ExitInfo> {
+            Box::pin(async {
+                ExitInfo {
+                    code: Some(0),
+                    signal: None,
+                    stderr_tail: String::new(),
+                    reason: None,
+                }
+            })
+        }
+    }
+
+    /// Drive a batch run of the recorded turn, its lines `pause` apart; the CLI's events as
+    /// stored.
+    async fn run(pause: Duration) -> Vec<fracta_state::EventRecord> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let rec = Recorder::new(Arc::clone(&store), Redactor::new());
+        let agent = store
+            .insert_agent(&AgentRecord::new("t", "codex", "codex", Mode::Batch, "p"))
+            .unwrap();
+        let work = Given {
+            lines: TURN.lines().map(|l| (pause, l.to_string())).collect(),
+            due: None,
+        };
+        let launched = Launched {
+            turn: 1,
+            prompt: "p",
+            resume_token: None,
+            stream: false,
+            stdin: None,
+            connect: None,
+            files: &[],
+            wall_clock: Duration::from_secs(60),
+            max_steps: None,
+            session_init: None,
+            worktree: None,
+        };
+        let adapter = adapter_for(fracta_config::AdapterKind::Codex);
+        let opts = RunOptions::default();
+        let end = drive(
+            &rec,
+            agent,
+            adapter,
+            launched,
+            Box::new(work),
+            &opts,
+            &mut Quiet,
+        )
+        .await
+        .unwrap();
+        assert_eq!(end.status, AgentStatus::Succeeded, "{end:?}");
+        let events = store.events(&end.id, 0, None).unwrap();
+        events.into_iter().filter(|e| e.raw.is_some()).collect()
+    }
+
+    /// Lines that arrive together are recorded in one write (they share its time), lines that
+    /// arrive apart each in its own; what is recorded is the same either way.
+    #[tokio::test]
+    async fn a_burst_of_lines_is_recorded_in_one_write() {
+        let together = run(Duration::ZERO).await;
+        let apart = run(Duration::from_millis(20)).await;
+        let what = |events: &[fracta_state::EventRecord]| {
+            events
+                .iter()
+                .map(|e| {
+                    (
+                        e.seq,
+                        e.kind.clone(),
+                        e.payload.clone(),
+                        e.raw.clone(),
+                        e.parsed,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(what(&together), what(&apart));
+        let kinds: Vec<&str> = together.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["session", "step", "message", "step"]);
+        let writes = |events: &[fracta_state::EventRecord]| {
+            let mut at: Vec<_> = events.iter().map(|e| e.at).collect();
+            at.dedup();
+            at.len()
+        };
+        assert_eq!(writes(&together), 1);
+        assert_eq!(writes(&apart), 4);
     }
 }
