@@ -510,6 +510,17 @@ impl Branch {
             .find_reference(&self.reference)
             .and_then(|mut r| r.delete())
             .map_err(lib("deleting the branch", &self.config))?;
+        // Fracta writes no section for its branches: there is one only if someone set it (an
+        // upstream, say). Without the branch's name anywhere in the file, libgit2's parse of
+        // it is skipped (a dozen system calls more, on the end's path).
+        let name = self
+            .section
+            .strip_prefix("branch.")
+            .and_then(|n| n.strip_suffix('.'))
+            .unwrap_or(&self.section);
+        if std::fs::read_to_string(&self.config).is_ok_and(|text| !text.contains(name)) {
+            return Ok(());
+        }
         if let Ok(mut config) = git2::Config::open(&self.config) {
             let names: Vec<String> = config
                 .entries(None)
