@@ -218,28 +218,32 @@ async fn start_with(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
     supervisor.set_gateway_url(format!("http://{addr}{MCP_PATH}"));
-    let app = match admin {
-        Some((token, sessions)) => {
-            let auth = Arc::new(dashboard::DashboardAuth::new(sessions));
-            // The control plane: the API and the dashboard, and /metrics for Prometheus (no
-            // token: a scraper has none; it shows counts and sums, never a prompt, a secret or
-            // an id).
-            let m = Arc::new(metrics::Metrics::default());
-            let (sup, scrape) = (Arc::clone(&supervisor), Arc::clone(&m));
-            router(Arc::clone(&supervisor))
-                .merge(http::router_with(supervisor, token, auth))
-                .route(
-                    metrics::METRICS_PATH,
-                    axum::routing::get(move || {
-                        metrics::handler(Arc::clone(&sup), Arc::clone(&scrape))
-                    }),
-                )
-                .layer(axum::middleware::from_fn_with_state(m, metrics::track))
-        }
-        None => router(supervisor),
-    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // Listening already: a client that connects now waits in the backlog. The router is
+        // built once the tasks started with this one have run as far as they can (a spawn's
+        // launch, up to its CLI's start), not before them (~0.1 ms of a `fracta spawn`).
+        tokio::task::yield_now().await;
+        let app = match admin {
+            Some((token, sessions)) => {
+                let auth = Arc::new(dashboard::DashboardAuth::new(sessions));
+                // The control plane: the API and the dashboard, and /metrics for Prometheus
+                // (no token: a scraper has none; it shows counts and sums, never a prompt, a
+                // secret or an id).
+                let m = Arc::new(metrics::Metrics::default());
+                let (sup, scrape) = (Arc::clone(&supervisor), Arc::clone(&m));
+                router(Arc::clone(&supervisor))
+                    .merge(http::router_with(supervisor, token, auth))
+                    .route(
+                        metrics::METRICS_PATH,
+                        axum::routing::get(move || {
+                            metrics::handler(Arc::clone(&sup), Arc::clone(&scrape))
+                        }),
+                    )
+                    .layer(axum::middleware::from_fn_with_state(m, metrics::track))
+            }
+            None => router(supervisor),
+        };
         let listener = listener.tap_io(tune_accepted);
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
