@@ -314,20 +314,7 @@ pub async fn drive(
         }
         // The lines already waiting behind this one are recorded with it, in one write: a
         // CLI prints its events in bursts (a whole short turn at once).
-        let mut lines = vec![line];
-        let mut ended = false;
-        while lines.len() < MAX_BURST {
-            match work.next_line().now_or_never() {
-                Some(Some(l)) => lines.push(l),
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        st.on_burst(&lines, work.as_mut(), observer).await?;
-        if ended {
+        if st.on_burst(line, work.as_mut(), observer).await? {
             break;
         }
     }
@@ -574,30 +561,47 @@ impl Loop<'_> {
         !self.stream && self.wire.is_none()
     }
 
-    /// Lines of a batch run that arrived together: their events in one write, then each
-    /// line's steps counted as [`Loop::on_line`] counts them.
+    /// A line of a batch run and those already waiting behind it (at most [`MAX_BURST`]):
+    /// their events in one write. Each line's steps are counted as it is taken, as
+    /// [`Loop::on_line`] counts them; the line that goes past `max_steps` is the burst's last
+    /// (what follows it is read as it would have been, or not at all once the run is ended).
+    /// Whether the output ended.
     async fn on_burst(
         &mut self,
-        lines: &[String],
+        first: String,
         work: &mut dyn Workload,
         observer: &mut dyn Observer,
-    ) -> Result<(), RunError> {
-        let parsed: Vec<(Parsed, &str)> = lines
+    ) -> Result<bool, RunError> {
+        let mut lines: Vec<(Parsed, String)> = Vec::new();
+        let mut over = None;
+        let mut next = Some(first);
+        let mut ended = false;
+        while let Some(line) = next.take() {
+            if !line.trim().is_empty() {
+                let parsed = self.session.parse_line(&line);
+                over = self.over_steps(&parsed.events);
+                lines.push((parsed, line));
+            }
+            if over.is_some() || lines.len() >= MAX_BURST {
+                break;
+            }
+            match work.next_line().now_or_never() {
+                Some(Some(l)) => next = Some(l),
+                Some(None) => ended = true,
+                None => {}
+            }
+        }
+        let written: Vec<(&[Event], Option<&str>, bool)> = lines
             .iter()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| (self.session.parse_line(l), l.as_str()))
-            .collect();
-        let written: Vec<(&[Event], Option<&str>, bool)> = parsed
-            .iter()
-            .map(|(p, l)| (&p.events[..], Some(*l), p.understood))
+            .map(|(p, l)| (&p.events[..], Some(l.as_str()), p.understood))
             .collect();
         self.rec.persist_lines(&self.agent, &written, observer)?;
         // Nobody to answer: what the session would say is dropped, as on_line drops it.
         let _ = self.session.take_output();
-        for (p, _) in &parsed {
-            self.count_steps(&p.events, work, observer).await?;
+        if let Some(why) = over {
+            self.stop_for_steps(why, work, observer).await?;
         }
-        Ok(())
+        Ok(ended)
     }
 
     async fn on_line(
@@ -661,16 +665,30 @@ impl Loop<'_> {
         work: &mut dyn Workload,
         observer: &mut dyn Observer,
     ) -> Result<(), RunError> {
-        let Some(why) = self
+        match self.over_steps(events) {
+            Some(why) => self.stop_for_steps(why, work, observer).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Why the run must stop, if these events take it past `max_steps` (and Fracta has not
+    /// ended it already).
+    fn over_steps(&mut self, events: &[Event]) -> Option<String> {
+        let why = self
             .monitor
             .as_mut()
-            .and_then(|m| m.observe(&self.agent.id, events))
-        else {
-            return Ok(());
-        };
-        if self.ended_by_us {
-            return Ok(());
-        }
+            .and_then(|m| m.observe(&self.agent.id, events))?;
+        (!self.ended_by_us).then_some(why)
+    }
+
+    /// Past `max_steps`: the error recorded, then the run failed (a live session has its turn
+    /// aborted instead).
+    async fn stop_for_steps(
+        &mut self,
+        why: String,
+        work: &mut dyn Workload,
+        observer: &mut dyn Observer,
+    ) -> Result<(), RunError> {
         self.rec.error(&self.agent, &why, observer)?;
         let abort = self.session.interrupt();
         match self.wire.as_mut() {
@@ -725,7 +743,10 @@ mod tests {
             })
         }
 
-        fn terminate(&mut self) {}
+        /// Ended: nothing more is read (as a killed process's or a deleted Job's output).
+        fn terminate(&mut self) {
+            self.lines.clear();
+        }
 
         fn wait(self: Box<Self>) -> BoxFuture<'static, ExitInfo> {
             Box::pin(async {
@@ -742,13 +763,25 @@ mod tests {
     /// Drive a batch run of the recorded turn, its lines `pause` apart; the CLI's events as
     /// stored.
     async fn run(pause: Duration) -> Vec<fracta_state::EventRecord> {
+        let (end, events) = run_lines(TURN, pause, None).await;
+        assert_eq!(end.status, AgentStatus::Succeeded, "{end:?}");
+        events
+    }
+
+    /// Drive a batch run of Codex's `lines`, `pause` apart, under `max_steps`: how it ended,
+    /// and the CLI's events as stored.
+    async fn run_lines(
+        lines: &str,
+        pause: Duration,
+        max_steps: Option<u32>,
+    ) -> (AgentRecord, Vec<fracta_state::EventRecord>) {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
         let rec = Recorder::new(Arc::clone(&store), Redactor::new());
         let agent = store
             .insert_agent(&AgentRecord::new("t", "codex", "codex", Mode::Batch, "p"))
             .unwrap();
         let work = Given {
-            lines: TURN.lines().map(|l| (pause, l.to_string())).collect(),
+            lines: lines.lines().map(|l| (pause, l.to_string())).collect(),
             due: None,
         };
         let launched = Launched {
@@ -760,7 +793,7 @@ mod tests {
             connect: None,
             files: &[],
             wall_clock: Duration::from_secs(60),
-            max_steps: None,
+            max_steps,
             session_init: None,
             worktree: None,
         };
@@ -777,9 +810,11 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(end.status, AgentStatus::Succeeded, "{end:?}");
         let events = store.events(&end.id, 0, None).unwrap();
-        events.into_iter().filter(|e| e.raw.is_some()).collect()
+        (
+            end,
+            events.into_iter().filter(|e| e.raw.is_some()).collect(),
+        )
     }
 
     /// Lines that arrive together are recorded in one write (they share its time), lines that
@@ -812,5 +847,21 @@ mod tests {
         };
         assert_eq!(writes(&together), 1);
         assert_eq!(writes(&apart), 4);
+    }
+
+    /// A burst is cut at the line that goes past `max_steps`: the run fails there, and the
+    /// steps its CLI printed after it are not read, as when each line was read alone.
+    #[tokio::test]
+    async fn a_burst_stops_at_the_step_past_the_limit() {
+        let step = r#"{"type":"turn.started"}"#;
+        let lines = [step; 5].join("\n");
+        for pause in [Duration::ZERO, Duration::from_millis(20)] {
+            let (end, events) = run_lines(&lines, pause, Some(2)).await;
+            assert_eq!(end.status, AgentStatus::Failed, "{end:?}");
+            let err = end.error.clone().unwrap_or_default();
+            assert!(err.contains("max_steps"), "{err}");
+            let steps = events.iter().filter(|e| e.kind == "step").count();
+            assert_eq!(steps, 3, "{pause:?}: {events:#?}");
+        }
     }
 }
