@@ -552,8 +552,6 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// One line the session said: persist what it means, answer it, watch the step limit,
-    /// and close the turn it ends.
     /// Whether lines that arrive together are recorded together ([`Loop::on_burst`]): in a
     /// batch run that Fracta does not talk to. A session's lines each may need an answer or
     /// end a turn before the next is read.
@@ -604,6 +602,8 @@ impl Loop<'_> {
         Ok(ended)
     }
 
+    /// One line the session said: persist what it means, answer it, watch the step limit,
+    /// and close the turn it ends.
     async fn on_line(
         &mut self,
         line: &str,
