@@ -277,7 +277,7 @@ pub fn remove_if_unchanged(
     let branch = Branch {
         repo: wt,
         reference,
-        section: format!("branch.{branch}."),
+        name: branch.to_string(),
         config: common.join("config"),
     };
     discard(aside, Some(branch))?;
@@ -494,8 +494,8 @@ struct Branch {
     repo: git2::Repository,
     /// `refs/heads/<branch>`.
     reference: String,
-    /// `branch.<branch>.`: its section of the repository's config.
-    section: String,
+    /// Its name (`<branch>`; its config section is `branch.<branch>.`).
+    name: String,
     /// The repository's own config file.
     config: PathBuf,
 }
@@ -513,21 +513,17 @@ impl Branch {
         // Fracta writes no section for its branches: there is one only if someone set it (an
         // upstream, say). Without the branch's name anywhere in the file, libgit2's parse of
         // it is skipped (a dozen system calls more, on the end's path).
-        let name = self
-            .section
-            .strip_prefix("branch.")
-            .and_then(|n| n.strip_suffix('.'))
-            .unwrap_or(&self.section);
-        if std::fs::read_to_string(&self.config).is_ok_and(|text| !text.contains(name)) {
+        if std::fs::read_to_string(&self.config).is_ok_and(|text| !text.contains(&self.name)) {
             return Ok(());
         }
+        let section = format!("branch.{}.", self.name);
         if let Ok(mut config) = git2::Config::open(&self.config) {
             let names: Vec<String> = config
                 .entries(None)
                 .map(|mut entries| {
                     let mut names = Vec::new();
                     while let Some(Ok(e)) = entries.next() {
-                        if let Some(n) = e.name().ok().filter(|n| n.starts_with(&self.section)) {
+                        if let Some(n) = e.name().ok().filter(|n| n.starts_with(&section)) {
                             names.push(n.to_string());
                         }
                     }
