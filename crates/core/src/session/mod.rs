@@ -628,7 +628,9 @@ impl Loop<'_> {
         {
             tracing::warn!(agent = %self.agent.id, "could not answer the session: {e}");
         }
-        self.count_steps(&parsed.events, work, observer).await?;
+        if let Some(why) = self.over_steps(&parsed.events) {
+            self.stop_for_steps(why, work, observer).await?;
+        }
         if !self.stream {
             // A batch run spoken as a session ends with its one turn: its stdin closes and
             // the agent exits (its end is recorded as a batch run's).
@@ -655,20 +657,6 @@ impl Loop<'_> {
             self.set_waiting(true);
         }
         Ok(())
-    }
-
-    /// Count the steps in a line's events; past `max_steps`, the run fails (a live session
-    /// has its turn aborted instead).
-    async fn count_steps(
-        &mut self,
-        events: &[Event],
-        work: &mut dyn Workload,
-        observer: &mut dyn Observer,
-    ) -> Result<(), RunError> {
-        match self.over_steps(events) {
-            Some(why) => self.stop_for_steps(why, work, observer).await,
-            None => Ok(()),
-        }
     }
 
     /// Why the run must stop, if these events take it past `max_steps` (and Fracta has not
