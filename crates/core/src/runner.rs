@@ -377,10 +377,16 @@ impl Runner {
         // A queued agent has a supervisor too: reconcile must not take it for a ghost.
         agent.meta.supervisor = Some(supervisor_meta());
         // A workspace made early (`fracta spawn`) is recorded with it: one write, not two.
-        if let Some(placed) = self.early_placed(&agent) {
-            placed.apply(&mut agent);
-        }
-        let agent = self.store.insert_agent_of_task(&task, &agent)?;
+        // Such an agent is `fracta spawn`'s own, and nothing reads its record before its
+        // launch writes `running`: the record goes into that write, once the CLI has started.
+        let agent = match self.early_placed(&agent) {
+            Some(placed) => {
+                placed.apply(&mut agent);
+                self.store
+                    .insert_agent_of_task_with_next_write(&task, &agent)?
+            }
+            None => self.store.insert_agent_of_task(&task, &agent)?,
+        };
         tracing::info!(agent = %agent.id, task = %agent.task, runtime = %runtime_name, parent = ?agent.parent_id, "agent recorded");
         Ok(agent)
     }

@@ -108,6 +108,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`Store::upsert_task`] and [`Store::insert_agent`] in one transaction (a spawn's
     /// record: one write, not two).
     fn insert_agent_of_task(&self, task: &TaskRecord, agent: &AgentRecord) -> Result<AgentRecord>;
+    /// [`Store::insert_agent_of_task`], written in the transaction of the store's next write,
+    /// or before its next read, whichever comes first; the record is returned at once. For a
+    /// spawn whose next write is its launch's (`running`, after the CLI has started): the
+    /// insert is then off the path to the CLI's start, and one write, not two. An error of
+    /// the insert is the next write's (it is tried again with each write until it is in).
+    /// Until then no other connection sees the agent; a store dropped first writes it then.
+    fn insert_agent_of_task_with_next_write(
+        &self,
+        task: &TaskRecord,
+        agent: &AgentRecord,
+    ) -> Result<AgentRecord> {
+        self.insert_agent_of_task(task, agent)
+    }
     /// An agent by full id, unique id prefix, else unique id suffix (case-insensitive; the
     /// live view shows the last six characters), or [`LAST`] (`@last`: the newest agent).
     /// Unknown → [`StoreError::NotFound`]; ambiguous → [`StoreError::Ambiguous`].

@@ -40,6 +40,9 @@ pub struct SqliteStore {
     readers: Option<Readers>,
     conn: Mutex<Connection>,
     path: String,
+    /// A spawn's record, to be written with the next write
+    /// ([`Store::insert_agent_of_task_with_next_write`]).
+    pending: Mutex<Option<(TaskRecord, AgentRecord)>>,
 }
 
 /// The read connections of a file-backed store, opened on demand.
@@ -191,6 +194,7 @@ impl SqliteStore {
             readers,
             conn: Mutex::new(conn),
             path,
+            pending: Mutex::new(None),
         })
     }
 
@@ -220,15 +224,44 @@ impl SqliteStore {
     fn write<T>(&self, f: impl FnOnce(&Connection) -> R<T>) -> Result<T> {
         blocking(|| {
             let mut conn = self.lock();
-            let r = in_transaction(&mut conn, TransactionBehavior::Immediate, f);
+            // A record held back for this write goes in first, in its transaction; should the
+            // transaction fail, it waits for the next one.
+            let pending = self.pending_slot().take();
+            let r = in_transaction(&mut conn, TransactionBehavior::Immediate, |tx| {
+                if let Some((task, agent)) = &pending {
+                    write_task(tx, task)?;
+                    insert_new_agent(tx, agent)?;
+                }
+                f(tx)
+            });
+            if r.is_err()
+                && let Some(p) = pending
+            {
+                self.pending_slot().get_or_insert(p);
+            }
             self.finish(r)
         })
+    }
+
+    fn pending_slot(&self) -> MutexGuard<'_, Option<(TaskRecord, AgentRecord)>> {
+        // Held only to take or put the record back: a panic cannot leave it half-changed.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write a record held back for the next write now (before a read, or at the end).
+    fn write_pending(&self) -> Result<()> {
+        if self.pending_slot().is_none() {
+            return Ok(());
+        }
+        self.write(|_| Ok(()))
     }
 
     /// Run `f` in a read (deferred) transaction, for a consistent snapshot: on the write
     /// connection if it is free, else on a read connection, so a read never waits for a write
     /// (nor for the write lock that write waits for).
     fn read<T>(&self, f: impl FnOnce(&Connection) -> R<T>) -> Result<T> {
+        // What was recorded is read back, on any connection.
+        self.write_pending()?;
         blocking(|| {
             let writer = match self.conn.try_lock() {
                 Ok(conn) => Some(conn),
@@ -277,6 +310,15 @@ fn in_transaction<T>(
 
 /// A transaction begun on the connection: rolled back when dropped, unless it has ended.
 struct Open<'c>(&'c Connection);
+
+impl Drop for SqliteStore {
+    /// A record still held back for a next write is written now.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_pending() {
+            tracing::warn!("could not record an agent held back for the next write: {e}");
+        }
+    }
+}
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
@@ -863,6 +905,24 @@ impl Store for SqliteStore {
         Ok(a)
     }
 
+    fn insert_agent_of_task_with_next_write(
+        &self,
+        task: &TaskRecord,
+        agent: &AgentRecord,
+    ) -> Result<AgentRecord> {
+        let a = with_ids(agent);
+        loop {
+            let mut slot = self.pending_slot();
+            if slot.is_none() {
+                *slot = Some((task.clone(), a.clone()));
+                return Ok(a);
+            }
+            // One held back at a time: the earlier one is written first.
+            drop(slot);
+            self.write_pending()?;
+        }
+    }
+
     fn get_task(&self, name: &str) -> Result<Option<TaskRecord>> {
         self.read(|tx| {
             Ok(tx
@@ -890,6 +950,14 @@ impl Store for SqliteStore {
     }
 
     fn get_agent(&self, id_or_prefix: &str) -> Result<AgentRecord> {
+        // A record held back for the next write, asked for by its id, is as it will be written.
+        if let Some((_, a)) = self
+            .pending_slot()
+            .as_ref()
+            .filter(|(_, a)| a.id == id_or_prefix)
+        {
+            return Ok(a.clone());
+        }
         self.read(|tx| {
             let id = resolve_id(tx, id_or_prefix)?;
             load_agent(tx, &id)
@@ -1146,6 +1214,80 @@ mod tests {
         let updated = writer.join().unwrap().unwrap();
         assert_eq!(updated.status, AgentStatus::Running);
         assert_eq!(store.get_agent(&a.id).unwrap().status, AgentStatus::Running);
+    }
+
+    /// A record held back for the next write (`fracta spawn`'s, until its launch writes
+    /// `running`): read back by its id as it will be written, seen by no other connection
+    /// until then, written in that write's transaction (a failed one takes it back out, and
+    /// the write after takes it), and written by a read of anything else or by the store's
+    /// drop.
+    #[test]
+    fn a_record_held_back_goes_in_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let s = SqliteStore::open(&db).unwrap();
+        let other = Connection::open(&db).unwrap();
+        let stored = |table: &str| {
+            other
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+        };
+        let task = TaskRecord {
+            name: "t".into(),
+            description: None,
+            source: "inline".into(),
+            defaults: serde_json::json!({}),
+            instructions: "do it".into(),
+            updated_at: Timestamp::now(),
+        };
+        let a = s
+            .insert_agent_of_task_with_next_write(&task, &agent())
+            .unwrap();
+        assert!(!a.id.is_empty());
+        assert_eq!(a.root_id, a.id);
+        assert_eq!(s.get_agent(&a.id).unwrap(), a);
+        assert_eq!((stored("agents"), stored("tasks")), (0, 0));
+
+        let failed: Result<()> =
+            s.write(|_| Err(StoreError::AlreadyExists { id: "x".into() }.into()));
+        assert!(failed.is_err());
+        assert_eq!((stored("agents"), stored("tasks")), (0, 0));
+
+        let running = s
+            .update_agent(
+                &a.id,
+                &AgentPatch {
+                    status: Some(AgentStatus::Running),
+                    ..AgentPatch::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(running.status, AgentStatus::Running);
+        assert_eq!((stored("agents"), stored("tasks")), (1, 1));
+        assert_eq!(s.get_task("t").unwrap().unwrap().instructions, "do it");
+
+        let b = s
+            .insert_agent_of_task_with_next_write(&task, &agent())
+            .unwrap();
+        assert_eq!(stored("agents"), 1);
+        let listed = s.list_agents(&AgentFilter::default()).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().any(|x| x.id == b.id));
+        // One held back while another is: the first is written then.
+        let c = s
+            .insert_agent_of_task_with_next_write(&task, &agent())
+            .unwrap();
+        let d = s
+            .insert_agent_of_task_with_next_write(&task, &agent())
+            .unwrap();
+        assert_eq!(stored("agents"), 3);
+        drop(s);
+        assert_eq!(stored("agents"), 4);
+        let s = SqliteStore::open(&db).unwrap();
+        assert_eq!(s.get_agent(&c.id).unwrap().id, c.id);
+        assert_eq!(s.get_agent(&d.id).unwrap().id, d.id);
     }
 
     /// Read connections cannot write, and go back to the pool.
