@@ -263,7 +263,19 @@ pub fn remove_if_unchanged(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let linked = admin.starts_with(&common) && admin != common;
-    let spared = linked && spare(&wt, worktree, &admin, tip, ignored.filter(|_| clean));
+    // What keeping it as a spare asks of the repository, read while its HEAD still names the
+    // branch; then the branch's deletion (the longest part of the end, ~1 ms where freed
+    // blocks are discarded) starts, and the rest overlaps it.
+    let ready = linked
+        .then(|| spare_ready(&wt, tip, ignored.filter(|_| clean)))
+        .flatten();
+    let deleting = delete_beside(Branch {
+        repo: wt,
+        reference,
+        name: branch.to_string(),
+        config: common.join("config"),
+    })?;
+    let spared = ready.is_some_and(|ignored| spare(worktree, &admin, tip, &ignored));
     let mut aside = Vec::new();
     if !spared {
         aside.push((
@@ -274,14 +286,71 @@ pub fn remove_if_unchanged(
             aside.push((admin, common.join(format!("fracta-discarded-{name}"))));
         }
     }
-    let branch = Branch {
-        repo: wt,
-        reference,
-        name: branch.to_string(),
-        config: common.join("config"),
-    };
-    discard(aside, Some(branch))?;
+    if let Err(e) = discard(aside) {
+        // The worktree stays: so does its branch, made again where it was.
+        deleting.undo(&common, branch, tip);
+        return Err(e);
+    }
+    deleting.finish_before_exit();
     Ok(true)
+}
+
+/// A branch being deleted on a thread of its own ([`delete_beside`]).
+struct Deleting(Option<std::thread::JoinHandle<()>>);
+
+impl Deleting {
+    /// Waited for before the process exits ([`finish_discards`]).
+    fn finish_before_exit(self) {
+        if let Some(handle) = self.0 {
+            let mut running = discards();
+            running.retain(|h| !h.is_finished());
+            running.push(handle);
+        }
+    }
+
+    /// The branch `branch` of the repository at `common` back at `tip`, once its deletion
+    /// is done: for a worktree that could not be removed after all.
+    fn undo(self, common: &Path, branch: &str, tip: git2::Oid) {
+        if let Some(handle) = self.0 {
+            let _ = handle.join();
+        }
+        let made = git2::Repository::open(common).and_then(|repo| {
+            repo.reference(
+                &format!("refs/heads/{branch}"),
+                tip,
+                false,
+                "fracta: kept with its worktree",
+            )
+            .map(drop)
+        });
+        if let Err(e) = made {
+            tracing::warn!("could not make the branch {branch} again at {tip}: {e}");
+        }
+    }
+}
+
+/// Start deleting `branch` on a thread of its own; if no thread can start, delete it now.
+fn delete_beside(branch: Branch) -> Result<Deleting, WorkspaceError> {
+    // Handed over through a slot: if no thread can start, the branch is still here.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(branch)));
+    let on_thread = slot.clone();
+    let started = crate::beside::spawn("discard", move || {
+        if let Some(branch) = on_thread.lock().ok().and_then(|mut b| b.take())
+            && let Err(e) = branch.delete()
+        {
+            tracing::warn!("{e}");
+        }
+    });
+    match started {
+        Ok(handle) => Ok(Deleting(Some(handle))),
+        Err(e) => {
+            tracing::debug!("no thread to delete on ({e}); deleting now");
+            if let Some(branch) = slot.lock().ok().and_then(|mut b| b.take()) {
+                branch.delete()?;
+            }
+            Ok(Deleting(None))
+        }
+    }
 }
 
 /// A spare worktree's folder in the worktrees folder: `.spare-<name>`, its admin folder
@@ -308,34 +377,16 @@ const MAX_SPARES: usize = 2;
 /// `.spare-<name>` in one rename: git no longer knows it (`git worktree list` and `prune` do
 /// not see it), and no other process can take it half-moved.
 ///
-/// `ignored`: what the status that found nothing to commit showed ignored, if one just did.
-/// Without it, a status is read here.
-fn spare(
-    wt: &git2::Repository,
-    worktree: &Path,
-    admin: &Path,
-    tip: git2::Oid,
-    ignored: Option<Vec<PathBuf>>,
-) -> bool {
+/// `ignored`: what is ignored in it ([`spare_ready`]).
+fn spare(worktree: &Path, admin: &Path, tip: git2::Oid, ignored: &[PathBuf]) -> bool {
     let (Some(root), Some(name)) = (worktree.parent(), worktree.file_name()) else {
         return false;
     };
-    if spares(root).len() >= MAX_SPARES || wt.head().ok().and_then(|h| h.target()) != Some(tip) {
+    if spares(root).len() >= MAX_SPARES {
         return false;
     }
-    let ignored = match ignored {
-        Some(paths) => paths,
-        None => match survey(wt) {
-            Some((false, paths)) => paths,
-            _ => return false,
-        },
-    };
     let ours = listed(&std::fs::read_to_string(admin.join(EXCLUDE_FILE)).unwrap_or_default());
-    let pristine = ignored.iter().all(|p| only_ours(worktree, p, &ours))
-        && wt
-            .index()
-            .is_ok_and(|index| index.iter().all(|e| e.flags_extended & SKIP_WORKTREE == 0));
-    if !pristine {
+    if !ignored.iter().all(|p| only_ours(worktree, p, &ours)) {
         return false;
     }
     // Its `config.worktree` stays: the agent that takes it writes it again (in place: see
@@ -354,6 +405,30 @@ fn spare(
         return false;
     }
     true
+}
+
+/// What keeping the worktree `wt` as a spare ([`spare`]) asks of its repository, read while
+/// its branch is still there: HEAD at `tip`, nothing changed or untracked, no
+/// `--skip-worktree` entry. What is ignored in it, if so. `ignored`: what the status that
+/// found nothing to commit showed ignored, if one just did; without it, a status is read here.
+fn spare_ready(
+    wt: &git2::Repository,
+    tip: git2::Oid,
+    ignored: Option<Vec<PathBuf>>,
+) -> Option<Vec<PathBuf>> {
+    if wt.head().ok().and_then(|h| h.target()) != Some(tip) {
+        return None;
+    }
+    let ignored = match ignored {
+        Some(paths) => paths,
+        None => match survey(wt) {
+            Some((false, paths)) => paths,
+            _ => return None,
+        },
+    };
+    wt.index()
+        .is_ok_and(|index| index.iter().all(|e| e.flags_extended & SKIP_WORKTREE == 0))
+        .then_some(ignored)
 }
 
 /// The files an excludes file of Fracta's lists (`/<path>` lines), relative to the worktree.
@@ -463,7 +538,7 @@ fn take_spare(
             // thread.
             let discarded = spare.with_extension("discarded");
             if std::fs::rename(&spare, &discarded).is_ok() {
-                discard(vec![(discarded.clone(), discarded)], None)?;
+                discard(vec![(discarded.clone(), discarded)])?;
             }
             continue;
         }
@@ -538,75 +613,47 @@ impl Branch {
     }
 }
 
-/// Folders being deleted on threads of their own ([`discard`]).
+/// Folders and branches being deleted on threads of their own ([`discard`],
+/// [`delete_beside`]).
 static DISCARDS: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
 
-/// Move each folder of `aside` (from, to) out of the way, then delete them and `branch`, each
-/// on a thread of its own: the paths are free at once (a resume may make the worktree again
-/// there), and the deletion, a system call per file, overlaps what follows (the end recorded,
-/// the output). The project's folder of worktrees in the user's state folder stays, even
-/// empty: the next spawn makes its worktree there (`fracta rm` and `prune` remove it with its
-/// last worktree).
+/// Move each folder of `aside` (from, to) out of the way, then delete them, each on a thread
+/// of its own: the paths are free at once (a resume may make the worktree again there), and
+/// the deletion, a system call per file, overlaps what follows (the end recorded, the output).
+/// The project's folder of worktrees in the user's state folder stays, even empty: the next
+/// spawn makes its worktree there (`fracta rm` and `prune` remove it with its last worktree).
 ///
 /// Where the file system discards freed blocks, each folder deleted and many files wait for the
 /// disk (the branch's two folders of refs ~0.5 ms, the worktree's ~0.5 ms on the 2-core VM);
 /// the waits of separate threads overlap. [`finish_discards`] waits for them; the binary calls
 /// it before it exits, and [`create`] before it makes a worktree (a resume makes the same
 /// branch again). What no thread can start for is done here.
-fn discard(aside: Vec<(PathBuf, PathBuf)>, branch: Option<Branch>) -> Result<(), WorkspaceError> {
-    let mut jobs = Vec::new();
+fn discard(aside: Vec<(PathBuf, PathBuf)>) -> Result<(), WorkspaceError> {
+    let mut moved = Vec::new();
     for (from, to) in aside {
         match std::fs::rename(&from, &to) {
-            Ok(()) => jobs.push(Discarded::Folder(to)),
+            Ok(()) => moved.push(to),
             // Not moved (another file system, say): deleted where it is.
             Err(_) => std::fs::remove_dir_all(&from).map_err(io(&from))?,
         }
     }
-    jobs.extend(branch.map(Discarded::Branch));
-    for job in jobs {
-        // Handed over through a slot: if no thread can start, the job is still here.
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(job)));
-        let on_thread = slot.clone();
+    for dir in moved {
+        let on_thread = dir.clone();
         let started = crate::beside::spawn("discard", move || {
-            if let Some(job) = on_thread.lock().ok().and_then(|mut j| j.take())
-                && let Err(e) = job.delete()
-            {
-                tracing::warn!("{e}");
+            if let Err(e) = std::fs::remove_dir_all(&on_thread) {
+                tracing::warn!("{}", io(&on_thread)(e));
             }
         });
         match started {
-            Ok(handle) => {
-                // A long-lived process (`fracta serve`) keeps only those still deleting.
-                let mut running = discards();
-                running.retain(|h| !h.is_finished());
-                running.push(handle);
-            }
+            Ok(handle) => Deleting(Some(handle)).finish_before_exit(),
             Err(e) => {
                 tracing::debug!("no thread to delete on ({e}); deleting now");
-                if let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) {
-                    job.delete()?;
-                }
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
             }
         }
     }
     Ok(())
-}
-
-/// What [`discard`] deletes on a thread.
-enum Discarded {
-    /// A folder moved aside.
-    Folder(PathBuf),
-    Branch(Branch),
-}
-
-impl Discarded {
-    fn delete(self) -> Result<(), WorkspaceError> {
-        match self {
-            Discarded::Folder(dir) => std::fs::remove_dir_all(&dir).map_err(io(&dir)),
-            Discarded::Branch(branch) => branch.delete(),
-        }
-    }
 }
 
 fn discards() -> std::sync::MutexGuard<'static, Vec<std::thread::JoinHandle<()>>> {
@@ -1701,6 +1748,34 @@ pub(crate) mod tests {
                 ],
             );
         });
+    }
+
+    /// A worktree that cannot be removed after all keeps its branch: the deletion started
+    /// beside the removal is undone, the branch made again at its commit. Here the worktree's
+    /// folder went during the run (deleted by hand), so moving it aside and deleting it both
+    /// fail.
+    #[test]
+    fn a_worktree_that_cannot_be_removed_keeps_its_branch() {
+        let d = repo(&[("src/lib.rs", "fn a() {}\n")]);
+        let outside = tempfile::tempdir().unwrap();
+        let main = Base::Named("main".into());
+        let ws = create(
+            d.path(),
+            &d.path().join(".fracta"),
+            Some(&outside.path().join("worktrees")),
+            "01AAAAAAAA",
+            "t",
+            &main,
+        )
+        .unwrap();
+        let branch = ws.branch.unwrap();
+        let tip = sh(d.path(), &["rev-parse", &branch]);
+        let opened = open_worktree(&ws.path).unwrap();
+        opened.ignored.replace(Some(Vec::new()));
+        std::fs::remove_dir_all(&ws.path).unwrap();
+        assert!(remove_if_unchanged(&ws.path, Some(opened), &branch, "main", true).is_err());
+        finish_discards();
+        assert_eq!(sh(d.path(), &["rev-parse", &branch]), tip);
     }
 
     /// Fracta's own runtime file in the worktree `ws`.
