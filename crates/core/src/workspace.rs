@@ -108,12 +108,17 @@ fn lib(op: &'static str, dir: &Path) -> impl FnOnce(git2::Error) -> WorkspaceErr
     }
 }
 
-/// The (non-bare) repository containing `dir`, if any.
+/// The (non-bare) repository containing `dir`, if any. Found and opened in one walk up from
+/// `dir` (`git2::Repository::discover` walks up to find it, then again to open it).
 fn discover(dir: &Path) -> Option<git2::Repository> {
-    git2::Repository::discover(dir)
-        .ok()
-        .filter(|r| r.workdir().is_some())
-        .map(frozen)
+    git2::Repository::open_ext(
+        dir,
+        git2::RepositoryOpenFlags::empty(),
+        std::iter::empty::<&std::ffi::OsStr>(),
+    )
+    .ok()
+    .filter(|r| r.workdir().is_some())
+    .map(frozen)
 }
 
 /// The repository at `path` (a worktree's folder, or its admin folder).
