@@ -25,15 +25,55 @@ resumed and stopped.\n\nStart with `fracta init`, then `fracta config validate`.
     propagate_version = true
 )]
 pub struct Cli {
-    /// The config file [default: $FRACTA_CONFIG, else ./fracta.yaml, else the nearest in a parent folder]
-    #[arg(long, global = true, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub globals: Globals,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The options every command takes.
+#[derive(Debug, Args)]
+pub struct Globals {
+    /// The config file [default: $FRACTA_CONFIG, else ./fracta.yaml, else the nearest in a parent folder]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
 impl Cli {
+    /// The command line, parsed: `fracta spawn …` with the spawn command's own arguments only,
+    /// everything else (and a spawn line that does not parse, `--help`, `--version`) with the
+    /// whole parser.
+    pub fn parse_args() -> Cli {
+        Self::parse_spawn(std::env::args_os()).unwrap_or_else(<Cli as clap::Parser>::parse)
+    }
+
+    /// `fracta spawn …` parsed by a parser of the global options and `spawn` alone. A spawn
+    /// is on an agent's critical path, and building every command's arguments to parse one
+    /// took ~0.3 ms of it. The arguments are the same definitions as the whole parser's;
+    /// anything this parser does not accept as it is (help, version, an error, another
+    /// command) is `None`, left to the whole parser and its messages.
+    pub fn parse_spawn(args: impl IntoIterator<Item = std::ffi::OsString>) -> Option<Cli> {
+        use clap::{ArgMatches, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = args.into_iter().collect();
+        if args.get(1).and_then(|a| a.to_str()) != Some("spawn") {
+            return None;
+        }
+        let spawn = SpawnArgs::augment_args(clap::Command::new("spawn"));
+        let parser = Globals::augment_args(clap::Command::new("fracta")).subcommand(spawn);
+        let mut matches: ArgMatches = parser.try_get_matches_from(args).ok()?;
+        let globals = Globals::from_arg_matches_mut(&mut matches).ok()?;
+        let (name, mut sub) = matches.remove_subcommand()?;
+        if name != "spawn" {
+            return None;
+        }
+        let args = SpawnArgs::from_arg_matches_mut(&mut sub).ok()?;
+        Some(Cli {
+            globals,
+            command: Command::Spawn(args),
+        })
+    }
+
     /// Whether the command was asked for `--json` (then its errors are JSON too).
     pub fn json(&self) -> bool {
         match &self.command {
@@ -386,4 +426,76 @@ pub struct JsonArg {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::Parser;
+
+    fn argv(line: &[&str]) -> Vec<std::ffi::OsString> {
+        std::iter::once("fracta")
+            .chain(line.iter().copied())
+            .map(Into::into)
+            .collect()
+    }
+
+    /// Every spawn line the short parser takes, it reads as the whole parser does.
+    #[test]
+    fn a_spawn_line_is_read_as_the_whole_parser_reads_it() {
+        let lines: &[&[&str]] = &[
+            &["spawn", "--task", "t"],
+            &[
+                "spawn",
+                "--json",
+                "--runtime",
+                "instant",
+                "--prompt",
+                "Reply with ok",
+            ],
+            &[
+                "spawn", "--task", "fix-bug", "--tier", "light", "--mode", "stream",
+            ],
+            &[
+                "spawn",
+                "--prompt",
+                "fix the --help text",
+                "--model",
+                "m",
+                "--base",
+                "dev",
+            ],
+            &["spawn", "--prompt=x", "--config", "other.yaml", "--detach"],
+            &["spawn", "--config=a.yaml", "--json", "--task", "t"],
+        ];
+        for line in lines {
+            let short = Cli::parse_spawn(argv(line))
+                .unwrap_or_else(|| panic!("{line:?} was left to the whole parser"));
+            let whole = Cli::try_parse_from(argv(line)).unwrap();
+            assert_eq!(format!("{short:?}"), format!("{whole:?}"), "{line:?}");
+        }
+    }
+
+    /// Help, version, errors and other commands are the whole parser's (its messages).
+    #[test]
+    fn anything_else_is_left_to_the_whole_parser() {
+        let lines: &[&[&str]] = &[
+            &[],
+            &["spawn"],
+            &["ps"],
+            &["render", "--json"],
+            &["--config", "a.yaml", "spawn"],
+            &["spawn", "--help"],
+            &["spawn", "-h"],
+            &["spawn", "--version"],
+            &["spawn", "-V"],
+            &["spawn", "--tier", "huge"],
+            &["spawn", "--no-such-flag"],
+            &["spawn", "extra"],
+            &["spawn", "--mode"],
+        ];
+        for line in lines {
+            assert!(Cli::parse_spawn(argv(line)).is_none(), "{line:?}");
+        }
+    }
 }

@@ -11,7 +11,6 @@ mod view;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use fracta_api::{ApiErrorBody, ErrorCode, ErrorDetail};
 
 use crate::exit::Failure;
@@ -25,7 +24,7 @@ fn main() -> ExitCode {
     })
     .var(commands::completions::COMPLETE_VAR)
     .complete();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let json = cli.json();
     let outcome = commands::run(cli);
     // Worktrees of agents that changed nothing are deleted on threads of their own, after

@@ -25,33 +25,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Config(ConfigCommand::Validate(a)) => {
-            config::validate(cli.config.as_deref(), a.json)
+            config::validate(cli.globals.config.as_deref(), a.json)
         }
         Command::Config(ConfigCommand::Show(a)) => {
-            config::show(&load(cli.config.as_deref())?, a.json)
+            config::show(&load(cli.globals.config.as_deref())?, a.json)
         }
         Command::Completions(a) => completions::run(a),
-        Command::Doctor(a) => doctor::run(cli.config.as_deref(), a.json),
-        Command::Spawn(a) => agent::spawn(load(cli.config.as_deref())?, a),
-        Command::Render(a) => render::run(load(cli.config.as_deref())?, a),
-        Command::Resume(a) => agent::resume(load(cli.config.as_deref())?, a),
-        Command::Stop(a) => agent::stop(load(cli.config.as_deref())?, a),
-        Command::Send(a) => agent::send(load(cli.config.as_deref())?, a),
-        Command::Steer(a) => agent::steer(load(cli.config.as_deref())?, a),
-        Command::Attach(a) => agent::attach(load(cli.config.as_deref())?, a),
-        Command::Ps(a) => agent::ps(load(cli.config.as_deref())?, a),
-        Command::Show(a) => agent::show(load(cli.config.as_deref())?, a),
-        Command::Logs(a) => agent::logs(load(cli.config.as_deref())?, a),
-        Command::Diff(a) => review::diff(&load(cli.config.as_deref())?, a),
-        Command::Merge(a) => review::merge(&load(cli.config.as_deref())?, a),
-        Command::Rm(a) => review::rm(&load(cli.config.as_deref())?, a),
-        Command::Prune(a) => review::prune(&load(cli.config.as_deref())?, a),
-        Command::Task(TaskCommand::List(a)) => task::list(&load(cli.config.as_deref())?, a.json),
+        Command::Doctor(a) => doctor::run(cli.globals.config.as_deref(), a.json),
+        Command::Spawn(a) => agent::spawn(load(cli.globals.config.as_deref())?, a),
+        Command::Render(a) => render::run(load(cli.globals.config.as_deref())?, a),
+        Command::Resume(a) => agent::resume(load(cli.globals.config.as_deref())?, a),
+        Command::Stop(a) => agent::stop(load(cli.globals.config.as_deref())?, a),
+        Command::Send(a) => agent::send(load(cli.globals.config.as_deref())?, a),
+        Command::Steer(a) => agent::steer(load(cli.globals.config.as_deref())?, a),
+        Command::Attach(a) => agent::attach(load(cli.globals.config.as_deref())?, a),
+        Command::Ps(a) => agent::ps(load(cli.globals.config.as_deref())?, a),
+        Command::Show(a) => agent::show(load(cli.globals.config.as_deref())?, a),
+        Command::Logs(a) => agent::logs(load(cli.globals.config.as_deref())?, a),
+        Command::Diff(a) => review::diff(&load(cli.globals.config.as_deref())?, a),
+        Command::Merge(a) => review::merge(&load(cli.globals.config.as_deref())?, a),
+        Command::Rm(a) => review::rm(&load(cli.globals.config.as_deref())?, a),
+        Command::Prune(a) => review::prune(&load(cli.globals.config.as_deref())?, a),
+        Command::Task(TaskCommand::List(a)) => {
+            task::list(&load(cli.globals.config.as_deref())?, a.json)
+        }
         Command::ModelServer(a) => model_server::run(a),
-        Command::Mcp => agent::mcp_stdio(load(cli.config.as_deref())?),
-        Command::Serve(a) => serve::run(load(cli.config.as_deref())?, a),
-        Command::Dashboard(a) => dashboard::run(&load(cli.config.as_deref())?, &a),
-        Command::Auth(AuthCommand::Check(a)) => auth::check(&load(cli.config.as_deref())?, a),
+        Command::Mcp => agent::mcp_stdio(load(cli.globals.config.as_deref())?),
+        Command::Serve(a) => serve::run(load(cli.globals.config.as_deref())?, a),
+        Command::Dashboard(a) => dashboard::run(&load(cli.globals.config.as_deref())?, &a),
+        Command::Auth(AuthCommand::Check(a)) => {
+            auth::check(&load(cli.globals.config.as_deref())?, a)
+        }
     }
 }
 
