@@ -1381,7 +1381,12 @@ fn repo_has_changes(repo: &git2::Repository) -> bool {
 /// cannot be read.
 fn survey(repo: &git2::Repository) -> Option<(bool, Vec<PathBuf>)> {
     let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(true)
+    // A file written in the same clock tick as the index is "racily clean": its stat data
+    // cannot tell it unchanged, so every status reads and hashes it again, and a worktree
+    // kept as a spare kept its index, and so its racy files, from spawn to spawn. A status
+    // that had to hash such a file writes the index back (as `git status` does), once.
+    opts.update_index(true)
+        .include_untracked(true)
         .recurse_untracked_dirs(false)
         .include_ignored(true)
         .recurse_ignored_dirs(false);
@@ -1781,6 +1786,36 @@ pub(crate) mod tests {
         assert!(remove_if_unchanged(&ws.path, Some(opened), &branch, "main", true).is_err());
         finish_discards();
         assert_eq!(sh(d.path(), &["rev-parse", &branch]), tip);
+    }
+
+    /// A file as new as the index (racily clean) is hashed by one status, which writes the
+    /// index back; the next status finds it clean from its stat data and writes nothing.
+    #[test]
+    fn a_racily_clean_file_is_hashed_once_not_at_every_status() {
+        let d = repo(&[("src/lib.rs", "fn a() {}\n")]);
+        let outside = tempfile::tempdir().unwrap();
+        let ws = create(
+            d.path(),
+            &d.path().join(".fracta"),
+            Some(&outside.path().join("worktrees")),
+            "01AAAAAAAA",
+            "t",
+            &Base::Named("main".into()),
+        )
+        .unwrap();
+        let wt = git2::Repository::open(&ws.path).unwrap();
+        let index = wt.path().join("index");
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in [ws.path.join("src/lib.rs"), index.clone()] {
+            let file = std::fs::File::options().append(true).open(&f).unwrap();
+            file.set_modified(then).unwrap();
+        }
+        let modified = || std::fs::metadata(&index).unwrap().modified().unwrap();
+        assert!(!survey(&wt).unwrap().0, "the worktree was found changed");
+        let written = modified();
+        assert!(written > then, "the index was not written back");
+        assert!(!survey(&wt).unwrap().0, "the worktree was found changed");
+        assert_eq!(modified(), written, "the index was written again");
     }
 
     /// Fracta's own runtime file in the worktree `ws`.
