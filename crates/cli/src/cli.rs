@@ -63,10 +63,8 @@ impl Cli {
         let parser = Globals::augment_args(clap::Command::new("fracta")).subcommand(spawn);
         let mut matches: ArgMatches = parser.try_get_matches_from(args).ok()?;
         let globals = Globals::from_arg_matches_mut(&mut matches).ok()?;
-        let (name, mut sub) = matches.remove_subcommand()?;
-        if name != "spawn" {
-            return None;
-        }
+        // The parser's one subcommand.
+        let (_spawn, mut sub) = matches.remove_subcommand()?;
         let args = SpawnArgs::from_arg_matches_mut(&mut sub).ok()?;
         Some(Cli {
             globals,

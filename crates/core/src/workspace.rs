@@ -1760,6 +1760,22 @@ pub(crate) mod tests {
         });
     }
 
+    /// Agent `01AAAAAAAA`'s worktree of the repository at `project` (task `t`, from `main`),
+    /// in a folder outside it that lives as long as the returned guard.
+    fn worktree_outside(project: &Path) -> (tempfile::TempDir, Workspace) {
+        let outside = tempfile::tempdir().unwrap();
+        let ws = create(
+            project,
+            &project.join(".fracta"),
+            Some(&outside.path().join("worktrees")),
+            "01AAAAAAAA",
+            "t",
+            &Base::Named("main".into()),
+        )
+        .unwrap();
+        (outside, ws)
+    }
+
     /// A worktree that cannot be removed after all keeps its branch: the deletion started
     /// beside the removal is undone, the branch made again at its commit. Here the worktree's
     /// folder went during the run (deleted by hand), so moving it aside and deleting it both
@@ -1767,17 +1783,7 @@ pub(crate) mod tests {
     #[test]
     fn a_worktree_that_cannot_be_removed_keeps_its_branch() {
         let d = repo(&[("src/lib.rs", "fn a() {}\n")]);
-        let outside = tempfile::tempdir().unwrap();
-        let main = Base::Named("main".into());
-        let ws = create(
-            d.path(),
-            &d.path().join(".fracta"),
-            Some(&outside.path().join("worktrees")),
-            "01AAAAAAAA",
-            "t",
-            &main,
-        )
-        .unwrap();
+        let (_outside, ws) = worktree_outside(d.path());
         let branch = ws.branch.unwrap();
         let tip = sh(d.path(), &["rev-parse", &branch]);
         let opened = open_worktree(&ws.path).unwrap();
@@ -1793,16 +1799,7 @@ pub(crate) mod tests {
     #[test]
     fn a_racily_clean_file_is_hashed_once_not_at_every_status() {
         let d = repo(&[("src/lib.rs", "fn a() {}\n")]);
-        let outside = tempfile::tempdir().unwrap();
-        let ws = create(
-            d.path(),
-            &d.path().join(".fracta"),
-            Some(&outside.path().join("worktrees")),
-            "01AAAAAAAA",
-            "t",
-            &Base::Named("main".into()),
-        )
-        .unwrap();
+        let (_outside, ws) = worktree_outside(d.path());
         let wt = git2::Repository::open(&ws.path).unwrap();
         let index = wt.path().join("index");
         let then = std::time::SystemTime::now() - std::time::Duration::from_secs(60);

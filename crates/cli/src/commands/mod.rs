@@ -22,40 +22,33 @@ use crate::cli::{AuthCommand, Cli, Command, ConfigCommand, TaskCommand};
 use crate::exit::{self, Failure};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.globals.config.as_deref();
     match cli.command {
         Command::Init(args) => init::run(args),
-        Command::Config(ConfigCommand::Validate(a)) => {
-            config::validate(cli.globals.config.as_deref(), a.json)
-        }
-        Command::Config(ConfigCommand::Show(a)) => {
-            config::show(&load(cli.globals.config.as_deref())?, a.json)
-        }
+        Command::Config(ConfigCommand::Validate(a)) => config::validate(config_path, a.json),
+        Command::Config(ConfigCommand::Show(a)) => config::show(&load(config_path)?, a.json),
         Command::Completions(a) => completions::run(a),
-        Command::Doctor(a) => doctor::run(cli.globals.config.as_deref(), a.json),
-        Command::Spawn(a) => agent::spawn(load(cli.globals.config.as_deref())?, a),
-        Command::Render(a) => render::run(load(cli.globals.config.as_deref())?, a),
-        Command::Resume(a) => agent::resume(load(cli.globals.config.as_deref())?, a),
-        Command::Stop(a) => agent::stop(load(cli.globals.config.as_deref())?, a),
-        Command::Send(a) => agent::send(load(cli.globals.config.as_deref())?, a),
-        Command::Steer(a) => agent::steer(load(cli.globals.config.as_deref())?, a),
-        Command::Attach(a) => agent::attach(load(cli.globals.config.as_deref())?, a),
-        Command::Ps(a) => agent::ps(load(cli.globals.config.as_deref())?, a),
-        Command::Show(a) => agent::show(load(cli.globals.config.as_deref())?, a),
-        Command::Logs(a) => agent::logs(load(cli.globals.config.as_deref())?, a),
-        Command::Diff(a) => review::diff(&load(cli.globals.config.as_deref())?, a),
-        Command::Merge(a) => review::merge(&load(cli.globals.config.as_deref())?, a),
-        Command::Rm(a) => review::rm(&load(cli.globals.config.as_deref())?, a),
-        Command::Prune(a) => review::prune(&load(cli.globals.config.as_deref())?, a),
-        Command::Task(TaskCommand::List(a)) => {
-            task::list(&load(cli.globals.config.as_deref())?, a.json)
-        }
+        Command::Doctor(a) => doctor::run(config_path, a.json),
+        Command::Spawn(a) => agent::spawn(load(config_path)?, a),
+        Command::Render(a) => render::run(load(config_path)?, a),
+        Command::Resume(a) => agent::resume(load(config_path)?, a),
+        Command::Stop(a) => agent::stop(load(config_path)?, a),
+        Command::Send(a) => agent::send(load(config_path)?, a),
+        Command::Steer(a) => agent::steer(load(config_path)?, a),
+        Command::Attach(a) => agent::attach(load(config_path)?, a),
+        Command::Ps(a) => agent::ps(load(config_path)?, a),
+        Command::Show(a) => agent::show(load(config_path)?, a),
+        Command::Logs(a) => agent::logs(load(config_path)?, a),
+        Command::Diff(a) => review::diff(&load(config_path)?, a),
+        Command::Merge(a) => review::merge(&load(config_path)?, a),
+        Command::Rm(a) => review::rm(&load(config_path)?, a),
+        Command::Prune(a) => review::prune(&load(config_path)?, a),
+        Command::Task(TaskCommand::List(a)) => task::list(&load(config_path)?, a.json),
         Command::ModelServer(a) => model_server::run(a),
-        Command::Mcp => agent::mcp_stdio(load(cli.globals.config.as_deref())?),
-        Command::Serve(a) => serve::run(load(cli.globals.config.as_deref())?, a),
-        Command::Dashboard(a) => dashboard::run(&load(cli.globals.config.as_deref())?, &a),
-        Command::Auth(AuthCommand::Check(a)) => {
-            auth::check(&load(cli.globals.config.as_deref())?, a)
-        }
+        Command::Mcp => agent::mcp_stdio(load(config_path)?),
+        Command::Serve(a) => serve::run(load(config_path)?, a),
+        Command::Dashboard(a) => dashboard::run(&load(config_path)?, &a),
+        Command::Auth(AuthCommand::Check(a)) => auth::check(&load(config_path)?, a),
     }
 }
 
