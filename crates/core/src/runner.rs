@@ -801,7 +801,15 @@ impl Runner {
         }
         credentials::check_env(&auth, &agent.runtime, adapter, &env).map_err(|e| e.to_string())?;
         tracing::debug!(agent = %agent.id, ms = t0.elapsed().as_secs_f64() * 1e3, "credentials and env resolved");
-        let program = locate_binary(&self.cfg(), rt, adapter)?;
+        let mut program = locate_binary(&self.cfg(), rt, adapter)?;
+        if let Some(native) = adapter.native_start(&program) {
+            tracing::debug!(agent = %agent.id, shim = %program.display(), native = %native.program.display(), "starting the CLI's native binary, not its npm shim");
+            for k in &native.env_remove {
+                env.remove(k);
+            }
+            env.extend(native.env);
+            program = native.program;
+        }
         // The agent's own folder, made when its launch names it (a runtime told by env or
         // argument to keep its state there); a file Fracta writes there gets its folder with
         // it. A Codex agent's launch names none: no empty folder per spawn.

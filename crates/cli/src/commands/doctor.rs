@@ -175,9 +175,26 @@ async fn check_cli(cfg: &LoadedConfig, name: &str, entry: &RuntimeEntry) -> Chec
             ),
         );
     }
+    // What a spawn starts: a shim's native binary, with the shim's env.
+    let native = adapter.native_start(&program);
+    let started = native
+        .as_ref()
+        .map(|n| format!(", started as {}", n.program.display()))
+        .unwrap_or_default();
+    let mut version = tokio::process::Command::new(
+        native
+            .as_ref()
+            .map_or(program.as_path(), |n| n.program.as_path()),
+    );
+    if let Some(n) = &native {
+        for k in &n.env_remove {
+            version.env_remove(k);
+        }
+        version.envs(n.env.iter().map(|(k, v)| (k, v)));
+    }
     let out = tokio::time::timeout(
         VERSION_TIMEOUT,
-        tokio::process::Command::new(&program)
+        version
             .arg("--version")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -233,7 +250,7 @@ async fn check_cli(cfg: &LoadedConfig, name: &str, entry: &RuntimeEntry) -> Chec
             name,
             Status::Ok,
             format!(
-                "{} {v} (the version Fracta was tested with) at {}",
+                "{} {v} (the version Fracta was tested with) at {}{started}",
                 adapter.binary(),
                 program.display()
             ),
@@ -243,7 +260,7 @@ async fn check_cli(cfg: &LoadedConfig, name: &str, entry: &RuntimeEntry) -> Chec
             name,
             Status::Warn,
             format!(
-                "{} {v} at {}; Fracta was tested with {tested}, and another version may print events Fracta does not know",
+                "{} {v} at {}{started}; Fracta was tested with {tested}, and another version may print events Fracta does not know",
                 adapter.binary(),
                 program.display()
             ),

@@ -153,6 +153,65 @@ fn tool_write(rt: &str) {
     );
 }
 
+/// Codex from npm is a Node shim (`bin/codex.js`) in front of a native binary; Fracta starts
+/// the binary itself (starting Node costs 80–120 ms a run), with the env the shim gives it. A
+/// `node` first on PATH that fails any run it starts shows the shim was not started; what the
+/// agent's shell sees shows the shim's env reached the binary.
+#[test]
+fn codex_starts_its_native_binary_not_its_node_shim() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new(script(
+        r#"rules:
+  - when: { contains: "show the shim env", has_tools: true }
+    reply:
+      tool_calls: [{ name: exec_command, input: { cmd: "printf '%s|%s|%s' \"$CODEX_MANAGED_BY_NPM\" \"$CODEX_MANAGED_BY_PNPM\" \"$CODEX_MANAGED_PACKAGE_ROOT\" > managed.txt" } }]
+fallback: "Shown."
+"#,
+    ));
+    let tripwire = p.path().join("home/tripwire");
+    std::fs::create_dir_all(&tripwire).unwrap();
+    let node = tripwire.join("node");
+    std::fs::write(&node, "#!/bin/sh\necho 'node was started' >&2\nexit 97\n").unwrap();
+    std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        tripwire.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = p
+        .command(&[
+            "spawn",
+            "--json",
+            "--task",
+            "shim",
+            "--runtime",
+            "codex",
+            "--prompt",
+            "show the shim env",
+        ])
+        .env("PATH", path)
+        .env("CODEX_MANAGED_BY_PNPM", "1")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    assert_eq!(v["result"], "Shown.", "{v:#}");
+    let ws = std::path::Path::new(v["workspace"].as_str().unwrap());
+    let shown = std::fs::read_to_string(ws.join("managed.txt")).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../node_modules/@openai/codex")
+        .canonicalize()
+        .unwrap();
+    // As the shim does, the other package managers' markers are taken away.
+    assert_eq!(shown, format!("1||{}", root.display()));
+    let log = std::fs::read_to_string(p.path().join(".fracta/fracta.log")).unwrap();
+    assert!(
+        log.contains("starting the CLI's native binary, not its npm shim"),
+        "{log}"
+    );
+}
+
 fn resume(rt: &str) {
     let p = Project::new(script(&format!(
         "rules:\n  - when: {{ contains: \"first turn {rt}\", has_tools: true }}\n    reply: \"FIRST-ANSWER-{rt}\"\n  - when: {{ contains: \"second turn {rt}\", has_tools: true }}\n    reply: \"SECOND-ANSWER-{rt}\"\nfallback: \"A title\"\n"

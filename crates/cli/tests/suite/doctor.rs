@@ -35,6 +35,10 @@ fn snapshot(p: &Project, name: &str, text: &str) {
         s.add_filter(&escape(&c.display().to_string()), "[PROJECT]");
     }
     s.add_filter(r"/\S*/node_modules/\.bin/", "[BIN]/");
+    s.add_filter(
+        r"/\S*/node_modules/@openai/codex-[a-z0-9]+-[a-z0-9]+/vendor/[a-z0-9_-]+/",
+        "[CODEX_PLATFORM_PACKAGE]/vendor/[TARGET]/",
+    );
     s.add_filter(r"\b\d+\.\d+\.\d+\b", "[VERSION]");
     s.add_filter(r"sha256:[0-9a-f]{8}", "sha256:[FP]");
     s.add_filter(r"pid \d+", "pid [PID]");

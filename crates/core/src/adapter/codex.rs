@@ -164,6 +164,10 @@ impl Adapter for Codex {
         "@openai/codex"
     }
 
+    fn native_start(&self, program: &std::path::Path) -> Option<super::shim::NativeStart> {
+        super::shim::codex_native(program)
+    }
+
     fn tested_version(&self) -> &'static str {
         "0.169.0"
     }

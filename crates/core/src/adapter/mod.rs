@@ -9,6 +9,7 @@ pub mod codex;
 pub mod codex_app;
 pub mod gemini;
 pub mod opencode;
+pub mod shim;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -198,6 +199,12 @@ pub trait Adapter: Send + Sync {
     }
     /// The CLI's executable name.
     fn binary(&self) -> &'static str;
+    /// What to start in place of `program` (the CLI as found) when it is a shim in front of
+    /// a native binary: that binary, with the env the shim would give it. `None`: `program`.
+    fn native_start(&self, program: &Path) -> Option<shim::NativeStart> {
+        let _ = program;
+        None
+    }
     /// The npm package that provides it, pinned in the project's package.json.
     fn npm_package(&self) -> &'static str;
     /// The CLI version Fracta was tested with: the exact pin of `npm_package` in the
