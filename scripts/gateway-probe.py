@@ -64,7 +64,7 @@ with open(os.environ.get("GATEWAY_PROBE_OUT", "/tmp/gateway-probe.txt"), "a") as
     for name, runs in res.items():
         ms = sorted(r[0] for r in runs)
         f.write(
-            f"{name}: median {ms[len(ms) // 2]:.3f} ms, p90 {ms[int(len(ms) * 0.9)]:.3f} ms, "
+            f"{name}: first {runs[0][0]:.3f} ms, median {ms[len(ms) // 2]:.3f} ms, p90 {ms[int(len(ms) * 0.9)]:.3f} ms, "
             f"HTTP {runs[0][1]}, {runs[0][2]} bytes\n"
         )
 transcript = Path(__file__).resolve().parent.parent / "crates/core/fixtures/transcripts/codex/text.jsonl"
