@@ -568,7 +568,9 @@ fn agent_from_row(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     })
 }
 
-/// Insert (`insert = true`) or overwrite the row of `a`.
+/// Insert (`insert = true`) or overwrite the row of `a`. An overwrite leaves the columns an
+/// agent is given once alone (its parent, root and creation time): setting them, even to the
+/// same values, rewrites their index entries, three index pages more per write.
 fn write_agent(tx: &Connection, a: &AgentRecord, insert: bool) -> R<()> {
     let meta = json(&a.meta)?;
     let sql = if insert {
@@ -578,12 +580,13 @@ fn write_agent(tx: &Connection, a: &AgentRecord, insert: bool) -> R<()> {
              ?27, ?28, ?29, ?30, ?31)"
         )
     } else {
-        "UPDATE agents SET parent_id = ?2, root_id = ?3, depth = ?4, task = ?5, runtime = ?6, \
+        // ?2, ?3 and ?27 (parent, root, created) are bound but not set: `rmw` keeps them.
+        "UPDATE agents SET depth = ?4, task = ?5, runtime = ?6, \
          adapter = ?7, mode = ?8, model = ?9, status = ?10, prompt = ?11, resume_token = ?12, \
          workspace = ?13, branch = ?14, runtime_home = ?15, pid = ?16, process_start = ?17, \
          host = ?18, exit_code = ?19, signal = ?20, error = ?21, result = ?22, \
          input_tokens = ?23, output_tokens = ?24, cached_tokens = ?25, cost_usd = ?26, \
-         created_at = ?27, started_at = ?28, ended_at = ?29, updated_at = ?30, meta = ?31 \
+         started_at = ?28, ended_at = ?29, updated_at = ?30, meta = ?31 \
          WHERE id = ?1"
             .to_owned()
     };
@@ -833,9 +836,17 @@ fn usage_in(tx: &Connection, usage: &UsageRecord) -> R<()> {
 
 fn rmw(tx: &Connection, id: &str, f: impl FnOnce(&mut AgentRecord)) -> R<AgentRecord> {
     let mut a = load_agent(tx, id)?;
-    let (orig_id, created_at) = (a.id.clone(), a.created_at);
+    // What an agent is given once: `write_agent` does not overwrite it.
+    let (orig_id, parent, root, created_at) = (
+        a.id.clone(),
+        a.parent_id.clone(),
+        a.root_id.clone(),
+        a.created_at,
+    );
     f(&mut a);
     a.id = orig_id;
+    a.parent_id = parent;
+    a.root_id = root;
     a.created_at = created_at;
     a.updated_at = Timestamp::now();
     write_agent(tx, &a, false)?;
@@ -1282,6 +1293,39 @@ mod tests {
         };
         assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
         assert_eq!(hits, 0, "lookaside served {hits} allocations");
+    }
+
+    /// An update of an agent writes its row's page and the status index's, not the indexes
+    /// of what an agent is given once (parent, root, creation time): each WAL frame is written
+    /// now and read again by the next process's open. And those stay as they were inserted.
+    #[test]
+    fn an_update_leaves_the_parent_root_and_created_indexes_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let store = SqliteStore::open(&db).unwrap();
+        let a = store.insert_agent(&agent()).unwrap();
+        let wal = db.with_extension("db-wal");
+        let frames = || (std::fs::metadata(&wal).unwrap().len().saturating_sub(32)) / (24 + 4096);
+        let before = frames();
+        let b = store
+            .update_agent(
+                &a.id,
+                &AgentPatch {
+                    result: Some(Some("done".into())),
+                    ..AgentPatch::default()
+                },
+            )
+            .unwrap();
+        // The table's page and the status index's (its column is set by every write).
+        assert_eq!(frames() - before, 2);
+        assert_eq!(
+            (b.parent_id, b.root_id, b.created_at),
+            (a.parent_id, a.root_id, a.created_at)
+        );
+        assert_eq!(
+            store.get_agent(&a.id).unwrap().result.as_deref(),
+            Some("done")
+        );
     }
 
     /// A record held back for the next write (`fracta spawn`'s, until its launch writes
