@@ -880,6 +880,9 @@ fn main() {
         "direct: the CLI run by hand IN THE REPOSITORY with Fracta's argv, env and config files (copied there), and the first spawn's Codex home."
     );
     println!(
+        "  `codex` by hand is npm's Node shim, which starts Codex's native binary; Fracta starts that binary itself (80-120 ms less a run)."
+    );
+    println!(
         "fresh: the same, but each run in a new git worktree outside the repository, as every spawn gets."
     );
     println!(
