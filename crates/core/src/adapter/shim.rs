@@ -72,7 +72,7 @@ pub fn codex_native(program: &Path) -> Option<NativeStart> {
         .find(|p| p.join("package.json").is_file())
         .map_or_else(|| root.join("vendor"), |p| p.join("vendor"));
     let native = vendor.join(triple).join("bin").join("codex");
-    if !is_executable(&native) {
+    if !crate::resolve::is_executable(&native) {
         return None;
     }
     // The shim names the package manager that installed it; pnpm and bun by where their
@@ -100,11 +100,6 @@ pub fn codex_native(program: &Path) -> Option<NativeStart> {
             .map(|m| m.to_string())
             .collect(),
     })
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
