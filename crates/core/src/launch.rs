@@ -143,6 +143,14 @@ pub enum Endpoint {
     CodexWs { url: String, digest_env: String },
 }
 
+/// A file that can be started: a regular file with an execute bit.
+pub(crate) fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// Expand `$(NAME)` in `arg` from `env`, as Kubernetes expands a container's command and
 /// args: a name `env` lacks is left as written, and `$$` stands for a literal `$`.
 pub fn expand_env_refs(arg: &str, env: &std::collections::BTreeMap<String, String>) -> String {

@@ -251,7 +251,7 @@ pub fn locate_binary(
     }
     for d in dirs {
         let p = d.join(&name);
-        if is_executable(&p) {
+        if crate::launch::is_executable(&p) {
             return Ok(p);
         }
     }
@@ -259,13 +259,6 @@ pub fn locate_binary(
         "the {} CLI (`{name}`) is not installed: it is not on PATH nor in node_modules/.bin; {install}",
         adapter.binary()
     ))
-}
-
-pub(crate) fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

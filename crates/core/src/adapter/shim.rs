@@ -72,7 +72,7 @@ pub fn codex_native(program: &Path) -> Option<NativeStart> {
         .find(|p| p.join("package.json").is_file())
         .map_or_else(|| root.join("vendor"), |p| p.join("vendor"));
     let native = vendor.join(triple).join("bin").join("codex");
-    if !crate::resolve::is_executable(&native) {
+    if !crate::launch::is_executable(&native) {
         return None;
     }
     // The shim names the package manager that installed it; pnpm and bun by where their
