@@ -19,6 +19,7 @@ pub fn connect(
     endpoint: crate::launch::Endpoint,
     secret: String,
     resume: Option<&str>,
+    title: String,
     out: UnboundedReceiver<String>,
     said: UnboundedSender<String>,
 ) {
@@ -29,6 +30,7 @@ pub fn connect(
                     url,
                     password: secret,
                     resume: resume.map(str::to_string),
+                    title,
                 },
                 out,
                 said,
@@ -45,6 +47,8 @@ pub struct OpenCodeTarget {
     pub url: String,
     pub password: String,
     pub resume: Option<String>,
+    /// A new session's title (OpenCode asks the model for one when a session has none).
+    pub title: String,
 }
 
 fn fracta_error(message: impl Into<String>) -> String {
@@ -137,7 +141,7 @@ pub async fn opencode(
         }
         None => {
             let created = auth(client.post(format!("{}/session", target.url)))
-                .json(&json!({}))
+                .json(&json!({ "title": target.title }))
                 .send()
                 .await;
             let body: Result<Value, String> = match created {

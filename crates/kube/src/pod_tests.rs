@@ -563,6 +563,7 @@ async fn an_opencode_stream_pod_is_reached_over_http_with_its_password_and_its_p
             url,
             password,
             resume: None,
+            title: "ag-0001: first turn".into(),
         },
         out_rx,
         said_tx,

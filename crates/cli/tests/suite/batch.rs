@@ -114,6 +114,14 @@ fn success(rt: &str) {
             .iter()
             .any(|b| b.to_string().contains(&format!("say hello {rt}")))
     );
+    // One turn, one model request: nothing on the side (OpenCode asks the model for a
+    // session title unless it is given one).
+    let asked: Vec<_> = p
+        .requests()
+        .into_iter()
+        .map(|r| (r.last_user_text(), r.path, r.rule))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
 }
 
 fn tool_write(rt: &str) {

@@ -218,8 +218,8 @@ impl Project {
         self.server.as_ref().unwrap()
     }
 
-    /// Model requests (not the CLI's side requests such as title generation) whose last user
-    /// text or any text contains `needle`.
+    /// Every model request the server received: the CLI's turns and any side request (such
+    /// as a session title) alike.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.server().model_requests()
     }

@@ -109,6 +109,14 @@ fn terminal_session_with(runtime: &str, env: &[(&str, &str)]) -> (String, Projec
     assert_eq!(v["mode"], "stream");
     assert_eq!(v["result"], "ANSWER-THREE");
     assert_context_kept(&p);
+    // Three turns, three model requests: nothing on the side (OpenCode asks the model for a
+    // session title unless the session is given one).
+    let asked: Vec<_> = p
+        .requests()
+        .into_iter()
+        .map(|r| (r.last_user_text(), r.path, r.rule))
+        .collect();
+    assert_eq!(asked.len(), 3, "{asked:#?}");
     // Usage is the sum of the three turns' (each request carries the CLI's whole prompt).
     let input = v["usage"]["input_tokens"].as_u64().unwrap();
     let one_turn = match runtime {

@@ -49,6 +49,21 @@ pub struct LaunchContext<'a> {
     pub session: Option<&'a SessionKeys>,
 }
 
+/// A new session's title, for a runtime that would otherwise ask the model for one
+/// (OpenCode): the agent's id and the prompt's first line, cut at 50 characters as OpenCode
+/// cuts a prompt it takes for a title.
+pub fn session_title(agent_id: &str, prompt: &str) -> String {
+    let line = prompt.lines().map(str::trim).find(|l| !l.is_empty());
+    let Some(line) = line else {
+        return agent_id.to_string();
+    };
+    let mut head: String = line.chars().take(50).collect();
+    if head.len() < line.len() {
+        head.push_str("...");
+    }
+    format!("{agent_id}: {head}")
+}
+
 /// What an adapter learned from the event stream by the end of a run.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {

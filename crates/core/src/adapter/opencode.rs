@@ -76,6 +76,10 @@ impl OpenCode {
             "$schema": "https://opencode.ai/config.json",
             "autoupdate": false,
             "share": "disabled",
+            // OpenCode's snapshots (a second git repository of the project, `git add` of the
+            // whole workspace at every step, for its own undo) duplicate what the agent's
+            // worktree and branch keep; they cost each run ~100 ms and more in a big project.
+            "snapshot": false,
             "permission": Self::permissions(&ctx.project.allowed_tools),
         });
         if let Some(g) = ctx.gateway {
@@ -153,8 +157,15 @@ impl Adapter for OpenCode {
         if let Some(m) = ctx.model {
             args.extend(["--model".into(), m.to_string()]);
         }
-        if let Some(t) = ctx.resume_token {
-            args.extend(["--session".into(), t.to_string()]);
+        match ctx.resume_token {
+            Some(t) => args.extend(["--session".into(), t.to_string()]),
+            // A new session with a title of its own: without one OpenCode asks the model for
+            // a title, one more model request (tokens, and ~300 ms of its CPU) per agent.
+            // One argument, `--title=…`: the value is never read as an option.
+            None => args.push(format!(
+                "--title={}",
+                super::session_title(ctx.agent_id, ctx.prompt)
+            )),
         }
         args.extend(ctx.runtime.args.iter().cloned());
         // `--` ends the options: OpenCode's `run` takes what follows it as the message, so a

@@ -551,6 +551,40 @@ fn opencode_permission_mapping() {
     assert_eq!(p(&["Bash(*)"])["bash"], "allow");
 }
 
+/// A new OpenCode session is given its title, so OpenCode does not ask the model for one (a
+/// second model request per agent); OpenCode's own snapshots are off.
+#[test]
+fn opencode_new_session_has_a_title_and_no_snapshots() {
+    let spec = launch(AdapterKind::Opencode, &Case::default());
+    let titles: Vec<&String> = spec
+        .args
+        .iter()
+        .filter(|a| a.starts_with("--title"))
+        .collect();
+    assert_eq!(
+        titles,
+        [&format!(
+            "--title={}",
+            super::session_title("ag-0001", "Review the change and say what's wrong.")
+        )],
+        "{:?}",
+        spec.args
+    );
+    let c: Value = serde_json::from_str(file(&spec, "/ws/opencode.json")).unwrap();
+    assert_eq!(c["snapshot"], false, "{c:#}");
+    assert_eq!(super::session_title("a-1", "fix it"), "a-1: fix it");
+    assert_eq!(
+        super::session_title("a-1", "\n  \n  first line  \nsecond"),
+        "a-1: first line"
+    );
+    assert_eq!(super::session_title("a-1", " \n "), "a-1");
+    let long = "é".repeat(60);
+    assert_eq!(
+        super::session_title("a-1", &long),
+        format!("a-1: {}...", "é".repeat(50))
+    );
+}
+
 #[test]
 fn opencode_resume_launch() {
     let spec = launch(
@@ -562,6 +596,12 @@ fn opencode_resume_launch() {
         },
     );
     snapshot_launch("opencode_resume", &spec);
+    // The session has its title already.
+    assert!(
+        !spec.args.iter().any(|a| a.starts_with("--title")),
+        "{:?}",
+        spec.args
+    );
     let i = spec.args.iter().position(|a| a == "--session").unwrap();
     assert_eq!(spec.args[i + 1], "ses_4f1c2a9b3ffeYy1kQ2Zq3x9V8w");
     assert_eq!(

@@ -221,7 +221,14 @@ pub async fn drive(
             Some((endpoint, secret)) => {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
                 let (in_tx, in_rx) = mpsc::unbounded_channel();
-                crate::transport::connect(endpoint, secret, resume_token, out_rx, in_tx);
+                crate::transport::connect(
+                    endpoint,
+                    secret,
+                    resume_token,
+                    crate::adapter::session_title(&agent.id, prompt),
+                    out_rx,
+                    in_tx,
+                );
                 wire = Some(Wire::Channel(out_tx));
                 incoming = Some(in_rx);
             }
