@@ -128,7 +128,14 @@ fn a_gemini_batch_run_answers_with_its_credentials_and_no_subagents() {
 
 #[test]
 fn an_opencode_acp_batch_run_answers() {
-    batch("opencode-acp");
+    let p = batch("opencode-acp");
+    // One turn, one model request: its config turns OpenCode's title request off.
+    let asked: Vec<_> = p
+        .requests()
+        .into_iter()
+        .map(|r| (r.last_user_text(), r.path, r.rule))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
 }
 
 /// Sleep until the wall clock's minute changes.

@@ -96,6 +96,10 @@ pub fn acp_runtimes(url: &str, extra: &str) -> String {
     let opencode = serde_json::json!({
         "model": "fake/m",
         "permission": { "task": "deny" },
+        // No title request: ACP's `session/new` cannot give OpenCode a title (the docs'
+        // advice for an OpenCode ACP runtime, checked by `an_opencode_acp_batch_run_answers`).
+        "agent": { "title": { "disable": true } },
+        "snapshot": false,
         "provider": { "fake": {
             "npm": "@ai-sdk/anthropic",
             "options": { "baseURL": format!("{url}/v1"), "apiKey": "sk-oc-test" },
