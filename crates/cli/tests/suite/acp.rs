@@ -130,11 +130,7 @@ fn a_gemini_batch_run_answers_with_its_credentials_and_no_subagents() {
 fn an_opencode_acp_batch_run_answers() {
     let p = batch("opencode-acp");
     // One turn, one model request: its config turns OpenCode's title request off.
-    let asked: Vec<_> = p
-        .requests()
-        .into_iter()
-        .map(|r| (r.last_user_text(), r.path, r.rule))
-        .collect();
+    let asked = p.asked();
     assert_eq!(asked.len(), 1, "{asked:#?}");
 }
 

@@ -116,11 +116,7 @@ fn success(rt: &str) {
     );
     // One turn, one model request: nothing on the side (OpenCode asks the model for a
     // session title unless it is given one).
-    let asked: Vec<_> = p
-        .requests()
-        .into_iter()
-        .map(|r| (r.last_user_text(), r.path, r.rule))
-        .collect();
+    let asked = p.asked();
     assert_eq!(asked.len(), 1, "{asked:#?}");
 }
 

@@ -228,6 +228,15 @@ impl Project {
         self.server().model_requests()
     }
 
+    /// Each model request the server received, as (last user text, path, rule that
+    /// answered): what a test counts, and shows when the count is wrong.
+    pub fn asked(&self) -> Vec<(Option<String>, String, Option<String>)> {
+        self.requests()
+            .into_iter()
+            .map(|r| (r.last_user_text(), r.path, r.rule))
+            .collect()
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_fracta"));
         c.args(args)

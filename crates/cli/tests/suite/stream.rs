@@ -111,11 +111,7 @@ fn terminal_session_with(runtime: &str, env: &[(&str, &str)]) -> (String, Projec
     assert_context_kept(&p);
     // Three turns, three model requests: nothing on the side (OpenCode asks the model for a
     // session title unless the session is given one).
-    let asked: Vec<_> = p
-        .requests()
-        .into_iter()
-        .map(|r| (r.last_user_text(), r.path, r.rule))
-        .collect();
+    let asked = p.asked();
     assert_eq!(asked.len(), 3, "{asked:#?}");
     // Usage is the sum of the three turns' (each request carries the CLI's whole prompt).
     let input = v["usage"]["input_tokens"].as_u64().unwrap();
