@@ -7,6 +7,10 @@
 //! and a spawn's own time by about 1.5 ms (docs/src/performance.md). The code itself is still
 //! compiled position-independent (as every crate is, proc macros included), so only the
 //! executable's link changes; the shared libraries it loads keep their address randomisation.
+//!
+//! On Linux with glibc, `scripts/rustc-wrapper.sh` (which Cargo runs for the workspace's
+//! crates) also links it statically, with no loader at all; this flag is what remains of that
+//! where it cannot (`FRACTA_LINK=dynamic`, or no static glibc).
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

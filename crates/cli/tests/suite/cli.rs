@@ -59,6 +59,38 @@ fn version() {
     );
 }
 
+/// On Linux with glibc the executable is linked statically (scripts/rustc-wrapper.sh, run by
+/// Cargo through .cargo/config.toml): no program interpreter, so no loader and no shared
+/// libraries at each start. Fails if the wrapper is bypassed or finds no static glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_executable_is_linked_statically() {
+    let elf = std::fs::read(env!("CARGO_BIN_EXE_fracta")).unwrap();
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    let types: Vec<u32> = (0..phnum)
+        .map(|i| {
+            let o = phoff + i * phentsize;
+            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
+        })
+        .collect();
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const PT_INTERP: u32 = 3;
+    assert!(types.contains(&PT_LOAD), "program headers: {types:?}");
+    assert!(
+        !types.contains(&PT_INTERP) && !types.contains(&PT_DYNAMIC),
+        "fracta is linked dynamically (program headers {types:?}): was it built without \
+         scripts/rustc-wrapper.sh, or without glibc's libc.a?"
+    );
+    // And it runs: the standard library's start-up, clap and the output all work.
+    let p = Project::new();
+    let out = p.fracta(["--version"]).run();
+    assert_eq!(out.code, 0, "{out}");
+}
+
 #[test]
 fn invalid_usage_exits_2_on_stderr() {
     let p = Project::new();
