@@ -7,9 +7,9 @@
 #
 # Every `fracta` command is a new process, and a dynamically linked one starts through the
 # loader (libc, libm and libgcc_s mapped and bound, their start-up code run): statically linked,
-# `fracta --version` takes ~0.6 ms less and a `fracta spawn` ~1.5 ms less of its own time
-# (docs/src/performance.md). Cargo has no stable way to give these flags to one crate:
-# RUSTFLAGS reach proc macros too, which cannot be built with crt-static.
+# `fracta --version` takes ~0.4 ms less and a `fracta spawn` 0.6–1.0 ms less of its own time
+# (release builds, docs/src/performance.md). Cargo has no stable way to give these flags to one
+# crate: RUSTFLAGS reach proc macros too, which cannot be built with crt-static.
 #
 # Needs glibc's static library (`libc.a`: Debian's libc6-dev, Fedora's glibc-static); without
 # it the executable is linked dynamically and a warning says so. FRACTA_LINK=dynamic asks for a
@@ -57,7 +57,7 @@ libc=$(${CC:-cc} -print-file-name=libc.a 2>/dev/null)
 case "$libc" in
 /*) ;;
 *)
-  echo "warning: glibc's static library (libc.a) was not found: fracta is linked dynamically, and each of its commands starts ~0.6 ms slower (install libc6-dev or glibc-static, or set FRACTA_LINK=dynamic to silence this)" >&2
+  echo "warning: glibc's static library (libc.a) was not found: fracta is linked dynamically, and each of its commands starts ~0.4 ms slower (install libc6-dev or glibc-static, or set FRACTA_LINK=dynamic to silence this)" >&2
   exec "$rustc" "$@"
   ;;
 esac
